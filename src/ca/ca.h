@@ -1,0 +1,63 @@
+/* ca — the identity CA: ECDSA P-256, SVIDs by the SPIFFE rules (reference/spiffe.md §3-6).
+ *
+ * Keys: the X.509 CA key+certificate and the JWT signing keys are generated on first
+ * start into the state dir (files 0600, dir 0700) or loaded from configured files.
+ * JWT signing keys rotate; a retired key's public half stays in the JWKS until every
+ * token it signed has expired (retired_at + jwt_ttl + leeway).
+ * Private keys never leave this module (STYLE.md §13): callers get signatures. */
+#ifndef VOUCH_CA_H
+#define VOUCH_CA_H
+
+#include "common/secret.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct ca;
+
+struct ca_config {
+	const char *state_dir;    /* where keys live (created 0700 if missing) */
+	const char *trust_domain; /* e.g. "vouch.local" */
+	const char *issuer;       /* JWT "iss" */
+	const char *cert_file, *key_file; /* optional: load the X.509 CA from these (PEM) */
+	uint32_t jwt_ttl;          /* default JWT-SVID lifetime, s (≤ 300 by default) */
+	uint32_t x509_ttl;         /* X.509-SVID lifetime, s */
+	uint32_t jwt_key_rotation; /* seconds between JWT key rotations */
+};
+
+/* Open (load or generate) the CA. Returns 0 or -errno; *ret owned by the caller. */
+int ca_open(const struct ca_config *cfg, struct ca **ret);
+void ca_free(struct ca *ca);
+
+/* Mint a JWT-SVID: header {alg:ES256, kid, typ:JWT}; claims {iss, sub:
+ * spiffe://<td>/<workload_path>, aud:[aud...], iat, exp = iat + ttl (ttl 0 = default),
+ * jti: 128-bit random hex}. Signature is raw r||s (RFC 7518 §3.4). *ret_jwt is a secret
+ * owned by the caller; ret_jti (33 bytes) receives the jti. Thread-safe. */
+int ca_mint_jwt(struct ca *ca, const char *workload_path, const char *const *aud, size_t n_aud,
+		uint32_t ttl, struct secret **ret_jwt, char ret_jti[static 33]);
+
+/* Mint an X.509-SVID for workload_path: a fresh P-256 key, a leaf with exactly one URI
+ * SAN, cA=false, critical KU digitalSignature|keyEncipherment|keyAgreement, EKU
+ * serverAuth+clientAuth, positive random serial, notBefore now-10 s. Outputs are DER:
+ * *ret_cert (leaf), *ret_key (PKCS#8 private key, a secret). Caller owns all. */
+int ca_mint_x509(struct ca *ca, const char *workload_path, struct secret **ret_key,
+		 unsigned char **ret_cert, size_t *ret_cert_len);
+
+/* The CA certificate (DER and PEM, caller frees with free()). */
+int ca_cert_der(struct ca *ca, unsigned char **ret, size_t *ret_len);
+int ca_cert_pem(struct ca *ca, char **ret);
+
+/* JWKS JSON {"keys":[{kty,crv,x,y,kid,alg:"ES256",use:"sig"}...]} with the current and
+ * every still-published retired key. Caller frees (free()). */
+int ca_jwks_json(struct ca *ca, char **ret);
+
+/* Rotate the JWT signing key now (also done automatically by ca_tick()). */
+int ca_rotate_jwt_key(struct ca *ca);
+/* Periodic housekeeping: rotate when due, drop retired keys whose tokens have all
+ * expired. Call about once a second. */
+void ca_tick(struct ca *ca);
+
+const char *ca_trust_domain(const struct ca *ca);
+const char *ca_issuer(const struct ca *ca);
+
+#endif

@@ -1,0 +1,32 @@
+#include "common/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+static enum log_level min_level = LOG_LVL_INFO;
+
+void log_set_level(enum log_level lvl)
+{
+	min_level = lvl;
+}
+
+void log_msg(enum log_level lvl, const char *fmt, ...)
+{
+	static const char *const names[] = {"debug", "info", "warn", "error"};
+	char line[2048], ts[32];
+	struct timespec now;
+	struct tm tm;
+	va_list ap;
+
+	if (lvl < min_level)
+		return;
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	/* One fprintf per line so concurrent threads do not interleave within a line. */
+	fprintf(stderr, "%s vouchd %s: %s\n", ts, names[lvl], line);
+}

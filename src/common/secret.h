@@ -1,0 +1,36 @@
+/* secret — bytes that must never reach a log, a core dump or the disk.
+ *
+ * Access tokens, assertions and private-key material live in a struct secret: the
+ * bytes sit in their own mmap()ed pages that are mlock()ed (best effort: a failure
+ * to lock is tolerated, see secret.c) and marked MADV_DONTDUMP, and they are wiped
+ * with explicit_bzero() before the pages are released. Never pass secret->data to a
+ * printf-style function; log secret_fingerprint() instead. */
+#ifndef VOUCH_SECRET_H
+#define VOUCH_SECRET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct secret {
+	size_t len;          /* bytes in use */
+	size_t cap;          /* usable bytes (len < cap: data is NUL-terminated) */
+	unsigned char *data; /* cap + 1 bytes, always NUL-terminated at data[len] */
+};
+
+/* A new zeroed secret able to hold cap bytes (plus a terminating NUL).
+ * Returns NULL on allocation failure. Caller owns it; free with secret_free(). */
+struct secret *secret_new(size_t cap);
+/* A new secret holding a copy of buf[0..len). NULL on failure. */
+struct secret *secret_from(const void *buf, size_t len);
+/* A copy of s (NULL if s is NULL or on failure). */
+struct secret *secret_dup(const struct secret *s);
+/* Wipe and release; NULL is a no-op. */
+void secret_free(struct secret *s);
+/* Constant-time equality of contents (lengths are not secret). */
+bool secret_eq(const struct secret *a, const struct secret *b);
+/* First 16 hex digits of SHA-256(s->data): safe to log and to audit. */
+void secret_fingerprint(const struct secret *s, char ret[static 17]);
+/* The same fingerprint for bytes that are about to become (or stop being) a secret. */
+void secret_fingerprint_buf(const void *buf, size_t len, char ret[static 17]);
+
+#endif

@@ -1,0 +1,45 @@
+/* agentconf — vouchd's own configuration (vouchd.yaml). Every key has a built-in
+ * default (docs/CONFIG.md), so vouchd runs with no file at all. */
+#ifndef VOUCH_AGENTCONF_H
+#define VOUCH_AGENTCONF_H
+
+#include "config/diag.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct agentconf_plain {
+	char *service; /* Service name */
+	char *listen;  /* "127.0.0.1:7801" */
+};
+
+struct agentconf {
+	char *trust_domain;   /* default "vouch.local" */
+	char *issuer;         /* default "http://127.0.0.1:7802" (= oidc listener) */
+	char *state_dir;      /* default "/var/lib/vouch" */
+	char *resources_dir;  /* default "/etc/vouch/resources.d" */
+	char *audit_log;      /* default "<stateDir>/audit.log"; "-" = stderr */
+	char *admin_socket;   /* default "/run/vouch/admin.sock" */
+	char *oidc_listen;    /* default "127.0.0.1:7802"; "" disables */
+	char *proxy_listen;   /* HTTPS proxy (CONNECT), default "127.0.0.1:7800"; "" disables */
+	struct agentconf_plain *plain; /* plaintext listeners; default anthropic-api on 127.0.0.1:7801 */
+	size_t n_plain;
+	char *upstream_ca_file; /* extra CA bundle for upstream TLS; NULL = system store */
+	char *ca_cert_file, *ca_key_file; /* identity CA loaded from files; NULL = generate in stateDir */
+	uint32_t jwt_ttl;     /* JWT-SVID lifetime, seconds; default 300 */
+	uint32_t x509_ttl;    /* X.509-SVID lifetime, seconds; default 3600 */
+	uint32_t jwt_key_rotation; /* JWT signing key rotation period, seconds; default 86400 */
+	uint32_t reload_interval_ms; /* resource dir poll period; default 1000 */
+	uint32_t exchange_timeout_ms; /* token exchange timeout; default 30000 */
+	uint32_t max_connections;     /* proxy connection cap; default 4096 */
+	char *log_level;      /* debug|info|warn|error; default info */
+};
+
+/* Fill c with the defaults. Caller frees with agentconf_done(). */
+int agentconf_defaults(struct agentconf *c);
+/* Defaults, then the keys of path (YAML). Errors (unknown key with suggestion, wrong
+ * type, bad address) go to diags with positions; returns -EINVAL if any. */
+int agentconf_load(const char *path, struct diag_list *diags, struct agentconf *c);
+void agentconf_done(struct agentconf *c);
+
+#endif
