@@ -31,7 +31,7 @@ struct attest_facts {
 	char exe[ATTEST_PATH_MAX];     /* readlink /proc/pid/exe, " (deleted)" kept */
 	char exe_sha256[65];           /* hex; "" if the binary could not be read */
 	char cgroup[ATTEST_PATH_MAX];  /* cgroup v2 path ("0::" line), e.g. "/system.slice/x.service" */
-	char systemd_unit[256];        /* last *.service/*.scope component of cgroup, or "" */
+	char systemd_unit[256];        /* last .service or .scope component of cgroup, or "" */
 	char container_id[65];         /* 64-hex id found in the cgroup path (docker/containerd/cri-o), or "" */
 };
 

@@ -66,7 +66,7 @@ struct http1_chunked {
 	size_t line_len;
 };
 void http1_chunked_init(struct http1_chunked *c);
-/* Consume in[0..len): *ret_data/*ret_data_len is the next span of body data inside in
+/* Consume in[0..len): *ret_data and *ret_data_len are the next span of body data inside in
  * (may be empty). Returns bytes consumed (≥ 0), or -EBADMSG. *ret_done is set after the
  * last chunk and trailers. Call repeatedly until it consumes all input or is done. */
 long http1_chunked_feed(struct http1_chunked *c, const char *in, size_t len,
