@@ -1,4 +1,294 @@
-int main(void)
+/* vouchd — the node agent. Setup follows open → configure → start → serve → stop:
+ * config, state dir, audit, identity CA, interception CA, registry, attestation cache,
+ * broker, listeners (proxy, OIDC, admin); then the main thread waits for signals and
+ * does housekeeping once a second (resource reload, key rotation, cache pruning). */
+#include "agent/agent.h"
+
+#include "common/log.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static void usage(FILE *f)
 {
+	fprintf(f, "usage: vouchd [-c FILE] [-t]\n"
+		   "  -c FILE  agent configuration (YAML, docs/CONFIG.md); default: embedded defaults\n"
+		   "  -t       check the configuration and resources, then exit\n");
+}
+
+static void log_diags(const struct diag_list *d)
+{
+	size_t n = d->n < d->cap ? d->n : d->cap;
+
+	for (size_t i = 0; i < n; i++)
+		log_err("%s:%u:%u: %s", d->items[i].file, d->items[i].line, d->items[i].col,
+			d->items[i].msg ? d->items[i].msg : "(out of memory)");
+}
+
+static int mkdir_private(const char *path)
+{
+	struct stat st;
+
+	if (mkdir(path, 0700) == 0)
+		return 0;
+	if (errno != EEXIST)
+		return -errno;
+	if (stat(path, &st) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode))
+		return -ENOTDIR;
 	return 0;
+}
+
+static void set_log_level(const char *lvl)
+{
+	if (!lvl)
+		return;
+	if (strcmp(lvl, "debug") == 0)
+		log_set_level(LOG_LVL_DEBUG);
+	else if (strcmp(lvl, "warn") == 0)
+		log_set_level(LOG_LVL_WARN);
+	else if (strcmp(lvl, "error") == 0)
+		log_set_level(LOG_LVL_ERR);
+}
+
+static int agent_setup(struct agent *a)
+{
+	struct diag_list d = {0};
+	struct ca_config cc = {
+	    .state_dir = a->cfg.state_dir,
+	    .trust_domain = a->cfg.trust_domain,
+	    .issuer = a->cfg.issuer,
+	    .cert_file = a->cfg.ca_cert_file,
+	    .key_file = a->cfg.ca_key_file,
+	    .jwt_ttl = a->cfg.jwt_ttl,
+	    .x509_ttl = a->cfg.x509_ttl,
+	    .jwt_key_rotation = a->cfg.jwt_key_rotation,
+	};
+	int r;
+
+	r = mkdir_private(a->cfg.state_dir);
+	if (r < 0) {
+		log_err("state dir %s: %s", a->cfg.state_dir, strerror(-r));
+		return r;
+	}
+	r = audit_open(a->cfg.audit_log, &a->audit);
+	if (r < 0) {
+		log_err("audit log %s: %s", a->cfg.audit_log, strerror(-r));
+		return r;
+	}
+	r = ca_open(&cc, &a->ca);
+	if (r < 0) {
+		log_err("identity CA in %s: %s", a->cfg.state_dir, strerror(-r));
+		return r;
+	}
+	r = tlsca_open(a->cfg.state_dir, &a->tlsca);
+	if (r < 0) {
+		log_err("interception CA in %s: %s", a->cfg.state_dir, strerror(-r));
+		return r;
+	}
+	r = registry_new(a->cfg.resources_dir, &d, &a->registry);
+	if (r < 0) {
+		log_err("resources %s: %s", a->cfg.resources_dir, strerror(-r));
+		diag_list_done(&d);
+		return r;
+	}
+	if (d.n) {
+		log_diags(&d);
+		log_err("resources in %s are invalid: only the built-in catalog is in force until "
+			"they are fixed",
+			a->cfg.resources_dir);
+	}
+	diag_list_done(&d);
+	a->attest = attest_cache_new();
+	if (!a->attest)
+		return -ENOMEM;
+	struct broker_opts bo = {
+	    .ca = a->ca,
+	    .audit = a->audit,
+	    .exchange = {.ca_file = a->cfg.upstream_ca_file,
+			 .timeout_ms = a->cfg.exchange_timeout_ms},
+	};
+	r = broker_new(&bo, &a->broker);
+	if (r < 0) {
+		log_err("broker: %s", strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
+static int agent_start(struct agent *a)
+{
+	struct proxy_listener_cfg *ls;
+	size_t n = 0;
+	char err[256] = "";
+	int r;
+
+	ls = calloc(a->cfg.n_plain + 1, sizeof(*ls));
+	if (!ls)
+		return -ENOMEM;
+	for (size_t i = 0; i < a->cfg.n_plain; i++)
+		ls[n++] = (struct proxy_listener_cfg){.listen = a->cfg.plain[i].listen,
+						      .service = a->cfg.plain[i].service};
+	if (a->cfg.proxy_listen && *a->cfg.proxy_listen)
+		ls[n++] = (struct proxy_listener_cfg){.listen = a->cfg.proxy_listen};
+	struct proxy_opts po = {
+	    .registry = a->registry,
+	    .attest = a->attest,
+	    .broker = a->broker,
+	    .audit = a->audit,
+	    .tlsca = a->tlsca,
+	    .trust_domain = a->cfg.trust_domain,
+	    .upstream_ca_file = a->cfg.upstream_ca_file,
+	    .listeners = ls,
+	    .n_listeners = n,
+	    .max_connections = a->cfg.max_connections,
+	};
+	r = proxy_start(&po, &a->proxy, err, sizeof(err));
+	free(ls);
+	if (r < 0) {
+		log_err("proxy: %s", err[0] ? err : strerror(-r));
+		return r;
+	}
+	r = oidc_http_start(a);
+	if (r < 0) {
+		log_err("OIDC listener %s: %s", a->cfg.oidc_listen, strerror(-r));
+		return r;
+	}
+	r = admin_start(a);
+	if (r < 0) {
+		log_err("admin socket %s: %s", a->cfg.admin_socket, strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
+/* Once a second (and on SIGHUP with force): pick up resource changes, rotate keys,
+ * forget processes that are gone. */
+static void housekeeping(struct agent *a, bool force)
+{
+	struct diag_list d = {0};
+	int r = registry_reload(a->registry, force, &d);
+
+	if (r < 0) {
+		log_diags(&d);
+		log_err("resource change in %s rejected; the previous set stays in force",
+			a->cfg.resources_dir);
+		audit_emit(a->audit, &(struct audit_rec){.event = "reload",
+							 .reason = "invalid resources rejected",
+							 .expires_in = -1});
+	} else if (r > 0) {
+		struct resource_set *set = registry_get(a->registry);
+		log_info("resources reloaded (generation %llu: %zu workloads, %zu bindings)",
+			 (unsigned long long)set->generation, set->n_workloads, set->n_bindings);
+		broker_retain_bound(a->broker, set);
+		resource_set_unref(set);
+		audit_emit(a->audit, &(struct audit_rec){.event = "reload", .expires_in = -1});
+	}
+	diag_list_done(&d);
+	ca_tick(a->ca);
+	attest_cache_prune(a->attest);
+}
+
+static void agent_stop(struct agent *a)
+{
+	atomic_store(&a->stopping, true);
+	proxy_stop(a->proxy);
+	admin_stop(a);
+	oidc_http_stop(a);
+	broker_free(a->broker);
+	attest_cache_free(a->attest);
+	registry_free(a->registry);
+	tlsca_free(a->tlsca);
+	ca_free(a->ca);
+	audit_close(a->audit);
+	agentconf_done(&a->cfg);
+}
+
+int main(int argc, char **argv)
+{
+	struct agent a = {.admin_fd = -1, .oidc_fd = -1};
+	struct diag_list d = {0};
+	const char *conf = NULL;
+	bool check_only = false;
+	sigset_t sigs;
+	int opt, r, rc = 1;
+
+	while ((opt = getopt(argc, argv, "c:th")) != -1) {
+		switch (opt) {
+		case 'c':
+			conf = optarg;
+			break;
+		case 't':
+			check_only = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	/* Secrets live in this process: no core dumps, no ptrace by other uids. */
+	prctl(PR_SET_DUMPABLE, 0);
+	r = conf ? agentconf_load(conf, &d, &a.cfg) : agentconf_defaults(&a.cfg);
+	if (r < 0) {
+		log_diags(&d);
+		if (!d.n)
+			log_err("configuration: %s", strerror(-r));
+		diag_list_done(&d);
+		return 1;
+	}
+	diag_list_done(&d);
+	set_log_level(a.cfg.log_level);
+	if (check_only) {
+		struct registry *reg = NULL;
+		r = registry_new(a.cfg.resources_dir, &d, &reg);
+		log_diags(&d);
+		rc = (r < 0 || d.n) ? 1 : 0;
+		diag_list_done(&d);
+		registry_free(reg);
+		agentconf_done(&a.cfg);
+		return rc;
+	}
+	/* Signals are taken synchronously by the main thread; every other thread inherits
+	 * this mask. A peer closing a socket must not kill the agent. */
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+	if (agent_setup(&a) < 0 || agent_start(&a) < 0)
+		goto out;
+	log_info("vouchd ready: trust domain %s, issuer %s, resources %s", a.cfg.trust_domain,
+		 a.cfg.issuer, a.cfg.resources_dir);
+	for (;;) {
+		struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)a.cfg.reload_interval_ms * 1000000L};
+		if (a.cfg.reload_interval_ms >= 1000) {
+			ts.tv_sec = a.cfg.reload_interval_ms / 1000;
+			ts.tv_nsec = (long)(a.cfg.reload_interval_ms % 1000) * 1000000L;
+		}
+		int sig = sigtimedwait(&sigs, NULL, &ts);
+		if (sig == SIGTERM || sig == SIGINT) {
+			log_info("vouchd stopping (%s)", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+			break;
+		}
+		if (sig == SIGHUP)
+			log_info("SIGHUP: re-reading %s", a.cfg.resources_dir);
+		housekeeping(&a, sig == SIGHUP);
+	}
+	rc = 0;
+out:
+	agent_stop(&a);
+	return rc;
 }

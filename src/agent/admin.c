@@ -1,0 +1,244 @@
+/* The admin socket: the CLI's window into the live agent. Local only (AF_UNIX, 0600),
+ * callers checked with SO_PEERCRED; requests and answers are single JSON lines. One
+ * connection is served at a time with short timeouts: this is a control channel, not a
+ * data path. */
+#include "agent/agent.h"
+
+#include "common/log.h"
+#include "common/net.h"
+#include "oidc/oidc.h"
+#include "registry/explain.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define ADMIN_MAX_REQUEST 4096
+
+static json_t *err_json(const char *msg)
+{
+	return json_pack("{s:s}", "error", msg);
+}
+
+static json_t *cmd_explain(struct agent *a, json_t *req)
+{
+	json_t *pidv = json_object_get(req, "pid"), *ex;
+	struct attest_facts *f;
+	struct resource_set *set;
+	char msg[128];
+	int r;
+
+	if (!json_is_integer(pidv) || json_integer_value(pidv) <= 0 ||
+	    json_integer_value(pidv) > 4194304)
+		return err_json("explain needs a positive integer pid");
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return err_json("out of memory");
+	r = attest_pid((pid_t)json_integer_value(pidv), f);
+	if (r < 0) {
+		snprintf(msg, sizeof(msg), "cannot attest pid %lld: %s",
+			 (long long)json_integer_value(pidv), strerror(-r));
+		free(f);
+		return err_json(msg);
+	}
+	set = registry_get(a->registry);
+	ex = explain_json(f, set, a->cfg.trust_domain);
+	resource_set_unref(set);
+	free(f);
+	return ex ? ex : err_json("out of memory");
+}
+
+static json_t *cmd_stats(struct agent *a)
+{
+	struct broker_stats st;
+	struct resource_set *set = registry_get(a->registry);
+	json_t *o;
+
+	broker_get_stats(a->broker, &st);
+	o = json_pack("{s:{s:I,s:I,s:I,s:I},s:{s:I,s:i,s:i,s:i,s:i}}", "broker", "exchanges",
+		      (json_int_t)st.exchanges, "exchange_failures",
+		      (json_int_t)st.exchange_failures, "request_path_exchanges",
+		      (json_int_t)st.request_path_exchanges, "hits", (json_int_t)st.hits,
+		      "resources", "generation", (json_int_t)set->generation, "workloads",
+		      (int)set->n_workloads, "services", (int)set->n_services, "sources",
+		      (int)set->n_sources, "bindings", (int)set->n_bindings);
+	resource_set_unref(set);
+	return o;
+}
+
+static json_t *cmd_oidc(struct agent *a)
+{
+	char *disc = NULL, *jwks = NULL;
+	json_t *o = NULL;
+
+	if (oidc_discovery_json(a->cfg.issuer, &disc) < 0 || ca_jwks_json(a->ca, &jwks) < 0)
+		goto out;
+	o = json_pack("{s:s,s:s}", "discovery", disc, "jwks", jwks);
+out:
+	free(disc);
+	free(jwks);
+	return o ? o : err_json("cannot build the OIDC documents");
+}
+
+static json_t *cmd_reload(struct agent *a)
+{
+	struct diag_list d = {0};
+	int r = registry_reload(a->registry, true, &d);
+	json_t *o;
+
+	if (r < 0) {
+		json_t *errs = json_array();
+		size_t n = d.n < d.cap ? d.n : d.cap;
+		for (size_t i = 0; i < n; i++) {
+			char line[1400];
+			snprintf(line, sizeof(line), "%s:%u:%u: %s", d.items[i].file, d.items[i].line,
+				 d.items[i].col, d.items[i].msg ? d.items[i].msg : "");
+			json_array_append_new(errs, json_string(line));
+		}
+		o = json_pack("{s:s,s:o}", "error", "invalid resources; previous set kept", "errors",
+			      errs);
+	} else {
+		o = json_pack("{s:b}", "reloaded", r > 0);
+	}
+	diag_list_done(&d);
+	return o;
+}
+
+static void serve_one(struct agent *a, int fd)
+{
+	char buf[ADMIN_MAX_REQUEST + 1];
+	struct ucred cred;
+	socklen_t cl = sizeof(cred);
+	size_t len = 0;
+	json_t *req = NULL, *resp = NULL;
+	json_error_t jerr;
+	char *out;
+	const char *cmd;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 ||
+	    (cred.uid != 0 && cred.uid != geteuid())) {
+		resp = err_json("permission denied: the admin socket answers root and vouchd's uid");
+		goto reply;
+	}
+	while (len < ADMIN_MAX_REQUEST && !memchr(buf, '\n', len)) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 2000) <= 0)
+			break;
+		ssize_t n = read(fd, buf + len, ADMIN_MAX_REQUEST - len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	req = json_loadb(buf, len, JSON_DISABLE_EOF_CHECK, &jerr);
+	if (!json_is_object(req)) {
+		resp = err_json("malformed request: expected one JSON object line");
+		goto reply;
+	}
+	cmd = json_string_value(json_object_get(req, "cmd"));
+	if (!cmd)
+		resp = err_json("missing cmd");
+	else if (strcmp(cmd, "explain") == 0)
+		resp = cmd_explain(a, req);
+	else if (strcmp(cmd, "stats") == 0)
+		resp = cmd_stats(a);
+	else if (strcmp(cmd, "oidc") == 0)
+		resp = cmd_oidc(a);
+	else if (strcmp(cmd, "reload") == 0)
+		resp = cmd_reload(a);
+	else
+		resp = err_json("unknown cmd (explain, stats, oidc, reload)");
+reply:
+	out = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
+	if (out) {
+		net_write_all(fd, out, strlen(out));
+		net_write_all(fd, "\n", 1);
+	}
+	free(out);
+	json_decref(req);
+	json_decref(resp);
+}
+
+static void *admin_main(void *arg)
+{
+	struct agent *a = arg;
+
+	while (!atomic_load(&a->stopping)) {
+		struct pollfd p = {.fd = a->admin_fd, .events = POLLIN};
+		if (poll(&p, 1, 500) <= 0)
+			continue;
+		int fd = accept4(a->admin_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		struct timeval tv = {.tv_sec = 2};
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		serve_one(a, fd);
+		close(fd);
+	}
+	return NULL;
+}
+
+int admin_start(struct agent *a)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	const char *path = a->cfg.admin_socket;
+	char dir[sizeof(sun.sun_path)];
+	char *slash;
+	int fd, e;
+
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	memcpy(dir, path, strlen(path) + 1);
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+			return -errno;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* A stale socket from a crashed run is replaced; anything else at the path is not. */
+	struct stat st;
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			close(fd);
+			return -EEXIST;
+		}
+		unlink(path);
+	}
+	mode_t old = umask(0177);
+	e = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old);
+	if (e < 0 || listen(fd, 16) < 0) {
+		e = -errno;
+		close(fd);
+		return e;
+	}
+	a->admin_fd = fd;
+	e = pthread_create(&a->admin_thread, NULL, admin_main, a);
+	if (e) {
+		close(fd);
+		unlink(path);
+		return -e;
+	}
+	a->admin_started = true;
+	return 0;
+}
+
+void admin_stop(struct agent *a)
+{
+	if (!a->admin_started)
+		return;
+	pthread_join(a->admin_thread, NULL);
+	close(a->admin_fd);
+	unlink(a->cfg.admin_socket);
+	a->admin_started = false;
+}
