@@ -1,0 +1,161 @@
+/* Unit tests for src/common (base64, secret, net) and src/audit. */
+#include "audit/audit.h"
+#include "common/base64.h"
+#include "common/net.h"
+#include "common/secret.h"
+#include "tap.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void test_base64(void)
+{
+	/* RFC 4648 §10 vectors, url alphabet without padding */
+	static const char *in[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+	static const char *url[] = {"", "Zg", "Zm8", "Zm9v", "Zm9vYg", "Zm9vYmE", "Zm9vYmFy"};
+	static const char *std[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+	char out[64];
+	unsigned char dec[64];
+	bool all = true;
+
+	for (size_t i = 0; i < 7; i++) {
+		long n = base64url_encode(in[i], strlen(in[i]), out, sizeof(out));
+		all &= n == (long)strlen(url[i]) && strcmp(out, url[i]) == 0;
+		n = base64_encode(in[i], strlen(in[i]), out, sizeof(out));
+		all &= n == (long)strlen(std[i]) && strcmp(out, std[i]) == 0;
+		n = base64url_decode(url[i], strlen(url[i]), dec, sizeof(dec));
+		all &= n == (long)strlen(in[i]) && memcmp(dec, in[i], (size_t)n) == 0;
+	}
+	ok(all, "base64/base64url RFC 4648 vectors encode and decode");
+	unsigned char bin[256];
+	for (int i = 0; i < 256; i++)
+		bin[i] = (unsigned char)i;
+	char big[400];
+	long n = base64url_encode(bin, sizeof(bin), big, sizeof(big));
+	unsigned char back[256];
+	ok(n > 0 && base64url_decode(big, (size_t)n, back, sizeof(back)) == 256 &&
+	       memcmp(back, bin, 256) == 0,
+	   "base64url round-trips all byte values (- and _ alphabet)");
+	ok(base64url_encode("foo", 3, out, 4) == -ENOSPC, "encode refuses a short output buffer");
+	ok(base64url_decode("Zm9v", 4, dec, 2) == -ENOSPC, "decode refuses a short output buffer");
+	ok(base64url_decode("Zm9v=", 5, dec, sizeof(dec)) == -EINVAL, "decode rejects padding");
+	ok(base64url_decode("Zm+v", 4, dec, sizeof(dec)) == -EINVAL, "decode rejects '+' (std alphabet)");
+	ok(base64url_decode("Z", 1, dec, sizeof(dec)) == -EINVAL, "decode rejects impossible length");
+	ok(base64url_decode("Zh", 2, dec, sizeof(dec)) == -EINVAL, "decode rejects non-canonical trailing bits");
+	ok(base64url_decode("Zm 9", 4, dec, sizeof(dec)) == -EINVAL, "decode rejects whitespace");
+}
+
+static void test_secret(void)
+{
+	struct secret *a = secret_from("sk-ant-oat01-test", 17), *b = secret_from("sk-ant-oat01-test", 17);
+	struct secret *c = secret_from("sk-ant-oat01-tesT", 17), *d = secret_dup(a);
+	char fa[17], fb[17], fc[17];
+
+	ok(a && b && c && d, "secrets allocate");
+	ok(a->data[a->len] == '\0', "secret data is NUL-terminated");
+	ok(secret_eq(a, b) && secret_eq(a, d) && !secret_eq(a, c), "constant-time equality");
+	ok(!secret_eq(a, NULL) && !secret_eq(NULL, NULL), "NULL is never equal");
+	struct secret *shorter = secret_from("sk-ant", 6);
+	ok(!secret_eq(a, shorter), "different lengths differ");
+	secret_fingerprint(a, fa);
+	secret_fingerprint(b, fb);
+	secret_fingerprint(c, fc);
+	ok(strlen(fa) == 16 && strcmp(fa, fb) == 0 && strcmp(fa, fc) != 0,
+	   "fingerprints are 16 hex digits, stable and distinct");
+	ok(strstr(fa, "sk-ant") == NULL, "fingerprint does not contain the secret");
+	/* The mapping holding the secret must be excluded from core dumps: look it up in smaps. */
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	bool in_map = false, dd = false;
+	unsigned long lo, hi, addr = (unsigned long)a->data;
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
+			in_map = addr >= lo && addr < hi;
+		else if (in_map && strncmp(line, "VmFlags:", 8) == 0)
+			dd = strstr(line, " dd") != NULL;
+	}
+	if (f)
+		fclose(f);
+	ok(dd, "secret pages carry MADV_DONTDUMP (VmFlags dd)");
+	secret_free(a);
+	secret_free(b);
+	secret_free(c);
+	secret_free(d);
+	secret_free(shorter);
+	secret_free(NULL);
+	ok(1, "secret_free(NULL) is a no-op");
+	struct secret *big = secret_new(100000);
+	ok(big && big->cap >= 100000, "large secret spans pages");
+	secret_free(big);
+	ok(secret_new((size_t)-1) == NULL, "absurd size is refused");
+}
+
+static void test_net(void)
+{
+	ok(net_listen_tcp("127.0.0.1", 1) == -EINVAL, "listen address without port is refused");
+	ok(net_listen_tcp("127.0.0.1:70000", 1) == -EINVAL, "port out of range is refused");
+	ok(net_listen_tcp("example.com:80", 1) == -EINVAL, "host names are refused (IP literals only)");
+	ok(net_listen_tcp("[::1:80", 1) == -EINVAL, "unterminated IPv6 literal is refused");
+	int fd = net_listen_tcp("127.0.0.1:0", 1);
+	ok(fd >= 0, "binds 127.0.0.1:0");
+	if (fd >= 0)
+		close(fd);
+	fd = net_listen_tcp("[::1]:0", 1);
+	ok(fd >= 0 || fd == -EADDRNOTAVAIL, "binds [::1]:0 (or IPv6 is unavailable)");
+	if (fd >= 0)
+		close(fd);
+}
+
+static void test_audit(void)
+{
+	char path[] = "/tmp/vouch-audit-XXXXXX";
+	int fd = mkstemp(path);
+	struct audit *a = NULL;
+	char buf[4096];
+	ssize_t n;
+
+	close(fd);
+	unlink(path);
+	ok(audit_open(path, &a) == 0, "audit log opens");
+	audit_emit(a, &(struct audit_rec){.event = "inject",
+					   .workload_id = "spiffe://td/a",
+					   .pid = 42,
+					   .path = "/v1/messages\n{\"forged\":true}",
+					   .fingerprint = "0123456789abcdef",
+					   .status = 200,
+					   .expires_in = -1});
+	audit_emit(a, &(struct audit_rec){.event = "deny", .reason = "no binding", .expires_in = -1});
+	audit_close(a);
+	fd = open(path, O_RDONLY);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	struct stat st;
+	ok(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600, "audit file is created 0600");
+	char *nl = strchr(buf, '\n');
+	ok(nl && strchr(nl + 1, '\n') && *(strchr(nl + 1, '\n') + 1) == '\0',
+	   "two records are exactly two lines (a newline in a field cannot forge a record)");
+	json_error_t je;
+	json_t *r1 = json_loadb(buf, (size_t)(nl - buf), 0, &je);
+	ok(json_is_object(r1) && strcmp(json_string_value(json_object_get(r1, "event")), "inject") == 0 &&
+	       json_integer_value(json_object_get(r1, "pid")) == 42 &&
+	       strcmp(json_string_value(json_object_get(r1, "token_fp")), "0123456789abcdef") == 0 &&
+	       json_object_get(r1, "ts") != NULL,
+	   "record is JSON with ts, event, pid and token fingerprint");
+	json_decref(r1);
+	unlink(path);
+}
+
+int main(void)
+{
+	test_base64();
+	test_secret();
+	test_net();
+	test_audit();
+	return tap_done();
+}
