@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 struct ca;
 
@@ -25,14 +26,23 @@ struct ca_config {
 	uint32_t jwt_key_rotation; /* seconds between JWT key rotations */
 };
 
-/* Open (load or generate) the CA. Returns 0 or -errno; *ret owned by the caller. */
+/* Open (load or generate) the CA. Returns 0 or -errno; *ret owned by the caller.
+ * Zero ttls take the defaults (jwt_ttl 300 s, x509_ttl 3600 s, rotation 86400 s).
+ * The generated CA certificate is valid 365 days and is re-issued for the same key when
+ * under 30 days remain. Errors: -EINVAL bad config or a corrupt/mismatched key or
+ * certificate file (never regenerated over), -EPERM a key file that is group/world
+ * accessible or not ours (or a state dir writable by others), -EKEYEXPIRED an expired
+ * configured CA certificate, other -errno from the file system. */
 int ca_open(const struct ca_config *cfg, struct ca **ret);
 void ca_free(struct ca *ca);
 
 /* Mint a JWT-SVID: header {alg:ES256, kid, typ:JWT}; claims {iss, sub:
  * spiffe://<td>/<workload_path>, aud:[aud...], iat, exp = iat + ttl (ttl 0 = default),
  * jti: 128-bit random hex}. Signature is raw r||s (RFC 7518 §3.4). *ret_jwt is a secret
- * owned by the caller; ret_jti (33 bytes) receives the jti. Thread-safe. */
+ * owned by the caller; ret_jti (33 bytes) receives the jti. Thread-safe.
+ * -EINVAL: invalid workload path (reference/spiffe.md §3), no audience, more than 16
+ * audiences, an empty or > 1024-byte audience, invalid UTF-8, or ttl > cfg jwt_ttl (a
+ * retired key is published for jwt_ttl only); -E2BIG: token over 16 KiB. */
 int ca_mint_jwt(struct ca *ca, const char *workload_path, const char *const *aud, size_t n_aud,
 		uint32_t ttl, struct secret **ret_jwt, char ret_jti[static 33]);
 
@@ -56,6 +66,14 @@ int ca_rotate_jwt_key(struct ca *ca);
 /* Periodic housekeeping: rotate when due, drop retired keys whose tokens have all
  * expired. Call about once a second. */
 void ca_tick(struct ca *ca);
+
+/* Increases whenever the JWKS content changes (rotation, pruning): compare to push
+ * updated bundles (Workload API FetchJWTBundles, OIDC re-export). */
+uint64_t ca_jwks_generation(struct ca *ca);
+
+/* Tests only: replace the clock used for iat/exp, certificate validity, rotation and
+ * pruning (NULL restores time()). Call before sharing ca between threads. */
+void ca_set_clock_for_test(struct ca *ca, time_t (*clock_fn)(void));
 
 const char *ca_trust_domain(const struct ca *ca);
 const char *ca_issuer(const struct ca *ca);

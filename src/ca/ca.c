@@ -1,0 +1,1011 @@
+/* ca — identity CA and JWT-SVID signer (contract in ca.h).
+ *
+ * State dir layout (all written with keyfile_write: temp + fsync + rename):
+ *   ca.key    0600  PKCS#8 PEM, the X.509 CA key (absent when cert_file/key_file are configured)
+ *   ca.crt    0644  the self-signed CA certificate (public)
+ *   jwt-keys  0600  the JWT signing keys, text:
+ *                     vouch-jwt-keys v1
+ *                     current <created unix time>
+ *                     <PKCS#8 PEM private key>
+ *                     retired <retired_at> <published until>     (zero or more)
+ *                     <SubjectPublicKeyInfo PEM>
+ *
+ * The generated CA certificate is valid for CA_CERT_LIFETIME (365 days); ca_open()
+ * re-issues it for the same key when less than CA_CERT_RENEW (30 days) is left, so
+ * SVIDs chain to either certificate. X.509-SVIDs never outlive the CA certificate. */
+#include "ca/ca.h"
+
+#include "ca/certbuild.h"
+#include "ca/keyfile.h"
+#include "common/base64.h"
+#include "config/resources.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CA_CERT_LIFETIME (365u * 86400u)
+#define CA_CERT_RENEW (30 * 86400)
+#define CA_DEFAULT_JWT_TTL 300u
+#define CA_DEFAULT_X509_TTL 3600u
+#define CA_DEFAULT_ROTATION 86400u
+#define CA_MAX_TTL (7u * 86400u)
+/* A retired key stays published this long after its last token may expire. */
+#define CA_JWKS_LEEWAY 60
+#define CA_MAX_RETIRED 8
+#define CA_MAX_ID 2048        /* SPIFFE-ID.md: a SPIFFE ID is at most 2048 bytes */
+#define CA_MAX_TD 255
+#define CA_MAX_AUD 16
+#define CA_MAX_AUD_LEN 1024
+#define CA_MAX_JWT (16 * 1024) /* the Anthropic token endpoint's assertion limit */
+#define CA_JWT_KEYS_MAX (64 * 1024)
+#define CA_B64_32 44 /* base64url of 32 bytes (43) + NUL */
+
+/* Public half of a JWT signing key, as published in the JWKS. */
+struct jwt_pub {
+	char kid[CA_B64_32]; /* RFC 7638 thumbprint, base64url */
+	char x[CA_B64_32], y[CA_B64_32];
+	char *pem;           /* SubjectPublicKeyInfo PEM (retired keys, for persistence) */
+	time_t retired_at, until;
+};
+
+struct ca {
+	char *td, *issuer, *state_dir;
+	char jwt_keys_path[PATH_MAX];
+	uint32_t jwt_ttl, x509_ttl, rotation;
+	time_t (*clock)(void);
+
+	/* Immutable after ca_open(). */
+	EVP_PKEY *ca_key;
+	X509 *ca_cert;
+	time_t ca_not_after;
+
+	pthread_mutex_t lock; /* guards everything below */
+	EVP_PKEY *jwt_key;    /* current signing key */
+	struct jwt_pub cur;
+	time_t cur_created;
+	struct jwt_pub retired[CA_MAX_RETIRED];
+	size_t n_retired;
+	uint64_t jwks_gen;
+};
+
+static time_t real_clock(void)
+{
+	return time(NULL);
+}
+
+static void ossl_drain(void)
+{
+	ERR_clear_error();
+}
+
+/* ---- identifiers ---- */
+
+/* SPIFFE-ID.md §2.1: lowercase letters, digits, '.', '-', '_'; non-empty, ≤ 255. */
+static bool td_valid(const char *td)
+{
+	size_t n = strlen(td);
+
+	if (n == 0 || n > CA_MAX_TD)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = td[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
+		      c == '_'))
+			return false;
+	}
+	return true;
+}
+
+/* "spiffe://<td>/<path>" into out, after the path rules of SPIFFE-ID.md §2.2
+ * (resources_check_spiffe_path). -EINVAL for an invalid path or an overlong ID. */
+static int spiffe_id(const struct ca *ca, const char *path, char out[static CA_MAX_ID + 1])
+{
+	const char *reason = NULL;
+	int n;
+
+	if (!path || path[0] == '\0' || strlen(path) > CA_MAX_ID)
+		return -EINVAL;
+	if (resources_check_spiffe_path(path, &reason) < 0)
+		return -EINVAL;
+	n = snprintf(out, CA_MAX_ID + 1, "spiffe://%s/%s", ca->td, path);
+	if (n < 0 || n > CA_MAX_ID)
+		return -EINVAL;
+	return 0;
+}
+
+/* ---- JWK ---- */
+
+/* x, y (fixed-width 32-byte base64url, RFC 7518 §6.2.1.2) and the RFC 7638 thumbprint. */
+static int jwk_of(EVP_PKEY *k, struct jwt_pub *ret)
+{
+	BIGNUM *bx = NULL, *by = NULL;
+	unsigned char bin[32], digest[32];
+	char canon[160];
+	struct jwt_pub p = {0};
+	unsigned int dlen = 0;
+	int r = -EINVAL, n;
+
+	if (!EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_EC_PUB_X, &bx) ||
+	    !EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_EC_PUB_Y, &by))
+		goto out;
+	if (BN_bn2binpad(bx, bin, 32) != 32 || base64url_encode(bin, 32, p.x, sizeof(p.x)) != 43)
+		goto out;
+	if (BN_bn2binpad(by, bin, 32) != 32 || base64url_encode(bin, 32, p.y, sizeof(p.y)) != 43)
+		goto out;
+	/* RFC 7638 §3.2: required members only, lexicographic order, no whitespace. */
+	n = snprintf(canon, sizeof(canon), "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}",
+		     p.x, p.y);
+	if (n < 0 || (size_t)n >= sizeof(canon))
+		goto out;
+	if (!EVP_Digest(canon, (size_t)n, digest, &dlen, EVP_sha256(), NULL) || dlen != 32)
+		goto out;
+	if (base64url_encode(digest, 32, p.kid, sizeof(p.kid)) != 43)
+		goto out;
+	*ret = p;
+	r = 0;
+out:
+	if (r < 0)
+		ossl_drain();
+	BN_free(bx);
+	BN_free(by);
+	return r;
+}
+
+/* ---- jwt-keys file ---- */
+
+struct sbuf {
+	struct secret *s;
+	int err;
+};
+
+static void sbuf_add(struct sbuf *b, const void *p, size_t n)
+{
+	if (b->err)
+		return;
+	if (n > b->s->cap - b->s->len) {
+		b->err = -E2BIG;
+		return;
+	}
+	memcpy(b->s->data + b->s->len, p, n);
+	b->s->len += n;
+	b->s->data[b->s->len] = '\0';
+}
+
+static void sbuf_str(struct sbuf *b, const char *str)
+{
+	sbuf_add(b, str, strlen(str));
+}
+
+/* Serialize and write the signing keys (caller holds the lock or owns ca alone). */
+static int jwt_keys_save(const struct ca *ca, EVP_PKEY *cur, time_t created,
+			 const struct jwt_pub *ret, size_t n_ret)
+{
+	struct sbuf b = {.s = secret_new(CA_JWT_KEYS_MAX)};
+	struct secret *pem = NULL;
+	char line[96];
+	int r;
+
+	if (!b.s)
+		return -ENOMEM;
+	r = certbuild_key_pem(cur, &pem);
+	if (r < 0)
+		goto out;
+	snprintf(line, sizeof(line), "vouch-jwt-keys v1\ncurrent %lld\n", (long long)created);
+	sbuf_str(&b, line);
+	sbuf_add(&b, pem->data, pem->len);
+	for (size_t i = 0; i < n_ret; i++) {
+		snprintf(line, sizeof(line), "retired %lld %lld\n", (long long)ret[i].retired_at,
+			 (long long)ret[i].until);
+		sbuf_str(&b, line);
+		sbuf_str(&b, ret[i].pem);
+	}
+	r = b.err;
+	if (r < 0)
+		goto out;
+	r = keyfile_write(ca->jwt_keys_path, b.s->data, b.s->len, 0600);
+out:
+	secret_free(pem);
+	secret_free(b.s);
+	return r;
+}
+
+/* Next line of [*pos, end) without its '\n'; false at end of input. */
+static bool next_line(const char **pos, const char *end, const char **ret, size_t *ret_len)
+{
+	const char *p = *pos, *nl;
+
+	if (p >= end)
+		return false;
+	nl = memchr(p, '\n', (size_t)(end - p));
+	*ret = p;
+	*ret_len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+	*pos = nl ? nl + 1 : end;
+	return true;
+}
+
+static bool line_is(const char *l, size_t n, const char *want)
+{
+	return n == strlen(want) && memcmp(l, want, n) == 0;
+}
+
+/* A PEM block "-----BEGIN <label>-----" ... "-----END <label>-----" starting at *pos. */
+static int pem_block(const char **pos, const char *end, const char *label, const char **ret,
+		     size_t *ret_len)
+{
+	char begin[48], fin[48];
+	const char *start = *pos, *l;
+	size_t n;
+
+	snprintf(begin, sizeof(begin), "-----BEGIN %s-----", label);
+	snprintf(fin, sizeof(fin), "-----END %s-----", label);
+	if (!next_line(pos, end, &l, &n) || !line_is(l, n, begin))
+		return -EINVAL;
+	while (next_line(pos, end, &l, &n)) {
+		if (line_is(l, n, fin)) {
+			*ret = start;
+			*ret_len = (size_t)(*pos - start);
+			return 0;
+		}
+		if (n > 80)
+			return -EINVAL;
+	}
+	return -EINVAL;
+}
+
+/* Strict decimal time_t fields: "<word> <t1>[ <t2>]". */
+static int parse_times(const char *l, size_t n, const char *word, long long *t, int want)
+{
+	char buf[80], *p, *e;
+	size_t wl = strlen(word);
+
+	if (n >= sizeof(buf) || n <= wl || memcmp(l, word, wl) != 0 || l[wl] != ' ')
+		return -EINVAL;
+	memcpy(buf, l, n);
+	buf[n] = '\0';
+	p = buf + wl;
+	for (int i = 0; i < want; i++) {
+		if (*p != ' ' || p[1] < '0' || p[1] > '9')
+			return -EINVAL;
+		errno = 0;
+		t[i] = strtoll(p + 1, &e, 10);
+		if (errno || t[i] < 0)
+			return -EINVAL;
+		p = e;
+	}
+	return *p == '\0' ? 0 : -EINVAL;
+}
+
+static void jwt_pub_done(struct jwt_pub *p)
+{
+	free(p->pem);
+	p->pem = NULL;
+}
+
+/* Load the keys file. -ENOENT when absent, -EINVAL when corrupt, -EPERM on bad mode. */
+static int jwt_keys_load(struct ca *ca)
+{
+	struct secret *s = NULL;
+	EVP_PKEY *cur = NULL, *pub = NULL;
+	struct jwt_pub ret[CA_MAX_RETIRED] = {0};
+	struct jwt_pub curpub;
+	size_t n_ret = 0, n, blen;
+	const char *pos, *end, *l, *blk;
+	long long t[2];
+	int r;
+
+	r = keyfile_read(ca->jwt_keys_path, CA_JWT_KEYS_MAX, true, &s);
+	if (r < 0)
+		goto out;
+	r = -EINVAL;
+	pos = (const char *)s->data;
+	end = pos + s->len;
+	if (!next_line(&pos, end, &l, &n) || !line_is(l, n, "vouch-jwt-keys v1"))
+		goto out;
+	if (!next_line(&pos, end, &l, &n) || parse_times(l, n, "current", t, 1) < 0)
+		goto out;
+	if (pem_block(&pos, end, "PRIVATE KEY", &blk, &blen) < 0 ||
+	    certbuild_key_from_pem(blk, blen, &cur) < 0 || jwk_of(cur, &curpub) < 0)
+		goto out;
+	ca->cur_created = (time_t)t[0];
+	while (next_line(&pos, end, &l, &n)) {
+		if (n == 0 && pos == end)
+			break;
+		if (n_ret == CA_MAX_RETIRED || parse_times(l, n, "retired", t, 2) < 0)
+			goto out;
+		if (pem_block(&pos, end, "PUBLIC KEY", &blk, &blen) < 0 ||
+		    certbuild_pubkey_from_pem(blk, blen, &pub) < 0 || jwk_of(pub, &ret[n_ret]) < 0)
+			goto out;
+		EVP_PKEY_free(pub);
+		pub = NULL;
+		ret[n_ret].pem = strndup(blk, blen);
+		if (!ret[n_ret].pem) {
+			r = -ENOMEM;
+			goto out;
+		}
+		ret[n_ret].retired_at = (time_t)t[0];
+		ret[n_ret].until = (time_t)t[1];
+		/* The ttl may have grown since: never publish for less than it needs. */
+		if (ret[n_ret].until < ret[n_ret].retired_at + (time_t)ca->jwt_ttl + CA_JWKS_LEEWAY)
+			ret[n_ret].until = ret[n_ret].retired_at + (time_t)ca->jwt_ttl + CA_JWKS_LEEWAY;
+		n_ret++;
+	}
+	ca->jwt_key = cur;
+	cur = NULL;
+	ca->cur = curpub;
+	memcpy(ca->retired, ret, sizeof(ret));
+	ca->n_retired = n_ret;
+	n_ret = 0;
+	r = 0;
+out:
+	for (size_t i = 0; i < n_ret; i++)
+		jwt_pub_done(&ret[i]);
+	EVP_PKEY_free(pub);
+	EVP_PKEY_free(cur);
+	secret_free(s);
+	return r;
+}
+
+/* Make key the current signing key; the previous one (if any) joins the retired set.
+ * The new state is written to disk first: on failure nothing changes. Lock held. */
+static int install_key(struct ca *ca, EVP_PKEY *key, time_t now)
+{
+	struct jwt_pub ret[CA_MAX_RETIRED + 1];
+	struct jwt_pub pub, old = {0};
+	size_t n = ca->n_retired;
+	int r;
+
+	r = jwk_of(key, &pub);
+	if (r < 0)
+		return r;
+	memcpy(ret, ca->retired, n * sizeof(ret[0]));
+	if (ca->jwt_key) {
+		old = ca->cur;
+		r = certbuild_pubkey_pem(ca->jwt_key, &old.pem, NULL);
+		if (r < 0)
+			return r;
+		old.retired_at = now;
+		old.until = now + (time_t)ca->jwt_ttl + CA_JWKS_LEEWAY;
+		ret[n++] = old;
+	}
+	/* Bounded: when rotations outpace expiry, the oldest retired key goes first. */
+	size_t drop = n > CA_MAX_RETIRED ? 0 : SIZE_MAX;
+	if (drop == 0)
+		for (size_t i = 1; i < n; i++)
+			if (ret[i].until < ret[drop].until)
+				drop = i;
+	struct jwt_pub dropped = {0};
+	if (drop != SIZE_MAX) {
+		dropped = ret[drop];
+		memmove(&ret[drop], &ret[drop + 1], (n - drop - 1) * sizeof(ret[0]));
+		n--;
+	}
+	r = jwt_keys_save(ca, key, now, ret, n);
+	if (r < 0) {
+		jwt_pub_done(&old);
+		return r;
+	}
+	jwt_pub_done(&dropped);
+	EVP_PKEY_free(ca->jwt_key);
+	ca->jwt_key = key;
+	ca->cur = pub;
+	ca->cur_created = now;
+	memcpy(ca->retired, ret, n * sizeof(ret[0]));
+	ca->n_retired = n;
+	ca->jwks_gen++;
+	return 0;
+}
+
+static int rotate_locked(struct ca *ca, time_t now)
+{
+	EVP_PKEY *k = NULL;
+	int r = certbuild_keygen(&k);
+
+	if (r < 0)
+		return r;
+	r = install_key(ca, k, now);
+	if (r < 0)
+		EVP_PKEY_free(k);
+	return r;
+}
+
+/* Drop retired keys whose tokens have all expired. Lock held. Returns true if any. */
+static bool prune_locked(struct ca *ca, time_t now)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < ca->n_retired; i++) {
+		if (ca->retired[i].until <= now)
+			jwt_pub_done(&ca->retired[i]);
+		else
+			ca->retired[j++] = ca->retired[i];
+	}
+	if (j == ca->n_retired)
+		return false;
+	ca->n_retired = j;
+	ca->jwks_gen++;
+	return true;
+}
+
+/* ---- X.509 CA ---- */
+
+static int check_ca_pair(X509 *cert, EVP_PKEY *key, time_t now)
+{
+	time_t na;
+
+	if (!certbuild_is_p256(key) || X509_check_private_key(cert, key) != 1 ||
+	    X509_check_ca(cert) < 1) {
+		ossl_drain();
+		return -EINVAL;
+	}
+	if (certbuild_not_after(cert, &na) < 0)
+		return -EINVAL;
+	if (na <= now)
+		return -EKEYEXPIRED;
+	return 0;
+}
+
+static int read_pem_cert(const char *path, X509 **ret)
+{
+	struct secret *s = NULL;
+	int r = keyfile_read(path, KEYFILE_MAX, false, &s);
+
+	if (r < 0)
+		return r;
+	r = certbuild_cert_from_pem(s->data, s->len, ret);
+	secret_free(s);
+	return r;
+}
+
+static int read_pem_key(const char *path, EVP_PKEY **ret)
+{
+	struct secret *s = NULL;
+	int r = keyfile_read(path, KEYFILE_MAX, true, &s);
+
+	if (r < 0)
+		return r;
+	r = certbuild_key_from_pem(s->data, s->len, ret);
+	secret_free(s);
+	return r;
+}
+
+static int write_cert(const char *path, X509 *x, mode_t mode)
+{
+	char *pem = NULL;
+	size_t len = 0;
+	int r = certbuild_cert_pem(x, &pem, &len);
+
+	if (r < 0)
+		return r;
+	r = keyfile_write(path, pem, len, mode);
+	free(pem);
+	return r;
+}
+
+static int write_key(const char *path, EVP_PKEY *k)
+{
+	struct secret *pem = NULL;
+	int r = certbuild_key_pem(k, &pem);
+
+	if (r < 0)
+		return r;
+	r = keyfile_write(path, pem->data, pem->len, 0600);
+	secret_free(pem);
+	return r;
+}
+
+static int ca_self_signed(struct ca *ca, EVP_PKEY *key, time_t now, X509 **ret)
+{
+	char uri[CA_MAX_TD + 16];
+
+	snprintf(uri, sizeof(uri), "spiffe://%s", ca->td);
+	return certbuild_self_signed_ca(key, "vouch", "vouch identity CA", uri, -1, now,
+					CA_CERT_LIFETIME, ret);
+}
+
+/* The generated CA in the state dir: load ca.key (+ ca.crt), or create both. */
+static int ca_load_state(struct ca *ca, time_t now)
+{
+	char kpath[PATH_MAX], cpath[PATH_MAX];
+	EVP_PKEY *key = NULL;
+	X509 *cert = NULL;
+	time_t na;
+	int r;
+
+	if ((r = keyfile_join(kpath, sizeof(kpath), ca->state_dir, "ca.key")) < 0 ||
+	    (r = keyfile_join(cpath, sizeof(cpath), ca->state_dir, "ca.crt")) < 0)
+		return r;
+	r = read_pem_key(kpath, &key);
+	if (r == -ENOENT) {
+		/* First start. Key first: a crash between the two writes leaves a key whose
+		 * certificate is re-issued below on the next start. */
+		if ((r = certbuild_keygen(&key)) < 0 || (r = write_key(kpath, key)) < 0)
+			goto out;
+	} else if (r < 0) {
+		goto out; /* corrupt (-EINVAL) or bad mode (-EPERM): never overwrite it */
+	} else {
+		r = read_pem_cert(cpath, &cert);
+		if (r < 0 && r != -ENOENT)
+			goto out;
+	}
+	if (cert) {
+		r = check_ca_pair(cert, key, now);
+		if (r == -EKEYEXPIRED) {
+			X509_free(cert);
+			cert = NULL;
+		} else if (r < 0) {
+			goto out;
+		} else if ((r = certbuild_not_after(cert, &na)) < 0) {
+			goto out;
+		} else if (na - now < CA_CERT_RENEW) {
+			X509_free(cert);
+			cert = NULL;
+		}
+	}
+	if (!cert) {
+		if ((r = ca_self_signed(ca, key, now, &cert)) < 0 ||
+		    (r = write_cert(cpath, cert, 0644)) < 0)
+			goto out;
+	}
+	ca->ca_key = key;
+	ca->ca_cert = cert;
+	key = NULL;
+	cert = NULL;
+	r = 0;
+out:
+	EVP_PKEY_free(key);
+	X509_free(cert);
+	return r;
+}
+
+static int ca_load_files(struct ca *ca, const char *cert_file, const char *key_file, time_t now)
+{
+	EVP_PKEY *key = NULL;
+	X509 *cert = NULL;
+	int r;
+
+	if ((r = read_pem_cert(cert_file, &cert)) < 0 || (r = read_pem_key(key_file, &key)) < 0 ||
+	    (r = check_ca_pair(cert, key, now)) < 0)
+		goto out;
+	ca->ca_key = key;
+	ca->ca_cert = cert;
+	key = NULL;
+	cert = NULL;
+out:
+	EVP_PKEY_free(key);
+	X509_free(cert);
+	return r;
+}
+
+/* ---- lifecycle ---- */
+
+static bool utf8_ok(const char *s)
+{
+	json_t *j = json_string(s);
+	bool ok = j != NULL;
+
+	json_decref(j);
+	return ok;
+}
+
+int ca_open(const struct ca_config *cfg, struct ca **ret)
+{
+	struct ca *ca = NULL;
+	time_t now = time(NULL);
+	int r = -EINVAL;
+
+	if (!cfg || !cfg->state_dir || !cfg->trust_domain || !cfg->issuer)
+		return -EINVAL;
+	if (!td_valid(cfg->trust_domain) || cfg->issuer[0] == '\0' ||
+	    strlen(cfg->issuer) > CA_MAX_ID || !utf8_ok(cfg->issuer))
+		return -EINVAL;
+	if (!cfg->cert_file != !cfg->key_file)
+		return -EINVAL;
+	if (cfg->jwt_ttl > CA_MAX_TTL || cfg->x509_ttl > CA_MAX_TTL)
+		return -EINVAL;
+	ca = calloc(1, sizeof(*ca));
+	if (!ca)
+		return -ENOMEM;
+	if (pthread_mutex_init(&ca->lock, NULL) != 0) {
+		free(ca);
+		return -ENOMEM;
+	}
+	ca->clock = real_clock;
+	ca->jwt_ttl = cfg->jwt_ttl ? cfg->jwt_ttl : CA_DEFAULT_JWT_TTL;
+	ca->x509_ttl = cfg->x509_ttl ? cfg->x509_ttl : CA_DEFAULT_X509_TTL;
+	ca->rotation = cfg->jwt_key_rotation ? cfg->jwt_key_rotation : CA_DEFAULT_ROTATION;
+	ca->td = strdup(cfg->trust_domain);
+	ca->issuer = strdup(cfg->issuer);
+	ca->state_dir = strdup(cfg->state_dir);
+	if (!ca->td || !ca->issuer || !ca->state_dir) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if ((r = keyfile_join(ca->jwt_keys_path, sizeof(ca->jwt_keys_path), ca->state_dir,
+			      "jwt-keys")) < 0)
+		goto out;
+	if ((r = keyfile_mkdirs(ca->state_dir, 0700, true)) < 0)
+		goto out;
+	if (cfg->cert_file)
+		r = ca_load_files(ca, cfg->cert_file, cfg->key_file, now);
+	else
+		r = ca_load_state(ca, now);
+	if (r < 0)
+		goto out;
+	if ((r = certbuild_not_after(ca->ca_cert, &ca->ca_not_after)) < 0)
+		goto out;
+	/* Fill OpenSSL's lazily computed extension cache now, while single-threaded. */
+	(void)X509_check_ca(ca->ca_cert);
+
+	r = jwt_keys_load(ca);
+	if (r == -ENOENT)
+		r = rotate_locked(ca, now);
+	if (r < 0)
+		goto out;
+	if (prune_locked(ca, now))
+		(void)jwt_keys_save(ca, ca->jwt_key, ca->cur_created, ca->retired, ca->n_retired);
+	*ret = ca;
+	ca = NULL;
+	r = 0;
+out:
+	ca_free(ca);
+	return r;
+}
+
+void ca_free(struct ca *ca)
+{
+	if (!ca)
+		return;
+	for (size_t i = 0; i < ca->n_retired; i++)
+		jwt_pub_done(&ca->retired[i]);
+	EVP_PKEY_free(ca->jwt_key);
+	EVP_PKEY_free(ca->ca_key);
+	X509_free(ca->ca_cert);
+	pthread_mutex_destroy(&ca->lock);
+	free(ca->td);
+	free(ca->issuer);
+	free(ca->state_dir);
+	free(ca);
+}
+
+void ca_set_clock_for_test(struct ca *ca, time_t (*clock_fn)(void))
+{
+	ca->clock = clock_fn ? clock_fn : real_clock;
+}
+
+const char *ca_trust_domain(const struct ca *ca)
+{
+	return ca->td;
+}
+
+const char *ca_issuer(const struct ca *ca)
+{
+	return ca->issuer;
+}
+
+/* ---- JWT-SVID ---- */
+
+/* ES256 (RFC 7518 §3.4): ECDSA P-256 over SHA-256, signature as raw r||s. */
+static int es256_sign(EVP_PKEY *k, const void *tbs, size_t n, unsigned char ret[static 64])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned char der[80];
+	const unsigned char *p = der;
+	size_t dlen = sizeof(der);
+	ECDSA_SIG *sig = NULL;
+	const BIGNUM *r, *s;
+	int rc = -EIO;
+
+	if (!md || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, k) != 1 ||
+	    EVP_DigestSign(md, der, &dlen, tbs, n) != 1)
+		goto out;
+	sig = d2i_ECDSA_SIG(NULL, &p, (long)dlen);
+	if (!sig)
+		goto out;
+	ECDSA_SIG_get0(sig, &r, &s);
+	if (BN_bn2binpad(r, ret, 32) != 32 || BN_bn2binpad(s, ret + 32, 32) != 32)
+		goto out;
+	rc = 0;
+out:
+	if (rc < 0)
+		ossl_drain();
+	ECDSA_SIG_free(sig);
+	EVP_MD_CTX_free(md);
+	return rc;
+}
+
+static char *jwt_claims(const struct ca *ca, const char *sub, const char *const *aud,
+			size_t n_aud, time_t iat, time_t exp, const char *jti)
+{
+	json_t *c = json_object(), *a = json_array();
+	char *out = NULL;
+
+	if (!c || !a)
+		goto out;
+	for (size_t i = 0; i < n_aud; i++)
+		if (json_array_append_new(a, json_string(aud[i])) < 0)
+			goto out; /* json_string() is NULL for invalid UTF-8 */
+	if (json_object_set_new(c, "iss", json_string(ca->issuer)) < 0 ||
+	    json_object_set_new(c, "sub", json_string(sub)) < 0 ||
+	    json_object_set(c, "aud", a) < 0 ||
+	    json_object_set_new(c, "iat", json_integer((json_int_t)iat)) < 0 ||
+	    json_object_set_new(c, "exp", json_integer((json_int_t)exp)) < 0 ||
+	    json_object_set_new(c, "jti", json_string(jti)) < 0)
+		goto out;
+	out = json_dumps(c, JSON_COMPACT);
+out:
+	json_decref(a);
+	json_decref(c);
+	return out;
+}
+
+int ca_mint_jwt(struct ca *ca, const char *workload_path, const char *const *aud, size_t n_aud,
+		uint32_t ttl, struct secret **ret_jwt, char ret_jti[static 33])
+{
+	char sub[CA_MAX_ID + 1], header[128], jti[33], kid[CA_B64_32];
+	unsigned char rnd[16], sig[64];
+	struct secret *jwt = NULL;
+	EVP_PKEY *key = NULL;
+	char *claims = NULL;
+	size_t hlen, clen, need, off;
+	time_t now;
+	long n;
+	int r;
+
+	if ((r = spiffe_id(ca, workload_path, sub)) < 0)
+		return r;
+	if (!aud || n_aud == 0 || n_aud > CA_MAX_AUD)
+		return -EINVAL;
+	for (size_t i = 0; i < n_aud; i++)
+		if (!aud[i] || aud[i][0] == '\0' || strlen(aud[i]) > CA_MAX_AUD_LEN)
+			return -EINVAL;
+	if (ttl == 0)
+		ttl = ca->jwt_ttl;
+	/* A retired key stays in the JWKS for jwt_ttl: no token may outlive that. */
+	if (ttl > ca->jwt_ttl)
+		return -EINVAL;
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+		ossl_drain();
+		return -EIO;
+	}
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(jti + 2 * i, 3, "%02x", rnd[i]);
+
+	pthread_mutex_lock(&ca->lock);
+	now = ca->clock();
+	if (EVP_PKEY_up_ref(ca->jwt_key))
+		key = ca->jwt_key;
+	memcpy(kid, ca->cur.kid, sizeof(kid));
+	pthread_mutex_unlock(&ca->lock);
+	if (!key) {
+		r = -EIO;
+		goto out;
+	}
+
+	snprintf(header, sizeof(header), "{\"alg\":\"ES256\",\"kid\":\"%s\",\"typ\":\"JWT\"}", kid);
+	claims = jwt_claims(ca, sub, aud, n_aud, now, now + (time_t)ttl, jti);
+	if (!claims) {
+		r = -EINVAL;
+		goto out;
+	}
+	hlen = strlen(header);
+	clen = strlen(claims);
+	if (clen > CA_MAX_JWT) {
+		r = -E2BIG;
+		goto out;
+	}
+	need = base64url_encoded_len(hlen) + base64url_encoded_len(clen) +
+	       base64url_encoded_len(sizeof(sig));
+	if (need > CA_MAX_JWT) {
+		r = -E2BIG;
+		goto out;
+	}
+	jwt = secret_new(need);
+	if (!jwt) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = -EIO;
+	off = 0;
+	n = base64url_encode(header, hlen, (char *)jwt->data, jwt->cap);
+	if (n < 0)
+		goto out;
+	off = (size_t)n;
+	jwt->data[off++] = '.';
+	n = base64url_encode(claims, clen, (char *)jwt->data + off, jwt->cap - off);
+	if (n < 0)
+		goto out;
+	off += (size_t)n;
+	if ((r = es256_sign(key, jwt->data, off, sig)) < 0)
+		goto out;
+	r = -EIO;
+	jwt->data[off++] = '.';
+	n = base64url_encode(sig, sizeof(sig), (char *)jwt->data + off, jwt->cap - off);
+	if (n < 0)
+		goto out;
+	off += (size_t)n;
+	jwt->len = off;
+	jwt->data[off] = '\0';
+	memcpy(ret_jti, jti, 33);
+	*ret_jwt = jwt;
+	jwt = NULL;
+	r = 0;
+out:
+	explicit_bzero(sig, sizeof(sig));
+	free(claims);
+	secret_free(jwt);
+	EVP_PKEY_free(key);
+	return r;
+}
+
+/* ---- JWKS and rotation ---- */
+
+static json_t *jwk_json(const struct jwt_pub *p)
+{
+	json_t *k = json_object();
+
+	if (!k)
+		return NULL;
+	/* use "sig", not "jwt-svid": generic JOSE verifiers ignore unknown uses
+	 * (reference/spiffe.md §6). */
+	if (json_object_set_new(k, "kty", json_string("EC")) < 0 ||
+	    json_object_set_new(k, "crv", json_string("P-256")) < 0 ||
+	    json_object_set_new(k, "x", json_string(p->x)) < 0 ||
+	    json_object_set_new(k, "y", json_string(p->y)) < 0 ||
+	    json_object_set_new(k, "kid", json_string(p->kid)) < 0 ||
+	    json_object_set_new(k, "alg", json_string("ES256")) < 0 ||
+	    json_object_set_new(k, "use", json_string("sig")) < 0) {
+		json_decref(k);
+		return NULL;
+	}
+	return k;
+}
+
+int ca_jwks_json(struct ca *ca, char **ret)
+{
+	json_t *root = json_object(), *keys = json_array();
+	char *out = NULL;
+	int r = -ENOMEM;
+
+	if (!root || !keys)
+		goto out;
+	pthread_mutex_lock(&ca->lock);
+	r = json_array_append_new(keys, jwk_json(&ca->cur)) < 0 ? -ENOMEM : 0;
+	for (size_t i = 0; r == 0 && i < ca->n_retired; i++)
+		if (json_array_append_new(keys, jwk_json(&ca->retired[i])) < 0)
+			r = -ENOMEM;
+	pthread_mutex_unlock(&ca->lock);
+	if (r < 0)
+		goto out;
+	if (json_object_set(root, "keys", keys) < 0) {
+		r = -ENOMEM;
+		goto out;
+	}
+	out = json_dumps(root, JSON_COMPACT);
+	if (!out) {
+		r = -ENOMEM;
+		goto out;
+	}
+	*ret = out;
+	r = 0;
+out:
+	json_decref(keys);
+	json_decref(root);
+	return r;
+}
+
+uint64_t ca_jwks_generation(struct ca *ca)
+{
+	uint64_t g;
+
+	pthread_mutex_lock(&ca->lock);
+	g = ca->jwks_gen;
+	pthread_mutex_unlock(&ca->lock);
+	return g;
+}
+
+int ca_rotate_jwt_key(struct ca *ca)
+{
+	int r;
+
+	pthread_mutex_lock(&ca->lock);
+	r = rotate_locked(ca, ca->clock());
+	pthread_mutex_unlock(&ca->lock);
+	return r;
+}
+
+void ca_tick(struct ca *ca)
+{
+	time_t now;
+
+	pthread_mutex_lock(&ca->lock);
+	now = ca->clock();
+	/* A failed rotation keeps the current key and is retried on the next tick. */
+	if (now - ca->cur_created >= (time_t)ca->rotation || now < ca->cur_created - 86400)
+		(void)rotate_locked(ca, now);
+	/* Pruning applies in memory even when the write fails: the file is pruned
+	 * again on the next load. */
+	if (prune_locked(ca, now))
+		(void)jwt_keys_save(ca, ca->jwt_key, ca->cur_created, ca->retired, ca->n_retired);
+	pthread_mutex_unlock(&ca->lock);
+}
+
+/* ---- X.509-SVID and CA certificate ---- */
+
+int ca_mint_x509(struct ca *ca, const char *workload_path, struct secret **ret_key,
+		 unsigned char **ret_cert, size_t *ret_cert_len)
+{
+	char id[CA_MAX_ID + 1];
+	EVP_PKEY *key = NULL;
+	X509 *x = NULL;
+	struct secret *p8 = NULL;
+	unsigned char *der = NULL;
+	size_t der_len = 0;
+	time_t now, na;
+	int r;
+
+	if ((r = spiffe_id(ca, workload_path, id)) < 0)
+		return r;
+	pthread_mutex_lock(&ca->lock);
+	now = ca->clock();
+	pthread_mutex_unlock(&ca->lock);
+	na = now + (time_t)ca->x509_ttl;
+	if (na > ca->ca_not_after)
+		na = ca->ca_not_after;
+	if (na <= now)
+		return -EKEYEXPIRED;
+	if ((r = certbuild_keygen(&key)) < 0 ||
+	    (r = certbuild_new("vouch", NULL, key, now - 10, na, &x)) < 0)
+		goto out;
+	r = -EIO;
+	if (!X509_set_issuer_name(x, X509_get_subject_name(ca->ca_cert))) {
+		ossl_drain();
+		goto out;
+	}
+	if ((r = certbuild_add_ext(x, ca->ca_cert, NID_basic_constraints, "critical,CA:FALSE")) <
+		    0 ||
+	    (r = certbuild_add_ext(x, ca->ca_cert, NID_key_usage,
+				   "critical,digitalSignature,keyEncipherment,keyAgreement")) < 0 ||
+	    (r = certbuild_add_ext(x, ca->ca_cert, NID_ext_key_usage, "serverAuth,clientAuth")) <
+		    0 ||
+	    (r = certbuild_add_ext(x, ca->ca_cert, NID_subject_key_identifier, "hash")) < 0 ||
+	    (r = certbuild_add_ext(x, ca->ca_cert, NID_authority_key_identifier, "keyid:always")) <
+		    0 ||
+	    (r = certbuild_add_san(x, CERTBUILD_SAN_URI, id)) < 0 ||
+	    (r = certbuild_sign(x, ca->ca_key)) < 0 ||
+	    (r = certbuild_cert_der(x, &der, &der_len)) < 0 ||
+	    (r = certbuild_key_pkcs8_der(key, &p8)) < 0)
+		goto out;
+	*ret_key = p8;
+	*ret_cert = der;
+	*ret_cert_len = der_len;
+	p8 = NULL;
+	der = NULL;
+	r = 0;
+out:
+	free(der);
+	secret_free(p8);
+	X509_free(x);
+	EVP_PKEY_free(key);
+	return r;
+}
+
+int ca_cert_der(struct ca *ca, unsigned char **ret, size_t *ret_len)
+{
+	return certbuild_cert_der(ca->ca_cert, ret, ret_len);
+}
+
+int ca_cert_pem(struct ca *ca, char **ret)
+{
+	return certbuild_cert_pem(ca->ca_cert, ret, NULL);
+}

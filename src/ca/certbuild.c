@@ -1,0 +1,419 @@
+#include "ca/certbuild.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The one place OpenSSL errors turn into -errno: drain the queue, report e. */
+static int ossl_fail(int e)
+{
+	ERR_clear_error();
+	return e;
+}
+
+/* Never prompt for a passphrase: an encrypted key file is simply unparseable here. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)u;
+	return 0;
+}
+
+int certbuild_keygen(EVP_PKEY **ret)
+{
+	EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+
+	if (!k)
+		return ossl_fail(-EIO);
+	*ret = k;
+	return 0;
+}
+
+bool certbuild_is_p256(const EVP_PKEY *key)
+{
+	char name[64];
+	size_t len = 0;
+
+	if (!key || !EVP_PKEY_is_a(key, "EC"))
+		return false;
+	if (!EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, name, sizeof(name),
+					    &len)) {
+		ERR_clear_error();
+		return false;
+	}
+	return strcmp(name, "prime256v1") == 0 || strcmp(name, "P-256") == 0;
+}
+
+/* RFC 5280 §4.1.2.2: positive, at most 20 octets. 16 random bytes with the top bit
+ * clear and the low bit of the first byte set: positive, non-zero, always 16 octets. */
+static int set_serial(X509 *x)
+{
+	unsigned char b[16];
+	BIGNUM *bn = NULL;
+	int ret = -EIO;
+
+	if (RAND_bytes(b, sizeof(b)) != 1)
+		goto out;
+	b[0] = (unsigned char)((b[0] & 0x7f) | 0x01);
+	bn = BN_bin2bn(b, sizeof(b), NULL);
+	if (!bn || !BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)))
+		goto out;
+	ret = 0;
+out:
+	BN_free(bn);
+	return ret;
+}
+
+int certbuild_new(const char *o, const char *cn, EVP_PKEY *pub, time_t nb, time_t na,
+		  X509 **ret)
+{
+	X509 *x = X509_new();
+	X509_NAME *name = NULL;
+	int r = -EIO;
+
+	if (!x || !X509_set_version(x, X509_VERSION_3) || set_serial(x) < 0)
+		goto out;
+	name = X509_NAME_new();
+	if (!name)
+		goto out;
+	if (!X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (const unsigned char *)o, -1,
+					-1, 0))
+		goto out;
+	if (cn && !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+					      (const unsigned char *)cn, -1, -1, 0)) {
+		r = -EINVAL;
+		goto out;
+	}
+	if (!X509_set_subject_name(x, name) || !X509_set_issuer_name(x, name) ||
+	    !X509_set_pubkey(x, pub) || !ASN1_TIME_set(X509_getm_notBefore(x), nb) ||
+	    !ASN1_TIME_set(X509_getm_notAfter(x), na))
+		goto out;
+	*ret = x;
+	x = NULL;
+	r = 0;
+out:
+	X509_NAME_free(name);
+	X509_free(x);
+	return r < 0 ? ossl_fail(r) : 0;
+}
+
+int certbuild_add_ext(X509 *x, X509 *issuer, int nid, const char *value)
+{
+	X509V3_CTX ctx;
+	X509_EXTENSION *ext;
+	int ok;
+
+	X509V3_set_ctx(&ctx, issuer ? issuer : x, x, NULL, NULL, 0);
+	ext = X509V3_EXT_nconf_nid(NULL, &ctx, nid, value);
+	if (!ext)
+		return ossl_fail(-EINVAL);
+	ok = X509_add_ext(x, ext, -1);
+	X509_EXTENSION_free(ext);
+	return ok ? 0 : ossl_fail(-EIO);
+}
+
+int certbuild_add_san(X509 *x, enum certbuild_san kind, const char *value)
+{
+	GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
+	GENERAL_NAME *gen = GENERAL_NAME_new();
+	ASN1_STRING *str = NULL;
+	unsigned char ip[16];
+	int r = -EIO, type, iplen = 0;
+
+	if (!gens || !gen)
+		goto out;
+	switch (kind) {
+	case CERTBUILD_SAN_IP:
+		if (inet_pton(AF_INET, value, ip) == 1) {
+			iplen = 4;
+		} else if (inet_pton(AF_INET6, value, ip) == 1) {
+			iplen = 16;
+		} else {
+			r = -EINVAL;
+			goto out;
+		}
+		type = GEN_IPADD;
+		str = ASN1_OCTET_STRING_new();
+		if (!str || !ASN1_OCTET_STRING_set(str, ip, iplen))
+			goto out;
+		break;
+	case CERTBUILD_SAN_URI:
+	case CERTBUILD_SAN_DNS:
+		type = kind == CERTBUILD_SAN_URI ? GEN_URI : GEN_DNS;
+		str = ASN1_IA5STRING_new();
+		if (!str || !ASN1_STRING_set(str, value, -1))
+			goto out;
+		break;
+	default:
+		r = -EINVAL;
+		goto out;
+	}
+	GENERAL_NAME_set0_value(gen, type, str);
+	str = NULL;
+	if (!sk_GENERAL_NAME_push(gens, gen))
+		goto out;
+	gen = NULL;
+	if (X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT) != 1)
+		goto out;
+	r = 0;
+out:
+	ASN1_STRING_free(str);
+	GENERAL_NAME_free(gen);
+	GENERAL_NAMES_free(gens);
+	return r < 0 ? ossl_fail(r) : 0;
+}
+
+int certbuild_sign(X509 *x, EVP_PKEY *key)
+{
+	return X509_sign(x, key, EVP_sha256()) > 0 ? 0 : ossl_fail(-EIO);
+}
+
+int certbuild_self_signed_ca(EVP_PKEY *key, const char *o, const char *cn, const char *uri_san,
+			     int pathlen, time_t now, uint32_t lifetime, X509 **ret)
+{
+	char bc[64];
+	X509 *x = NULL;
+	int r;
+
+	if (pathlen >= 0)
+		snprintf(bc, sizeof(bc), "critical,CA:TRUE,pathlen:%d", pathlen);
+	else
+		snprintf(bc, sizeof(bc), "critical,CA:TRUE");
+	/* notBefore a minute back: a peer whose clock lags slightly still accepts it. */
+	r = certbuild_new(o, cn, key, now - 60, now + (time_t)lifetime, &x);
+	if (r < 0)
+		goto out;
+	if ((r = certbuild_add_ext(x, NULL, NID_basic_constraints, bc)) < 0 ||
+	    (r = certbuild_add_ext(x, NULL, NID_key_usage, "critical,keyCertSign,cRLSign")) < 0 ||
+	    (r = certbuild_add_ext(x, NULL, NID_subject_key_identifier, "hash")) < 0 ||
+	    (r = certbuild_add_ext(x, NULL, NID_authority_key_identifier, "keyid:always")) < 0)
+		goto out;
+	if (uri_san && (r = certbuild_add_san(x, CERTBUILD_SAN_URI, uri_san)) < 0)
+		goto out;
+	if ((r = certbuild_sign(x, key)) < 0)
+		goto out;
+	*ret = x;
+	x = NULL;
+out:
+	X509_free(x);
+	return r;
+}
+
+int certbuild_not_after(const X509 *x, time_t *ret)
+{
+	struct tm tm;
+	time_t t;
+
+	if (!ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm))
+		return ossl_fail(-EINVAL);
+	t = timegm(&tm);
+	if (t == (time_t)-1)
+		return -EINVAL;
+	*ret = t;
+	return 0;
+}
+
+/* Copy a memory BIO's contents into a new secret. */
+static int bio_to_secret(BIO *b, struct secret **ret)
+{
+	char *data;
+	long n = BIO_get_mem_data(b, &data);
+	struct secret *s;
+
+	if (n <= 0)
+		return -EIO;
+	s = secret_from(data, (size_t)n);
+	if (!s)
+		return -ENOMEM;
+	*ret = s;
+	return 0;
+}
+
+/* Copy a memory BIO's contents into a NUL-terminated malloc()ed buffer. */
+static int bio_to_heap(BIO *b, char **ret, size_t *ret_len)
+{
+	char *data, *p;
+	long n = BIO_get_mem_data(b, &data);
+
+	if (n <= 0)
+		return -EIO;
+	p = malloc((size_t)n + 1);
+	if (!p)
+		return -ENOMEM;
+	memcpy(p, data, (size_t)n);
+	p[n] = '\0';
+	*ret = p;
+	if (ret_len)
+		*ret_len = (size_t)n;
+	return 0;
+}
+
+int certbuild_key_pem(EVP_PKEY *key, struct secret **ret)
+{
+	/* secmem: the BIO's buffer is wiped when freed. */
+	BIO *b = BIO_new(BIO_s_secmem());
+	int r = -EIO;
+
+	if (!b)
+		goto out;
+	if (!PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL))
+		goto out;
+	r = bio_to_secret(b, ret);
+out:
+	BIO_free(b);
+	return r < 0 ? ossl_fail(r) : 0;
+}
+
+int certbuild_key_pkcs8_der(EVP_PKEY *key, struct secret **ret)
+{
+	PKCS8_PRIV_KEY_INFO *p8 = EVP_PKEY2PKCS8(key);
+	struct secret *s = NULL;
+	unsigned char *p;
+	int n, r = -EIO;
+
+	if (!p8)
+		goto out;
+	n = i2d_PKCS8_PRIV_KEY_INFO(p8, NULL);
+	if (n <= 0)
+		goto out;
+	s = secret_new((size_t)n);
+	if (!s) {
+		r = -ENOMEM;
+		goto out;
+	}
+	p = s->data;
+	if (i2d_PKCS8_PRIV_KEY_INFO(p8, &p) != n)
+		goto out;
+	s->len = (size_t)n;
+	*ret = s;
+	s = NULL;
+	r = 0;
+out:
+	secret_free(s);
+	PKCS8_PRIV_KEY_INFO_free(p8);
+	return r < 0 ? ossl_fail(r) : 0;
+}
+
+int certbuild_key_from_pem(const void *buf, size_t len, EVP_PKEY **ret)
+{
+	BIO *b;
+	EVP_PKEY *k = NULL;
+	int r = -EINVAL;
+
+	if (len == 0 || len > INT32_MAX)
+		return -EINVAL;
+	b = BIO_new_mem_buf(buf, (int)len);
+	if (!b)
+		return ossl_fail(-ENOMEM);
+	k = PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL);
+	if (!k || !certbuild_is_p256(k))
+		goto out;
+	*ret = k;
+	k = NULL;
+	r = 0;
+out:
+	EVP_PKEY_free(k);
+	BIO_free(b);
+	return r < 0 ? ossl_fail(r) : 0;
+}
+
+int certbuild_pubkey_pem(EVP_PKEY *key, char **ret, size_t *ret_len)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	int r = -EIO;
+
+	if (!b)
+		goto out;
+	if (!PEM_write_bio_PUBKEY(b, key))
+		goto out;
+	r = bio_to_heap(b, ret, ret_len);
+out:
+	BIO_free(b);
+	return r < 0 ? ossl_fail(r) : 0;
+}
+
+int certbuild_pubkey_from_pem(const void *buf, size_t len, EVP_PKEY **ret)
+{
+	BIO *b;
+	EVP_PKEY *k = NULL;
+	int r = -EINVAL;
+
+	if (len == 0 || len > INT32_MAX)
+		return -EINVAL;
+	b = BIO_new_mem_buf(buf, (int)len);
+	if (!b)
+		return ossl_fail(-ENOMEM);
+	k = PEM_read_bio_PUBKEY(b, NULL, no_passphrase, NULL);
+	if (!k || !certbuild_is_p256(k))
+		goto out;
+	*ret = k;
+	k = NULL;
+	r = 0;
+out:
+	EVP_PKEY_free(k);
+	BIO_free(b);
+	return r < 0 ? ossl_fail(r) : 0;
+}
+
+int certbuild_cert_pem(X509 *x, char **ret, size_t *ret_len)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	int r = -EIO;
+
+	if (!b)
+		goto out;
+	if (!PEM_write_bio_X509(b, x))
+		goto out;
+	r = bio_to_heap(b, ret, ret_len);
+out:
+	BIO_free(b);
+	return r < 0 ? ossl_fail(r) : 0;
+}
+
+int certbuild_cert_der(X509 *x, unsigned char **ret, size_t *ret_len)
+{
+	unsigned char *buf, *p;
+	int n = i2d_X509(x, NULL);
+
+	if (n <= 0)
+		return ossl_fail(-EIO);
+	buf = malloc((size_t)n);
+	if (!buf)
+		return -ENOMEM;
+	p = buf;
+	if (i2d_X509(x, &p) != n) {
+		free(buf);
+		return ossl_fail(-EIO);
+	}
+	*ret = buf;
+	*ret_len = (size_t)n;
+	return 0;
+}
+
+int certbuild_cert_from_pem(const void *buf, size_t len, X509 **ret)
+{
+	BIO *b;
+	X509 *x;
+
+	if (len == 0 || len > INT32_MAX)
+		return -EINVAL;
+	b = BIO_new_mem_buf(buf, (int)len);
+	if (!b)
+		return ossl_fail(-ENOMEM);
+	x = PEM_read_bio_X509(b, NULL, no_passphrase, NULL);
+	BIO_free(b);
+	if (!x)
+		return ossl_fail(-EINVAL);
+	*ret = x;
+	return 0;
+}

@@ -1,0 +1,62 @@
+/* certbuild — the OpenSSL side of the two CAs (ca.c, tlsca.c): P-256 keys, X.509v3
+ * certificates and their PEM/DER forms. Every OpenSSL error is translated here
+ * (STYLE.md §9): callers see -errno only, and the OpenSSL error queue is drained.
+ * Internal to src/ca. */
+#ifndef VOUCH_CERTBUILD_H
+#define VOUCH_CERTBUILD_H
+
+#include "common/secret.h"
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+/* Subject alternative name kinds for certbuild_add_san(). */
+enum certbuild_san { CERTBUILD_SAN_URI, CERTBUILD_SAN_DNS, CERTBUILD_SAN_IP };
+
+/* A fresh ECDSA P-256 key. Returns 0 or -ENOMEM/-EIO. */
+int certbuild_keygen(EVP_PKEY **ret);
+/* Is key an EC key on P-256 (prime256v1)? */
+bool certbuild_is_p256(const EVP_PKEY *key);
+
+/* A new v3 certificate: positive random 128-bit serial, subject O=<o>, CN=<cn> (cn may
+ * be NULL), public key of pub, validity [nb, na]. Issuer is set to the subject (the
+ * caller overrides it for a leaf). No extensions. */
+int certbuild_new(const char *o, const char *cn, EVP_PKEY *pub, time_t nb, time_t na,
+		  X509 **ret);
+/* Add extension nid from its OpenSSL config string (e.g. "critical,CA:TRUE"), with
+ * issuer as the signing certificate for authorityKeyIdentifier (NULL = self). */
+int certbuild_add_ext(X509 *x, X509 *issuer, int nid, const char *value);
+/* Add a subjectAltName extension holding exactly one name. For CERTBUILD_SAN_IP, value
+ * is an IPv4 or IPv6 literal. -EINVAL when value does not fit the kind. */
+int certbuild_add_san(X509 *x, enum certbuild_san kind, const char *value);
+/* Sign x with key (ECDSA with SHA-256). */
+int certbuild_sign(X509 *x, EVP_PKEY *key);
+
+/* A self-signed CA certificate for key: cA=true (pathlen when >= 0), critical KU
+ * keyCertSign|cRLSign, SKI, AKI, optional URI SAN, validity [now-60 s, now+lifetime]. */
+int certbuild_self_signed_ca(EVP_PKEY *key, const char *o, const char *cn, const char *uri_san,
+			     int pathlen, time_t now, uint32_t lifetime, X509 **ret);
+
+/* notAfter of x as a time_t. */
+int certbuild_not_after(const X509 *x, time_t *ret);
+
+/* Private key as PKCS#8 PEM ("PRIVATE KEY") / PKCS#8 DER, in a new secret. */
+int certbuild_key_pem(EVP_PKEY *key, struct secret **ret);
+int certbuild_key_pkcs8_der(EVP_PKEY *key, struct secret **ret);
+/* Parse a PEM private key (PKCS#8 or SEC1) from buf[0..len); -EINVAL when it is not
+ * exactly one parseable P-256 key. */
+int certbuild_key_from_pem(const void *buf, size_t len, EVP_PKEY **ret);
+/* SubjectPublicKeyInfo PEM ("PUBLIC KEY") of key, and back. Caller frees with free(). */
+int certbuild_pubkey_pem(EVP_PKEY *key, char **ret, size_t *ret_len);
+int certbuild_pubkey_from_pem(const void *buf, size_t len, EVP_PKEY **ret);
+
+/* Certificate to PEM / DER (caller frees with free()), and PEM to certificate. */
+int certbuild_cert_pem(X509 *x, char **ret, size_t *ret_len);
+int certbuild_cert_der(X509 *x, unsigned char **ret, size_t *ret_len);
+int certbuild_cert_from_pem(const void *buf, size_t len, X509 **ret);
+
+#endif
