@@ -439,133 +439,23 @@ static bool prune_locked(struct ca *ca, time_t now)
 
 /* ---- X.509 CA ---- */
 
-static int check_ca_pair(X509 *cert, EVP_PKEY *key, time_t now)
-{
-	time_t na;
-
-	if (!certbuild_is_p256(key) || X509_check_private_key(cert, key) != 1 ||
-	    X509_check_ca(cert) < 1) {
-		ossl_drain();
-		return -EINVAL;
-	}
-	if (certbuild_not_after(cert, &na) < 0)
-		return -EINVAL;
-	if (na <= now)
-		return -EKEYEXPIRED;
-	return 0;
-}
-
-static int read_pem_cert(const char *path, X509 **ret)
-{
-	struct secret *s = NULL;
-	int r = keyfile_read(path, KEYFILE_MAX, false, &s);
-
-	if (r < 0)
-		return r;
-	r = certbuild_cert_from_pem(s->data, s->len, ret);
-	secret_free(s);
-	return r;
-}
-
-static int read_pem_key(const char *path, EVP_PKEY **ret)
-{
-	struct secret *s = NULL;
-	int r = keyfile_read(path, KEYFILE_MAX, true, &s);
-
-	if (r < 0)
-		return r;
-	r = certbuild_key_from_pem(s->data, s->len, ret);
-	secret_free(s);
-	return r;
-}
-
-static int write_cert(const char *path, X509 *x, mode_t mode)
-{
-	char *pem = NULL;
-	size_t len = 0;
-	int r = certbuild_cert_pem(x, &pem, &len);
-
-	if (r < 0)
-		return r;
-	r = keyfile_write(path, pem, len, mode);
-	free(pem);
-	return r;
-}
-
-static int write_key(const char *path, EVP_PKEY *k)
-{
-	struct secret *pem = NULL;
-	int r = certbuild_key_pem(k, &pem);
-
-	if (r < 0)
-		return r;
-	r = keyfile_write(path, pem->data, pem->len, 0600);
-	secret_free(pem);
-	return r;
-}
-
-static int ca_self_signed(struct ca *ca, EVP_PKEY *key, time_t now, X509 **ret)
-{
-	char uri[CA_MAX_TD + 16];
-
-	snprintf(uri, sizeof(uri), "spiffe://%s", ca->td);
-	return certbuild_self_signed_ca(key, "vouch", "vouch identity CA", uri, -1, now,
-					CA_CERT_LIFETIME, ret);
-}
-
-/* The generated CA in the state dir: load ca.key (+ ca.crt), or create both. */
 static int ca_load_state(struct ca *ca, time_t now)
 {
-	char kpath[PATH_MAX], cpath[PATH_MAX];
-	EVP_PKEY *key = NULL;
-	X509 *cert = NULL;
-	time_t na;
-	int r;
+	char uri[CA_MAX_TD + 16];
+	const struct certbuild_ca_spec spec = {
+	    .dir = ca->state_dir,
+	    .key_name = "ca.key",
+	    .cert_name = "ca.crt",
+	    .o = "vouch",
+	    .cn = "vouch identity CA",
+	    .uri_san = uri,
+	    .pathlen = -1,
+	    .lifetime = CA_CERT_LIFETIME,
+	    .renew = CA_CERT_RENEW,
+	};
 
-	if ((r = keyfile_join(kpath, sizeof(kpath), ca->state_dir, "ca.key")) < 0 ||
-	    (r = keyfile_join(cpath, sizeof(cpath), ca->state_dir, "ca.crt")) < 0)
-		return r;
-	r = read_pem_key(kpath, &key);
-	if (r == -ENOENT) {
-		/* First start. Key first: a crash between the two writes leaves a key whose
-		 * certificate is re-issued below on the next start. */
-		if ((r = certbuild_keygen(&key)) < 0 || (r = write_key(kpath, key)) < 0)
-			goto out;
-	} else if (r < 0) {
-		goto out; /* corrupt (-EINVAL) or bad mode (-EPERM): never overwrite it */
-	} else {
-		r = read_pem_cert(cpath, &cert);
-		if (r < 0 && r != -ENOENT)
-			goto out;
-	}
-	if (cert) {
-		r = check_ca_pair(cert, key, now);
-		if (r == -EKEYEXPIRED) {
-			X509_free(cert);
-			cert = NULL;
-		} else if (r < 0) {
-			goto out;
-		} else if ((r = certbuild_not_after(cert, &na)) < 0) {
-			goto out;
-		} else if (na - now < CA_CERT_RENEW) {
-			X509_free(cert);
-			cert = NULL;
-		}
-	}
-	if (!cert) {
-		if ((r = ca_self_signed(ca, key, now, &cert)) < 0 ||
-		    (r = write_cert(cpath, cert, 0644)) < 0)
-			goto out;
-	}
-	ca->ca_key = key;
-	ca->ca_cert = cert;
-	key = NULL;
-	cert = NULL;
-	r = 0;
-out:
-	EVP_PKEY_free(key);
-	X509_free(cert);
-	return r;
+	snprintf(uri, sizeof(uri), "spiffe://%s", ca->td);
+	return certbuild_ca_state(&spec, now, &ca->ca_key, &ca->ca_cert);
 }
 
 static int ca_load_files(struct ca *ca, const char *cert_file, const char *key_file, time_t now)
@@ -574,8 +464,9 @@ static int ca_load_files(struct ca *ca, const char *cert_file, const char *key_f
 	X509 *cert = NULL;
 	int r;
 
-	if ((r = read_pem_cert(cert_file, &cert)) < 0 || (r = read_pem_key(key_file, &key)) < 0 ||
-	    (r = check_ca_pair(cert, key, now)) < 0)
+	if ((r = certbuild_read_cert(cert_file, &cert)) < 0 ||
+	    (r = certbuild_read_key(key_file, &key)) < 0 ||
+	    (r = certbuild_check_ca_pair(cert, key, now)) < 0)
 		goto out;
 	ca->ca_key = key;
 	ca->ca_cert = cert;

@@ -1,7 +1,10 @@
 #include "ca/certbuild.h"
 
+#include "ca/keyfile.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -416,4 +419,123 @@ int certbuild_cert_from_pem(const void *buf, size_t len, X509 **ret)
 		return ossl_fail(-EINVAL);
 	*ret = x;
 	return 0;
+}
+
+int certbuild_read_cert(const char *path, X509 **ret)
+{
+	struct secret *s = NULL;
+	int r = keyfile_read(path, KEYFILE_MAX, false, &s);
+
+	if (r < 0)
+		return r;
+	r = certbuild_cert_from_pem(s->data, s->len, ret);
+	secret_free(s);
+	return r;
+}
+
+int certbuild_read_key(const char *path, EVP_PKEY **ret)
+{
+	struct secret *s = NULL;
+	int r = keyfile_read(path, KEYFILE_MAX, true, &s);
+
+	if (r < 0)
+		return r;
+	r = certbuild_key_from_pem(s->data, s->len, ret);
+	secret_free(s);
+	return r;
+}
+
+int certbuild_check_ca_pair(X509 *cert, EVP_PKEY *key, time_t now)
+{
+	time_t na;
+
+	if (!certbuild_is_p256(key) || X509_check_private_key(cert, key) != 1 ||
+	    X509_check_ca(cert) < 1)
+		return ossl_fail(-EINVAL);
+	if (certbuild_not_after(cert, &na) < 0)
+		return -EINVAL;
+	if (na <= now)
+		return -EKEYEXPIRED;
+	return 0;
+}
+
+static int write_cert(const char *path, X509 *x)
+{
+	char *pem = NULL;
+	size_t len = 0;
+	int r = certbuild_cert_pem(x, &pem, &len);
+
+	if (r < 0)
+		return r;
+	r = keyfile_write(path, pem, len, 0644);
+	free(pem);
+	return r;
+}
+
+static int write_key(const char *path, EVP_PKEY *k)
+{
+	struct secret *pem = NULL;
+	int r = certbuild_key_pem(k, &pem);
+
+	if (r < 0)
+		return r;
+	r = keyfile_write(path, pem->data, pem->len, 0600);
+	secret_free(pem);
+	return r;
+}
+
+int certbuild_ca_state(const struct certbuild_ca_spec *spec, time_t now, EVP_PKEY **ret_key,
+		       X509 **ret_cert)
+{
+	char kpath[PATH_MAX], cpath[PATH_MAX];
+	EVP_PKEY *key = NULL;
+	X509 *cert = NULL;
+	time_t na;
+	int r;
+
+	if ((r = keyfile_join(kpath, sizeof(kpath), spec->dir, spec->key_name)) < 0 ||
+	    (r = keyfile_join(cpath, sizeof(cpath), spec->dir, spec->cert_name)) < 0)
+		return r;
+	r = certbuild_read_key(kpath, &key);
+	if (r == -ENOENT) {
+		/* First start. Key first: a crash between the two writes leaves a key whose
+		 * certificate is issued on the next start. */
+		if ((r = certbuild_keygen(&key)) < 0 || (r = write_key(kpath, key)) < 0)
+			goto out;
+	} else if (r < 0) {
+		goto out; /* corrupt (-EINVAL) or bad mode (-EPERM): never overwrite it */
+	} else {
+		r = certbuild_read_cert(cpath, &cert);
+		if (r < 0 && r != -ENOENT)
+			goto out;
+	}
+	if (cert) {
+		r = certbuild_check_ca_pair(cert, key, now);
+		if (r == -EKEYEXPIRED) {
+			X509_free(cert);
+			cert = NULL;
+		} else if (r < 0) {
+			goto out;
+		} else if ((r = certbuild_not_after(cert, &na)) < 0) {
+			goto out;
+		} else if (na - now < (time_t)spec->renew) {
+			X509_free(cert);
+			cert = NULL;
+		}
+	}
+	if (!cert) {
+		if ((r = certbuild_self_signed_ca(key, spec->o, spec->cn, spec->uri_san,
+						  spec->pathlen, now, spec->lifetime, &cert)) < 0 ||
+		    (r = write_cert(cpath, cert)) < 0)
+			goto out;
+	}
+	*ret_key = key;
+	*ret_cert = cert;
+	key = NULL;
+	cert = NULL;
+	r = 0;
+out:
+	EVP_PKEY_free(key);
+	X509_free(cert);
+	return r;
 }

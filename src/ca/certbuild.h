@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 /* Subject alternative name kinds for certbuild_add_san(). */
@@ -58,5 +59,28 @@ int certbuild_pubkey_from_pem(const void *buf, size_t len, EVP_PKEY **ret);
 int certbuild_cert_pem(X509 *x, char **ret, size_t *ret_len);
 int certbuild_cert_der(X509 *x, unsigned char **ret, size_t *ret_len);
 int certbuild_cert_from_pem(const void *buf, size_t len, X509 **ret);
+
+/* Files: a PEM certificate (any mode) and a PEM P-256 private key (keyfile_read rules:
+ * owned by us, no group/other bits, else -EPERM). -ENOENT when absent, -EINVAL corrupt. */
+int certbuild_read_cert(const char *path, X509 **ret);
+int certbuild_read_key(const char *path, EVP_PKEY **ret);
+/* Does key belong to cert, a P-256 CA certificate that has not expired at now?
+ * 0, -EINVAL (mismatch, not a CA, not P-256) or -EKEYEXPIRED. */
+int certbuild_check_ca_pair(X509 *cert, EVP_PKEY *key, time_t now);
+
+/* A self-signed CA kept in a state dir (created by the caller). */
+struct certbuild_ca_spec {
+	const char *dir, *key_name, *cert_name; /* files dir/key_name (0600), dir/cert_name (0644) */
+	const char *o, *cn, *uri_san;           /* subject and optional URI SAN */
+	int pathlen;                            /* basicConstraints pathlen, -1 for none */
+	uint32_t lifetime;                      /* validity of a newly issued certificate, s */
+	uint32_t renew;                         /* re-issue when less than this is left, s */
+};
+/* Load the key and certificate, or create both on first start. A missing, expired or
+ * nearly expired certificate is re-issued for the existing key. A corrupt key or one with
+ * a bad mode is reported (-EINVAL / -EPERM) and never overwritten; a corrupt or
+ * mismatched certificate is -EINVAL too. Outputs are the caller's. */
+int certbuild_ca_state(const struct certbuild_ca_spec *spec, time_t now, EVP_PKEY **ret_key,
+		       X509 **ret_cert);
 
 #endif
