@@ -74,15 +74,15 @@ static bool host_is_loopback(const char *host)
 	return false;
 }
 
-/* Build and vet the token endpoint URL: base (default ANTHROPIC_DEFAULT_BASE, trailing
- * '/' trimmed) + "/v1/oauth/token". https only, or http to a loopback host; no
- * userinfo, query or fragment in the base. On success *ret is a CURLU owned by the
- * caller and *ret_loopback_http tells whether plain http is in use. */
+/* Build and vet the token endpoint URL: base (default ANTHROPIC_DEFAULT_BASE) with
+ * "/v1/oauth/token" appended to its path (trailing '/' trimmed). https only, or http to
+ * a loopback host; no userinfo, query or fragment in the base. On success *ret is a
+ * CURLU owned by the caller and *ret_loopback_http tells whether plain http is in use. */
 static int token_url(const char *base, CURLU **ret, bool *ret_loopback_http, char *err,
 		     size_t err_cap)
 {
-	char url[ANTHROPIC_BASE_URL_MAX + sizeof(ANTHROPIC_TOKEN_PATH)];
-	char *scheme = NULL, *host = NULL, *part = NULL;
+	char path[ANTHROPIC_BASE_URL_MAX + sizeof(ANTHROPIC_TOKEN_PATH)];
+	char *scheme = NULL, *host = NULL, *part = NULL, *bpath = NULL;
 	bool http = false;
 	CURLU *u = NULL;
 	size_t n;
@@ -90,25 +90,21 @@ static int token_url(const char *base, CURLU **ret, bool *ret_loopback_http, cha
 
 	if (!base || !*base)
 		base = ANTHROPIC_DEFAULT_BASE;
-	n = strlen(base);
-	while (n > 0 && base[n - 1] == '/')
-		n--;
-	if (n == 0 || n > ANTHROPIC_BASE_URL_MAX) {
-		snprintf(err, err_cap, "token endpoint base URL is empty or longer than %d bytes",
+	if (strlen(base) > ANTHROPIC_BASE_URL_MAX) {
+		snprintf(err, err_cap, "token endpoint base URL is longer than %d bytes",
 			 ANTHROPIC_BASE_URL_MAX);
 		goto out;
 	}
-	snprintf(url, sizeof(url), "%.*s%s", (int)n, base, ANTHROPIC_TOKEN_PATH);
-
 	u = curl_url();
 	if (!u) {
 		ret_code = -ENOMEM;
 		snprintf(err, err_cap, "out of memory");
 		goto out;
 	}
-	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	if (curl_url_set(u, CURLUPART_URL, base, 0) != CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host ||
+	    curl_url_get(u, CURLUPART_PATH, &bpath, 0) != CURLUE_OK) {
 		snprintf(err, err_cap, "token endpoint base URL is not a valid absolute URL");
 		goto out;
 	}
@@ -135,11 +131,20 @@ static int token_url(const char *base, CURLU **ret, bool *ret_loopback_http, cha
 		snprintf(err, err_cap, "token endpoint scheme must be https");
 		goto out;
 	}
+	n = strlen(bpath);
+	while (n > 0 && bpath[n - 1] == '/')
+		n--;
+	snprintf(path, sizeof(path), "%.*s%s", (int)n, bpath, ANTHROPIC_TOKEN_PATH);
+	if (curl_url_set(u, CURLUPART_PATH, path, 0) != CURLUE_OK) {
+		snprintf(err, err_cap, "token endpoint base URL has an invalid path");
+		goto out;
+	}
 	*ret = u;
 	u = NULL;
 	*ret_loopback_http = http;
 	ret_code = 0;
 out:
+	curl_free(bpath);
 	curl_free(part);
 	curl_free(host);
 	curl_free(scheme);
