@@ -82,6 +82,8 @@ struct res_binding {
 	char *workload_id;       /* path form, as in res_workload */
 	struct res_selectors service_selectors; /* propagation.injection.selectors: svc:name / svc:label:<k> */
 	bool injection; /* propagation.injection present */
+	char *token_file; /* propagation.tokenFile.path (absolute), NULL when absent */
+	char *token_file_audience; /* propagation.tokenFile.audience, NULL = the source's */
 };
 
 /* An immutable, refcounted set of resources (see registry.h for sharing). */

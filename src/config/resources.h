@@ -38,6 +38,13 @@ const struct res_binding *resource_set_binding_for(const struct resource_set *s,
 						   const char *workload_id,
 						   const struct res_service *svc);
 
+/* The files resources_load() reads from directory dir: regular files (symlinks followed)
+ * named *.yaml or *.yml, not starting with '.', sorted bytewise by name. *ret is a
+ * malloc'd array of n malloc'd "dir/name" paths; free with resources_list_free().
+ * 0, -E2BIG (more than 4096 files), -errno (opendir/readdir). */
+int resources_list_dir(const char *dir, char ***ret, size_t *ret_n);
+void resources_list_free(char **paths, size_t n);
+
 /* Validate a SPIFFE ID path ("a/b/c", no leading '/'): 0 or -EINVAL with a reason. */
 int resources_check_spiffe_path(const char *path, const char **ret_reason);
 
