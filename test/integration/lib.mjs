@@ -299,7 +299,7 @@ export function tcpOpen(port, host = '127.0.0.1') {
 
 /** Run the vouch CLI; never throws on a non-zero exit. */
 export function runVouch(args, { adminSocket, timeoutMs = 10000 } = {}) {
-	const full = adminSocket ? [...args.slice(0, 1), '--admin-socket', adminSocket, ...args.slice(1)] : args;
+	const full = adminSocket ? ['--admin-socket', adminSocket, ...args] : args; // global options first
 	return runProcess(VOUCH, full, { timeoutMs });
 }
 
@@ -330,11 +330,13 @@ export function runProcess(cmd, args, { env, uid, gid, cwd, timeoutMs = 30000, o
 
 /**
  * Run test/integration/clients/sdk-client.mjs (the official SDK, unmodified usage) in its own
- * Node process against baseURL. plan: [{op:'create'|'stream', content?}] ; extra: {count, intervalMs}.
+ * Node process against baseURL. plan: [{op:'create'|'stream', content?}]; options: repeat (times
+ * the plan), durationMs (repeat the plan until then), intervalMs (pause after each op),
+ * maxRetries (the SDK's; default is the SDK's own).
  * Returns {code, stdout, stderr, pid, results: [...JSON lines]}.
  */
-export async function runSdkClient(baseURL, plan, { uid, gid, env = {}, timeoutMs = 60000, repeat, intervalMs } = {}) {
-	const spec = JSON.stringify({ plan, repeat, intervalMs });
+export async function runSdkClient(baseURL, plan, { uid, gid, env = {}, timeoutMs = 60000, repeat, intervalMs, durationMs, maxRetries } = {}) {
+	const spec = JSON.stringify({ plan, repeat, intervalMs, durationMs, maxRetries });
 	const r = await runProcess(NODE, [SDK_CLIENT, spec], {
 		uid, gid, timeoutMs, cwd: REPO,
 		env: {
@@ -370,7 +372,8 @@ export const CURL = (() => {
  * Certs + stand-in + vouchd with the standard resources:
  *   service.yaml  anthropic-api → the stand-in,  source.yaml  CredentialSource "standin",
  *   node.yaml     WorkloadIdentity demo/node (binary = this Node), binding-node.yaml its binding.
- * opts.resources adds or replaces files (a null value removes a standard one);
+ * opts.resources adds or replaces files (a null value removes a standard one); it may be a
+ * function (standin) => ({...}) when a resource needs the stand-in's port;
  * opts.rules replaces the stand-in's rules; opts.standin and opts.config are passed through.
  */
 export async function startStack(t, opts = {}) {
@@ -393,7 +396,8 @@ export async function startStack(t, opts = {}) {
 		'binding-node.yaml': yamlDocs(bindingResource({ name: 'node', workloadID: 'demo/node' })),
 	};
 	const resources = {};
-	for (const [k, v] of Object.entries({ ...std, ...(opts.resources ?? {}) })) if (v !== null) resources[k] = v;
+	const extra = typeof opts.resources === 'function' ? opts.resources(standin) : (opts.resources ?? {});
+	for (const [k, v] of Object.entries({ ...std, ...extra })) if (v !== null) resources[k] = v;
 	const vouchd = await startVouchd(t, { dir, resources, upstreamCAFile: certs.caFile, oidcPort, config: opts.config });
 	return { dir, certs, standin, vouchd, issuer };
 }

@@ -284,6 +284,10 @@ export async function startStandin(opts = {}) {
 		};
 		records.exchanges.push(rec);
 		const { over, buf } = await readBody(req, TOKEN_BODY_MAX);
+		try { // keep the assertion even when a fault answers (for leak checks)
+			const a = buf && JSON.parse(buf.toString('utf8')).assertion;
+			if (typeof a === 'string') rec.assertion = a;
+		} catch {}
 		const f = faults.token;
 		if (await applyFault(f, req, res, rec)) return;
 		const send = (status, body) => {
