@@ -1,0 +1,393 @@
+/* peer — which local process is at the other end of a TCP connection.
+ *
+ * The accepted socket gives us the client's address (our peer) and ours. The client's
+ * own socket is the one whose local end is our peer and whose remote end is us;
+ * sock_diag (netlink, linux/inet_diag.h) finds it by that 4-tuple and returns its inode
+ * and owner uid. The process is whoever holds an fd on that inode: /proc/<pid>/fd/N is
+ * a link "socket:[inode]". All holders are found (a socket survives fork and can be
+ * passed over a Unix socket), and an answer is given only when they agree. */
+#include "attest/attest.h"
+#include "attest/attest_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define PEER_MAX_HOLDERS 64
+#define DIAG_TIMEOUT_MS 1000
+
+/* One query of the client socket: its local (src) and remote (dst) end. */
+struct diag_query {
+	int family;
+	uint8_t src[16], dst[16]; /* network order; 4 bytes used for AF_INET */
+	uint16_t sport, dport;    /* network order */
+	uint32_t ifindex;
+};
+
+struct holder {
+	pid_t pid, ppid;
+	uint64_t start_time;
+};
+
+static bool is_v4mapped(const struct in6_addr *a)
+{
+	static const uint8_t pfx[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	return memcmp(a->s6_addr, pfx, sizeof(pfx)) == 0;
+}
+
+/* The queries that may find the client socket: for v4-mapped addresses the client is
+ * an AF_INET socket, or an AF_INET6 socket that connected to a mapped address. */
+static int build_queries(const struct sockaddr *peer, const struct sockaddr *local,
+			 struct diag_query q[static 2], size_t *ret_n)
+{
+	if (!peer || !local || peer->sa_family != local->sa_family)
+		return -EINVAL;
+	if (peer->sa_family == AF_INET) {
+		const struct sockaddr_in *p = (const void *)peer, *l = (const void *)local;
+		memset(&q[0], 0, sizeof(q[0]));
+		q[0].family = AF_INET;
+		memcpy(q[0].src, &p->sin_addr, 4);
+		memcpy(q[0].dst, &l->sin_addr, 4);
+		q[0].sport = p->sin_port;
+		q[0].dport = l->sin_port;
+		*ret_n = 1;
+		return 0;
+	}
+	if (peer->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *p = (const void *)peer, *l = (const void *)local;
+		size_t n = 0;
+		if (is_v4mapped(&p->sin6_addr) && is_v4mapped(&l->sin6_addr)) {
+			memset(&q[n], 0, sizeof(q[n]));
+			q[n].family = AF_INET;
+			memcpy(q[n].src, p->sin6_addr.s6_addr + 12, 4);
+			memcpy(q[n].dst, l->sin6_addr.s6_addr + 12, 4);
+			q[n].sport = p->sin6_port;
+			q[n].dport = l->sin6_port;
+			n++;
+		}
+		memset(&q[n], 0, sizeof(q[n]));
+		q[n].family = AF_INET6;
+		memcpy(q[n].src, &p->sin6_addr, 16);
+		memcpy(q[n].dst, &l->sin6_addr, 16);
+		q[n].sport = p->sin6_port;
+		q[n].dport = l->sin6_port;
+		q[n].ifindex = p->sin6_scope_id;
+		n++;
+		*ret_n = n;
+		return 0;
+	}
+	return -EAFNOSUPPORT;
+}
+
+/* sock_diag exact lookup (SOCK_DIAG_BY_FAMILY without NLM_F_DUMP): the kernel looks the
+ * socket up by 4-tuple and answers with one inet_diag_msg or an NLMSG_ERROR
+ * (-ENOENT when there is none). Returns 0 with the inode and uid of a connected
+ * socket, -ENOENT, -errno. */
+static int diag_lookup(const struct diag_query *q, uint32_t *ret_inode, uint32_t *ret_uid)
+{
+	struct {
+		struct nlmsghdr nlh;
+		struct inet_diag_req_v2 r;
+	} req;
+	union {
+		struct nlmsghdr h;
+		char b[8192];
+	} resp;
+	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+	struct timeval tv = {.tv_sec = DIAG_TIMEOUT_MS / 1000,
+			     .tv_usec = (DIAG_TIMEOUT_MS % 1000) * 1000};
+	size_t alen = q->family == AF_INET ? 4 : 16;
+	int fd, r = -EIO;
+	ssize_t n;
+
+	fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0) {
+		r = -errno;
+		goto out;
+	}
+	memset(&req, 0, sizeof(req));
+	req.nlh.nlmsg_len = sizeof(req);
+	req.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	req.nlh.nlmsg_flags = NLM_F_REQUEST;
+	req.nlh.nlmsg_seq = 1;
+	req.r.sdiag_family = (uint8_t)q->family;
+	req.r.sdiag_protocol = IPPROTO_TCP;
+	req.r.idiag_states = ~0u;
+	req.r.id.idiag_sport = q->sport;
+	req.r.id.idiag_dport = q->dport;
+	memcpy(req.r.id.idiag_src, q->src, alen);
+	memcpy(req.r.id.idiag_dst, q->dst, alen);
+	req.r.id.idiag_if = q->ifindex;
+	req.r.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
+	req.r.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+	do
+		n = sendto(fd, &req, sizeof(req), 0, (struct sockaddr *)&kernel, sizeof(kernel));
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		r = -errno;
+		goto out;
+	}
+	for (;;) {
+		struct sockaddr_nl from;
+		socklen_t fl = sizeof(from);
+		n = recvfrom(fd, resp.b, sizeof(resp.b), 0, (struct sockaddr *)&from, &fl);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = errno == EAGAIN ? -ETIMEDOUT : -errno;
+			goto out;
+		}
+		if (from.nl_pid == 0) /* only the kernel answers */
+			break;
+	}
+	for (struct nlmsghdr *h = &resp.h; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+		if (h->nlmsg_seq != 1)
+			continue;
+		if (h->nlmsg_type == NLMSG_ERROR) {
+			const struct nlmsgerr *e = NLMSG_DATA(h);
+			if (h->nlmsg_len < NLMSG_LENGTH(sizeof(*e)))
+				goto out;
+			r = e->error < 0 ? e->error : -ENOENT;
+			goto out;
+		}
+		if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY)
+			continue;
+		const struct inet_diag_msg *m = NLMSG_DATA(h);
+		if (h->nlmsg_len < NLMSG_LENGTH(sizeof(*m)))
+			goto out;
+		/* The lookup falls back to listeners and TIME_WAIT entries; neither is a
+		 * client socket held by a process. */
+		if (m->idiag_family != q->family || m->id.idiag_sport != q->sport ||
+		    m->id.idiag_dport != q->dport || memcmp(m->id.idiag_src, q->src, alen) != 0 ||
+		    memcmp(m->id.idiag_dst, q->dst, alen) != 0 || m->idiag_state == TCP_LISTEN ||
+		    m->idiag_state == TCP_TIME_WAIT || m->idiag_inode == 0) {
+			r = -ENOENT;
+			goto out;
+		}
+		*ret_inode = m->idiag_inode;
+		*ret_uid = m->idiag_uid;
+		r = 0;
+		goto out;
+	}
+	r = -EIO;
+out:
+	close(fd);
+	return r;
+}
+
+/* Does process pid (its /proc/<pid>/fd opened as fdd) hold "socket:[inode]"? Counts the
+ * fds examined into *budget. */
+static int holds_inode(int fdd, const char *want, size_t wlen, size_t *budget)
+{
+	DIR *d = fdopendir(fdd);
+	struct dirent *de;
+	bool found = false;
+
+	if (!d) {
+		close(fdd);
+		return -errno;
+	}
+	while ((de = readdir(d)) != NULL) {
+		char link[64];
+		ssize_t n;
+		if (de->d_name[0] == '.')
+			continue;
+		if (++*budget > ATTEST_SCAN_MAX_FDS) {
+			closedir(d);
+			return -EOVERFLOW;
+		}
+		n = readlinkat(dirfd(d), de->d_name, link, sizeof(link));
+		if (n == (ssize_t)wlen && memcmp(link, want, wlen) == 0) {
+			found = true;
+			break;
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+/* Every thread group holding the socket. -EACCES if some fd table was unreadable. */
+static int find_holders(uint32_t inode, struct holder *hs, size_t *ret_n)
+{
+	char want[40];
+	size_t wlen, n = 0, budget = 0;
+	bool unreadable = false, overflow = false;
+	struct dirent *de;
+	DIR *proc;
+	int r = 0;
+
+	wlen = (size_t)snprintf(want, sizeof(want), "socket:[%u]", inode);
+	proc = opendir("/proc");
+	if (!proc)
+		return -errno;
+	while ((de = readdir(proc)) != NULL) {
+		char path[32];
+		unsigned long v;
+		char *end;
+		int fdd;
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		errno = 0;
+		v = strtoul(de->d_name, &end, 10);
+		if (errno || *end || v > INT32_MAX)
+			continue;
+		snprintf(path, sizeof(path), "%lu/fd", v);
+		fdd = openat(dirfd(proc), path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fdd < 0) {
+			if (errno == EACCES || errno == EPERM)
+				unreadable = true;
+			continue; /* ENOENT: exited meanwhile */
+		}
+		r = holds_inode(fdd, want, wlen, &budget);
+		if (r == -EOVERFLOW) {
+			goto out;
+		} else if (r == -EACCES || r == -EPERM) {
+			unreadable = true;
+		} else if (r == 1) {
+			if (n == PEER_MAX_HOLDERS) {
+				overflow = true;
+				continue;
+			}
+			hs[n++].pid = (pid_t)v;
+		}
+	}
+	if (unreadable)
+		r = -EACCES;
+	else if (overflow)
+		r = -EADDRINUSE;
+	else
+		r = 0;
+out:
+	closedir(proc);
+	if (r == 0)
+		*ret_n = n;
+	return r;
+}
+
+/* Facts that decide identity; two holders that differ in any of them are ambiguous. */
+static bool same_identity(const struct attest_proc *a, const struct attest_proc *b)
+{
+	return a->uids[0] == b->uids[0] && a->uids[1] == b->uids[1] && a->gids[0] == b->gids[0] &&
+	       a->gids[1] == b->gids[1] && strcmp(a->name, b->name) == 0 &&
+	       strcmp(a->exe, b->exe) == 0 && a->exe_key.dev == b->exe_key.dev &&
+	       a->exe_key.ino == b->exe_key.ino && strcmp(a->cgroup, b->cgroup) == 0;
+}
+
+static bool owns_uid(const struct attest_proc *p, uint32_t uid)
+{
+	for (int i = 0; i < 4; i++)
+		if (p->uids[i] == uid)
+			return true;
+	return false;
+}
+
+/* Is a older than b? Start time first; within one clock tick a parent precedes its
+ * child; else the lower pid. */
+static bool older(const struct holder *a, const struct holder *b)
+{
+	if (a->start_time != b->start_time)
+		return a->start_time < b->start_time;
+	if (b->ppid == a->pid)
+		return true;
+	if (a->ppid == b->pid)
+		return false;
+	return a->pid < b->pid;
+}
+
+/* Read the holders' facts, check they agree and own the socket's uid, pick the oldest. */
+static int choose(struct holder *hs, size_t n, uint32_t sock_uid, pid_t *ret_pid)
+{
+	struct attest_proc *first = NULL, *p = NULL;
+	const struct holder *best = NULL;
+	size_t live = 0;
+	int r = 0;
+
+	first = malloc(sizeof(*first));
+	p = malloc(sizeof(*p));
+	if (!first || !p) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct attest_proc *cur = live == 0 ? first : p;
+		int dirfd = attest_proc_open(hs[i].pid);
+		if (dirfd == -ESRCH)
+			continue; /* exited since the scan: no longer a holder */
+		if (dirfd < 0) {
+			r = dirfd;
+			goto out;
+		}
+		r = attest_proc_read(dirfd, cur);
+		close(dirfd);
+		if (r == -ESRCH) {
+			r = 0;
+			continue;
+		}
+		if (r < 0)
+			goto out;
+		if (!owns_uid(cur, sock_uid) || (live > 0 && !same_identity(first, cur))) {
+			r = -EADDRINUSE;
+			goto out;
+		}
+		hs[i].ppid = cur->ppid;
+		hs[i].start_time = cur->start_time;
+		if (!best || older(&hs[i], best))
+			best = &hs[i];
+		live++;
+	}
+	if (!best) {
+		r = -ENOENT;
+		goto out;
+	}
+	*ret_pid = best->pid;
+out:
+	free(first);
+	free(p);
+	return r;
+}
+
+int attest_tcp_peer_pid(const struct sockaddr *peer, const struct sockaddr *local,
+			pid_t *ret_pid)
+{
+	struct diag_query q[2];
+	struct holder *hs = NULL;
+	uint32_t inode = 0, uid = 0;
+	size_t nq, nh = 0;
+	int r;
+
+	r = build_queries(peer, local, q, &nq);
+	if (r < 0)
+		return r;
+	r = -ENOENT;
+	for (size_t i = 0; i < nq && r == -ENOENT; i++)
+		r = diag_lookup(&q[i], &inode, &uid);
+	if (r < 0)
+		return r;
+	hs = calloc(PEER_MAX_HOLDERS, sizeof(*hs));
+	if (!hs)
+		return -ENOMEM;
+	r = find_holders(inode, hs, &nh);
+	if (r < 0)
+		goto out;
+	if (nh == 0) {
+		r = -ENOENT;
+		goto out;
+	}
+	r = choose(hs, nh, uid, ret_pid);
+out:
+	free(hs);
+	return r;
+}
