@@ -1,0 +1,548 @@
+#include "config/agentconf.h"
+
+#include "config/yamltree.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define AGENTCONF_MAX_FILE (64 * 1024)
+#define AGENTCONF_JWT_TTL_MAX 3600       /* JWT-SVIDs are short-lived by design */
+#define AGENTCONF_LONG_MAX (366 * 86400) /* x509TTL, jwtKeyRotation */
+
+/* A "checker" validates a string value; NULL reason = valid. */
+typedef const char *(*conf_check_fn)(const char *s);
+
+enum conf_type { CONF_STR, CONF_U32 };
+
+struct conf_key {
+	const char *name;
+	enum conf_type type;
+	size_t off;
+	conf_check_fn check; /* CONF_STR */
+	bool may_be_empty;   /* CONF_STR: "" is meaningful (disables a listener) */
+	uint32_t min, max;   /* CONF_U32 */
+};
+
+static const char *check_trust_domain(const char *s)
+{
+	size_t len = strlen(s);
+
+	if (len > 255)
+		return "a trust domain is at most 255 bytes";
+	if (strncmp(s, "spiffe://", 9) == 0)
+		return "write the trust domain without \"spiffe://\"";
+	for (const char *c = s; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '.' ||
+		      *c == '_' || *c == '-'))
+			return "a trust domain has only lowercase letters, digits, '.', '_' and '-' "
+			       "(SPIFFE-ID §2.1)";
+	return NULL;
+}
+
+static const char *check_url(const char *s)
+{
+	const char *host;
+
+	if (strncmp(s, "https://", 8) == 0)
+		host = s + 8;
+	else if (strncmp(s, "http://", 7) == 0)
+		host = s + 7;
+	else
+		return "expected an http:// or https:// URL";
+	if (!*host || *host == '/')
+		return "URL has no host";
+	for (const char *c = s; *c; c++)
+		if ((unsigned char)*c <= 0x20 || *c == 0x7f || *c == '?' || *c == '#' || *c == '@')
+			return "URL must not contain spaces, userinfo, a query or a fragment";
+	return NULL;
+}
+
+static const char *check_port(const char *p)
+{
+	unsigned long v = 0;
+
+	if (!*p || strlen(p) > 5)
+		return "expected a port 1..65535";
+	for (const char *c = p; *c; c++) {
+		if (*c < '0' || *c > '9')
+			return "expected a port 1..65535";
+		v = v * 10 + (unsigned long)(*c - '0');
+	}
+	return v >= 1 && v <= 65535 ? NULL : "expected a port 1..65535";
+}
+
+/* "IPv4:port" or "[IPv6]:port" (numeric only: a listener never resolves names). */
+static const char *check_listen(const char *s)
+{
+	char host[INET6_ADDRSTRLEN + 1];
+	unsigned char addr[16];
+	const char *end, *port;
+	size_t hl;
+
+	if (s[0] == '[') {
+		end = strchr(s, ']');
+		if (!end || end[1] != ':')
+			return "expected IPv4:port or [IPv6]:port";
+		hl = (size_t)(end - s - 1);
+		port = end + 2;
+		if (hl >= sizeof(host))
+			return "invalid IPv6 address";
+		memcpy(host, s + 1, hl);
+		host[hl] = '\0';
+		if (inet_pton(AF_INET6, host, addr) != 1)
+			return "invalid IPv6 address";
+	} else {
+		end = strrchr(s, ':');
+		if (!end)
+			return "expected IPv4:port or [IPv6]:port";
+		hl = (size_t)(end - s);
+		port = end + 1;
+		if (hl >= sizeof(host))
+			return "expected IPv4:port or [IPv6]:port";
+		memcpy(host, s, hl);
+		host[hl] = '\0';
+		if (inet_pton(AF_INET, host, addr) != 1)
+			return "expected IPv4:port or [IPv6]:port (IPv6 addresses in brackets)";
+	}
+	return check_port(port);
+}
+
+static const char *check_listen_or_off(const char *s)
+{
+	return *s ? check_listen(s) : NULL;
+}
+
+static const char *check_socket_path(const char *s)
+{
+	if (strlen(s) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return "longer than a Unix socket path may be (107 bytes)";
+	return NULL;
+}
+
+static const char *check_log_level(const char *s)
+{
+	static const char *const levels[] = {"debug", "info", "warn", "error"};
+
+	for (size_t i = 0; i < 4; i++)
+		if (strcmp(s, levels[i]) == 0)
+			return NULL;
+	return "expected debug, info, warn or error";
+}
+
+#define STR(n, f, chk, empty) {n, CONF_STR, offsetof(struct agentconf, f), chk, empty, 0, 0}
+#define U32(n, f, lo, hi) {n, CONF_U32, offsetof(struct agentconf, f), NULL, false, lo, hi}
+
+static const struct conf_key conf_keys[] = {
+	STR("trustDomain", trust_domain, check_trust_domain, false),
+	STR("issuer", issuer, check_url, false),
+	STR("stateDir", state_dir, NULL, false),
+	STR("resourcesDir", resources_dir, NULL, false),
+	STR("auditLog", audit_log, NULL, false),
+	STR("adminSocket", admin_socket, check_socket_path, false),
+	STR("oidcListen", oidc_listen, check_listen_or_off, true),
+	STR("proxyListen", proxy_listen, check_listen_or_off, true),
+	STR("upstreamCAFile", upstream_ca_file, NULL, false),
+	STR("caCertFile", ca_cert_file, NULL, false),
+	STR("caKeyFile", ca_key_file, NULL, false),
+	U32("jwtTTL", jwt_ttl, 1, AGENTCONF_JWT_TTL_MAX),
+	U32("x509TTL", x509_ttl, 1, AGENTCONF_LONG_MAX),
+	U32("jwtKeyRotation", jwt_key_rotation, 1, AGENTCONF_LONG_MAX),
+	U32("reloadIntervalMs", reload_interval_ms, 10, 86400000),
+	U32("exchangeTimeoutMs", exchange_timeout_ms, 1, 600000),
+	U32("maxConnections", max_connections, 1, 1000000),
+	STR("logLevel", log_level, check_log_level, false),
+};
+#define N_CONF_KEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
+
+static const char *const all_keys[] = {
+	"trustDomain",	"issuer",	      "stateDir",	  "resourcesDir", "auditLog",
+	"adminSocket",	"oidcListen",	      "proxyListen",	  "plainListeners",
+	"upstreamCAFile", "caCertFile",	      "caKeyFile",	  "jwtTTL",	  "x509TTL",
+	"jwtKeyRotation", "reloadIntervalMs", "exchangeTimeoutMs", "maxConnections", "logLevel",
+};
+
+void agentconf_done(struct agentconf *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < N_CONF_KEYS; i++)
+		if (conf_keys[i].type == CONF_STR)
+			free(*(char **)((char *)c + conf_keys[i].off));
+	for (size_t i = 0; i < c->n_plain; i++) {
+		free(c->plain[i].service);
+		free(c->plain[i].listen);
+	}
+	free(c->plain);
+	memset(c, 0, sizeof(*c));
+}
+
+static int set_str(char **field, const char *v)
+{
+	char *s = strdup(v);
+
+	if (!s)
+		return -ENOMEM;
+	free(*field);
+	*field = s;
+	return 0;
+}
+
+int agentconf_defaults(struct agentconf *ret)
+{
+	struct agentconf c = {
+		.jwt_ttl = 300,
+		.x509_ttl = 3600,
+		.jwt_key_rotation = 86400,
+		.reload_interval_ms = 1000,
+		.exchange_timeout_ms = 30000,
+		.max_connections = 4096,
+	};
+	int r = 0;
+
+	r |= set_str(&c.trust_domain, "vouch.local");
+	r |= set_str(&c.issuer, "http://127.0.0.1:7802");
+	r |= set_str(&c.state_dir, "/var/lib/vouch");
+	r |= set_str(&c.resources_dir, "/etc/vouch/resources.d");
+	r |= set_str(&c.audit_log, "/var/lib/vouch/audit.log");
+	r |= set_str(&c.admin_socket, "/run/vouch/admin.sock");
+	r |= set_str(&c.oidc_listen, "127.0.0.1:7802");
+	r |= set_str(&c.proxy_listen, "127.0.0.1:7800");
+	r |= set_str(&c.log_level, "info");
+	c.plain = calloc(1, sizeof(*c.plain));
+	if (c.plain) {
+		c.n_plain = 1;
+		r |= set_str(&c.plain[0].service, "anthropic-api");
+		r |= set_str(&c.plain[0].listen, "127.0.0.1:7801");
+	}
+	if (r || !c.plain) {
+		agentconf_done(&c);
+		return -ENOMEM;
+	}
+	*ret = c;
+	return 0;
+}
+
+struct cload {
+	const char *file;
+	struct diag_list *diags;
+	size_t start;
+	bool oom;
+};
+
+static void cerr(struct cload *cl, const struct yamltree_node *n, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void cerr(struct cload *cl, const struct yamltree_node *n, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	diag_add(cl->diags, cl->file, n->line, n->col, "%s", buf);
+}
+
+static const char *found(const struct yamltree_node *n)
+{
+	return n->type == YAMLTREE_MAP ? "a map" : n->type == YAMLTREE_SEQ ? "a list" : "a scalar";
+}
+
+static void load_key(struct cload *cl, const struct conf_key *k, const struct yamltree_node *v,
+		     struct agentconf *c)
+{
+	const char *why;
+
+	if (v->type == YAMLTREE_BAD || yamltree_is_null(v))
+		return; /* reported, or null = keep the default */
+	if (k->type == CONF_U32) {
+		long long x;
+		int r = yamltree_int(v, k->min, k->max, &x);
+		if (r == -ERANGE)
+			cerr(cl, v, "%s: %s out of range (%u..%u)", k->name, v->str, k->min, k->max);
+		else if (r < 0)
+			cerr(cl, v, "%s: expected an integer, found %s", k->name,
+			     v->type == YAMLTREE_SCALAR ? "a string" : found(v));
+		else
+			*(uint32_t *)((char *)c + k->off) = (uint32_t)x;
+		return;
+	}
+	if (v->type != YAMLTREE_SCALAR) {
+		cerr(cl, v, "%s: expected a string, found %s", k->name, found(v));
+		return;
+	}
+	if (!*v->str && !k->may_be_empty) {
+		cerr(cl, v, "%s: must not be empty", k->name);
+		return;
+	}
+	if (k->check && (why = k->check(v->str))) {
+		cerr(cl, v, "%s: invalid value '%s': %s", k->name, v->str, why);
+		return;
+	}
+	if (set_str((char **)((char *)c + k->off), v->str) < 0)
+		cl->oom = true;
+}
+
+static void load_plain(struct cload *cl, const struct yamltree_node *v, struct agentconf *c,
+		       const struct yamltree_node **nodes)
+{
+	static const char *const keys[] = {"service", "listen"};
+	struct agentconf_plain *pl = NULL;
+	size_t n = 0;
+
+	if (v->type == YAMLTREE_BAD)
+		return;
+	if (v->type != YAMLTREE_SEQ) {
+		cerr(cl, v, "plainListeners: expected a list, found %s", found(v));
+		return;
+	}
+	if (v->n) {
+		pl = calloc(v->n, sizeof(*pl));
+		if (!pl) {
+			cl->oom = true;
+			return;
+		}
+	}
+	for (size_t i = 0; i < v->n; i++) {
+		const struct yamltree_node *m = v->items[i], *s, *l;
+		const char *why;
+		if (m->type != YAMLTREE_MAP) {
+			if (m->type != YAMLTREE_BAD)
+				cerr(cl, m, "plainListeners[%zu]: expected a map with service and "
+					    "listen, found %s",
+				     i, found(m));
+			continue;
+		}
+		for (size_t j = 0; j < m->n; j++) {
+			const struct yamltree_node *k = m->items[2 * j];
+			if (k->type != YAMLTREE_SCALAR || strcmp(k->str, "service") == 0 ||
+			    strcmp(k->str, "listen") == 0)
+				continue;
+			const char *sg = yamltree_suggest(k->str, keys, 2);
+			cerr(cl, k, "plainListeners[%zu]: unknown field '%s'%s%s%s", i, k->str,
+			     sg ? ", did you mean '" : " (known fields: service, listen)",
+			     sg ? sg : "", sg ? "'?" : "");
+		}
+		s = yamltree_get(m, "service");
+		l = yamltree_get(m, "listen");
+		if (!s || yamltree_is_null(s))
+			cerr(cl, m, "plainListeners[%zu]: missing required field 'service'", i);
+		else if (s->type != YAMLTREE_SCALAR || !*s->str)
+			cerr(cl, s, "plainListeners[%zu].service: expected a Service name", i);
+		if (!l || yamltree_is_null(l))
+			cerr(cl, m, "plainListeners[%zu]: missing required field 'listen'", i);
+		else if (l->type != YAMLTREE_SCALAR)
+			cerr(cl, l, "plainListeners[%zu].listen: expected a string, found %s", i,
+			     found(l));
+		else if ((why = check_listen(l->str)))
+			cerr(cl, l, "plainListeners[%zu].listen: invalid value '%s': %s", i, l->str,
+			     why);
+		else if (s && s->type == YAMLTREE_SCALAR && *s->str) {
+			pl[n].service = strdup(s->str);
+			pl[n].listen = strdup(l->str);
+			if (!pl[n].service || !pl[n].listen)
+				cl->oom = true;
+			nodes[n++] = l;
+		}
+	}
+	for (size_t i = 0; i < c->n_plain; i++) {
+		free(c->plain[i].service);
+		free(c->plain[i].listen);
+	}
+	free(c->plain);
+	c->plain = pl;
+	c->n_plain = n;
+}
+
+/* No two listeners on one address; reported at the later one written in the file. */
+static void check_listeners(struct cload *cl, const struct agentconf *c,
+			    const struct yamltree_node *oidc, const struct yamltree_node *proxy,
+			    const struct yamltree_node *const *plain_nodes)
+{
+	const char *addr[2 + YAMLTREE_MAX_ITEMS];
+	const struct yamltree_node *node[2 + YAMLTREE_MAX_ITEMS];
+	size_t n = 0;
+
+	if (*c->oidc_listen) {
+		addr[n] = c->oidc_listen;
+		node[n++] = oidc;
+	}
+	if (*c->proxy_listen) {
+		addr[n] = c->proxy_listen;
+		node[n++] = proxy;
+	}
+	for (size_t i = 0; i < c->n_plain; i++) {
+		addr[n] = c->plain[i].listen;
+		node[n++] = plain_nodes[i];
+	}
+	for (size_t i = 1; i < n; i++)
+		for (size_t j = 0; j < i; j++) {
+			if (strcmp(addr[i], addr[j]) != 0)
+				continue;
+			const struct yamltree_node *at = node[i] ? node[i] : node[j];
+			if (at)
+				cerr(cl, at, "listen address %s is used by two listeners", addr[i]);
+			break;
+		}
+}
+
+static int read_conf(const char *path, struct diag_list *diags, char **ret, size_t *ret_len)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	struct stat st;
+	int fd, r = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		r = -errno;
+		diag_add(diags, path, 1, 1, "cannot open: %s", strerror(-r));
+		return r;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		diag_add(diags, path, 1, 1, "not a regular file");
+		r = -EINVAL;
+		goto out;
+	}
+	buf = malloc(AGENTCONF_MAX_FILE + 1);
+	if (!buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		ssize_t k = read(fd, buf + len, AGENTCONF_MAX_FILE + 1 - len);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			r = -errno;
+			diag_add(diags, path, 1, 1, "cannot read: %s", strerror(-r));
+			goto out;
+		}
+		if (k == 0)
+			break;
+		len += (size_t)k;
+		if (len > AGENTCONF_MAX_FILE) {
+			diag_add(diags, path, 1, 1, "file is larger than %d bytes",
+				 AGENTCONF_MAX_FILE);
+			r = -EINVAL;
+			goto out;
+		}
+	}
+	*ret = buf;
+	*ret_len = len;
+	buf = NULL;
+out:
+	free(buf);
+	close(fd);
+	return r;
+}
+
+int agentconf_load(const char *path, struct diag_list *diags, struct agentconf *ret)
+{
+	struct cload cl = {.file = path, .diags = diags, .start = diags->n};
+	const struct yamltree_node *root, *v, *oidc = NULL, *proxy = NULL;
+	const struct yamltree_node **plain_nodes = NULL;
+	struct agentconf c = {0};
+	struct yamltree *t = NULL;
+	bool audit_set = false;
+	char *buf = NULL;
+	size_t len = 0;
+	int r;
+
+	r = read_conf(path, diags, &buf, &len);
+	if (r < 0)
+		return r;
+	r = agentconf_defaults(&c);
+	if (r < 0)
+		goto out;
+	r = yamltree_parse(path, buf, len, 2, diags, &t);
+	if (r < 0)
+		goto out;
+	if (t->n_docs > 1)
+		cerr(&cl, t->docs[1], "expected a single YAML document");
+	root = t->n_docs ? t->docs[0] : NULL;
+	if (!root || root->type == YAMLTREE_BAD || yamltree_is_null(root))
+		goto check; /* empty file: the defaults */
+	if (root->type != YAMLTREE_MAP) {
+		cerr(&cl, root, "expected a map of settings, found %s", found(root));
+		goto check;
+	}
+	plain_nodes = calloc(YAMLTREE_MAX_ITEMS, sizeof(*plain_nodes));
+	if (!plain_nodes) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < root->n; i++) {
+		const struct yamltree_node *k = root->items[2 * i];
+		bool known = false;
+		if (k->type != YAMLTREE_SCALAR)
+			continue;
+		for (size_t j = 0; j < sizeof(all_keys) / sizeof(all_keys[0]) && !known; j++)
+			known = strcmp(k->str, all_keys[j]) == 0;
+		if (known)
+			continue;
+		const char *sg =
+			yamltree_suggest(k->str, all_keys, sizeof(all_keys) / sizeof(all_keys[0]));
+		if (sg)
+			cerr(&cl, k, "unknown key '%s', did you mean '%s'?", k->str, sg);
+		else
+			cerr(&cl, k, "unknown key '%s' (see docs/CONFIG.md)", k->str);
+	}
+	for (size_t i = 0; i < N_CONF_KEYS; i++)
+		if ((v = yamltree_get(root, conf_keys[i].name)))
+			load_key(&cl, &conf_keys[i], v, &c);
+	oidc = yamltree_get(root, "oidcListen");
+	proxy = yamltree_get(root, "proxyListen");
+	if ((v = yamltree_get(root, "auditLog")) && !yamltree_is_null(v))
+		audit_set = true;
+	if ((v = yamltree_get(root, "plainListeners")) && !yamltree_is_null(v))
+		load_plain(&cl, v, &c, plain_nodes);
+	else
+		plain_nodes[0] = NULL; /* the default listener has no position */
+	if (!c.ca_cert_file != !c.ca_key_file) { /* exactly one was given in this file */
+		const struct yamltree_node *cert = yamltree_get(root, "caCertFile");
+		if (c.ca_cert_file)
+			cerr(&cl, cert, "caCertFile is set but caKeyFile is not (both or neither)");
+		else
+			cerr(&cl, yamltree_get(root, "caKeyFile"),
+			     "caKeyFile is set but caCertFile is not (both or neither)");
+	}
+	if (!audit_set) {
+		char *a = NULL;
+		if (asprintf(&a, "%s/audit.log", c.state_dir) < 0) {
+			r = -ENOMEM;
+			goto out;
+		}
+		free(c.audit_log);
+		c.audit_log = a;
+	}
+check:
+	if (plain_nodes && diags->n == cl.start)
+		check_listeners(&cl, &c, oidc, proxy, plain_nodes);
+	if (cl.oom) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (diags->n > cl.start) {
+		r = -EINVAL;
+		goto out;
+	}
+	*ret = c;
+	memset(&c, 0, sizeof(c));
+	r = 0;
+out:
+	agentconf_done(&c);
+	free(plain_nodes);
+	yamltree_free(t);
+	free(buf);
+	return r;
+}
