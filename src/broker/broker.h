@@ -1,13 +1,26 @@
 /* broker — access tokens per (workload, credential source).
  *
- * For each key: mint a fresh JWT-SVID (new jti; audience of the source), exchange it,
- * cache the access token in a secret. A background thread refreshes ahead of expiry:
- * advisory at expires-120 s (on failure the cached token keeps serving, back off),
- * mandatory at expires-30 s (callers block on the single exchange in flight for the
- * key). Failures back off exponentially (1 s .. 60 s). An assertion is never reused:
- * each exchange attempt mints new bytes. Thresholds scale down for short-lived tokens
- * (advisory at 1/2, mandatory at 1/4 of the lifetime when the lifetime is under 4 min)
- * so a token of a few seconds still refreshes in the background. */
+ * Cache key: (workload_path, source ns/name, SHA-256 of the source's parameters), so an
+ * edited CredentialSource is a new key (the old entry goes at the next retain_bound).
+ *
+ * For each key: mint a fresh JWT-SVID (new jti; audience of the source, default
+ * ANTHROPIC_DEFAULT_AUDIENCE; the CA's default ttl), exchange it, cache the access token
+ * in a secret. An assertion is never reused: each attempt mints new bytes.
+ *
+ * Refresh policy, with L = expires_in of the current token, counted from the start of
+ * the request that obtained it (CLOCK_MONOTONIC):
+ *   advisory  = expiry - min(120 s, L/2): a background thread refreshes from here; on
+ *               failure the cached token keeps serving and the thread backs off;
+ *   mandatory = expiry - min(30 s, L/4): from here callers no longer get the cached
+ *               token; they wait for the single exchange in flight for the key, or run
+ *               it themselves when none is (counted in request_path_exchanges).
+ * The thresholds scale down for short-lived tokens, so a token of a few seconds still
+ * refreshes in the background. Background refresh only runs for keys used within the
+ * last token lifetime; an idle key's token is left to expire and is then wiped.
+ * Failures back off exponentially (1 s, 2 s, 4 s ... 60 s; a success resets it); during
+ * backoff a caller without a usable token gets the last error at once, without a new
+ * exchange. Every issuance ("issue") and exchange ("exchange") is audited with
+ * fingerprints only. */
 #ifndef VOUCH_BROKER_H
 #define VOUCH_BROKER_H
 
@@ -35,16 +48,27 @@ struct broker_stats {
 	uint64_t exchange_failures;
 	uint64_t request_path_exchanges; /* exchanges a caller had to wait for */
 	uint64_t hits;              /* served from cache without waiting */
+	uint64_t background_refreshes; /* attempts started by the refresh thread */
+	uint64_t entries;           /* keys currently cached */
 };
 
+/* broker_new: opts->ca is required; opts is copied (ca and audit must outlive the
+ * broker). Starts the refresh thread. broker_free stops and joins it (waiting for a
+ * background exchange in progress) and wipes every token; no broker_token call may be
+ * running or start during broker_free. */
 int broker_new(const struct broker_opts *opts, struct broker **ret);
 void broker_free(struct broker *b);
 
 /* A token for (workload_path, src). src is copied into the cache entry (the caller's
- * resource set may be freed afterwards). Served from cache if fresh; otherwise waits for
- * the single in-flight exchange (bounded by the exchange timeout). On success *ret_token
- * is a new secret copy owned by the caller and ret_expires_in (may be NULL) the seconds
- * left. On failure: -errno as anthropic_exchange, with a redacted cause in err. */
+ * resource set may be freed afterwards). Served from cache if before mandatory (even
+ * while an advisory refresh runs or after it failed); otherwise waits for the single
+ * in-flight exchange, bounded by the exchange timeout + 5 s. Blocking: call it from a
+ * thread that may block for that long when the key is cold. On success *ret_token is a
+ * new secret copy owned by the caller and ret_expires_in (may be NULL) the seconds left.
+ * On failure: -errno as anthropic_exchange (during backoff: the last attempt's code),
+ * or -ETIMEDOUT (waited too long), -ECANCELED (the entry was dropped meanwhile),
+ * -ENOSPC (cache full), -EINVAL (bad arguments, unsupported source type), with a
+ * redacted, printable cause in err (may be NULL). Thread-safe. */
 int broker_token(struct broker *b, const char *workload_path, const struct res_source *src,
 		 struct secret **ret_token, int64_t *ret_expires_in, char *err, size_t err_cap);
 /* The upstream refused token (401): drop it only if it is still the cached one
