@@ -304,7 +304,7 @@ static int jwt_keys_load(struct ca *ca)
 	long long t[2];
 	int r;
 
-	r = keyfile_read(ca->jwt_keys_path, CA_JWT_KEYS_MAX, true, &s);
+	r = keyfile_read(ca->jwt_keys_path, CA_JWT_KEYS_MAX, KEYFILE_PRIVATE, &s);
 	if (r < 0)
 		goto out;
 	r = -EINVAL;
@@ -464,8 +464,10 @@ static int ca_load_files(struct ca *ca, const char *cert_file, const char *key_f
 	X509 *cert = NULL;
 	int r;
 
-	if ((r = certbuild_read_cert(cert_file, &cert)) < 0 ||
-	    (r = certbuild_read_key(key_file, &key)) < 0 ||
+	/* Operator-provided files may be symlinks (Kubernetes secret mounts); the key's
+	 * owner and mode are still checked on the target. */
+	if ((r = certbuild_read_cert(cert_file, true, &cert)) < 0 ||
+	    (r = certbuild_read_key(key_file, true, &key)) < 0 ||
 	    (r = certbuild_check_ca_pair(cert, key, now)) < 0)
 		goto out;
 	ca->ca_key = key;

@@ -421,10 +421,10 @@ int certbuild_cert_from_pem(const void *buf, size_t len, X509 **ret)
 	return 0;
 }
 
-int certbuild_read_cert(const char *path, X509 **ret)
+int certbuild_read_cert(const char *path, bool follow, X509 **ret)
 {
 	struct secret *s = NULL;
-	int r = keyfile_read(path, KEYFILE_MAX, false, &s);
+	int r = keyfile_read(path, KEYFILE_MAX, follow ? KEYFILE_FOLLOW : 0, &s);
 
 	if (r < 0)
 		return r;
@@ -433,10 +433,11 @@ int certbuild_read_cert(const char *path, X509 **ret)
 	return r;
 }
 
-int certbuild_read_key(const char *path, EVP_PKEY **ret)
+int certbuild_read_key(const char *path, bool follow, EVP_PKEY **ret)
 {
 	struct secret *s = NULL;
-	int r = keyfile_read(path, KEYFILE_MAX, true, &s);
+	int r = keyfile_read(path, KEYFILE_MAX, KEYFILE_PRIVATE | (follow ? KEYFILE_FOLLOW : 0),
+			     &s);
 
 	if (r < 0)
 		return r;
@@ -496,7 +497,7 @@ int certbuild_ca_state(const struct certbuild_ca_spec *spec, time_t now, EVP_PKE
 	if ((r = keyfile_join(kpath, sizeof(kpath), spec->dir, spec->key_name)) < 0 ||
 	    (r = keyfile_join(cpath, sizeof(cpath), spec->dir, spec->cert_name)) < 0)
 		return r;
-	r = certbuild_read_key(kpath, &key);
+	r = certbuild_read_key(kpath, false, &key);
 	if (r == -ENOENT) {
 		/* First start. Key first: a crash between the two writes leaves a key whose
 		 * certificate is issued on the next start. */
@@ -505,7 +506,7 @@ int certbuild_ca_state(const struct certbuild_ca_spec *spec, time_t now, EVP_PKE
 	} else if (r < 0) {
 		goto out; /* corrupt (-EINVAL) or bad mode (-EPERM): never overwrite it */
 	} else {
-		r = certbuild_read_cert(cpath, &cert);
+		r = certbuild_read_cert(cpath, false, &cert);
 		if (r < 0 && r != -ENOENT)
 			goto out;
 	}

@@ -60,10 +60,11 @@ int certbuild_cert_pem(X509 *x, char **ret, size_t *ret_len);
 int certbuild_cert_der(X509 *x, unsigned char **ret, size_t *ret_len);
 int certbuild_cert_from_pem(const void *buf, size_t len, X509 **ret);
 
-/* Files: a PEM certificate (any mode) and a PEM P-256 private key (keyfile_read rules:
- * owned by us, no group/other bits, else -EPERM). -ENOENT when absent, -EINVAL corrupt. */
-int certbuild_read_cert(const char *path, X509 **ret);
-int certbuild_read_key(const char *path, EVP_PKEY **ret);
+/* Files: a PEM certificate (any mode) and a PEM P-256 private key (owned by us, no
+ * group/other bits, else -EPERM). -ENOENT when absent, -EINVAL corrupt. follow: accept
+ * a symlink (configured files); otherwise -ELOOP (state-dir files). */
+int certbuild_read_cert(const char *path, bool follow, X509 **ret);
+int certbuild_read_key(const char *path, bool follow, EVP_PKEY **ret);
 /* Does key belong to cert, a P-256 CA certificate that has not expired at now?
  * 0, -EINVAL (mismatch, not a CA, not P-256) or -EKEYEXPIRED. */
 int certbuild_check_ca_pair(X509 *cert, EVP_PKEY *key, time_t now);

@@ -142,7 +142,7 @@ out:
 	return ret;
 }
 
-int keyfile_read(const char *path, size_t max, bool private, struct secret **ret)
+int keyfile_read(const char *path, size_t max, int flags, struct secret **ret)
 {
 	struct secret *s = NULL;
 	struct stat st;
@@ -151,7 +151,8 @@ int keyfile_read(const char *path, size_t max, bool private, struct secret **ret
 
 	if (max > KEYFILE_MAX)
 		return -EINVAL;
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	fd = open(path,
+		  O_RDONLY | O_CLOEXEC | O_NOCTTY | ((flags & KEYFILE_FOLLOW) ? 0 : O_NOFOLLOW));
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0) {
@@ -162,7 +163,8 @@ int keyfile_read(const char *path, size_t max, bool private, struct secret **ret
 		r = -EINVAL;
 		goto out;
 	}
-	if (private && (st.st_uid != geteuid() || (st.st_mode & (S_IRWXG | S_IRWXO)))) {
+	if ((flags & KEYFILE_PRIVATE) &&
+	    (st.st_uid != geteuid() || (st.st_mode & (S_IRWXG | S_IRWXO)))) {
 		r = -EPERM;
 		goto out;
 	}

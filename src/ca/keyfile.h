@@ -25,11 +25,17 @@ int keyfile_mkdirs(const char *dir, mode_t mode, bool private);
  * temp file is removed and path is untouched. Returns 0 or -errno. */
 int keyfile_write(const char *path, const void *buf, size_t len, mode_t mode);
 
-/* Read path (O_NOFOLLOW, regular file, ≤ max bytes, max ≤ KEYFILE_MAX) into a new secret.
- * When private is true the file must be owned by the effective uid and carry no group
- * or other permission bits (-EPERM otherwise). Returns 0, -ENOENT when the file does
- * not exist, -EFBIG when too large, or -errno; *ret is the caller's. */
-int keyfile_read(const char *path, size_t max, bool private, struct secret **ret);
+/* keyfile_read() flags. */
+enum {
+	KEYFILE_PRIVATE = 1, /* owned by the effective uid, no group/other permission bits */
+	KEYFILE_FOLLOW = 2,  /* follow a symlink (operator-configured files, e.g. Kubernetes
+			      * secret mounts); state-dir files are opened O_NOFOLLOW */
+};
+/* Read path (a regular file, ≤ max bytes, max ≤ KEYFILE_MAX) into a new secret.
+ * Returns 0, -EPERM when KEYFILE_PRIVATE is violated, -ENOENT when the file does not
+ * exist, -ELOOP for a symlink without KEYFILE_FOLLOW, -EFBIG when too large, or -errno;
+ * *ret is the caller's. */
+int keyfile_read(const char *path, size_t max, int flags, struct secret **ret);
 
 /* path = dir + "/" + name into out (cap bytes). Returns 0 or -ENAMETOOLONG. */
 int keyfile_join(char *out, size_t cap, const char *dir, const char *name);

@@ -980,6 +980,27 @@ static void test_config(const char *state)
 		path_in(p, sizeof(p), other, "ca.key");
 		ok(access(p, F_OK) != 0, "no ca.key generated when files are configured");
 	}
+	{
+		/* configured files may be symlinks (Kubernetes secret mounts); the target's
+		 * mode is still enforced */
+		char lk[PATH_MAX], copy[PATH_MAX];
+		char *kb;
+		size_t kl = 0;
+		path_in(lk, sizeof(lk), tmp, "key-link");
+		path_in(copy, sizeof(copy), tmp, "key-copy");
+		kb = read_all(keyf, &kl);
+		write_file(copy, kb, kl, 0600);
+		free(kb);
+		ok(symlink(copy, lk) == 0, "symlink to a configured key");
+		c.key_file = lk;
+		ok(ca_open(&c, &ca) == 0, "configured key through a symlink opens");
+		ca_free(ca);
+		ca = NULL;
+		chmod(copy, 0644);
+		ok(ca_open(&c, &ca) == -EPERM && !ca,
+		   "configured key symlink to a world-readable file: -EPERM");
+		c.key_file = keyf;
+	}
 	c.key_file = NULL;
 	ok(ca_open(&c, &ca) == -EINVAL, "cert_file without key_file: -EINVAL");
 	/* key of another CA */
