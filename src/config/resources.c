@@ -168,7 +168,7 @@ struct loader {
 
 static bool errors_capped(struct loader *ld)
 {
-	return ld->diags->n - ld->diags_start >= RES_MAX_ERRORS;
+	return ld->diags->n - ld->diags_start > RES_MAX_ERRORS;
 }
 
 static void lerr_at(struct loader *ld, unsigned line, unsigned col, const char *fmt, ...)
@@ -212,15 +212,26 @@ static void lerr(struct loader *ld, const struct yamltree_node *n, const char *p
 		lerr_at(ld, n->line, n->col, "%s", buf);
 }
 
-static const char *type_name(const struct yamltree_node *n)
+/* What a node is, for "expected X, found Y" (buf receives scalar text, cut short). */
+static const char *type_name(const struct yamltree_node *n, char *buf, size_t size)
 {
+	bool b;
+
 	switch (n->type) {
 	case YAMLTREE_MAP:
 		return "a map";
 	case YAMLTREE_SEQ:
 		return "a list";
 	default:
-		return yamltree_is_null(n) ? "null" : "a scalar";
+		if (yamltree_is_null(n))
+			return "null";
+		if (!n->plain)
+			return "a quoted string";
+		if (yamltree_bool(n, &b) == 0)
+			return "a boolean";
+		if (snprintf(buf, size, "'%.40s%s'", n->str, n->len > 40 ? "..." : "") < 0)
+			return "a scalar";
+		return buf;
 	}
 }
 
@@ -228,11 +239,12 @@ static const char *type_name(const struct yamltree_node *n)
 static void type_err(struct loader *ld, const struct yamltree_node *n, const char *path,
 		     const char *expected)
 {
+	char buf[64];
+
 	if (n->type != YAMLTREE_BAD)
-		lerr(ld, n, path, "expected %s, found %s", expected, type_name(n));
+		lerr(ld, n, path, "expected %s, found %s", expected, type_name(n, buf, sizeof(buf)));
 }
 
-/* Field paths for messages ("spec.addresses[0].port"); a long one is cut short. */
 static void child_path(char *buf, size_t size, const char *parent, const char *key)
 {
 	int k = snprintf(buf, size, "%s%s%s", parent, *parent ? "." : "", key);
@@ -727,21 +739,30 @@ static void parse_workload(struct loader *ld, const struct yamltree_node *spec,
 		parse_selectors(ld, v, "spec.selectors", false, &w->selectors);
 }
 
+static void parse_addresses(struct loader *ld, const struct yamltree_node *v,
+			    struct res_service *svc);
+
 static void parse_service(struct loader *ld, const struct yamltree_node *spec,
 			  struct res_service *svc)
 {
 	static const char *const keys[] = {"labels", "addresses", "tls"};
-	static const char *const addr_keys[] = {"address", "port"};
 	const struct yamltree_node *v;
-	char p[512], pp[512];
 
 	CHECK_FIELDS(ld, spec, "spec", keys);
 	svc->tls = true; /* safe default: a credential never crosses the network in clear */
 	if ((v = field(ld, spec, "spec", "labels", false)))
 		parse_kv_map(ld, v, "spec.labels", &svc->labels, &svc->n_labels);
+	parse_addresses(ld, field(ld, spec, "spec", "addresses", true), svc);
 	if ((v = field(ld, spec, "spec", "tls", false)) && yamltree_bool(v, &svc->tls) < 0)
 		type_err(ld, v, "spec.tls", "a boolean (true or false)");
-	v = field(ld, spec, "spec", "addresses", true);
+}
+
+static void parse_addresses(struct loader *ld, const struct yamltree_node *v,
+			    struct res_service *svc)
+{
+	static const char *const addr_keys[] = {"address", "port"};
+	char p[512], pp[512];
+
 	if (!v)
 		return;
 	if (v->type != YAMLTREE_SEQ) {
@@ -930,9 +951,10 @@ static void load_doc(struct loader *ld, const struct yamltree_node *root)
 	if (root->type == YAMLTREE_BAD || yamltree_is_null(root))
 		return; /* already reported, or an empty document */
 	if (root->type != YAMLTREE_MAP) {
+		char buf[64];
 		lerr(ld, root, "", "expected a resource (a map with apiVersion, kind, metadata and "
 				   "spec), found %s",
-		     type_name(root));
+		     type_name(root, buf, sizeof(buf)));
 		return;
 	}
 	CHECK_FIELDS(ld, root, "", keys);

@@ -50,6 +50,7 @@ struct frame {
 struct pstate {
 	const char *file;
 	struct diag_list *diags;
+	size_t diags_start;
 	struct tree_priv *tp;
 	struct yamltree *t;
 	size_t docs_cap, max_docs;
@@ -68,6 +69,12 @@ static void perr(struct pstate *ps, unsigned line, unsigned col, const char *fmt
 	char buf[512];
 	va_list ap;
 
+	if (ps->diags->n - ps->diags_start >= YAMLTREE_MAX_ERRORS) {
+		diag_add(ps->diags, ps->file, line, col, "too many errors (%d), stopping",
+			 YAMLTREE_MAX_ERRORS);
+		ps->stop = true;
+		return;
+	}
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
@@ -311,8 +318,9 @@ static int syntax_error(struct pstate *ps, const yaml_parser_t *p, const void *b
 	default:
 		mark_pos(&p->problem_mark, &line, &col);
 		if (p->context)
-			perr(ps, line, col, "YAML syntax error: %s %s",
-			     p->problem ? p->problem : "unknown problem", p->context);
+			perr(ps, line, col, "YAML syntax error: %s (%s at line %zu)",
+			     p->problem ? p->problem : "unknown problem", p->context,
+			     p->context_mark.line + 1);
 		else
 			perr(ps, line, col, "YAML syntax error: %s",
 			     p->problem ? p->problem : "unknown problem");
@@ -339,7 +347,8 @@ void yamltree_free(struct yamltree *t)
 int yamltree_parse(const char *file, const void *buf, size_t len, size_t max_docs,
 		   struct diag_list *diags, struct yamltree **ret)
 {
-	struct pstate ps = {.file = file, .diags = diags, .max_docs = max_docs};
+	struct pstate ps = {
+		.file = file, .diags = diags, .diags_start = diags->n, .max_docs = max_docs};
 	yaml_parser_t p;
 	yaml_event_t ev;
 	bool done = false;

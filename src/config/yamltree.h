@@ -19,6 +19,7 @@
 #define YAMLTREE_MAX_DEPTH 32
 #define YAMLTREE_MAX_SCALAR 4096
 #define YAMLTREE_MAX_ITEMS 1024
+#define YAMLTREE_MAX_ERRORS 1000 /* per buffer; then one "too many errors" and stop */
 
 enum yamltree_type {
 	YAMLTREE_SCALAR = 1,
