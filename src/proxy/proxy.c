@@ -1,0 +1,1092 @@
+/* proxy — listeners, workload connections and the request loop (see proxy.h).
+ *
+ * Threads: one acceptor per listener; one detached thread per workload connection,
+ * counted under p->lock so proxy_stop() can shut every socket down and wait for the
+ * count to reach zero. Sockets are blocking with timeouts (PROXY_IDLE_SECS between
+ * requests, PROXY_HEAD_SECS for the rest of a head and for bodies).
+ *
+ * Per connection: the caller is identified once (socket → pid → attested facts). Per
+ * request: parse (http1), decide (decide.c, against the current resource set), take a
+ * token (broker), rewrite (inject.c), forward over a pooled upstream connection,
+ * stream the response back.
+ *
+ * Choices:
+ *  - Expect: 100-continue is answered by the proxy itself once the request is
+ *    authorized and its token is in hand; the Expect field is not forwarded. This keeps
+ *    a small body replayable for the 401 retry below.
+ *  - Content-Length bodies up to PROXY_REPLAY_MAX are buffered before sending so the
+ *    request can be replayed once: after a 401 with a fresh token, or on a fresh
+ *    connection when a pooled one turned out stale. Larger and chunked bodies stream
+ *    (chunked framing validated by http1_chunked_feed while the original bytes pass).
+ *  - Any error response the proxy generates closes the connection (lingering close:
+ *    write side shut, input drained briefly, so the client reads the response). */
+#include "proxy/proxy.h"
+
+#include "common/log.h"
+#include "common/net.h"
+#include "config/resources.h"
+#include "proxy/decide.h"
+#include "proxy/errors.h"
+#include "proxy/http1.h"
+#include "proxy/inject.h"
+#include "proxy/stream.h"
+#include "proxy/upstream.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PROXY_IDLE_SECS 60
+#define PROXY_HEAD_SECS 30
+#define PROXY_WRITE_SECS 60
+#define PROXY_IO_BUF (64 * 1024)
+#define PROXY_BUF (HTTP1_MAX_HEAD + PROXY_IO_BUF)
+#define PROXY_OBUF (HTTP1_MAX_HEAD + HTTP1_MAX_HEADERS + 128)
+#define PROXY_REPLAY_MAX (1024 * 1024)
+#define PROXY_DRAIN_MAX (1024 * 1024) /* a 401 body read and thrown away before a retry */
+#define PROXY_LINGER_MAX (1024 * 1024)
+#define PROXY_LINGER_MS 2000
+#define PROXY_THREAD_STACK (256 * 1024)
+
+struct listener {
+	struct proxy *p;
+	int fd;
+	char *service; /* NULL: the HTTPS (CONNECT) proxy */
+	char host[INJECT_HOST_MAX + 1];
+	uint16_t port;
+	bool loopback;
+	pthread_t thread;
+	bool started;
+};
+
+struct proxy {
+	struct proxy_opts o;
+	char *trust_domain;
+	struct upstream_pool *pool;
+	struct listener *ls;
+	size_t n_ls;
+	pthread_mutex_t lock;
+	pthread_cond_t idle;
+	struct conn *conns;
+	uint32_t n_conns;
+	atomic_bool stopping;
+};
+
+struct conn {
+	struct proxy *p;
+	struct listener *l;
+	struct conn *prev, *next;
+	struct stream cs; /* the workload side */
+	int up_fd;        /* the current upstream socket, for proxy_stop; under p->lock */
+
+	/* identity, once per connection */
+	pid_t pid;
+	struct attest_facts *facts; /* NULL when attestation failed */
+	char attest_error[160];
+
+	/* CONNECT tunnel */
+	char tunnel_host[INJECT_HOST_MAX + 1];
+	uint16_t tunnel_port;
+	char service[256]; /* Service this connection serves */
+
+	/* workload bytes: [0, len), current request head at 0, unconsumed from pos */
+	char *buf;
+	size_t len, pos;
+	char *rbuf; /* upstream bytes, same layout */
+	size_t rlen, rpos;
+	struct http1_msg req, resp;
+	struct secret *head; /* rewritten request head (holds the token) */
+	char *obuf;          /* rewritten response heads */
+	struct upstream_conn *up;
+};
+
+/* ---- small helpers ---------------------------------------------------------------- */
+
+static void set_rcv_timeout(int fd, int secs)
+{
+	struct timeval tv = {.tv_sec = secs};
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
+static void set_rcv_timeout_ms(int fd, int ms)
+{
+	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void source_name(const struct res_source *s, char *out, size_t cap)
+{
+	if (s->meta.ns && s->meta.ns[0])
+		snprintf(out, cap, "%s/%s", s->meta.ns, s->meta.name);
+	else
+		snprintf(out, cap, "%s", s->meta.name);
+}
+
+static void copy_str(char *dst, size_t cap, struct http1_str s)
+{
+	size_t n = s.n < cap - 1 ? s.n : cap - 1;
+
+	memcpy(dst, s.p, n);
+	dst[n] = '\0';
+}
+
+/* Path of the request without its query, for the audit trail. */
+static void audit_path(char *dst, size_t cap, struct http1_str path)
+{
+	const char *q = memchr(path.p, '?', path.n);
+
+	if (q)
+		path.n = (size_t)(q - path.p);
+	copy_str(dst, cap, path);
+}
+
+static void track_upstream(struct conn *c, int fd)
+{
+	pthread_mutex_lock(&c->p->lock);
+	c->up_fd = fd;
+	pthread_mutex_unlock(&c->p->lock);
+}
+
+static void drop_upstream(struct conn *c)
+{
+	if (!c->up)
+		return;
+	track_upstream(c, -1);
+	upstream_close(c->up);
+	c->up = NULL;
+}
+
+static void release_upstream(struct conn *c)
+{
+	if (!c->up)
+		return;
+	track_upstream(c, -1);
+	upstream_put(c->p->pool, c->up);
+	c->up = NULL;
+}
+
+/* Send the proxy's own JSON error and close the workload connection lingeringly. */
+static void send_error(struct conn *c, int status, const char *type, const char *message)
+{
+	char out[PROXY_ERROR_MAX];
+	size_t n;
+
+	if (proxy_error_response(status, type, message, true, out, sizeof(out), &n) == 0)
+		(void)stream_write(&c->cs, out, n);
+}
+
+/* Write side shut, then read and discard for a moment so that the close does not turn
+ * into a reset that destroys the response in the client's receive buffer. */
+static void linger_close(struct conn *c)
+{
+	uint64_t deadline = now_ms() + PROXY_LINGER_MS;
+	size_t drained = 0;
+	char scratch[4096];
+
+	if (c->cs.fd < 0)
+		return;
+	stream_shutdown_write(&c->cs);
+	set_rcv_timeout_ms(c->cs.fd, 200);
+	while (drained < PROXY_LINGER_MAX && now_ms() < deadline &&
+	       !atomic_load(&c->p->stopping)) {
+		ssize_t n = stream_read(&c->cs, scratch, sizeof(scratch));
+		if (n == -ETIMEDOUT)
+			continue;
+		if (n <= 0)
+			break;
+		drained += (size_t)n;
+	}
+}
+
+static void audit_deny(struct conn *c, const char *event, const struct decide_out *d,
+		       const char *reason, const char *method, struct http1_str path, int status)
+{
+	char m[32], pth[512], dest[INJECT_HOST_MAX + 8] = "", src[300] = "";
+
+	copy_str(m, sizeof(m), (struct http1_str){method ? method : "", method ? strlen(method) : 0});
+	audit_path(pth, sizeof(pth), path);
+	if (d && d->svc && d->svc->n_addresses)
+		snprintf(dest, sizeof(dest), "%s:%u", d->svc->addresses[0].host,
+			 (unsigned)d->svc->addresses[0].port);
+	if (d && d->source)
+		source_name(d->source, src, sizeof(src));
+	audit_emit(c->p->o.audit,
+		   &(struct audit_rec){
+		       .event = event,
+		       .workload_id = d && d->spiffe_id[0] ? d->spiffe_id : NULL,
+		       .pid = c->pid,
+		       .exe = c->facts ? c->facts->exe : NULL,
+		       .destination = dest[0] ? dest : NULL,
+		       .source = src[0] ? src : NULL,
+		       .binding = d && d->binding ? d->binding->meta.name : NULL,
+		       .reason = reason,
+		       .method = m[0] ? m : NULL,
+		       .path = pth[0] ? pth : NULL,
+		       .status = status,
+		       .expires_in = -1,
+		   });
+}
+
+/* ---- reading ---------------------------------------------------------------------- */
+
+/* Read a request head into c->buf. 1 with c->req parsed, 0 when the connection ended
+ * quietly (EOF or idle timeout before a byte), -1 after an error response was sent. */
+static int read_request_head(struct conn *c)
+{
+	bool first = true;
+
+	set_rcv_timeout(c->cs.fd, c->len ? PROXY_HEAD_SECS : PROXY_IDLE_SECS);
+	for (;;) {
+		long r = c->len ? http1_parse_request(c->buf, c->len, &c->req) : 0;
+		if (r > 0) {
+			c->pos = (size_t)r;
+			return 1;
+		}
+		if (r == -E2BIG || (r == 0 && c->len >= HTTP1_MAX_HEAD)) {
+			send_error(c, 431, PROXY_ERR_INVALID,
+				   "vouch: request head too large (limit 64 KiB, 100 fields)");
+			return -1;
+		}
+		if (r < 0) {
+			char m[256];
+			snprintf(m, sizeof(m), "vouch: malformed HTTP request: %s",
+				 c->req.error ? c->req.error : "bad message");
+			send_error(c, 400, PROXY_ERR_INVALID, m);
+			return -1;
+		}
+		ssize_t n = stream_read(&c->cs, c->buf + c->len, HTTP1_MAX_HEAD - c->len);
+		if (n <= 0) {
+			if (c->len == 0)
+				return 0;
+			if (n == 0) /* a truncated head: nothing to answer to */
+				return 0;
+			if (n == -ETIMEDOUT)
+				send_error(c, 408, PROXY_ERR_INVALID, "vouch: request head timed out");
+			return -1;
+		}
+		if (first && c->len == 0)
+			set_rcv_timeout(c->cs.fd, PROXY_HEAD_SECS);
+		first = false;
+		c->len += (size_t)n;
+	}
+}
+
+/* Make room in c->buf past the head for more body bytes: consumed body bytes are
+ * dropped (the head stays in place, c->req points into it). */
+static void compact_body(char *buf, size_t head, size_t *pos, size_t *len)
+{
+	if (*pos > head) {
+		memmove(buf + head, buf + *pos, *len - *pos);
+		*len -= *pos - head;
+		*pos = head;
+	}
+}
+
+/* Move a body between streams according to framing.
+ *  from/buf/head/pos/len/cap: the source stream and its buffer (message head at
+ *  [0, head), unconsumed bytes at [*pos, *len)); to: the sink (NULL = discard up to
+ *  limit bytes). Bytes are forwarded exactly as read (framing included).
+ * Returns 0 when the body is complete, -EBADMSG for bad chunked framing from the
+ * source, -EFBIG over limit, -EPIPE when the source ended early, other -errno from the
+ * source; write errors are reported as -ECOMM with *ret_write_errno set. */
+static int transfer_body(struct stream *from, char *buf, size_t head, size_t *pos, size_t *len,
+			 size_t cap, enum http1_body body, uint64_t length, struct stream *to,
+			 uint64_t limit, int *ret_write_errno)
+{
+	struct http1_chunked ch;
+	uint64_t left = length, moved = 0;
+	bool done = body == HTTP1_BODY_NONE || (body == HTTP1_BODY_LENGTH && length == 0);
+
+	http1_chunked_init(&ch);
+	while (!done) {
+		if (*pos == *len) {
+			compact_body(buf, head, pos, len);
+			ssize_t n = stream_read(from, buf + *len, cap - *len);
+			if (n == 0 && body == HTTP1_BODY_EOF)
+				return 0;
+			if (n == 0)
+				return -EPIPE;
+			if (n < 0)
+				return (int)n;
+			*len += (size_t)n;
+		}
+		size_t avail = *len - *pos, take = avail;
+		if (body == HTTP1_BODY_LENGTH) {
+			if ((uint64_t)take > left)
+				take = (size_t)left;
+			left -= take;
+			done = left == 0;
+		} else if (body == HTTP1_BODY_CHUNKED) {
+			size_t off = 0;
+			while (off < avail && !done) {
+				const char *d;
+				size_t dn;
+				long r = http1_chunked_feed(&ch, buf + *pos + off, avail - off, &d, &dn,
+							    &done);
+				if (r < 0)
+					return -EBADMSG;
+				off += (size_t)r;
+			}
+			take = off;
+		}
+		moved += take;
+		if (!to && moved > limit)
+			return -EFBIG;
+		if (to) {
+			int w = stream_write(to, buf + *pos, take);
+			if (w < 0) {
+				*ret_write_errno = w;
+				return -ECOMM;
+			}
+		}
+		*pos += take;
+	}
+	return 0;
+}
+
+/* ---- one request ------------------------------------------------------------------ */
+
+struct reqctx {
+	struct decide_out d;
+	char method[32];
+	char path[512];
+	char dest[INJECT_HOST_MAX + 8];
+	char source[300];
+	struct secret *token;
+	char fp[17];
+	char *body; /* the buffered, replayable request body */
+	size_t body_len;
+	bool replayable;
+	bool streamed; /* body bytes were taken from the workload for this request */
+	int status;    /* upstream status relayed, 0 if none */
+};
+
+static int token_status(int r)
+{
+	switch (-r) {
+	case EAGAIN:
+	case ETIMEDOUT:
+	case ECONNREFUSED:
+	case EHOSTUNREACH:
+	case ENETUNREACH:
+	case ECONNRESET:
+	case EBUSY:
+		return 503;
+	default:
+		return 502;
+	}
+}
+
+/* Take a token for the request; on failure answer the workload (502/503) and audit. */
+static int take_token(struct conn *c, struct reqctx *rq)
+{
+	char err[256] = "", m[600];
+	int r = broker_token(c->p->o.broker, rq->d.workload->workload_id, rq->d.source, &rq->token,
+			     NULL, err, sizeof(err));
+
+	if (r >= 0) {
+		secret_fingerprint(rq->token, rq->fp);
+		return 0;
+	}
+	snprintf(m, sizeof(m), "vouch: credential exchange for %s failed: %s", rq->source,
+		 err[0] ? err : strerror(-r));
+	send_error(c, token_status(r), PROXY_ERR_API, m);
+	audit_deny(c, "error", &rq->d, m, rq->method, rq->d.path, token_status(r));
+	return -1;
+}
+
+static void upstream_failed(struct conn *c, struct reqctx *rq, int status, const char *what,
+			    const char *cause)
+{
+	char m[600];
+
+	snprintf(m, sizeof(m), "vouch: upstream %s for Service %s %s: %s", rq->dest, rq->d.svc->meta.name,
+		 what, cause);
+	send_error(c, status, PROXY_ERR_API, m);
+	audit_deny(c, "error", &rq->d, m, rq->method, rq->d.path, status);
+}
+
+/* Read the final response head from the upstream, relaying 1xx interim responses.
+ * 1 parsed, 0 the upstream closed before sending a byte (stale), -errno otherwise
+ * (-EBADMSG malformed). */
+static int read_response_head(struct conn *c, struct reqctx *rq)
+{
+	c->rlen = c->rpos = 0;
+	for (;;) {
+		long r = c->rlen ? http1_parse_response(c->rbuf, c->rlen, rq->method, &c->resp) : 0;
+		if (r > 0) {
+			if (c->resp.status >= 200)
+				break;
+			if (c->resp.status == 101)
+				return -EBADMSG; /* Upgrade is never forwarded */
+			if (c->req.minor >= 1 && c->resp.status != 100) {
+				/* 103 and friends: relay as-is (rewritten without hop-by-hop) */
+				size_t n;
+				if (inject_response(&c->resp, true, 1, c->obuf, PROXY_OBUF, &n) == 0)
+					(void)stream_write(&c->cs, c->obuf, n);
+			}
+			memmove(c->rbuf, c->rbuf + r, c->rlen - (size_t)r);
+			c->rlen -= (size_t)r;
+			continue;
+		}
+		if (r < 0)
+			return r == -E2BIG ? -E2BIG : -EBADMSG;
+		if (c->rlen >= HTTP1_MAX_HEAD)
+			return -E2BIG;
+		ssize_t n = stream_read(&c->up->s, c->rbuf + c->rlen, HTTP1_MAX_HEAD - c->rlen);
+		if (n == 0)
+			return c->rlen == 0 ? 0 : -EPIPE;
+		if (n < 0)
+			return c->rlen == 0 && (n == -ECONNRESET || n == -EPIPE) ? 0 : (int)n;
+		c->rlen += (size_t)n;
+	}
+	c->rpos = c->resp.head_len;
+	return 1;
+}
+
+/* Send the rewritten head (and a buffered body) upstream. 0, or -errno. */
+static int send_request(struct conn *c, struct reqctx *rq)
+{
+	struct inject_params ip = {
+	    .host = rq->d.svc->addresses[0].host,
+	    .port = rq->d.svc->addresses[0].port,
+	    .tls = rq->d.svc->tls,
+	    .path = rq->d.path,
+	    .token = rq->token,
+	    .strip_expect = true,
+	};
+	size_t n = 0;
+	int r;
+
+	r = inject_request(&c->req, &ip, (char *)c->head->data, c->head->cap, &n);
+	if (r < 0)
+		return r;
+	r = stream_write(&c->up->s, c->head->data, n);
+	explicit_bzero(c->head->data, n);
+	if (r < 0)
+		return r;
+	if (rq->replayable && rq->body_len)
+		r = stream_write(&c->up->s, rq->body, rq->body_len);
+	return r;
+}
+
+/* Forward the request and relay the response. Returns 1 to keep the workload
+ * connection, 0 to close it (an error response, if any, was sent). */
+static int forward(struct conn *c, struct reqctx *rq)
+{
+	bool fresh = false, retried_401 = false, client_keep;
+	char err[256];
+	int r, werr = 0;
+
+again:
+	err[0] = '\0';
+	r = upstream_get(c->p->pool, rq->d.svc->addresses[0].host, rq->d.svc->addresses[0].port,
+			 rq->d.svc->tls, fresh, &c->up, err, sizeof(err));
+	if (r < 0) {
+		upstream_failed(c, rq, r == -ETIMEDOUT ? 504 : 502, "unavailable",
+				err[0] ? err : strerror(-r));
+		return 0;
+	}
+	track_upstream(c, c->up->s.fd);
+	if (atomic_load(&c->p->stopping)) {
+		drop_upstream(c);
+		return 0;
+	}
+	r = send_request(c, rq);
+	if (r < 0 && c->up->reused && !fresh) {
+		drop_upstream(c); /* a stale pooled connection: nothing reached anyone */
+		fresh = true;
+		goto again;
+	}
+	if (r < 0) {
+		drop_upstream(c);
+		upstream_failed(c, rq, 502, "failed", strerror(-r));
+		return 0;
+	}
+	if (!rq->replayable) {
+		rq->streamed = true;
+		r = transfer_body(&c->cs, c->buf, c->req.head_len, &c->pos, &c->len, PROXY_BUF,
+				  c->req.body, c->req.content_length, &c->up->s, 0, &werr);
+		if (r == -EBADMSG) {
+			drop_upstream(c);
+			send_error(c, 400, PROXY_ERR_INVALID,
+				   "vouch: malformed chunked request body");
+			return 0;
+		}
+		if (r == -ECOMM) {
+			drop_upstream(c);
+			upstream_failed(c, rq, 502, "failed while sending the body", strerror(-werr));
+			return 0;
+		}
+		if (r < 0) { /* the workload went away or stalled */
+			drop_upstream(c);
+			return 0;
+		}
+	}
+	r = read_response_head(c, rq);
+	if (r == 0 && c->up->reused && !fresh && rq->replayable) {
+		drop_upstream(c);
+		fresh = true;
+		goto again;
+	}
+	if (r <= 0) {
+		drop_upstream(c);
+		upstream_failed(c, rq, 502, "failed",
+				r == 0	       ? "connection closed before a response"
+				: r == -EBADMSG ? "malformed response"
+						: strerror(-r));
+		return 0;
+	}
+	if (c->resp.status == 401 && rq->replayable && !retried_401) {
+		/* The token was refused: drop it from the cache (if still current), read the
+		 * 401 away, and try once more with a new one. */
+		bool clean = transfer_body(&c->up->s, c->rbuf, c->resp.head_len, &c->rpos, &c->rlen,
+					   PROXY_BUF, c->resp.body, c->resp.content_length, NULL,
+					   PROXY_DRAIN_MAX, &werr) == 0 &&
+			     c->rpos == c->rlen && c->resp.keep_alive;
+		if (clean)
+			release_upstream(c);
+		else
+			drop_upstream(c);
+		broker_invalidate(c->p->o.broker, rq->d.workload->workload_id, rq->d.source,
+				  rq->token);
+		secret_free(rq->token);
+		rq->token = NULL;
+		if (take_token(c, rq) < 0)
+			return 0;
+		retried_401 = true;
+		fresh = false;
+		goto again;
+	}
+
+	/* relay the response */
+	rq->status = c->resp.status;
+	client_keep = c->req.keep_alive && c->resp.body != HTTP1_BODY_EOF &&
+		      !atomic_load(&c->p->stopping);
+	{
+		size_t n;
+		if (inject_response(&c->resp, client_keep, c->req.minor, c->obuf, PROXY_OBUF, &n) < 0 ||
+		    stream_write(&c->cs, c->obuf, n) < 0) {
+			drop_upstream(c);
+			return 0;
+		}
+	}
+	r = transfer_body(&c->up->s, c->rbuf, c->resp.head_len, &c->rpos, &c->rlen, PROXY_BUF,
+			  c->resp.body, c->resp.content_length, &c->cs, 0, &werr);
+	if (r == 0 && c->rpos == c->rlen && c->resp.keep_alive && c->resp.body != HTTP1_BODY_EOF)
+		release_upstream(c);
+	else
+		drop_upstream(c);
+	return r == 0 && client_keep;
+}
+
+/* Buffer a Content-Length body of at most PROXY_REPLAY_MAX. 0, or -1 (connection gone). */
+static int buffer_body(struct conn *c, struct reqctx *rq)
+{
+	size_t want = (size_t)c->req.content_length;
+
+	rq->body = malloc(want ? want : 1);
+	if (!rq->body)
+		return -1;
+	while (rq->body_len < want) {
+		if (c->pos == c->len) {
+			compact_body(c->buf, c->req.head_len, &c->pos, &c->len);
+			ssize_t n = stream_read(&c->cs, c->buf + c->len, PROXY_BUF - c->len);
+			if (n <= 0)
+				return -1;
+			c->len += (size_t)n;
+		}
+		size_t take = c->len - c->pos;
+		if (take > want - rq->body_len)
+			take = want - rq->body_len;
+		memcpy(rq->body + rq->body_len, c->buf + c->pos, take);
+		rq->body_len += take;
+		c->pos += take;
+	}
+	return 0;
+}
+
+/* One request on the connection. 1: keep going; 0: close. */
+static int handle_request(struct conn *c)
+{
+	struct proxy *p = c->p;
+	struct resource_set *set = NULL;
+	struct reqctx *rq = NULL;
+	struct inject_authority allowed[2];
+	size_t n_allowed = 0;
+	int ret = 0, r;
+
+	r = read_request_head(c);
+	if (r <= 0)
+		return 0;
+	rq = calloc(1, sizeof(*rq));
+	if (!rq)
+		return 0;
+	copy_str(rq->method, sizeof(rq->method), c->req.method);
+	if (c->l->service) {
+		/* the listener itself, by address or as localhost; without a port too, since
+		 * the address is unambiguous on this socket */
+		allowed[n_allowed++] = (struct inject_authority){c->l->host, c->l->port, c->l->port};
+		if (c->l->loopback)
+			allowed[n_allowed++] =
+			    (struct inject_authority){"localhost", c->l->port, c->l->port};
+	} else {
+		allowed[n_allowed++] =
+		    (struct inject_authority){c->tunnel_host, c->tunnel_port, 443};
+	}
+	set = registry_get(p->o.registry);
+	decide_request(
+	    &(struct decide_in){
+		.set = set,
+		.msg = &c->req,
+		.service = c->service,
+		.allowed = allowed,
+		.n_allowed = n_allowed,
+		.service_addresses = c->l->service != NULL,
+		.tunnel_host = c->l->service ? NULL : c->tunnel_host,
+		.tunnel_port = c->tunnel_port,
+		.facts = c->facts,
+		.attest_error = c->attest_error,
+		.pid = c->pid,
+		.trust_domain = p->trust_domain,
+	    },
+	    &rq->d);
+	if (rq->d.status) {
+		send_error(c, rq->d.status, rq->d.err_type, rq->d.message);
+		if (rq->d.audit_deny || rq->d.status >= 500)
+			audit_deny(c, rq->d.audit_deny ? "deny" : "error", &rq->d, rq->d.message,
+				   rq->method, rq->d.path, rq->d.status);
+		goto out;
+	}
+	audit_path(rq->path, sizeof(rq->path), rq->d.path);
+	snprintf(rq->dest, sizeof(rq->dest), "%s:%u", rq->d.svc->addresses[0].host,
+		 (unsigned)rq->d.svc->addresses[0].port);
+	source_name(rq->d.source, rq->source, sizeof(rq->source));
+	if (take_token(c, rq) < 0)
+		goto out;
+	if (c->req.expect_continue && c->req.body != HTTP1_BODY_NONE &&
+	    !(c->req.body == HTTP1_BODY_LENGTH && c->req.content_length == 0) && c->pos == c->len) {
+		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+		if (stream_write(&c->cs, cont, sizeof(cont) - 1) < 0)
+			goto out;
+	}
+	rq->replayable = c->req.body == HTTP1_BODY_NONE ||
+			 (c->req.body == HTTP1_BODY_LENGTH && c->req.content_length <= PROXY_REPLAY_MAX);
+	if (rq->replayable && c->req.body == HTTP1_BODY_LENGTH && buffer_body(c, rq) < 0)
+		goto out;
+	ret = forward(c, rq);
+	if (rq->status)
+		audit_emit(p->o.audit, &(struct audit_rec){
+					   .event = "inject",
+					   .workload_id = rq->d.spiffe_id,
+					   .pid = c->pid,
+					   .exe = c->facts->exe,
+					   .destination = rq->dest,
+					   .source = rq->source,
+					   .binding = rq->d.binding->meta.name,
+					   .fingerprint = rq->fp,
+					   .method = rq->method,
+					   .path = rq->path,
+					   .status = rq->status,
+					   .expires_in = -1,
+				   });
+out:
+	resource_set_unref(set);
+	if (rq) {
+		secret_free(rq->token);
+		free(rq->body);
+		free(rq);
+	}
+	if (ret) {
+		/* keep the pipelined rest for the next request */
+		memmove(c->buf, c->buf + c->pos, c->len - c->pos);
+		c->len -= c->pos;
+		c->pos = 0;
+	}
+	return ret;
+}
+
+/* ---- connections ------------------------------------------------------------------ */
+
+static void identify(struct conn *c)
+{
+	struct sockaddr_storage peer, local;
+	socklen_t pl = sizeof(peer), ll = sizeof(local);
+	int r;
+
+	if (getpeername(c->cs.fd, (struct sockaddr *)&peer, &pl) < 0 ||
+	    getsockname(c->cs.fd, (struct sockaddr *)&local, &ll) < 0) {
+		snprintf(c->attest_error, sizeof(c->attest_error), "socket addresses: %s",
+			 strerror(errno));
+		return;
+	}
+	r = attest_tcp_peer_pid((struct sockaddr *)&peer, (struct sockaddr *)&local, &c->pid);
+	if (r == -ENOENT) {
+		snprintf(c->attest_error, sizeof(c->attest_error),
+			 "no local process owns the client socket");
+		return;
+	}
+	if (r == -EADDRINUSE) {
+		snprintf(c->attest_error, sizeof(c->attest_error),
+			 "the client socket is shared by different processes (ambiguous)");
+		return;
+	}
+	if (r < 0) {
+		snprintf(c->attest_error, sizeof(c->attest_error), "socket owner lookup failed: %s",
+			 strerror(-r));
+		return;
+	}
+	c->facts = malloc(sizeof(*c->facts));
+	if (!c->facts) {
+		snprintf(c->attest_error, sizeof(c->attest_error), "out of memory");
+		return;
+	}
+	r = attest_cached(c->p->o.attest, c->pid, c->facts);
+	if (r < 0) {
+		free(c->facts);
+		c->facts = NULL;
+		snprintf(c->attest_error, sizeof(c->attest_error), "cannot attest process %d: %s",
+			 (int)c->pid, strerror(-r));
+	}
+}
+
+/* The CONNECT exchange on the HTTPS proxy listener, then the TLS handshake with a leaf
+ * for the target. 0 when the tunnel is up, -1 when the connection is done. */
+static int open_tunnel(struct conn *c)
+{
+	static const char established[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+	const struct res_service *svc;
+	struct resource_set *set;
+	SSL_CTX *ctx = NULL;
+	const char *sni;
+	char m[512], shown[128];
+	int r;
+
+	if (read_request_head(c) <= 0)
+		return -1;
+	if (!http1_str_eq_ci(c->req.method, "CONNECT")) {
+		send_error(c, 405, PROXY_ERR_PERMISSION,
+			   "vouch: this is an HTTPS proxy; only CONNECT to the address of a Service "
+			   "is accepted");
+		return -1;
+	}
+	copy_str(shown, sizeof(shown), c->req.target);
+	if (inject_parse_authority(c->req.target, c->tunnel_host, &c->tunnel_port) < 0 ||
+	    c->tunnel_port == 0 || c->req.body == HTTP1_BODY_CHUNKED ||
+	    (c->req.body == HTTP1_BODY_LENGTH && c->req.content_length)) {
+		send_error(c, 400, PROXY_ERR_INVALID, "vouch: CONNECT needs host:port and no content");
+		return -1;
+	}
+	if (c->len != c->pos) {
+		send_error(c, 400, PROXY_ERR_INVALID,
+			   "vouch: bytes sent before the CONNECT response");
+		return -1;
+	}
+	set = registry_get(c->p->o.registry);
+	svc = decide_connect_target(set, c->tunnel_host, c->tunnel_port);
+	if (svc)
+		snprintf(c->service, sizeof(c->service), "%s", svc->meta.name);
+	resource_set_unref(set);
+	if (!svc) {
+		snprintf(m, sizeof(m),
+			 "vouch: CONNECT to %s refused: no Service with tls: true has this address",
+			 shown);
+		send_error(c, 403, PROXY_ERR_PERMISSION, m);
+		audit_emit(c->p->o.audit, &(struct audit_rec){.event = "deny",
+							       .pid = c->pid,
+							       .exe = c->facts ? c->facts->exe : NULL,
+							       .destination = shown,
+							       .reason = m,
+							       .method = "CONNECT",
+							       .status = 403,
+							       .expires_in = -1});
+		return -1;
+	}
+	if (stream_write(&c->cs, established, sizeof(established) - 1) < 0)
+		return -1;
+	c->len = c->pos = 0;
+	r = tlsca_server_ctx(c->p->o.tlsca, c->tunnel_host, &ctx);
+	if (r < 0)
+		return -1;
+	c->cs.ssl = SSL_new(ctx);
+	SSL_CTX_free(ctx);
+	if (!c->cs.ssl || SSL_set_fd(c->cs.ssl, c->cs.fd) != 1)
+		return -1;
+	SSL_set_options(c->cs.ssl, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
+	set_rcv_timeout(c->cs.fd, PROXY_HEAD_SECS);
+	if (stream_accept(&c->cs, m, sizeof(m)) < 0)
+		return -1;
+	/* The name the client asked for in TLS must be the one it asked for in CONNECT. */
+	sni = SSL_get_servername(c->cs.ssl, TLSEXT_NAMETYPE_host_name);
+	if (sni && strcasecmp(sni, c->tunnel_host) != 0)
+		return -1;
+	return 0;
+}
+
+static void unregister_conn(struct conn *c)
+{
+	struct proxy *p = c->p;
+
+	pthread_mutex_lock(&p->lock);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		p->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	p->n_conns--;
+	pthread_cond_broadcast(&p->idle);
+	pthread_mutex_unlock(&p->lock);
+}
+
+static void conn_free(struct conn *c)
+{
+	drop_upstream(c);
+	stream_close(&c->cs);
+	secret_free(c->head);
+	free(c->facts);
+	free(c->buf);
+	free(c->rbuf);
+	free(c->obuf);
+	free(c);
+}
+
+static void *conn_main(void *arg)
+{
+	struct conn *c = arg;
+	struct timeval wt = {.tv_sec = PROXY_WRITE_SECS};
+	int one = 1;
+
+	setsockopt(c->cs.fd, SOL_SOCKET, SO_SNDTIMEO, &wt, sizeof(wt));
+	setsockopt(c->cs.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->buf = malloc(PROXY_BUF);
+	c->rbuf = malloc(PROXY_BUF);
+	c->obuf = malloc(PROXY_OBUF);
+	c->head = secret_new(HTTP1_MAX_HEAD + 32 * 1024);
+	if (!c->buf || !c->rbuf || !c->obuf || !c->head)
+		goto out;
+	identify(c);
+	if (c->l->service)
+		snprintf(c->service, sizeof(c->service), "%s", c->l->service);
+	else if (open_tunnel(c) < 0)
+		goto out;
+	while (!atomic_load(&c->p->stopping) && handle_request(c) > 0)
+		;
+out:
+	ERR_clear_error();
+	linger_close(c);
+	unregister_conn(c);
+	conn_free(c);
+	return NULL;
+}
+
+/* Over the connection cap: a short 503 without a thread. */
+static void refuse_busy(int fd)
+{
+	char out[PROXY_ERROR_MAX];
+	size_t n;
+	struct timeval tv = {.tv_sec = 1};
+
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (proxy_error_response(503, PROXY_ERR_API, "vouch: too many connections", true, out,
+				 sizeof(out), &n) == 0)
+		(void)send(fd, out, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	shutdown(fd, SHUT_WR);
+	close(fd);
+}
+
+static void *accept_main(void *arg)
+{
+	struct listener *l = arg;
+	struct proxy *p = l->p;
+	pthread_attr_t attr;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, PROXY_THREAD_STACK);
+	while (!atomic_load(&p->stopping)) {
+		int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+		struct conn *c;
+		pthread_t t;
+
+		if (fd < 0) {
+			if (atomic_load(&p->stopping))
+				break;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				usleep(100 * 1000);
+			continue;
+		}
+		pthread_mutex_lock(&p->lock);
+		if (p->n_conns >= p->o.max_connections || atomic_load(&p->stopping)) {
+			pthread_mutex_unlock(&p->lock);
+			refuse_busy(fd);
+			continue;
+		}
+		c = calloc(1, sizeof(*c));
+		if (!c) {
+			pthread_mutex_unlock(&p->lock);
+			close(fd);
+			continue;
+		}
+		*c = (struct conn){.p = p, .l = l, .cs = {.fd = fd}, .up_fd = -1, .next = p->conns};
+		if (p->conns)
+			p->conns->prev = c;
+		p->conns = c;
+		p->n_conns++;
+		if (pthread_create(&t, &attr, conn_main, c) != 0) {
+			p->conns = c->next;
+			if (c->next)
+				c->next->prev = NULL;
+			p->n_conns--;
+			pthread_mutex_unlock(&p->lock);
+			close(fd);
+			free(c);
+			continue;
+		}
+		pthread_mutex_unlock(&p->lock);
+	}
+	pthread_attr_destroy(&attr);
+	return NULL;
+}
+
+/* ---- lifecycle -------------------------------------------------------------------- */
+
+static bool is_loopback(const char *h)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (inet_pton(AF_INET, h, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	return inet_pton(AF_INET6, h, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+int proxy_start(const struct proxy_opts *opts, struct proxy **ret, char *err, size_t err_cap)
+{
+	struct proxy *p;
+	int r;
+
+	if (err_cap)
+		err[0] = '\0';
+	if (!opts->registry || !opts->attest || !opts->broker) {
+		snprintf(err, err_cap, "proxy needs a registry, an attestation cache and a broker");
+		return -EINVAL;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->o = *opts;
+	p->o.listeners = NULL;
+	if (!p->o.max_connections)
+		p->o.max_connections = 4096;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->idle, NULL);
+	p->trust_domain = strdup(opts->trust_domain ? opts->trust_domain : "vouch.local");
+	p->ls = calloc(opts->n_listeners ? opts->n_listeners : 1, sizeof(*p->ls));
+	if (!p->trust_domain || !p->ls) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	r = upstream_pool_new(opts->upstream_ca_file, &p->pool, err, err_cap);
+	if (r < 0)
+		goto fail;
+	for (size_t i = 0; i < opts->n_listeners; i++) {
+		const struct proxy_listener_cfg *lc = &opts->listeners[i];
+		struct listener *l = &p->ls[p->n_ls];
+		const char *listen = lc->listen ? lc->listen : "";
+
+		*l = (struct listener){.p = p, .fd = -1};
+		p->n_ls++;
+		if (!lc->service && !opts->tlsca) {
+			snprintf(err, err_cap, "HTTPS proxy listener %s needs the interception CA",
+				 listen);
+			r = -EINVAL;
+			goto fail;
+		}
+		if (inject_parse_authority((struct http1_str){listen, strlen(listen)}, l->host,
+					   &l->port) < 0 ||
+		    l->port == 0) {
+			snprintf(err, err_cap, "listener address %s: expected host:port", listen);
+			r = -EINVAL;
+			goto fail;
+		}
+		l->loopback = is_loopback(l->host);
+		if (lc->service && !(l->service = strdup(lc->service))) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		r = net_listen_tcp(listen, 511);
+		if (r < 0) {
+			snprintf(err, err_cap, "listen on %s: %s", listen, strerror(-r));
+			goto fail;
+		}
+		l->fd = r;
+	}
+	for (size_t i = 0; i < p->n_ls; i++) {
+		r = -pthread_create(&p->ls[i].thread, NULL, accept_main, &p->ls[i]);
+		if (r < 0) {
+			snprintf(err, err_cap, "cannot start a listener thread");
+			goto fail;
+		}
+		p->ls[i].started = true;
+	}
+	*ret = p;
+	return 0;
+fail:
+	proxy_stop(p);
+	return r;
+}
+
+void proxy_stop(struct proxy *p)
+{
+	if (!p)
+		return;
+	atomic_store(&p->stopping, true);
+	for (size_t i = 0; i < p->n_ls; i++)
+		if (p->ls[i].fd >= 0)
+			shutdown(p->ls[i].fd, SHUT_RDWR); /* wakes accept() */
+	for (size_t i = 0; i < p->n_ls; i++) {
+		if (p->ls[i].started)
+			pthread_join(p->ls[i].thread, NULL);
+		if (p->ls[i].fd >= 0)
+			close(p->ls[i].fd);
+		free(p->ls[i].service);
+	}
+	pthread_mutex_lock(&p->lock);
+	for (struct conn *c = p->conns; c; c = c->next) {
+		shutdown(c->cs.fd, SHUT_RDWR);
+		if (c->up_fd >= 0)
+			shutdown(c->up_fd, SHUT_RDWR);
+	}
+	while (p->n_conns)
+		pthread_cond_wait(&p->idle, &p->lock);
+	pthread_mutex_unlock(&p->lock);
+	upstream_pool_free(p->pool);
+	pthread_cond_destroy(&p->idle);
+	pthread_mutex_destroy(&p->lock);
+	free(p->ls);
+	free(p->trust_domain);
+	free(p);
+}

@@ -1,0 +1,292 @@
+/* upstream — verified TLS client connections and their idle pool (see upstream.h). */
+#include "proxy/upstream.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+struct upstream_pool {
+	SSL_CTX *ctx;
+	pthread_mutex_t lock;
+	struct upstream_conn *idle; /* most recently returned first */
+	size_t n_idle;
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int upstream_pool_new(const char *ca_file, struct upstream_pool **ret, char *err, size_t err_cap)
+{
+	struct upstream_pool *p = calloc(1, sizeof(*p));
+	int r = -ENOMEM;
+
+	if (!p)
+		return -ENOMEM;
+	pthread_mutex_init(&p->lock, NULL);
+	p->ctx = SSL_CTX_new(TLS_client_method());
+	if (!p->ctx) {
+		snprintf(err, err_cap, "SSL_CTX_new failed");
+		goto out;
+	}
+	SSL_CTX_set_min_proto_version(p->ctx, TLS1_2_VERSION);
+	SSL_CTX_set_verify(p->ctx, SSL_VERIFY_PEER, NULL);
+	/* An until-EOF response body ends with a TCP close that many servers send without
+	 * close_notify; report that as EOF instead of an error. */
+	SSL_CTX_set_options(p->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
+	if (SSL_CTX_set_default_verify_paths(p->ctx) != 1) {
+		snprintf(err, err_cap, "cannot load the system CA store");
+		r = -EIO;
+		goto out;
+	}
+	if (ca_file && *ca_file && SSL_CTX_load_verify_locations(p->ctx, ca_file, NULL) != 1) {
+		snprintf(err, err_cap, "cannot load upstream CA file %s", ca_file);
+		r = -EINVAL;
+		goto out;
+	}
+	ERR_clear_error();
+	*ret = p;
+	p = NULL;
+	r = 0;
+out:
+	ERR_clear_error();
+	upstream_pool_free(p);
+	return r;
+}
+
+void upstream_close(struct upstream_conn *c)
+{
+	if (!c)
+		return;
+	stream_close(&c->s);
+	free(c);
+}
+
+void upstream_pool_free(struct upstream_pool *p)
+{
+	if (!p)
+		return;
+	while (p->idle) {
+		struct upstream_conn *c = p->idle;
+		p->idle = c->next;
+		upstream_close(c);
+	}
+	SSL_CTX_free(p->ctx);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+}
+
+/* An idle connection is usable if nothing is readable on it: readable means the peer
+ * closed it or sent something unsolicited, either way it is not at a clean boundary. */
+static bool idle_usable(const struct upstream_conn *c)
+{
+	struct pollfd pfd = {.fd = c->s.fd, .events = POLLIN};
+
+	if (c->s.ssl && SSL_pending(c->s.ssl) > 0)
+		return false;
+	return poll(&pfd, 1, 0) == 0;
+}
+
+static struct upstream_conn *take_idle(struct upstream_pool *p, const char *key)
+{
+	struct upstream_conn **pp, *found = NULL, *dead = NULL;
+	uint64_t now = now_ms();
+
+	pthread_mutex_lock(&p->lock);
+	pp = &p->idle;
+	while (*pp) {
+		struct upstream_conn *c = *pp;
+		bool expired = now - c->idle_since_ms > (uint64_t)UPSTREAM_IDLE_SECS * 1000;
+		if (expired || (!found && strcmp(c->key, key) == 0)) {
+			*pp = c->next;
+			p->n_idle--;
+			if (!expired && idle_usable(c)) {
+				found = c;
+			} else {
+				c->next = dead;
+				dead = c;
+			}
+			continue;
+		}
+		pp = &c->next;
+	}
+	pthread_mutex_unlock(&p->lock);
+	while (dead) {
+		struct upstream_conn *c = dead;
+		dead = c->next;
+		upstream_close(c);
+	}
+	if (found) {
+		found->next = NULL;
+		found->reused = true;
+	}
+	return found;
+}
+
+static void set_timeouts(int fd)
+{
+	struct timeval rt = {.tv_sec = UPSTREAM_READ_SECS}, wt = {.tv_sec = UPSTREAM_WRITE_SECS};
+	int one = 1;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rt, sizeof(rt));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wt, sizeof(wt));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* TCP connect to the first reachable address of host:port. fd or -errno. */
+static int tcp_connect(const char *host, uint16_t port, char *err, size_t err_cap)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG}, *res = NULL;
+	char ports[8];
+	int fd = -1, e = -EHOSTUNREACH, g;
+
+	snprintf(ports, sizeof(ports), "%u", (unsigned)port);
+	g = getaddrinfo(host, ports, &hints, &res);
+	if (g != 0) {
+		snprintf(err, err_cap, "cannot resolve %s: %s", host, gai_strerror(g));
+		return -EHOSTUNREACH;
+	}
+	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+		struct pollfd pfd;
+		socklen_t sl = sizeof(int);
+		int so = 0;
+
+		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (fd < 0) {
+			e = -errno;
+			continue;
+		}
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
+			e = -errno;
+			goto next;
+		}
+		pfd = (struct pollfd){.fd = fd, .events = POLLOUT};
+		g = poll(&pfd, 1, UPSTREAM_CONNECT_MS);
+		if (g == 0) {
+			e = -ETIMEDOUT;
+			goto next;
+		}
+		if (g < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &so, &sl) < 0) {
+			e = -errno;
+			goto next;
+		}
+		if (so) {
+			e = -so;
+			goto next;
+		}
+		if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
+			e = -errno;
+			goto next;
+		}
+		set_timeouts(fd);
+		freeaddrinfo(res);
+		return fd;
+next:
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	snprintf(err, err_cap, "cannot connect to %s:%u: %s", host, (unsigned)port, strerror(-e));
+	return e;
+}
+
+static bool is_ip_literal(const char *host)
+{
+	unsigned char buf[16];
+
+	return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+int upstream_get(struct upstream_pool *p, const char *host, uint16_t port, bool tls, bool fresh,
+		 struct upstream_conn **ret, char *err, size_t err_cap)
+{
+	struct upstream_conn *c = NULL;
+	char key[sizeof(c->key)];
+	int r;
+
+	if (snprintf(key, sizeof(key), "%s%s:%u", tls ? "" : "plain:", host, (unsigned)port) >=
+	    (int)sizeof(key))
+		return -EINVAL;
+	if (!fresh) {
+		c = take_idle(p, key);
+		if (c) {
+			*ret = c;
+			return 0;
+		}
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->s.fd = -1;
+	memcpy(c->key, key, sizeof(key));
+	r = tcp_connect(host, port, err, err_cap);
+	if (r < 0)
+		goto out;
+	c->s.fd = r;
+	if (tls) {
+		c->s.ssl = SSL_new(p->ctx);
+		if (!c->s.ssl || SSL_set_fd(c->s.ssl, c->s.fd) != 1) {
+			r = -ENOMEM;
+			goto out;
+		}
+		if (is_ip_literal(host)) {
+			/* RFC 6066 §3: no SNI for IP literals; check the IP SAN instead. */
+			if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->s.ssl), host) != 1) {
+				r = -EINVAL;
+				goto out;
+			}
+		} else if (SSL_set_tlsext_host_name(c->s.ssl, host) != 1 ||
+			   SSL_set1_host(c->s.ssl, host) != 1) {
+			r = -EINVAL;
+			goto out;
+		}
+		r = stream_connect(&c->s, err, err_cap);
+		if (r < 0)
+			goto out;
+	}
+	*ret = c;
+	c = NULL;
+	r = 0;
+out:
+	ERR_clear_error();
+	upstream_close(c);
+	return r;
+}
+
+void upstream_put(struct upstream_pool *p, struct upstream_conn *c)
+{
+	size_t same = 0;
+
+	pthread_mutex_lock(&p->lock);
+	for (struct upstream_conn *i = p->idle; i; i = i->next)
+		if (strcmp(i->key, c->key) == 0)
+			same++;
+	if (same >= UPSTREAM_IDLE_PER_KEY || p->n_idle >= UPSTREAM_IDLE_TOTAL) {
+		pthread_mutex_unlock(&p->lock);
+		upstream_close(c);
+		return;
+	}
+	c->idle_since_ms = now_ms();
+	c->reused = false;
+	c->next = p->idle;
+	p->idle = c;
+	p->n_idle++;
+	pthread_mutex_unlock(&p->lock);
+}

@@ -1,0 +1,50 @@
+/* upstream — client connections from the proxy to a Service's configured upstream:
+ * verified TLS (TLS >= 1.2, SSL_VERIFY_PEER against the system store plus an optional
+ * extra CA file, SNI and host name / IP check; never a fallback to plaintext), kept in a
+ * bounded idle pool per host:port (UPSTREAM_IDLE_PER_KEY connections, each dropped after
+ * UPSTREAM_IDLE_SECS idle). Names are resolved with getaddrinfo() on every new
+ * connection (first slice; a DNS cache comes with the event loop). Thread-safe. */
+#ifndef VOUCH_UPSTREAM_H
+#define VOUCH_UPSTREAM_H
+
+#include "proxy/stream.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define UPSTREAM_IDLE_PER_KEY 8
+#define UPSTREAM_IDLE_TOTAL 512
+#define UPSTREAM_IDLE_SECS 30
+#define UPSTREAM_CONNECT_MS 10000
+#define UPSTREAM_READ_SECS 600 /* a non-streaming model response may take minutes */
+#define UPSTREAM_WRITE_SECS 60
+
+struct upstream_pool;
+
+struct upstream_conn {
+	struct stream s;
+	char key[300]; /* "host:port" (tls) or "plain:host:port" */
+	uint64_t idle_since_ms;
+	bool reused; /* served from the pool */
+	struct upstream_conn *next;
+};
+
+/* ca_file: extra PEM bundle trusted besides the system store (NULL = system only).
+ * 0 or -errno with a message in err. */
+int upstream_pool_new(const char *ca_file, struct upstream_pool **ret, char *err, size_t err_cap);
+/* Closes every idle connection. NULL is a no-op. */
+void upstream_pool_free(struct upstream_pool *p);
+/* A connection to host:port: an idle pooled one unless fresh is set (c->reused tells),
+ * otherwise a new one (TCP connect within UPSTREAM_CONNECT_MS, then the TLS handshake
+ * when tls). tls == false is plaintext; the caller decides when that is allowed.
+ * 0 with *ret owned by the caller, or -errno with a cause in err (-EPROTO: TLS or
+ * verification failure; -EHOSTUNREACH: name did not resolve; -ETIMEDOUT; -ECONNREFUSED). */
+int upstream_get(struct upstream_pool *p, const char *host, uint16_t port, bool tls, bool fresh,
+		 struct upstream_conn **ret, char *err, size_t err_cap);
+/* Give c back for reuse (it must sit at a message boundary); the pool may close it
+ * instead when full. */
+void upstream_put(struct upstream_pool *p, struct upstream_conn *c);
+/* Close c for good. NULL is a no-op. */
+void upstream_close(struct upstream_conn *c);
+
+#endif
