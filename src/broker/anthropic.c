@@ -616,7 +616,7 @@ int anthropic_exchange(const struct res_anthropic *src, const struct secret *ass
 	cc |= curl_easy_setopt(c, CURLOPT_MAXREDIRS, 0L);
 	cc |= curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
 	cc |= curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-	if (opts && opts->ca_file)
+	if (opts && opts->ca_file && *opts->ca_file)
 		cc |= curl_easy_setopt(c, CURLOPT_CAINFO, opts->ca_file);
 	cc |= curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout);
 	cc |= curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);

@@ -36,16 +36,30 @@ struct anthropic_result {
 	char request_id[128];        /* Request-Id response header, "" if none */
 };
 
-/* Exchange assertion for an access token. Returns 0 (ret->access_token set) or
- * -EINVAL (bad input: assertion too large, bad URL, plain http to a non-loopback host),
- * -EACCES (401/403 or invalid_grant: the assertion was refused),
- * -EPROTO (non-JSON, oversize, missing fields, wrong token_type, redirect),
- * -EAGAIN (5xx, 429), -ETIMEDOUT, -ECONNREFUSED/-EHOSTUNREACH (transport).
- * ret->error always describes a failure without any secret. Never retries. */
+/* Exchange assertion for an access token (blocking; at most opts->timeout_ms, 0 =
+ * 30 s; opts may be NULL; opts->ca_file NULL or "" = system store). Returns 0
+ * (ret->access_token set, owned by the caller) or
+ * -EINVAL (bad input: assertion empty, over 16 KiB or not a compact JWS; missing
+ *          federation_rule_id/organization_id; bad URL, plain http to a non-loopback
+ *          host; unreadable ca_file; or a 400 other than invalid_grant: the request was
+ *          malformed, check the CredentialSource ids),
+ * -EACCES (401/403 or 400 invalid_grant: the assertion was refused),
+ * -EPROTO (non-JSON, oversize, missing fields, wrong token_type, redirect, TLS failure),
+ * -EAGAIN (5xx, 429), -ETIMEDOUT, -ECONNREFUSED/-EHOSTUNREACH/-ECONNRESET (transport),
+ * -ENOMEM.
+ * ret is fully rewritten on every call: http_status and request_id whenever a response
+ * arrived; ret->error always describes a failure without any secret (an error body
+ * only through anthropic_redact_error). Never retries, never follows redirects. */
 int anthropic_exchange(const struct res_anthropic *src, const struct secret *assertion,
 		       const struct anthropic_opts *opts, struct anthropic_result *ret);
 
-/* Exposed for tests and fuzzing: parse a 2xx body / redact an error body. */
+/* Exposed for tests and fuzzing. parse: a 2xx body (≤ ANTHROPIC_RESPONSE_MAX) into
+ * ret->access_token/expires_in (0), or -EPROTO/-ENOMEM with ret->error set; the access
+ * token must be visible ASCII (it becomes a header value), expires_in an integer in
+ * 1..1 year. redact: at most 200 printable chars into out (always NUL-terminated when
+ * out_cap > 0): only error / error_description / error_uri, or error.type /
+ * error.message of the Claude API shape; long credential-like runs become
+ * "[redacted]"; a non-JSON body becomes "non-JSON body (N bytes)". */
 int anthropic_parse_token_response(const char *body, size_t len, struct anthropic_result *ret);
 void anthropic_redact_error(const char *body, size_t len, char *out, size_t out_cap);
 
