@@ -383,8 +383,8 @@ publish:
 	} else {
 		b->stats.exchange_failures++;
 		e->last_err = r;
-		text_fmt(e->last_error, sizeof(e->last_error), "token exchange for %s failed: %s",
-			 e->label, res.error);
+		/* The cause only: callers name the source in their own message. */
+		text_fmt(e->last_error, sizeof(e->last_error), "%s", res.error);
 		e->backoff_ms = e->backoff_ms ? (e->backoff_ms >= BROKER_BACKOFF_MAX_MS / 2
 							 ? BROKER_BACKOFF_MAX_MS
 							 : 2 * e->backoff_ms)
