@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -23,6 +24,10 @@
 #define HASH_CHUNK 65536
 #define FUSE_MAGIC 0x65735546 /* linux/magic.h FUSE_SUPER_MAGIC */
 #define COLLECT_TRIES 3       /* exec while reading: read again, at most this often */
+/* File timestamps are coarse (a jiffy, up to 10 ms): two writes within one tick can
+ * leave size, mtime (settable anyway) and ctime all equal. A hash is cached only once
+ * its file's ctime is this far in the past, so any later write shows a newer ctime. */
+#define HASH_CACHE_MIN_AGE_S 3
 
 /* Errors of /proc reads: a vanished entry means the process is gone. */
 static int proc_err(int e)
@@ -269,6 +274,16 @@ out:
 	return r;
 }
 
+/* Was the file last changed long enough ago (and not in the future) to cache its hash? */
+static bool settled(const struct attest_filekey *k)
+{
+	struct timespec now;
+
+	if (clock_gettime(CLOCK_REALTIME, &now) < 0)
+		return false;
+	return k->ctime.tv_sec <= now.tv_sec - HASH_CACHE_MIN_AGE_S;
+}
+
 /* The hash of the binary the process runs, opened through /proc/<pid>/exe (so a path
  * replaced or deleted since exec does not matter). ret_hex is "" when the binary
  * cannot be read, is not a regular file, lives on FUSE, exceeds ATTEST_HASH_MAX_BYTES
@@ -316,7 +331,7 @@ static int hash_exe(struct attest_cache *c, int dirfd, const struct attest_filek
 		hex[0] = '\0';
 		goto close;
 	}
-	if (c)
+	if (c && settled(key))
 		attest_hashcache_put(c, key, hex);
 close:
 	close(fd);

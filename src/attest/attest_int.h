@@ -56,7 +56,8 @@ void attest_hashcache_put(struct attest_cache *c, const struct attest_filekey *k
 
 /* A cache whose pid table holds at most max_pids entries (tests exercise eviction). */
 struct attest_cache *attest_cache_new_sized(size_t max_pids);
-/* Number of pid entries currently held. */
+/* Number of pid entries / binary hashes currently held. */
 size_t attest_cache_count(struct attest_cache *c);
+size_t attest_hashcache_count(struct attest_cache *c);
 
 #endif

@@ -93,6 +93,17 @@ size_t attest_cache_count(struct attest_cache *c)
 	return n;
 }
 
+size_t attest_hashcache_count(struct attest_cache *c)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&c->mu);
+	for (size_t i = 0; i < ATTEST_CACHE_MAX_HASHES; i++)
+		n += c->hashes[i].used;
+	pthread_mutex_unlock(&c->mu);
+	return n;
+}
+
 bool attest_hashcache_get(struct attest_cache *c, const struct attest_filekey *k,
 			  char ret_hex[static 65])
 {
