@@ -621,6 +621,19 @@ static void test_limits(void)
 	diag_list_done(&d);
 	free(big);
 
+	/* ... also inside the YAML reader (every anchor and alias is an error) */
+	big = malloc(40000);
+	off = (size_t)snprintf(big, 40000, "a: &a x\nb: [");
+	for (int i = 0; i < 3000; i++)
+		off += (size_t)snprintf(big + off, 40000 - off, "*a, ");
+	off += (size_t)snprintf(big + off, 40000 - off, "*a]\n");
+	p = write_file("aliases.yaml", big, off);
+	r = load1(p, &d, &s);
+	ok(r == -EINVAL && d.n >= 1001 && d.n <= 1002 && strstr(d.items[1000].msg, "too many errors"),
+	   "an alias flood stops the reader after 1000 errors");
+	diag_list_done(&d);
+	free(big);
+
 	/* truncations of a valid file never crash and never load half a binding silently */
 	FILE *f = fopen(FIX "/valid/30-sources-bindings.yaml", "rb");
 	char src[4096];
@@ -687,7 +700,7 @@ int main(void)
 			       "dup-a.yaml", "dup-b.yaml", "svc-ns.yaml", "wl-ns.yaml",
 			       "garbage.yaml", "bad-utf8.yaml", "nul.yaml", "nul-escape.yaml",
 			       "max.yaml", "oversize.yaml", "docs.yaml", "items.yaml", "long.yaml",
-			       "lol.yaml", "flood.yaml", "cut.yaml"};
+			       "lol.yaml", "flood.yaml", "aliases.yaml", "cut.yaml"};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		unlink(tmp_path(names[i]));
 	rmdir(cmd);
