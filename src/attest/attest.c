@@ -132,7 +132,6 @@ int attest_proc_stat(int dirfd, char ret_name[static 64], uint64_t *ret_start_ti
 
 static void filekey_of(const struct stat *st, struct attest_filekey *k)
 {
-	memset(k, 0, sizeof(*k)); /* compared with memcmp: no stray padding */
 	k->dev = st->st_dev;
 	k->ino = st->st_ino;
 	k->size = st->st_size;
@@ -308,7 +307,7 @@ static int hash_exe(struct attest_cache *c, int dirfd, const struct attest_filek
 	if (fstat(fd, &st) < 0)
 		goto close;
 	filekey_of(&st, &k2);
-	if (memcmp(&k2, key, sizeof(k2)) != 0) {
+	if (!attest_filekey_eq(&k2, key)) {
 		r = -EAGAIN;
 		goto close;
 	}
@@ -327,7 +326,7 @@ static int hash_exe(struct attest_cache *c, int dirfd, const struct attest_filek
 		goto close;
 	}
 	filekey_of(&st, &k2);
-	if (memcmp(&k2, key, sizeof(k2)) != 0) {
+	if (!attest_filekey_eq(&k2, key)) {
 		hex[0] = '\0';
 		goto close;
 	}

@@ -41,7 +41,9 @@ struct attest_facts {
  * path), streamed, up to ATTEST_HASH_MAX_BYTES; on FUSE it is not hashed (a FUSE server
  * could stall the reader). Returns 0, -ESRCH (gone, a zombie, or reused while reading),
  * -EACCES (another user's process and no CAP_SYS_PTRACE), -EINVAL (pid <= 0 or not a
- * thread group leader), -ENAMETOOLONG, -errno. Kernel threads: exe and exe_sha256 "". */
+ * thread group leader), -EAGAIN (the process kept exec'ing while being read; each read
+ * is retried three times), -ENAMETOOLONG, -errno. Kernel threads: exe and exe_sha256 "".
+ * ret is written only on success. */
 int attest_pid(pid_t pid, struct attest_facts *ret);
 
 /* Does the selector map hold for these facts? Keys: process:uid, process:gid,

@@ -19,6 +19,14 @@ struct attest_filekey {
 	struct timespec mtime, ctime;
 };
 
+/* Same file version? (field by field: struct copies need not preserve padding) */
+static inline bool attest_filekey_eq(const struct attest_filekey *a, const struct attest_filekey *b)
+{
+	return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+	       a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec &&
+	       a->ctime.tv_sec == b->ctime.tv_sec && a->ctime.tv_nsec == b->ctime.tv_nsec;
+}
+
 /* What /proc/<pid> says, without the binary hash. */
 struct attest_proc {
 	uint32_t uids[4]; /* real, effective, saved, fs */

@@ -111,7 +111,7 @@ bool attest_hashcache_get(struct attest_cache *c, const struct attest_filekey *k
 
 	pthread_mutex_lock(&c->mu);
 	for (size_t i = 0; i < ATTEST_CACHE_MAX_HASHES; i++)
-		if (c->hashes[i].used && memcmp(&c->hashes[i].key, k, sizeof(*k)) == 0) {
+		if (c->hashes[i].used && attest_filekey_eq(&c->hashes[i].key, k)) {
 			memcpy(ret_hex, c->hashes[i].hex, 65);
 			hit = true;
 			break;
@@ -128,7 +128,7 @@ void attest_hashcache_put(struct attest_cache *c, const struct attest_filekey *k
 	pthread_mutex_lock(&c->mu);
 	for (size_t i = 0; i < ATTEST_CACHE_MAX_HASHES; i++) {
 		struct hash_entry *h = &c->hashes[i];
-		if (h->used && memcmp(&h->key, k, sizeof(*k)) == 0) {
+		if (h->used && attest_filekey_eq(&h->key, k)) {
 			slot = h; /* another thread hashed it meanwhile */
 			break;
 		}
@@ -150,7 +150,7 @@ static bool same_proc(const struct pid_entry *e, const struct attest_proc *p)
 	return f->start_time == p->start_time && f->uid == p->uids[0] && f->euid == p->uids[1] &&
 	       f->gid == p->gids[0] && f->egid == p->gids[1] && strcmp(f->name, p->name) == 0 &&
 	       strcmp(f->exe, p->exe) == 0 && strcmp(f->cgroup, p->cgroup) == 0 &&
-	       memcmp(&e->exe_key, &p->exe_key, sizeof(e->exe_key)) == 0;
+	       attest_filekey_eq(&e->exe_key, &p->exe_key);
 }
 
 /* Look pid up. On a hit, *ret_pidfd is a dup of the entry's pidfd (so eviction by

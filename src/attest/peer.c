@@ -140,8 +140,12 @@ static int diag_lookup(const struct diag_query *q, uint32_t *ret_inode, uint32_t
 		r = -errno;
 		goto out;
 	}
-	for (;;) {
+	for (int tries = 0;; tries++) {
 		struct sockaddr_nl from;
+		if (tries == 8) { /* only the kernel can send to us; bound it anyway */
+			r = -EIO;
+			goto out;
+		}
 		socklen_t fl = sizeof(from);
 		n = recvfrom(fd, resp.b, sizeof(resp.b), 0, (struct sockaddr *)&from, &fl);
 		if (n < 0 && errno == EINTR)

@@ -542,8 +542,7 @@ static void test_self(void)
 
 static void *thread_park(void *arg)
 {
-	pid_t *tid = arg;
-	*tid = (pid_t)syscall(SYS_gettid);
+	__atomic_store_n((pid_t *)arg, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
 	pause();
 	return NULL;
 }
@@ -551,11 +550,11 @@ static void *thread_park(void *arg)
 static void test_thread_id(void)
 {
 	pthread_t t;
-	volatile pid_t tid = 0;
+	pid_t tid = 0;
 	struct attest_facts f;
 
-	pthread_create(&t, NULL, thread_park, (void *)&tid);
-	while (tid == 0)
+	pthread_create(&t, NULL, thread_park, &tid);
+	while (__atomic_load_n(&tid, __ATOMIC_ACQUIRE) == 0)
 		sched_yield();
 	int r = attest_pid(tid, &f);
 	ok(r < 0, "a non-leader thread id is refused (%d)", r);
@@ -853,7 +852,7 @@ static void test_cache_threads(void)
 
 /* ---- pid reuse, in a pid namespace of our own ---- */
 
-enum { R_NS_PID, R_A_CACHED, R_SAME_PID, R_B_CACHED, R_B_DIRECT, R_MAX };
+enum { R_NS_PID, R_A_CACHED, R_SAME_PID, R_B_CACHED, R_B_DIRECT, R_SAME_TICK, R_MAX };
 
 static void write_result(int fd, int *res)
 {
@@ -893,6 +892,7 @@ static void reuse_scenario(int out)
 	res[R_B_CACHED] = attest_cached(c, pb, &b) == 0 && strcmp(b.name, "cat") == 0 &&
 			  strstr(b.exe, "/cat") != NULL && strcmp(b.exe_sha256, a.exe_sha256) != 0;
 	res[R_B_DIRECT] = attest_pid(pb, &d) == 0 && strcmp(d.name, "cat") == 0;
+	res[R_SAME_TICK] = d.start_time == a.start_time;
 	close(in[1]);
 	kill(pb, SIGKILL);
 	waitpid(pb, NULL, 0);
@@ -938,6 +938,7 @@ static void test_pid_reuse(void)
 	ok(res[R_SAME_PID], "process B (cat) got A's pid via ns_last_pid");
 	ok(res[R_B_CACHED], "attest_cached(pid) returns B's facts: cat, not the cached sleep");
 	ok(res[R_B_DIRECT], "attest_pid agrees");
+	printf("# A and B started in %s clock tick\n", res[R_SAME_TICK] ? "the same" : "different");
 }
 
 int main(void)
