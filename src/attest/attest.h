@@ -6,8 +6,12 @@
  *
  * Pid reuse: a pid is pinned with pidfd_open() before reading and the start time
  * (stat field 22) is read before and after; if it changed, or the pidfd reports the
- * process gone, the facts are discarded (-ESRCH). Callers cache by (pid, start_time),
- * so a new process with a recycled pid never inherits an earlier identity. */
+ * process gone, the facts are discarded (-ESRCH). The cache (attest_cached) is keyed
+ * by (pid, start_time) but serves an entry only while the pidfd taken at attestation
+ * says that very process is alive, so a new process with a recycled pid never inherits
+ * an earlier identity, even one started in the same clock tick (start time has 10 ms
+ * resolution). Facts that change within a process's life (exec, setuid, prctl,
+ * cgroup migration) are re-read on every lookup. */
 #ifndef VOUCH_ATTEST_H
 #define VOUCH_ATTEST_H
 
@@ -27,7 +31,7 @@ struct attest_facts {
 	uid_t euid;
 	gid_t gid; /* real gid */
 	gid_t egid;
-	char name[64];                 /* comm (process:name) */
+	char name[64];                 /* comm (process:name); the process can set it itself */
 	char exe[ATTEST_PATH_MAX];     /* readlink /proc/pid/exe, " (deleted)" kept */
 	char exe_sha256[65];           /* hex; "" if the binary could not be read */
 	char cgroup[ATTEST_PATH_MAX];  /* cgroup v2 path ("0::" line), e.g. "/system.slice/x.service" */
@@ -51,7 +55,9 @@ int attest_pid(pid_t pid, struct attest_facts *ret);
  * cgroup:path, container:id. All entries of the map must hold (AND).
  *   process:uid / process:gid  decimal number (no sign, no leading zero, no names: names
  *                              are not resolved) compared with the REAL uid/gid
- *   process:name               exact, against comm (at most 15 bytes for user tasks)
+ *   process:name               exact, against comm (at most 15 bytes for user tasks);
+ *                              a process sets its own comm (prctl), so this narrows a
+ *                              selector but proves nothing on its own
  *   process:binary:path        exact, against exe (a deleted binary ends " (deleted)"
  *                              and so no longer matches its old path)
  *   process:binary:sha256      64 hex digits, case-insensitive
