@@ -5,7 +5,7 @@
 import Anthropic from '@anthropic-ai/sdk';
 
 const client = new Anthropic();
-const model = process.env.DEMO_MODEL ?? 'claude-sonnet-4-5';
+const model = process.env.DEMO_MODEL ?? 'claude-sonnet-5';
 
 const msg = await client.messages.create({
 	model,

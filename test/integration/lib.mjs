@@ -60,11 +60,37 @@ export async function freePort() {
 	return port;
 }
 
-/** A fresh 0700 temp dir, removed after the test unless VOUCH_KEEP_TMP=1. */
+/**
+ * Register fn to run after test t, last registered first (node:test runs its own after
+ * hooks in registration order, which would remove a temp dir before the process using it
+ * is stopped). Errors are collected and rethrown after every cleanup ran.
+ */
+const cleanupStacks = new WeakMap();
+export function onCleanup(t, fn) {
+	let stack = cleanupStacks.get(t);
+	if (!stack) {
+		stack = [];
+		cleanupStacks.set(t, stack);
+		t.after(async () => {
+			const errors = [];
+			while (stack.length) {
+				try {
+					await stack.pop()();
+				} catch (e) {
+					errors.push(e);
+				}
+			}
+			if (errors.length) throw errors[0];
+		});
+	}
+	stack.push(fn);
+}
+
+/** A fresh 0755 temp dir, removed after the test unless VOUCH_KEEP_TMP=1. */
 export function makeTempDir(t, prefix = 'vouch-it-') {
 	const d = mkdtempSync(join(tmpdir(), prefix));
 	chmodSync(d, 0o755); // other uids (workloads run as nobody) may need to traverse it
-	if (t && process.env.VOUCH_KEEP_TMP !== '1') t.after(() => rmSync(d, { recursive: true, force: true }));
+	if (t && process.env.VOUCH_KEEP_TMP !== '1') onCleanup(t, () => rmSync(d, { recursive: true, force: true }));
 	return d;
 }
 
@@ -230,7 +256,11 @@ export async function startVouchd(t, opts = {}) {
 	}));
 	proc.stdout.on('data', (c) => out.push(c));
 	proc.stderr.on('data', (c) => out.push(c));
-	const flush = () => writeFileSync(stderrFile, Buffer.concat(out));
+	const flush = () => {
+		try {
+			writeFileSync(stderrFile, Buffer.concat(out));
+		} catch {} // the directory may be gone already
+	};
 	const v = {
 		proc, pid: proc.pid, dir, configFile, config, stateDir, resourcesDir, auditLog: config.auditLog,
 		adminSocket: config.adminSocket, stderrFile, oidcPort, plainPort, proxyPort, issuer,
@@ -271,7 +301,7 @@ export async function startVouchd(t, opts = {}) {
 			return exited;
 		},
 	};
-	t?.after(() => v.stop());
+	if (t) onCleanup(t, () => v.stop());
 	try {
 		await waitFor(async () => {
 			if (exited) throw new Error(`vouchd exited early (${JSON.stringify(exited)})`);
@@ -387,7 +417,7 @@ export async function startStack(t, opts = {}) {
 		rules: opts.rules ?? { [RULE_ID]: standinRule() },
 		...(opts.standin ?? {}),
 	});
-	t.after(() => standin.close());
+	onCleanup(t, () => standin.close());
 	const nodeSelectors = opts.nodeSelectors ?? [{ 'process:binary:path': NODE }];
 	const std = {
 		'service.yaml': yamlDocs(serviceResource(standin.port)),

@@ -57,7 +57,7 @@ const BROKEN = {
 	},
 	'second document broken': {
 		text: 'apiVersion: vouch.dev/v1alpha1\nkind: WorkloadIdentity\nmetadata:\n  name: w\nspec:\n  workloadID: demo/app\n  selectors:\n  - process:uid: 0\n---\napiVersion: vouch.dev/v1alpha1\nkind: WorkloadIdentity\nmetadata:\n  name: w2\nspec:\n  workloadId: demo/app2\n',
-		line: 14,
+		line: 15,
 	},
 	'YAML syntax error': {
 		text: 'apiVersion: vouch.dev/v1alpha1\nkind: Service\nmetadata:\n  name: "unterminated\nspec: {}\n',
