@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -239,6 +240,13 @@ int main(int argc, char **argv)
 	}
 	/* Secrets live in this process: no core dumps, no ptrace by other uids. */
 	prctl(PR_SET_DUMPABLE, 0);
+	/* Every workload connection, pooled upstream and cached attestation (a pidfd each)
+	 * holds a descriptor: raise the soft limit to the hard one. */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 	r = conf ? agentconf_load(conf, &d, &a.cfg) : agentconf_defaults(&a.cfg);
 	if (r < 0) {
 		log_diags(&d);
