@@ -7,6 +7,8 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <jansson.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,16 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+/* jansson holds copies of tokens and assertions while parsing and building JSON (token
+ * responses, exchange bodies): wipe every block it frees. */
+static void json_wiping_free(void *p)
+{
+	if (p) {
+		explicit_bzero(p, malloc_usable_size(p));
+		free(p);
+	}
+}
 
 static void usage(FILE *f)
 {
@@ -240,6 +252,7 @@ int main(int argc, char **argv)
 	}
 	/* Secrets live in this process: no core dumps, no ptrace by other uids. */
 	prctl(PR_SET_DUMPABLE, 0);
+	json_set_alloc_funcs(malloc, json_wiping_free);
 	/* Every workload connection, pooled upstream and cached attestation (a pidfd each)
 	 * holds a descriptor: raise the soft limit to the hard one. */
 	struct rlimit rl;
