@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
 	startStack, request, rawExchange, waitFor, runCurl, runSdkClient, yamlDocs, sourceResource, workloadResource,
-	bindingResource, MESSAGE_BODY, CURL, spiffeId,
+	bindingResource, MESSAGE_BODY, CURL, spiffeId, NODE, isRoot,
 } from './lib.mjs';
 
 const HDRS = { 'content-type': 'application/json', 'anthropic-version': '2023-06-01', 'x-api-key': 'vouch-managed' };
@@ -113,4 +113,38 @@ test('failures: a workload bound to a broken source does not disturb another', a
 	assert.equal(nodeMsgs.length, 6);
 	assert.ok(nodeMsgs.every((m) => m.status === 200));
 	assert.ok(standin.records.messages.every((m) => m.sub !== spiffeId('demo/curl')), 'the broken workload reached nothing');
+});
+
+test('failures: two Node workloads told apart by uid; the one on a broken source does not disturb the other', async (t) => {
+	if (!isRoot) {
+		t.skip('needs root: runs a workload as uid 65534');
+		return;
+	}
+	const { standin, vouchd } = await startStack(t, {
+		nodeSelectors: [{ 'process:binary:path': NODE, 'process:uid': 0 }],
+		resources: (standin) => ({
+			'source-broken.yaml': yamlDocs(sourceResource({ name: 'broken', standinPort: standin.port, ruleId: 'fdrl_01UnknownRule' })),
+			'nobody.yaml': yamlDocs(workloadResource({ name: 'nobody', workloadID: 'demo/nobody', selectors: [{ 'process:binary:path': NODE, 'process:uid': 65534 }] })),
+			'binding-nobody.yaml': yamlDocs(bindingResource({ name: 'nobody', workloadID: 'demo/nobody', source: 'broken' })),
+		}),
+	});
+	const [bad, good] = await Promise.all([
+		runSdkClient(vouchd.plainUrl, [{ op: 'create' }], { uid: 65534, gid: 65534, repeat: 3, maxRetries: 0 }),
+		runSdkClient(vouchd.plainUrl, [{ op: 'create' }, { op: 'stream' }], { repeat: 3, maxRetries: 0 }),
+	]);
+	assert.equal(good.code, 0, `the healthy workload kept working: ${good.stdout}\n${good.stderr}`);
+	assert.equal(good.results.length, 6);
+	assert.equal(bad.results.length, 3, `${bad.stdout}\n${bad.stderr}`);
+	for (const x of bad.results) {
+		assert.equal(x.ok, false);
+		assert.ok([502, 503].includes(x.status), `uid 65534 gets 502/503: ${JSON.stringify(x)}`);
+		assert.match(x.error?.error?.message ?? '', /exchange/i);
+	}
+	const brokenEx = standin.records.exchanges.filter((e) => e.rule === 'fdrl_01UnknownRule');
+	assert.ok(brokenEx.length >= 1 && brokenEx.every((e) => e.reason === 'unknown_rule'));
+	assert.ok(brokenEx.every((e) => e.sub === undefined || e.sub === spiffeId('demo/nobody')));
+	assert.equal(standin.records.messages.length, 6);
+	assert.ok(standin.records.messages.every((m) => m.sub === spiffeId('demo/node') && m.status === 200));
+	const denied = vouchd.audit().filter((a) => a.workload === spiffeId('demo/nobody') && a.pid === bad.pid);
+	assert.ok(denied.length >= 1, 'the failures are audited under the uid-65534 identity and its pid');
 });

@@ -368,3 +368,36 @@ test('faults are settable per endpoint and cleared', async () => {
 	}
 	assert.equal((await exchange(await a())).status, 200);
 });
+
+test('command-line mode: ready line, control port for faults and records', async (t) => {
+	const { spawn } = await import('node:child_process');
+	const { writeFileSync } = await import('node:fs');
+	const conf = join(dir, 'standin-cli.json');
+	writeFileSync(conf, JSON.stringify({ certFile: certs.certFile, keyFile: certs.keyFile, issuer: ISSUER, jwks,
+		rules: { [RULE]: { organizationId: ORG, workspaces: ['default'], subjectPrefix: SUB, audience: AUD } } }));
+	const child = spawn(process.execPath, [new URL('../standin/standin.mjs', import.meta.url).pathname, '--config', conf], { stdio: ['ignore', 'pipe', 'inherit'] });
+	t.after(() => child.kill('SIGTERM'));
+	const line = await new Promise((res, rej) => {
+		let buf = '';
+		child.stdout.on('data', (c) => {
+			buf += c;
+			if (buf.includes('\n')) res(buf.split('\n')[0]);
+		});
+		child.on('exit', (code) => rej(new Error(`stand-in exited ${code}`)));
+	});
+	const info = JSON.parse(line);
+	assert.ok(info.port > 0 && info.controlPort > 0);
+	const ex = (a) => request(`https://localhost:${info.port}/v1/oauth/token`, { method: 'POST', ca: certs.caPem, headers: tokenHeaders,
+		body: { grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: a, federation_rule_id: RULE, organization_id: ORG } });
+	assert.equal((await ex(await mint())).status, 200);
+	let c = await request(`${info.controlUrl}/__standin/fault`, { method: 'POST', body: { endpoint: 'token', mode: '500' } });
+	assert.equal(c.status, 200);
+	assert.equal((await ex(await mint())).status, 500);
+	c = await request(`${info.controlUrl}/__standin/fault`, { method: 'POST', body: { endpoint: 'token', mode: 'none' } });
+	c = await request(`${info.controlUrl}/__standin/records`);
+	assert.equal(c.json.exchanges.length, 2);
+	assert.equal(c.json.exchanges[0].result, 'ok');
+	assert.equal(c.json.exchanges[1].fault, '500');
+	c = await request(`${info.controlUrl}/__standin/fault`, { method: 'POST', body: { endpoint: 'token', mode: 'bogus' } });
+	assert.equal(c.status, 400);
+});
