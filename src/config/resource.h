@@ -10,7 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct res_pos { /* where a resource came from, for messages and `vouch explain` */
+struct res_pos { /* where a resource came from (the start of its document; built-ins have
+		  * file "(built-in)" and line 0), for messages and `vouch explain` */
 	const char *file;
 	unsigned line, col;
 };
@@ -55,7 +56,7 @@ struct res_service {
 	size_t n_labels;
 	struct res_address *addresses; /* addresses[0] is the upstream the proxy dials */
 	size_t n_addresses;
-	bool tls;
+	bool tls;     /* spec.tls, default true */
 	bool builtin; /* from the built-in catalog, not from a file */
 };
 

@@ -6,7 +6,10 @@
  * known field suggested), wrong types, missing required fields, duplicate names
  * (per kind and namespace), invalid SPIFFE paths (reference/spiffe.md §3), bindings
  * naming a missing CredentialSource or workload ID, and hard size limits
- * (RESOURCES_MAX_FILE bytes per file, RESOURCES_MAX_DOCS documents, depth, scalar length). */
+ * (RESOURCES_MAX_FILE bytes per file, RESOURCES_MAX_DOCS documents in all, and the
+ * depth / scalar length / items per list limits of config/yamltree.h). YAML anchors and
+ * aliases are rejected. Every error is one diag "FILE:LINE:COL: field.path: message"
+ * (1-based), all of them are collected (capped at 1000 per load). Schema: docs/CONFIG.md. */
 #ifndef VOUCH_RESOURCES_H
 #define VOUCH_RESOURCES_H
 
@@ -27,7 +30,9 @@ int resources_empty(struct resource_set **ret);
 struct resource_set *resource_set_ref(struct resource_set *s);
 void resource_set_unref(struct resource_set *s);
 
-/* Lookups (pointers are valid while the set is referenced). */
+/* Lookups (pointers are valid while the set is referenced). Services are looked up by
+ * name alone (their names are unique across namespaces); sources by namespace ("" or NULL
+ * for the default one) and name. */
 const struct res_service *resource_set_service(const struct resource_set *s, const char *name);
 const struct res_source *resource_set_source(const struct resource_set *s, const char *ns,
 					     const char *name);
