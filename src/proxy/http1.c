@@ -11,6 +11,7 @@
  *    and never in HTTP/1.0 (§6.1); never together with Content-Length (§6.3 rule 3);
  *  - responses: Transfer-Encoding whose last coding is chunked is chunked, any other
  *    is read until EOF (§6.3 rule 4); Content-Length together with it is rejected;
+ *  - a response to HEAD, a 1xx/204/304, and a 2xx to CONNECT have no content (§6.3);
  *  - the status line may omit the SP after the code (lenient for upstreams only). */
 #include "proxy/http1.h"
 
@@ -310,6 +311,10 @@ static int interpret(struct http1_msg *m, bool request, const char *req_method)
 	/* §6.3 rule 1: these responses never have content, whatever the framing says. */
 	if (!request && ((m->status >= 100 && m->status < 200) || m->status == 204 ||
 			 m->status == 304 || (req_method && strcmp(req_method, "HEAD") == 0)))
+		m->body = HTTP1_BODY_NONE;
+	/* rule 2: a 2xx to CONNECT starts a tunnel, it has no content */
+	if (!request && m->status >= 200 && m->status < 300 && req_method &&
+	    strcmp(req_method, "CONNECT") == 0)
 		m->body = HTTP1_BODY_NONE;
 	if (m->body == HTTP1_BODY_EOF)
 		m->keep_alive = false;

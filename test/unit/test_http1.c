@@ -261,6 +261,10 @@ static void test_responses(void)
 	ok(r > 0 && msg.status == 100 && msg.body == HTTP1_BODY_NONE, "100 Continue has no body");
 	r = resp("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", "HEAD");
 	ok(r > 0 && msg.body == HTTP1_BODY_NONE && msg.keep_alive, "response to HEAD has no body");
+	r = resp("HTTP/1.1 200 Connection established\r\n\r\n", "CONNECT");
+	ok(r > 0 && msg.body == HTTP1_BODY_NONE && msg.keep_alive, "2xx to CONNECT has no body");
+	r = resp("HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\n", "CONNECT");
+	ok(r > 0 && msg.body == HTTP1_BODY_LENGTH, "non-2xx to CONNECT has its body");
 	r = resp("HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", "GET");
 	ok(r > 0 && msg.status == 200 && msg.reason.n == 0, "status line without reason");
 	r = resp("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", "GET");
