@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #define AGENTCONF_MAX_FILE (64 * 1024)
-#define AGENTCONF_JWT_TTL_MAX 3600       /* JWT-SVIDs are short-lived by design */
+#define AGENTCONF_JWT_TTL_MAX 3600	 /* JWT-SVIDs are short-lived by design */
 #define AGENTCONF_LONG_MAX (366 * 86400) /* x509TTL, jwtKeyRotation */
 
 /* A "checker" validates a string value; NULL reason = valid. */
@@ -43,7 +43,8 @@ static const char *check_trust_domain(const char *s)
 	for (const char *c = s; *c; c++)
 		if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '.' ||
 		      *c == '_' || *c == '-'))
-			return "a trust domain has only lowercase letters, digits, '.', '_' and '-' "
+			return "a trust domain has only lowercase letters, digits, '.', '_' and "
+			       "'-' "
 			       "(SPIFFE-ID §2.1)";
 	return NULL;
 }
@@ -116,10 +117,7 @@ static const char *check_listen(const char *s)
 	return check_port(port);
 }
 
-static const char *check_listen_or_off(const char *s)
-{
-	return *s ? check_listen(s) : NULL;
-}
+static const char *check_listen_or_off(const char *s) { return *s ? check_listen(s) : NULL; }
 
 static const char *check_socket_path(const char *s)
 {
@@ -138,36 +136,57 @@ static const char *check_log_level(const char *s)
 	return "expected debug, info, warn or error";
 }
 
-#define STR(n, f, chk, empty) {n, CONF_STR, offsetof(struct agentconf, f), chk, empty, 0, 0}
-#define U32(n, f, lo, hi) {n, CONF_U32, offsetof(struct agentconf, f), NULL, false, lo, hi}
+#define STR(n, f, chk, empty)                                                                      \
+	{                                                                                          \
+		n, CONF_STR, offsetof(struct agentconf, f), chk, empty, 0, 0                       \
+	}
+#define U32(n, f, lo, hi)                                                                          \
+	{                                                                                          \
+		n, CONF_U32, offsetof(struct agentconf, f), NULL, false, lo, hi                    \
+	}
 
 static const struct conf_key conf_keys[] = {
-	STR("trustDomain", trust_domain, check_trust_domain, false),
-	STR("issuer", issuer, check_url, false),
-	STR("stateDir", state_dir, NULL, false),
-	STR("resourcesDir", resources_dir, NULL, false),
-	STR("auditLog", audit_log, NULL, false),
-	STR("adminSocket", admin_socket, check_socket_path, false),
-	STR("oidcListen", oidc_listen, check_listen_or_off, true),
-	STR("proxyListen", proxy_listen, check_listen_or_off, true),
-	STR("upstreamCAFile", upstream_ca_file, NULL, false),
-	STR("caCertFile", ca_cert_file, NULL, false),
-	STR("caKeyFile", ca_key_file, NULL, false),
-	U32("jwtTTL", jwt_ttl, 1, AGENTCONF_JWT_TTL_MAX),
-	U32("x509TTL", x509_ttl, 1, AGENTCONF_LONG_MAX),
-	U32("jwtKeyRotation", jwt_key_rotation, 1, AGENTCONF_LONG_MAX),
-	U32("reloadIntervalMs", reload_interval_ms, 10, 86400000),
-	U32("exchangeTimeoutMs", exchange_timeout_ms, 1, 600000),
-	U32("maxConnections", max_connections, 1, 1000000),
-	STR("logLevel", log_level, check_log_level, false),
+    STR("trustDomain", trust_domain, check_trust_domain, false),
+    STR("issuer", issuer, check_url, false),
+    STR("stateDir", state_dir, NULL, false),
+    STR("resourcesDir", resources_dir, NULL, false),
+    STR("auditLog", audit_log, NULL, false),
+    STR("adminSocket", admin_socket, check_socket_path, false),
+    STR("oidcListen", oidc_listen, check_listen_or_off, true),
+    STR("proxyListen", proxy_listen, check_listen_or_off, true),
+    STR("upstreamCAFile", upstream_ca_file, NULL, false),
+    STR("caCertFile", ca_cert_file, NULL, false),
+    STR("caKeyFile", ca_key_file, NULL, false),
+    U32("jwtTTL", jwt_ttl, 1, AGENTCONF_JWT_TTL_MAX),
+    U32("x509TTL", x509_ttl, 1, AGENTCONF_LONG_MAX),
+    U32("jwtKeyRotation", jwt_key_rotation, 1, AGENTCONF_LONG_MAX),
+    U32("reloadIntervalMs", reload_interval_ms, 10, 86400000),
+    U32("exchangeTimeoutMs", exchange_timeout_ms, 1, 600000),
+    U32("maxConnections", max_connections, 1, 1000000),
+    STR("logLevel", log_level, check_log_level, false),
 };
 #define N_CONF_KEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
 
 static const char *const all_keys[] = {
-	"trustDomain",	"issuer",	      "stateDir",	  "resourcesDir", "auditLog",
-	"adminSocket",	"oidcListen",	      "proxyListen",	  "plainListeners",
-	"upstreamCAFile", "caCertFile",	      "caKeyFile",	  "jwtTTL",	  "x509TTL",
-	"jwtKeyRotation", "reloadIntervalMs", "exchangeTimeoutMs", "maxConnections", "logLevel",
+    "trustDomain",
+    "issuer",
+    "stateDir",
+    "resourcesDir",
+    "auditLog",
+    "adminSocket",
+    "oidcListen",
+    "proxyListen",
+    "plainListeners",
+    "upstreamCAFile",
+    "caCertFile",
+    "caKeyFile",
+    "jwtTTL",
+    "x509TTL",
+    "jwtKeyRotation",
+    "reloadIntervalMs",
+    "exchangeTimeoutMs",
+    "maxConnections",
+    "logLevel",
 };
 
 void agentconf_done(struct agentconf *c)
@@ -199,12 +218,12 @@ static int set_str(char **field, const char *v)
 int agentconf_defaults(struct agentconf *ret)
 {
 	struct agentconf c = {
-		.jwt_ttl = 300,
-		.x509_ttl = 3600,
-		.jwt_key_rotation = 86400,
-		.reload_interval_ms = 1000,
-		.exchange_timeout_ms = 30000,
-		.max_connections = 4096,
+	    .jwt_ttl = 300,
+	    .x509_ttl = 3600,
+	    .jwt_key_rotation = 86400,
+	    .reload_interval_ms = 1000,
+	    .exchange_timeout_ms = 30000,
+	    .max_connections = 4096,
 	};
 	int r = 0;
 
@@ -239,7 +258,7 @@ struct cload {
 };
 
 static void cerr(struct cload *cl, const struct yamltree_node *n, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void cerr(struct cload *cl, const struct yamltree_node *n, const char *fmt, ...)
 {
@@ -268,7 +287,8 @@ static void load_key(struct cload *cl, const struct conf_key *k, const struct ya
 		long long x;
 		int r = yamltree_int(v, k->min, k->max, &x);
 		if (r == -ERANGE)
-			cerr(cl, v, "%s: %s out of range (%u..%u)", k->name, v->str, k->min, k->max);
+			cerr(cl, v, "%s: %s out of range (%u..%u)", k->name, v->str, k->min,
+			     k->max);
 		else if (r < 0)
 			cerr(cl, v, "%s: expected an integer, found %s", k->name,
 			     v->type == YAMLTREE_SCALAR ? "a string" : found(v));
@@ -317,8 +337,9 @@ static void load_plain(struct cload *cl, const struct yamltree_node *v, struct a
 		const char *why;
 		if (m->type != YAMLTREE_MAP) {
 			if (m->type != YAMLTREE_BAD)
-				cerr(cl, m, "plainListeners[%zu]: expected a map with service and "
-					    "listen, found %s",
+				cerr(cl, m,
+				     "plainListeners[%zu]: expected a map with service and "
+				     "listen, found %s",
 				     i, found(m));
 			continue;
 		}
@@ -491,7 +512,7 @@ int agentconf_load(const char *path, struct diag_list *diags, struct agentconf *
 		if (known)
 			continue;
 		const char *sg =
-			yamltree_suggest(k->str, all_keys, sizeof(all_keys) / sizeof(all_keys[0]));
+		    yamltree_suggest(k->str, all_keys, sizeof(all_keys) / sizeof(all_keys[0]));
 		if (sg)
 			cerr(&cl, k, "unknown key '%s', did you mean '%s'?", k->str, sg);
 		else
@@ -507,7 +528,7 @@ int agentconf_load(const char *path, struct diag_list *diags, struct agentconf *
 	if ((v = yamltree_get(root, "plainListeners")) && !yamltree_is_null(v))
 		load_plain(&cl, v, &c, plain_nodes);
 	else
-		plain_nodes[0] = NULL; /* the default listener has no position */
+		plain_nodes[0] = NULL;		 /* the default listener has no position */
 	if (!c.ca_cert_file != !c.ca_key_file) { /* exactly one was given in this file */
 		const struct yamltree_node *cert = yamltree_get(root, "caCertFile");
 		if (c.ca_cert_file)

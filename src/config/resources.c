@@ -17,9 +17,9 @@
 
 #define RES_API_VOUCH "vouch.dev/v1alpha1"
 #define RES_API_RIPTIDES "core.riptides.io/v1alpha1" /* accepted alias (published examples) */
-#define RES_MAX_ERRORS 1000                           /* diags per load, then one "too many" */
-#define RES_MAX_FILES 4096                            /* files per directory */
-#define RES_NAME_MAX 253                              /* metadata.name / namespace (DNS-1123) */
+#define RES_MAX_ERRORS 1000			     /* diags per load, then one "too many" */
+#define RES_MAX_FILES 4096			     /* files per directory */
+#define RES_NAME_MAX 253			     /* metadata.name / namespace (DNS-1123) */
 /* SPIFFE-ID.md: the whole ID is at most 2048 bytes. The trust domain is not known here,
  * so the path is checked against the bound for the shortest one ("spiffe://x/"); the CA
  * checks the full ID when it issues. */
@@ -172,7 +172,7 @@ static bool errors_capped(struct loader *ld)
 }
 
 static void lerr_at(struct loader *ld, unsigned line, unsigned col, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 static void lerr_at(struct loader *ld, unsigned line, unsigned col, const char *fmt, ...)
 {
@@ -242,7 +242,8 @@ static void type_err(struct loader *ld, const struct yamltree_node *n, const cha
 	char buf[64];
 
 	if (n->type != YAMLTREE_BAD)
-		lerr(ld, n, path, "expected %s, found %s", expected, type_name(n, buf, sizeof(buf)));
+		lerr(ld, n, path, "expected %s, found %s", expected,
+		     type_name(n, buf, sizeof(buf)));
 }
 
 static void child_path(char *buf, size_t size, const char *parent, const char *key)
@@ -385,13 +386,15 @@ int resources_check_spiffe_path(const char *path, const char **ret_reason)
 			size_t sl = end ? (size_t)(end - seg) : strlen(seg);
 			if (sl == 0)
 				why = "empty path segment ('//')";
-			else if ((sl == 1 && seg[0] == '.') || (sl == 2 && seg[0] == '.' && seg[1] == '.'))
+			else if ((sl == 1 && seg[0] == '.') ||
+				 (sl == 2 && seg[0] == '.' && seg[1] == '.'))
 				why = "'.' and '..' segments are not allowed";
 			for (size_t i = 0; !why && i < sl; i++) {
 				char c = seg[i];
 				if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 				      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
-					why = "path segments may contain only letters, digits, '.', '_' "
+					why = "path segments may contain only letters, digits, "
+					      "'.', '_' "
 					      "and '-'";
 			}
 			seg += sl + 1;
@@ -509,8 +512,8 @@ static void parse_kv_map(struct loader *ld, const struct yamltree_node *m, const
 
 /* Mirrors attest's vocabulary, for suggestions only: attest_known_selector() decides. */
 static const char *const workload_selector_keys[] = {
-	"process:uid",  "process:gid",  "process:name", "process:binary:path", "process:binary:sha256",
-	"systemd:unit", "cgroup:path", "container:id",
+    "process:uid",	     "process:gid",  "process:name", "process:binary:path",
+    "process:binary:sha256", "systemd:unit", "cgroup:path",  "container:id",
 };
 static const char *const service_selector_keys[] = {"svc:name", "svc:label:"};
 
@@ -551,8 +554,9 @@ static bool check_selector(struct loader *ld, bool svc, const struct yamltree_no
 		    !(strncmp(key, "svc:label:", 10) == 0 && key[10] != '\0')) {
 			const char *s = yamltree_suggest(key, service_selector_keys, 2);
 			if (s)
-				lerr(ld, k, path, "unknown service selector '%s', did you mean '%s'?",
-				     key, strcmp(s, "svc:label:") == 0 ? "svc:label:<key>" : s);
+				lerr(ld, k, path,
+				     "unknown service selector '%s', did you mean '%s'?", key,
+				     strcmp(s, "svc:label:") == 0 ? "svc:label:<key>" : s);
 			else
 				lerr(ld, k, path,
 				     "unknown service selector '%s' (expected svc:name or "
@@ -563,7 +567,7 @@ static bool check_selector(struct loader *ld, bool svc, const struct yamltree_no
 	} else if (!attest_known_selector(key)) {
 		const char *s = yamltree_suggest(key, workload_selector_keys,
 						 sizeof(workload_selector_keys) /
-							 sizeof(workload_selector_keys[0]));
+						     sizeof(workload_selector_keys[0]));
 		if (s)
 			lerr(ld, k, path, "unknown selector '%s', did you mean '%s'?", key, s);
 		else
@@ -656,8 +660,8 @@ static const char *const kind_names[] = {"WorkloadIdentity", "Service", "Credent
 
 /* metadata of the resource of kind k beginning at root (meta->pos set by the caller).
  * false if it has no usable name (the resource is then not kept). */
-static bool parse_meta(struct loader *ld, const struct yamltree_node *root,
-		       struct res_meta *meta, const struct yamltree_node **ret_name)
+static bool parse_meta(struct loader *ld, const struct yamltree_node *root, struct res_meta *meta,
+		       const struct yamltree_node **ret_name)
 {
 	static const char *const keys[] = {"name", "namespace", "labels", "annotations"};
 	const struct yamltree_node *m = field(ld, root, "", "metadata", true), *nn, *v;
@@ -833,8 +837,8 @@ static void parse_source(struct loader *ld, const struct yamltree_node *spec,
 			 struct res_source *src)
 {
 	static const char *const types[] = {"anthropic"};
-	static const char *const keys[] = {"organizationId", "workspaceId", "serviceAccountId",
-					   "federationRuleId", "baseURL", "audience"};
+	static const char *const keys[] = {"organizationId",   "workspaceId", "serviceAccountId",
+					   "federationRuleId", "baseURL",     "audience"};
 	const struct yamltree_node *a = NULL, *v;
 	const char *path = "spec.anthropic", *why;
 	size_t n_types = 0;
@@ -893,7 +897,8 @@ static void parse_binding(struct loader *ld, const struct yamltree_node *spec,
 
 	CHECK_FIELDS(ld, spec, "spec", keys);
 	b->credential_source = field_str(ld, spec, "spec", "credentialSource", true, &v);
-	if (b->credential_source && check_name(ld, v, "spec.credentialSource", b->credential_source)) {
+	if (b->credential_source &&
+	    check_name(ld, v, "spec.credentialSource", b->credential_source)) {
 		refs->src_line = v->line;
 		refs->src_col = v->col;
 	} else {
@@ -936,7 +941,7 @@ static void parse_binding(struct loader *ld, const struct yamltree_node *spec,
 			b->token_file = NULL;
 		}
 		b->token_file_audience =
-			field_str(ld, tf, "spec.propagation.tokenFile", "audience", false, NULL);
+		    field_str(ld, tf, "spec.propagation.tokenFile", "audience", false, NULL);
 	}
 }
 
@@ -952,8 +957,9 @@ static void load_doc(struct loader *ld, const struct yamltree_node *root)
 		return; /* already reported, or an empty document */
 	if (root->type != YAMLTREE_MAP) {
 		char buf[64];
-		lerr(ld, root, "", "expected a resource (a map with apiVersion, kind, metadata and "
-				   "spec), found %s",
+		lerr(ld, root, "",
+		     "expected a resource (a map with apiVersion, kind, metadata and "
+		     "spec), found %s",
 		     type_name(root, buf, sizeof(buf)));
 		return;
 	}
@@ -961,7 +967,8 @@ static void load_doc(struct loader *ld, const struct yamltree_node *root)
 	if ((api = field(ld, root, "", "apiVersion", true))) {
 		if (api->type != YAMLTREE_SCALAR)
 			type_err(ld, api, "apiVersion", "a string");
-		else if (strcmp(api->str, RES_API_VOUCH) != 0 && strcmp(api->str, RES_API_RIPTIDES) != 0)
+		else if (strcmp(api->str, RES_API_VOUCH) != 0 &&
+			 strcmp(api->str, RES_API_RIPTIDES) != 0)
 			lerr(ld, api, "apiVersion", "unknown apiVersion '%s' (expected %s or %s)",
 			     api->str, RES_API_VOUCH, RES_API_RIPTIDES);
 	}
@@ -975,11 +982,12 @@ static void load_doc(struct loader *ld, const struct yamltree_node *root)
 			if (kind < 0) {
 				const char *s = yamltree_suggest(kn->str, kind_names, 4);
 				if (s)
-					lerr(ld, kn, "kind", "unknown kind '%s', did you mean '%s'?",
-					     kn->str, s);
+					lerr(ld, kn, "kind",
+					     "unknown kind '%s', did you mean '%s'?", kn->str, s);
 				else
 					lerr(ld, kn, "kind",
-					     "unknown kind '%s' (expected WorkloadIdentity, Service, "
+					     "unknown kind '%s' (expected WorkloadIdentity, "
+					     "Service, "
 					     "CredentialSource or CredentialBinding)",
 					     kn->str);
 			}
@@ -1003,8 +1011,8 @@ static void load_doc(struct loader *ld, const struct yamltree_node *root)
 		struct res_workload w = {.meta = meta};
 		parse_workload(ld, spec, &w);
 		if (named) {
-			struct res_workload *p = vec_push(&ld->set->workloads, &ld->set->n_workloads,
-							  &ld->cap_w, sizeof(*p));
+			struct res_workload *p = vec_push(
+			    &ld->set->workloads, &ld->set->n_workloads, &ld->cap_w, sizeof(*p));
 			if (!p)
 				ld->oom = true;
 			else
@@ -1046,7 +1054,7 @@ static void load_doc(struct loader *ld, const struct yamltree_node *root)
 			struct res_binding *p = vec_push(&ld->set->bindings, &ld->set->n_bindings,
 							 &ld->cap_b, sizeof(*p));
 			struct binding_refs *r =
-				vec_push(&ld->refs, &ld->n_refs, &ld->cap_refs, sizeof(*r));
+			    vec_push(&ld->refs, &ld->n_refs, &ld->cap_refs, sizeof(*r));
 			if (!p || !r) {
 				ld->oom = true;
 			} else {
@@ -1152,7 +1160,8 @@ static int load_file(struct loader *ld, const char *path)
 		ld->incomplete = true;
 	for (size_t i = 0; i < t->n_docs && !errors_capped(ld) && !ld->oom; i++) {
 		if (++ld->n_docs > RESOURCES_MAX_DOCS) {
-			lerr(ld, t->docs[i], "", "more than %d documents in all", RESOURCES_MAX_DOCS);
+			lerr(ld, t->docs[i], "", "more than %d documents in all",
+			     RESOURCES_MAX_DOCS);
 			ld->incomplete = true;
 			break;
 		}
@@ -1256,7 +1265,8 @@ static int load_path(struct loader *ld, const char *path)
 		if (r == -ENOMEM)
 			return r;
 		if (r == -E2BIG) {
-			diag_add(ld->diags, path, 1, 1, "more than %d resource files", RES_MAX_FILES);
+			diag_add(ld->diags, path, 1, 1, "more than %d resource files",
+				 RES_MAX_FILES);
 			ld->incomplete = true;
 			if (!ld->io_err)
 				ld->io_err = -EINVAL;
@@ -1285,12 +1295,14 @@ static void check_references(struct loader *ld)
 		const struct binding_refs *r = &ld->refs[i];
 		bool found = false;
 		ld->file = r->file;
-		if (b->credential_source && !resource_set_source(s, b->meta.ns, b->credential_source)) {
+		if (b->credential_source &&
+		    !resource_set_source(s, b->meta.ns, b->credential_source)) {
 			if (*b->meta.ns)
-				lerr_at(ld, r->src_line, r->src_col,
-					"spec.credentialSource: no CredentialSource '%s' in namespace "
-					"'%s'",
-					b->credential_source, b->meta.ns);
+				lerr_at(
+				    ld, r->src_line, r->src_col,
+				    "spec.credentialSource: no CredentialSource '%s' in namespace "
+				    "'%s'",
+				    b->credential_source, b->meta.ns);
 			else
 				lerr_at(ld, r->src_line, r->src_col,
 					"spec.credentialSource: no CredentialSource '%s'",

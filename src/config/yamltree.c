@@ -62,7 +62,7 @@ struct pstate {
 };
 
 static void perr(struct pstate *ps, unsigned line, unsigned col, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 static void perr(struct pstate *ps, unsigned line, unsigned col, const char *fmt, ...)
 {
@@ -130,8 +130,8 @@ static int add_child(struct pstate *ps, struct yamltree_node *n)
 	if (ps->depth > 0) {
 		const struct frame *f = &ps->frames[ps->depth - 1];
 		size_t count = ps->n - f->base;
-		size_t max = f->node->type == YAMLTREE_MAP ? 2 * YAMLTREE_MAX_ITEMS
-							   : YAMLTREE_MAX_ITEMS;
+		size_t max =
+		    f->node->type == YAMLTREE_MAP ? 2 * YAMLTREE_MAX_ITEMS : YAMLTREE_MAX_ITEMS;
 		if (count >= max) {
 			perr(ps, n->line, n->col, "more than %d %s in one %s", YAMLTREE_MAX_ITEMS,
 			     f->node->type == YAMLTREE_MAP ? "keys" : "items",
@@ -184,8 +184,9 @@ static int check_keys(struct pstate *ps, struct yamltree_node *m)
 	for (size_t i = 1; i < nk; i++) {
 		size_t first = i - 1;
 		while (i < nk && strcmp(keys[i]->str, keys[first]->str) == 0) {
-			perr(ps, keys[i]->line, keys[i]->col, "duplicate key '%s' (first at line %u)",
-			     keys[i]->str, keys[first]->line);
+			perr(ps, keys[i]->line, keys[i]->col,
+			     "duplicate key '%s' (first at line %u)", keys[i]->str,
+			     keys[first]->line);
 			keys[i]->type = YAMLTREE_BAD;
 			i++;
 		}
@@ -274,8 +275,8 @@ static int scalar(struct pstate *ps, const yaml_event_t *ev)
 	n->str = s;
 	n->len = len;
 	/* An explicitly tagged plain scalar (!!str 1) is not resolved. */
-	n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
-		   ev->data.scalar.plain_implicit;
+	n->plain =
+	    ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && ev->data.scalar.plain_implicit;
 	return add_child(ps, n);
 }
 
@@ -348,7 +349,7 @@ int yamltree_parse(const char *file, const void *buf, size_t len, size_t max_doc
 		   struct diag_list *diags, struct yamltree **ret)
 {
 	struct pstate ps = {
-		.file = file, .diags = diags, .diags_start = diags->n, .max_docs = max_docs};
+	    .file = file, .diags = diags, .diags_start = diags->n, .max_docs = max_docs};
 	yaml_parser_t p;
 	yaml_event_t ev;
 	bool done = false;
@@ -409,7 +410,8 @@ int yamltree_parse(const char *file, const void *buf, size_t len, size_t max_doc
 				r = -ENOMEM;
 				break;
 			}
-			perr(&ps, n->line, n->col, "YAML anchors and aliases are not supported (*%s)",
+			perr(&ps, n->line, n->col,
+			     "YAML anchors and aliases are not supported (*%s)",
 			     (const char *)ev.data.alias.anchor);
 			r = add_child(&ps, n);
 			break;
@@ -437,7 +439,8 @@ const struct yamltree_node *yamltree_get(const struct yamltree_node *m, const ch
 	if (!m || m->type != YAMLTREE_MAP)
 		return NULL;
 	for (size_t i = 0; i < m->n; i++)
-		if (m->items[2 * i]->type == YAMLTREE_SCALAR && strcmp(m->items[2 * i]->str, key) == 0)
+		if (m->items[2 * i]->type == YAMLTREE_SCALAR &&
+		    strcmp(m->items[2 * i]->str, key) == 0)
 			return m->items[2 * i + 1];
 	return NULL;
 }
@@ -456,7 +459,8 @@ bool yamltree_is_null(const struct yamltree_node *n)
 
 int yamltree_bool(const struct yamltree_node *n, bool *ret)
 {
-	static const char *const t[] = {"true", "True", "TRUE"}, *const f[] = {"false", "False", "FALSE"};
+	static const char *const t[] = {"true", "True", "TRUE"}, *const f[] = {"false", "False",
+									       "FALSE"};
 
 	if (n->type != YAMLTREE_SCALAR || !n->plain)
 		return -EINVAL;
@@ -509,7 +513,8 @@ static size_t edit_distance(const char *a, size_t la, const char *b, size_t lb)
 		size_t *cur = row[i & 1], *prev = row[(i - 1) & 1];
 		cur[0] = i;
 		for (size_t j = 1; j <= lb; j++) {
-			size_t cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
+			size_t cost =
+			    tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
 			size_t v = prev[j - 1] + cost;
 			if (prev[j] + 1 < v)
 				v = prev[j] + 1;

@@ -30,7 +30,7 @@ enum yamltree_type {
 
 struct yamltree_node {
 	enum yamltree_type type;
-	bool plain; /* scalar written plain (only plain scalars resolve to null/bool/int) */
+	bool plain;	    /* scalar written plain (only plain scalars resolve to null/bool/int) */
 	unsigned line, col; /* 1-based */
 	const char *str;    /* scalar text, NUL-terminated (never contains NUL) */
 	size_t len;

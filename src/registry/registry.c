@@ -56,13 +56,13 @@ static int fingerprint(const char *dir, char **ret, size_t *ret_len)
 		struct stat st;
 		if (stat(paths[i], &st) == 0) /* a file gone since listing stays all-zero */
 			e = (struct fp_entry){
-				.size = (uint64_t)st.st_size,
-				.dev = (uint64_t)st.st_dev,
-				.ino = (uint64_t)st.st_ino,
-				.mtime_s = st.st_mtim.tv_sec,
-				.mtime_ns = st.st_mtim.tv_nsec,
-				.ctime_s = st.st_ctim.tv_sec,
-				.ctime_ns = st.st_ctim.tv_nsec,
+			    .size = (uint64_t)st.st_size,
+			    .dev = (uint64_t)st.st_dev,
+			    .ino = (uint64_t)st.st_ino,
+			    .mtime_s = st.st_mtim.tv_sec,
+			    .mtime_ns = st.st_mtim.tv_nsec,
+			    .ctime_s = st.st_ctim.tv_sec,
+			    .ctime_ns = st.st_ctim.tv_nsec,
 			};
 		fwrite(paths[i], 1, strlen(paths[i]) + 1, f);
 		fwrite(&e, 1, sizeof(e), f);

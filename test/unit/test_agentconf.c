@@ -58,7 +58,8 @@ static void expect_errors(const char *desc, const char *text, size_t n_expect, .
 	if (!all) {
 		printf("#   r=%d\n", r);
 		for (size_t i = 0; i < d.n; i++)
-			printf("#   diag %u:%u: %s\n", d.items[i].line, d.items[i].col, d.items[i].msg);
+			printf("#   diag %u:%u: %s\n", d.items[i].line, d.items[i].col,
+			       d.items[i].msg);
 	}
 	diag_list_done(&d);
 	agentconf_done(&c);
@@ -70,22 +71,22 @@ static void test_defaults(void)
 
 	ok(agentconf_defaults(&c) == 0, "defaults");
 	ok(strcmp(c.trust_domain, "vouch.local") == 0 &&
-		   strcmp(c.issuer, "http://127.0.0.1:7802") == 0 &&
-		   strcmp(c.state_dir, "/var/lib/vouch") == 0 &&
-		   strcmp(c.resources_dir, "/etc/vouch/resources.d") == 0 &&
-		   strcmp(c.audit_log, "/var/lib/vouch/audit.log") == 0 &&
-		   strcmp(c.admin_socket, "/run/vouch/admin.sock") == 0 &&
-		   strcmp(c.oidc_listen, "127.0.0.1:7802") == 0 &&
-		   strcmp(c.proxy_listen, "127.0.0.1:7800") == 0 && strcmp(c.log_level, "info") == 0,
+	       strcmp(c.issuer, "http://127.0.0.1:7802") == 0 &&
+	       strcmp(c.state_dir, "/var/lib/vouch") == 0 &&
+	       strcmp(c.resources_dir, "/etc/vouch/resources.d") == 0 &&
+	       strcmp(c.audit_log, "/var/lib/vouch/audit.log") == 0 &&
+	       strcmp(c.admin_socket, "/run/vouch/admin.sock") == 0 &&
+	       strcmp(c.oidc_listen, "127.0.0.1:7802") == 0 &&
+	       strcmp(c.proxy_listen, "127.0.0.1:7800") == 0 && strcmp(c.log_level, "info") == 0,
 	   "string defaults as documented");
 	ok(c.n_plain == 1 && strcmp(c.plain[0].service, "anthropic-api") == 0 &&
-		   strcmp(c.plain[0].listen, "127.0.0.1:7801") == 0,
+	       strcmp(c.plain[0].listen, "127.0.0.1:7801") == 0,
 	   "default plain listener: anthropic-api on 127.0.0.1:7801");
 	ok(c.upstream_ca_file == NULL && c.ca_cert_file == NULL && c.ca_key_file == NULL,
 	   "CA files default to none");
 	ok(c.jwt_ttl == 300 && c.x509_ttl == 3600 && c.jwt_key_rotation == 86400 &&
-		   c.reload_interval_ms == 1000 && c.exchange_timeout_ms == 30000 &&
-		   c.max_connections == 4096,
+	       c.reload_interval_ms == 1000 && c.exchange_timeout_ms == 30000 &&
+	       c.max_connections == 4096,
 	   "numeric defaults as documented");
 	agentconf_done(&c);
 	ok(c.trust_domain == NULL && c.plain == NULL, "agentconf_done clears the struct");
@@ -94,29 +95,28 @@ static void test_defaults(void)
 
 static void test_full(void)
 {
-	static const char text[] =
-		"# every key\n"
-		"trustDomain: example.org\n"
-		"issuer: https://issuer.example.org\n"
-		"stateDir: /tmp/vouch-state\n"
-		"resourcesDir: /tmp/vouch-res\n"
-		"adminSocket: /tmp/vouch.sock\n"
-		"oidcListen: 127.0.0.1:9802\n"
-		"proxyListen: \"\"\n"
-		"plainListeners:\n"
-		"- {service: anthropic-api, listen: '127.0.0.1:9801'}\n"
-		"- service: other\n"
-		"  listen: '[::1]:9801'\n"
-		"upstreamCAFile: /tmp/ca.pem\n"
-		"caCertFile: /tmp/idca.pem\n"
-		"caKeyFile: /tmp/idca.key\n"
-		"jwtTTL: 3600\n"
-		"x509TTL: 7200\n"
-		"jwtKeyRotation: 600\n"
-		"reloadIntervalMs: 250\n"
-		"exchangeTimeoutMs: 5000\n"
-		"maxConnections: 10\n"
-		"logLevel: debug\n";
+	static const char text[] = "# every key\n"
+				   "trustDomain: example.org\n"
+				   "issuer: https://issuer.example.org\n"
+				   "stateDir: /tmp/vouch-state\n"
+				   "resourcesDir: /tmp/vouch-res\n"
+				   "adminSocket: /tmp/vouch.sock\n"
+				   "oidcListen: 127.0.0.1:9802\n"
+				   "proxyListen: \"\"\n"
+				   "plainListeners:\n"
+				   "- {service: anthropic-api, listen: '127.0.0.1:9801'}\n"
+				   "- service: other\n"
+				   "  listen: '[::1]:9801'\n"
+				   "upstreamCAFile: /tmp/ca.pem\n"
+				   "caCertFile: /tmp/idca.pem\n"
+				   "caKeyFile: /tmp/idca.key\n"
+				   "jwtTTL: 3600\n"
+				   "x509TTL: 7200\n"
+				   "jwtKeyRotation: 600\n"
+				   "reloadIntervalMs: 250\n"
+				   "exchangeTimeoutMs: 5000\n"
+				   "maxConnections: 10\n"
+				   "logLevel: debug\n";
 	struct diag_list d = {0};
 	struct agentconf c = {0};
 	int r = agentconf_load(write_conf(text, sizeof(text) - 1), &d, &c);
@@ -126,24 +126,24 @@ static void test_full(void)
 		printf("#   diag %u:%u: %s\n", d.items[i].line, d.items[i].col, d.items[i].msg);
 	if (r == 0) {
 		ok(strcmp(c.trust_domain, "example.org") == 0 &&
-			   strcmp(c.issuer, "https://issuer.example.org") == 0 &&
-			   strcmp(c.state_dir, "/tmp/vouch-state") == 0 &&
-			   strcmp(c.resources_dir, "/tmp/vouch-res") == 0 &&
-			   strcmp(c.admin_socket, "/tmp/vouch.sock") == 0 &&
-			   strcmp(c.oidc_listen, "127.0.0.1:9802") == 0 && c.proxy_listen[0] == '\0' &&
-			   strcmp(c.upstream_ca_file, "/tmp/ca.pem") == 0 &&
-			   strcmp(c.ca_cert_file, "/tmp/idca.pem") == 0 &&
-			   strcmp(c.ca_key_file, "/tmp/idca.key") == 0 &&
-			   strcmp(c.log_level, "debug") == 0,
+		       strcmp(c.issuer, "https://issuer.example.org") == 0 &&
+		       strcmp(c.state_dir, "/tmp/vouch-state") == 0 &&
+		       strcmp(c.resources_dir, "/tmp/vouch-res") == 0 &&
+		       strcmp(c.admin_socket, "/tmp/vouch.sock") == 0 &&
+		       strcmp(c.oidc_listen, "127.0.0.1:9802") == 0 && c.proxy_listen[0] == '\0' &&
+		       strcmp(c.upstream_ca_file, "/tmp/ca.pem") == 0 &&
+		       strcmp(c.ca_cert_file, "/tmp/idca.pem") == 0 &&
+		       strcmp(c.ca_key_file, "/tmp/idca.key") == 0 &&
+		       strcmp(c.log_level, "debug") == 0,
 		   "string keys read (proxyListen \"\" disables)");
 		ok(strcmp(c.audit_log, "/tmp/vouch-state/audit.log") == 0,
 		   "auditLog defaults to <stateDir>/audit.log");
 		ok(c.n_plain == 2 && strcmp(c.plain[1].service, "other") == 0 &&
-			   strcmp(c.plain[1].listen, "[::1]:9801") == 0,
+		       strcmp(c.plain[1].listen, "[::1]:9801") == 0,
 		   "plainListeners replace the default (IPv6 in brackets)");
 		ok(c.jwt_ttl == 3600 && c.x509_ttl == 7200 && c.jwt_key_rotation == 600 &&
-			   c.reload_interval_ms == 250 && c.exchange_timeout_ms == 5000 &&
-			   c.max_connections == 10,
+		       c.reload_interval_ms == 250 && c.exchange_timeout_ms == 5000 &&
+		       c.max_connections == 10,
 		   "numeric keys read");
 	}
 	agentconf_done(&c);
@@ -158,7 +158,7 @@ static void test_full(void)
 
 	r = agentconf_load(write_conf("", 0), &d, &c);
 	ok(r == 0 && d.n == 0 && strcmp(c.trust_domain, "vouch.local") == 0 &&
-		   strcmp(c.audit_log, "/var/lib/vouch/audit.log") == 0,
+	       strcmp(c.audit_log, "/var/lib/vouch/audit.log") == 0,
 	   "an empty file is the defaults");
 	agentconf_done(&c);
 	diag_list_done(&d);
@@ -184,11 +184,12 @@ static void test_errors(void)
 		      "must not contain");
 	expect_errors("jwtTTL above 3600", "jwtTTL: 3601\n", 1, 1u, 9u,
 		      "jwtTTL: 3601 out of range (1..3600)");
-	expect_errors("TTLs must be > 0", "jwtTTL: 0\nx509TTL: -5\n", 2, 1u, 9u, "jwtTTL: 0 out of range",
-		      2u, 10u, "x509TTL: -5 out of range");
-	expect_errors("wrong types", "jwtTTL: '300'\nmaxConnections: 1.5\nstateDir: [a]\n", 3, 1u, 9u,
-		      "jwtTTL: expected an integer", 2u, 17u, "maxConnections: expected an integer",
-		      3u, 11u, "stateDir: expected a string, found a list");
+	expect_errors("TTLs must be > 0", "jwtTTL: 0\nx509TTL: -5\n", 2, 1u, 9u,
+		      "jwtTTL: 0 out of range", 2u, 10u, "x509TTL: -5 out of range");
+	expect_errors("wrong types", "jwtTTL: '300'\nmaxConnections: 1.5\nstateDir: [a]\n", 3, 1u,
+		      9u, "jwtTTL: expected an integer", 2u, 17u,
+		      "maxConnections: expected an integer", 3u, 11u,
+		      "stateDir: expected a string, found a list");
 	expect_errors("huge integer", "maxConnections: 99999999999999999999999\n", 1, 1u, 17u,
 		      "out of range");
 	expect_errors("listen addresses: name, missing port, bad IPv6, port 0",
@@ -198,13 +199,14 @@ static void test_errors(void)
 		      4, 1u, 13u, "oidcListen: invalid value 'localhost:80'", 2u, 14u,
 		      "proxyListen: invalid value '127.0.0.1'", 4u, 24u, "invalid IPv6 address", 5u,
 		      24u, "expected a port 1..65535");
-	expect_errors("plainListeners items: unknown field, missing fields, not a map",
-		      "plainListeners:\n- {service: a, listn: '127.0.0.1:1'}\n- {listen: '127.0.0.1:2'}\n"
-		      "- x\n",
-		      4, 2u, 16u, "unknown field 'listn', did you mean 'listen'?", 2u, 3u,
-		      "plainListeners[0]: missing required field 'listen'", 3u, 3u,
-		      "plainListeners[1]: missing required field 'service'", 4u, 3u,
-		      "plainListeners[2]: expected a map");
+	expect_errors(
+	    "plainListeners items: unknown field, missing fields, not a map",
+	    "plainListeners:\n- {service: a, listn: '127.0.0.1:1'}\n- {listen: '127.0.0.1:2'}\n"
+	    "- x\n",
+	    4, 2u, 16u, "unknown field 'listn', did you mean 'listen'?", 2u, 3u,
+	    "plainListeners[0]: missing required field 'listen'", 3u, 3u,
+	    "plainListeners[1]: missing required field 'service'", 4u, 3u,
+	    "plainListeners[2]: expected a map");
 	expect_errors("caCertFile without caKeyFile", "caCertFile: /a\n", 1, 1u, 13u,
 		      "caCertFile is set but caKeyFile is not");
 	expect_errors("caKeyFile without caCertFile", "\ncaKeyFile: /a\n", 1, 2u, 12u,
@@ -217,7 +219,8 @@ static void test_errors(void)
 	expect_errors("logLevel", "logLevel: verbose\n", 1, 1u, 11u,
 		      "expected debug, info, warn or error");
 	expect_errors("adminSocket longer than sun_path",
-		      "adminSocket: /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		      "adminSocket: "
+		      "/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 		      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\n",
 		      1, 1u, 14u, "Unix socket path");
 	expect_errors("empty string where a path is needed", "stateDir: ''\n", 1, 1u, 11u,

@@ -63,7 +63,8 @@ static void put(const char *name, const char *text)
 
 static const struct res_binding *foo_binding(const struct resource_set *s)
 {
-	return resource_set_binding_for(s, "demo/app/foo", resource_set_service(s, "anthropic-api"));
+	return resource_set_binding_for(s, "demo/app/foo",
+					resource_set_service(s, "anthropic-api"));
 }
 
 static void test_missing_dir(void)
@@ -76,7 +77,7 @@ static void test_missing_dir(void)
 	   "a missing directory is not an error");
 	s = registry_get(r);
 	ok(s && s->n_services == 1 && s->services[0].builtin && s->n_bindings == 0 &&
-		   s->generation == 1,
+	       s->generation == 1,
 	   "... and gives the built-in catalog (generation 1)");
 	resource_set_unref(s);
 	ok(registry_reload(r, false, &d) == 0, "still missing: nothing changed");
@@ -102,7 +103,7 @@ static void test_reload(void)
 	ok(registry_new(resdir, &d, &r) == 0 && d.n == 0, "registry over a valid directory");
 	s = registry_get(r);
 	ok(s->generation == 1 && s->n_workloads == 1 && s->n_sources == 1 && s->n_bindings == 1 &&
-		   foo_binding(s),
+	       foo_binding(s),
 	   "initial set holds the binding");
 	resource_set_unref(s);
 	ok(registry_reload(r, false, &d) == 0, "unchanged directory: 0, no re-parse");
@@ -123,11 +124,12 @@ static void test_reload(void)
 
 	/* valid → invalid: old set stays */
 	old = registry_get(r);
-	put("20-src.yaml", "apiVersion: vouch.dev/v1alpha1\nkind: CredentialSource\n"
-			   "metadata: {name: anthropic}\nspec: {anthropic: {organizationId: org}}\n");
+	put("20-src.yaml",
+	    "apiVersion: vouch.dev/v1alpha1\nkind: CredentialSource\n"
+	    "metadata: {name: anthropic}\nspec: {anthropic: {organizationId: org}}\n");
 	e = registry_reload(r, false, &d);
 	ok(e == -EINVAL && d.n == 1 && d.items[0].line == 4 &&
-		   strstr(d.items[0].msg, "missing required field 'federationRuleId'"),
+	       strstr(d.items[0].msg, "missing required field 'federationRuleId'"),
 	   "an invalid change: -EINVAL with the error");
 	diag_list_done(&d);
 	s = registry_get(r);
@@ -142,7 +144,7 @@ static void test_reload(void)
 	put("20-src.yaml", src);
 	put("40-broken.yaml", "kind: [\n");
 	ok(registry_reload(r, false, &d) == -EINVAL && d.n == 1 &&
-		   strcmp(d.items[0].file, path_of("40-broken.yaml")) == 0,
+	       strcmp(d.items[0].file, path_of("40-broken.yaml")) == 0,
 	   "an added broken file is rejected, named by path");
 	diag_list_done(&d);
 	unlink(path_of("40-broken.yaml"));

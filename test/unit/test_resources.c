@@ -72,8 +72,8 @@ static bool has_diag(const struct diag_list *d, const char *file, unsigned line,
 static void dump(const struct diag_list *d)
 {
 	for (size_t i = 0; i < d->n; i++)
-		printf("#   diag %s:%u:%u: %s\n", d->items[i].file, d->items[i].line, d->items[i].col,
-		       d->items[i].msg);
+		printf("#   diag %s:%u:%u: %s\n", d->items[i].file, d->items[i].line,
+		       d->items[i].col, d->items[i].msg);
 }
 
 /* Load a file expecting -EINVAL with exactly n_expect diags, each given as line, col,
@@ -142,7 +142,8 @@ static void test_seed(void)
 
 	r = load1(seed, &d, &s);
 	ok(r == -EINVAL && d.n == 1 &&
-		   has_diag(&d, seed, 26, 15, "no WorkloadIdentity has workloadID 'riptides-demo/app/foo'"),
+	       has_diag(&d, seed, 26, 15,
+			"no WorkloadIdentity has workloadID 'riptides-demo/app/foo'"),
 	   "seed alone: the binding names a workload ID nobody declares (26:15)");
 	if (d.n != 1)
 		dump(&d);
@@ -159,30 +160,30 @@ static void test_seed(void)
 	   "seed: 1 source, 1 binding, 1 workload, the built-in service");
 	const struct res_source *src = resource_set_source(s, "riptides-system", "anthropic-wif");
 	ok(src && src->type == RES_SOURCE_ANTHROPIC &&
-		   strcmp(src->anthropic.organization_id, "6bf...........................b3b9") == 0 &&
-		   strcmp(src->anthropic.workspace_id, "default") == 0 &&
-		   strcmp(src->anthropic.service_account_id, "svac_012Vh.........QsxofNQzN3") == 0 &&
-		   strcmp(src->anthropic.federation_rule_id, "fdrl_01X3a.........5iLuiRdjvs") == 0,
+	       strcmp(src->anthropic.organization_id, "6bf...........................b3b9") == 0 &&
+	       strcmp(src->anthropic.workspace_id, "default") == 0 &&
+	       strcmp(src->anthropic.service_account_id, "svac_012Vh.........QsxofNQzN3") == 0 &&
+	       strcmp(src->anthropic.federation_rule_id, "fdrl_01X3a.........5iLuiRdjvs") == 0,
 	   "seed: CredentialSource fields kept verbatim (elided ids accepted)");
 	ok(src && strcmp(src->anthropic.base_url, "https://api.anthropic.com") == 0 &&
-		   strcmp(src->anthropic.audience, "https://api.anthropic.com") == 0,
+	       strcmp(src->anthropic.audience, "https://api.anthropic.com") == 0,
 	   "seed: baseURL and audience default to https://api.anthropic.com");
 	ok(resource_set_source(s, "", "anthropic-wif") == NULL &&
-		   resource_set_source(s, NULL, "anthropic-wif") == NULL,
+	       resource_set_source(s, NULL, "anthropic-wif") == NULL,
 	   "sources are looked up in their namespace");
 	ok(src && src->meta.pos.line == 3 && strcmp(src->meta.pos.file, seed) == 0,
 	   "resource position is the start of its document");
 	const struct res_binding *b = &s->bindings[0];
 	ok(strcmp(b->credential_source, "anthropic-wif") == 0 &&
-		   strcmp(b->workload_id, "riptides-demo/app/foo") == 0 && b->injection &&
-		   b->service_selectors.n == 1 && b->service_selectors.maps[0].n == 1 &&
-		   kv_is(&b->service_selectors.maps[0].kv[0], "svc:name", "anthropic-api") &&
-		   strcmp(b->meta.ns, "riptides-system") == 0 && b->token_file == NULL,
+	       strcmp(b->workload_id, "riptides-demo/app/foo") == 0 && b->injection &&
+	       b->service_selectors.n == 1 && b->service_selectors.maps[0].n == 1 &&
+	       kv_is(&b->service_selectors.maps[0].kv[0], "svc:name", "anthropic-api") &&
+	       strcmp(b->meta.ns, "riptides-system") == 0 && b->token_file == NULL,
 	   "seed: CredentialBinding fields");
 	const struct res_service *api = resource_set_service(s, "anthropic-api");
 	ok(api && api->builtin && api->tls && api->n_addresses == 1 &&
-		   strcmp(api->addresses[0].host, "api.anthropic.com") == 0 &&
-		   api->addresses[0].port == 443,
+	       strcmp(api->addresses[0].host, "api.anthropic.com") == 0 &&
+	       api->addresses[0].port == 443,
 	   "the built-in anthropic-api Service is in the set");
 	ok(resource_set_binding_for(s, "riptides-demo/app/foo", api) == b,
 	   "binding_for(workload, anthropic-api) finds the seed binding");
@@ -190,8 +191,8 @@ static void test_seed(void)
 	   "binding_for another workload ID is NULL (deny by default)");
 	const struct res_workload *w = &s->workloads[0];
 	ok(w->selectors.n == 1 && w->selectors.maps[0].n == 2 &&
-		   kv_is(&w->selectors.maps[0].kv[0], "process:binary:path", "/usr/bin/node") &&
-		   kv_is(&w->selectors.maps[0].kv[1], "process:uid", "1000"),
+	       kv_is(&w->selectors.maps[0].kv[0], "process:binary:path", "/usr/bin/node") &&
+	       kv_is(&w->selectors.maps[0].kv[1], "process:uid", "1000"),
 	   "selectors keep their source text");
 	struct resource_set *s2 = resource_set_ref(s);
 	ok(s2 == s, "ref returns the set");
@@ -219,35 +220,36 @@ static void test_directory(void)
 	ok(s->n_workloads == 2 && s->n_services == 2 && s->n_sources == 1 && s->n_bindings == 2,
 	   "directory: every *.yaml and *.yml file, empty documents ignored");
 	ok(strcmp(s->workloads[0].meta.name, "foo") == 0 &&
-		   strcmp(s->workloads[1].meta.name, "bar") == 0 &&
-		   s->workloads[1].meta.pos.line == 13 &&
-		   strstr(s->workloads[1].meta.pos.file, "10-workloads.yaml"),
+	       strcmp(s->workloads[1].meta.name, "bar") == 0 &&
+	       s->workloads[1].meta.pos.line == 13 &&
+	       strstr(s->workloads[1].meta.pos.file, "10-workloads.yaml"),
 	   "documents are kept in file order with their positions");
 	ok(s->workloads[0].selectors.n == 2 && s->workloads[0].selectors.maps[1].n == 1 &&
-		   kv_is(&s->workloads[0].selectors.maps[1].kv[0], "systemd:unit", "foo.service"),
+	       kv_is(&s->workloads[0].selectors.maps[1].kv[0], "systemd:unit", "foo.service"),
 	   "a list of selector maps (OR) of keys (AND)");
 	const struct res_service *api = resource_set_service(s, "anthropic-api");
 	const struct res_service *other = resource_set_service(s, "other");
 	ok(api == &s->services[0] && !api->builtin && api->n_addresses == 1 &&
-		   strcmp(api->addresses[0].host, "127.0.0.1") == 0 && api->addresses[0].port == 8443,
+	       strcmp(api->addresses[0].host, "127.0.0.1") == 0 && api->addresses[0].port == 8443,
 	   "a file-declared anthropic-api overrides the built-in one");
 	ok(other && other->tls && other->n_labels == 0 && other->addresses[0].port == 443,
 	   "Service tls defaults to true");
 	const struct res_source *src = resource_set_source(s, "", "anthropic");
 	ok(src && strcmp(src->anthropic.base_url, "http://127.0.0.1:8443") == 0 &&
-		   strcmp(src->anthropic.workspace_id, "wrkspc_test") == 0 &&
-		   src->anthropic.service_account_id == NULL,
+	       strcmp(src->anthropic.workspace_id, "wrkspc_test") == 0 &&
+	       src->anthropic.service_account_id == NULL,
 	   "baseURL loses its trailing '/', absent optional ids stay NULL");
 	const struct res_binding *foo = resource_set_binding_for(s, "demo/app/foo", api);
 	const struct res_binding *bar = resource_set_binding_for(s, "demo/app/bar", api);
 	ok(foo && strcmp(foo->meta.name, "foo-anthropic") == 0, "svc:name matches labels.name");
 	ok(bar && strcmp(bar->meta.name, "bar-anthropic") == 0 && bar->token_file &&
-		   strcmp(bar->token_file, "/run/vouch/bar.jwt") == 0 && !bar->token_file_audience,
+	       strcmp(bar->token_file, "/run/vouch/bar.jwt") == 0 && !bar->token_file_audience,
 	   "svc:label:tier matches labels.tier; tokenFile kept");
 	ok(!resource_set_binding_for(s, "demo/app/foo", other) &&
-		   !resource_set_binding_for(s, "demo/app/bar", other),
+	       !resource_set_binding_for(s, "demo/app/bar", other),
 	   "bindings do not select a Service their selectors do not name");
-	ok(!resource_set_binding_for(s, "demo/app/foo", NULL) && !resource_binding_selects(foo, NULL),
+	ok(!resource_set_binding_for(s, "demo/app/foo", NULL) &&
+	       !resource_binding_selects(foo, NULL),
 	   "NULL service selects nothing");
 	resource_set_unref(s);
 	diag_list_done(&d);
@@ -263,7 +265,7 @@ static void test_empty_and_builtin(void)
 	int r;
 
 	ok(resources_empty(&s) == 0 && s && s->n_services == 1 && s->services[0].builtin &&
-		   s->n_bindings == 0,
+	       s->n_bindings == 0,
 	   "resources_empty: the built-in catalog only");
 	resource_set_unref(s);
 	r = load_n(paths, 2, &d, &s);
@@ -283,7 +285,7 @@ static void test_empty_and_builtin(void)
 	r = load1(f, &d, &s);
 	const struct res_service *svc = r == 0 ? resource_set_service(s, "anthropic-api") : NULL;
 	ok(svc && !svc->builtin && !svc->tls && s->n_services == 1 &&
-		   strcmp(svc->addresses[0].host, "::1") == 0,
+	       strcmp(svc->addresses[0].host, "::1") == 0,
 	   "override in any namespace replaces the built-in; tls false; IPv6 literal");
 	struct res_kv kv = {"svc:name", "claude"};
 	struct res_selector_map m = {&kv, 1};
@@ -293,7 +295,8 @@ static void test_empty_and_builtin(void)
 	ok(svc && !resource_binding_selects(&b, svc), "... and not metadata.name then");
 	b.injection = false;
 	kv.value = "claude";
-	ok(svc && !resource_binding_selects(&b, svc), "a binding without injection selects nothing");
+	ok(svc && !resource_binding_selects(&b, svc),
+	   "a binding without injection selects nothing");
 	resource_set_unref(s);
 	diag_list_done(&d);
 }
@@ -304,8 +307,8 @@ static void test_error_fixtures(void)
 {
 	expect_errors("YAML syntax error at libyaml's problem mark", FIX "/err-syntax.yaml", 1, 5u,
 		      2u, "YAML syntax error: did not find expected key");
-	expect_errors("truncated document: unterminated quoted scalar", FIX "/err-truncated.yaml", 1,
-		      7u, 24u, "found unexpected end of stream");
+	expect_errors("truncated document: unterminated quoted scalar", FIX "/err-truncated.yaml",
+		      1, 7u, 24u, "found unexpected end of stream");
 	expect_errors("unknown apiVersion at its value", FIX "/err-apiversion.yaml", 1, 1u, 13u,
 		      "unknown apiVersion 'vouch.dev/v1'");
 	expect_errors("unknown kind with suggestion", FIX "/err-kind.yaml", 1, 2u, 7u,
@@ -315,14 +318,16 @@ static void test_error_fixtures(void)
 		      "spec: unknown field 'workloadId', did you mean 'workloadID'?", 5u, 3u,
 		      "spec: missing required field 'workloadID'");
 	expect_errors("wrong types: list for string, quoted port, yes for boolean",
-		      FIX "/err-type.yaml", 3, 4u, 9u, "metadata.name: expected a string, found a list",
-		      8u, 11u, "spec.addresses[0].port: expected an integer, found a quoted string", 9u,
-		      8u, "spec.tls: expected a boolean (true or false), found 'yes'");
-	expect_errors("missing required field at the parent map", FIX "/err-missing.yaml", 1, 6u, 5u,
-		      "spec.anthropic: missing required field 'federationRuleId'");
-	expect_errors("duplicate name in one namespace points at the second, names the first",
-		      FIX "/err-duplicate.yaml", 1, 17u, 9u,
-		      "duplicate CredentialSource 'src' in namespace 'ns1' (first defined at line 1)");
+		      FIX "/err-type.yaml", 3, 4u, 9u,
+		      "metadata.name: expected a string, found a list", 8u, 11u,
+		      "spec.addresses[0].port: expected an integer, found a quoted string", 9u, 8u,
+		      "spec.tls: expected a boolean (true or false), found 'yes'");
+	expect_errors("missing required field at the parent map", FIX "/err-missing.yaml", 1, 6u,
+		      5u, "spec.anthropic: missing required field 'federationRuleId'");
+	expect_errors(
+	    "duplicate name in one namespace points at the second, names the first",
+	    FIX "/err-duplicate.yaml", 1, 17u, 9u,
+	    "duplicate CredentialSource 'src' in namespace 'ns1' (first defined at line 1)");
 	expect_errors("invalid SPIFFE paths (leading '/', '//', '..', trailing '/', bad char)",
 		      FIX "/err-spiffe.yaml", 5, 5u, 15u, "must not start with '/'", 12u, 15u,
 		      "empty path segment", 19u, 15u, "'.' and '..'", 26u, 15u,
@@ -333,10 +338,10 @@ static void test_error_fixtures(void)
 		      "no WorkloadIdentity has workloadID 'demo/app/nobody'");
 	expect_errors("port out of range (0 and 65536)", FIX "/err-port.yaml", 2, 6u, 34u,
 		      "port 0 out of range (1..65535)", 7u, 34u, "port 65536 out of range");
-	expect_errors("unknown selector key with suggestion; empty selector map", FIX "/err-selector.yaml",
-		      2, 7u, 5u,
-		      "unknown selector 'process:binary:pth', did you mean 'process:binary:path'?", 8u, 5u,
-		      "empty selector map");
+	expect_errors("unknown selector key with suggestion; empty selector map",
+		      FIX "/err-selector.yaml", 2, 7u, 5u,
+		      "unknown selector 'process:binary:pth', did you mean 'process:binary:path'?",
+		      8u, 5u, "empty selector map");
 	expect_errors("nesting deeper than 32 levels", FIX "/err-deep.yaml", 1, 5u, 41u,
 		      "nesting deeper than 32 levels");
 
@@ -346,7 +351,7 @@ static void test_error_fixtures(void)
 	const char *al = FIX "/err-alias.yaml";
 	int r = load1(al, &d, &s);
 	ok(r == -EINVAL && has_diag(&d, al, 6, 8, "anchors and aliases are not supported (&a)") &&
-		   has_diag(&d, al, 7, 9, "(*a)") && has_diag(&d, al, 7, 41, "(*a)"),
+	       has_diag(&d, al, 7, 9, "(*a)") && has_diag(&d, al, 7, 41, "(*a)"),
 	   "YAML anchors and aliases are rejected where they appear");
 	diag_list_done(&d);
 
@@ -369,8 +374,9 @@ static void test_diag_format(void)
 	load1(FIX "/err-kind.yaml", &d, &s);
 	diag_print(&d, f);
 	fclose(f);
-	ok(buf && strcmp(buf, FIX "/err-kind.yaml:2:7: kind: unknown kind 'CredentialBindings', did "
-			      "you mean 'CredentialBinding'?\n") == 0,
+	ok(buf &&
+	       strcmp(buf, FIX "/err-kind.yaml:2:7: kind: unknown kind 'CredentialBindings', did "
+			       "you mean 'CredentialBinding'?\n") == 0,
 	   "diag_print line is FILE:LINE:COL: message");
 	free(buf);
 	diag_list_done(&d);
@@ -403,20 +409,22 @@ static void test_inline_errors(void)
 				  "metadata: {name: s}\nstatus: {}\n"
 				  "spec: {addresses: [{address: a.example, port: 1}]}\n");
 	expect_errors("unknown top-level field without a close match lists the known ones", p, 1,
-		      4u, 1u, "unknown field 'status' (known fields: apiVersion, kind, metadata, spec)");
+		      4u, 1u,
+		      "unknown field 'status' (known fields: apiVersion, kind, metadata, spec)");
 	p = write_str("nokind.yaml", "apiVersion: vouch.dev/v1alpha1\nmetadata: {name: s}\n");
 	expect_errors("missing kind (and spec) reported at the document map", p, 2, 1u, 1u,
 		      "missing required field 'kind'", 1u, 1u, "missing required field 'spec'");
-	p = write_str("src.yaml",
-		      "apiVersion: vouch.dev/v1alpha1\nkind: CredentialSource\nmetadata: {name: s}\n"
-		      "spec:\n  openai: {}\n"
-		      "---\n"
-		      "apiVersion: vouch.dev/v1alpha1\nkind: CredentialSource\nmetadata: {name: t}\n"
-		      "spec: {}\n"
-		      "---\n"
-		      "apiVersion: vouch.dev/v1alpha1\nkind: CredentialSource\nmetadata: {name: u}\n"
-		      "spec:\n  anthropic:\n    organizationId: o\n    federationRuleId: f\n"
-		      "    baseURL: ftp://x\n    workspaceId: ''\n    serviceAccountId: a b\n");
+	p = write_str(
+	    "src.yaml",
+	    "apiVersion: vouch.dev/v1alpha1\nkind: CredentialSource\nmetadata: {name: s}\n"
+	    "spec:\n  openai: {}\n"
+	    "---\n"
+	    "apiVersion: vouch.dev/v1alpha1\nkind: CredentialSource\nmetadata: {name: t}\n"
+	    "spec: {}\n"
+	    "---\n"
+	    "apiVersion: vouch.dev/v1alpha1\nkind: CredentialSource\nmetadata: {name: u}\n"
+	    "spec:\n  anthropic:\n    organizationId: o\n    federationRuleId: f\n"
+	    "    baseURL: ftp://x\n    workspaceId: ''\n    serviceAccountId: a b\n");
 	expect_errors("CredentialSource: unknown type, no type, bad baseURL, empty and spaced ids",
 		      p, 5, 5u, 3u, "unknown credential source type 'openai'", 10u, 7u,
 		      "missing credential source type (expected 'anthropic')", 19u, 14u,
@@ -427,7 +435,8 @@ static void test_inline_errors(void)
 				   "spec:\n  credentialSource: s\n  workloadID: a/b\n");
 	expect_errors("binding without propagation (and naming nothing that exists)", p, 3, 5u, 3u,
 		      "spec: missing required field 'propagation'", 5u, 21u,
-		      "no CredentialSource 's'", 6u, 15u, "no WorkloadIdentity has workloadID 'a/b'");
+		      "no CredentialSource 's'", 6u, 15u,
+		      "no WorkloadIdentity has workloadID 'a/b'");
 	p = write_str("bind2.yaml", "apiVersion: vouch.dev/v1alpha1\nkind: CredentialBinding\n"
 				    "metadata: {name: b}\n"
 				    "spec:\n  credentialSource: s\n  workloadID: a/b\n"
@@ -436,9 +445,10 @@ static void test_inline_errors(void)
 				    "    tokenFile: {path: relative.jwt}\n");
 	expect_errors("service selectors: unknown key with suggestion, empty label key; relative "
 		      "tokenFile path",
-		      p, 5, 10u, 9u, "unknown service selector 'svc:nam', did you mean 'svc:name'?", 11u,
-		      9u, "unknown service selector 'svc:label:'", 12u, 23u, "expected an absolute path",
-		      5u, 21u, "no CredentialSource", 6u, 15u, "no WorkloadIdentity");
+		      p, 5, 10u, 9u, "unknown service selector 'svc:nam', did you mean 'svc:name'?",
+		      11u, 9u, "unknown service selector 'svc:label:'", 12u, 23u,
+		      "expected an absolute path", 5u, 21u, "no CredentialSource", 6u, 15u,
+		      "no WorkloadIdentity");
 	p = write_str("sel.yaml", "apiVersion: vouch.dev/v1alpha1\nkind: WorkloadIdentity\n"
 				  "metadata: {name: w}\n"
 				  "spec:\n  workloadID: a/b\n  selectors:\n"
@@ -447,17 +457,19 @@ static void test_inline_errors(void)
 				  "  - cgroup:path: system.slice\n"
 				  "  - process:gid: \"100\"\n"
 				  "  - process:name: ~\n");
-	expect_errors("selector values: uid not numeric, short sha256, relative path, null", p, 4, 7u,
-		      18u, "expected a numeric id", 8u, 28u, "expected 64 hexadecimal digits", 9u, 18u,
-		      "expected an absolute path", 11u, 19u, "expected a string or integer, found null");
+	expect_errors("selector values: uid not numeric, short sha256, relative path, null", p, 4,
+		      7u, 18u, "expected a numeric id", 8u, 28u, "expected 64 hexadecimal digits",
+		      9u, 18u, "expected an absolute path", 11u, 19u,
+		      "expected a string or integer, found null");
 	p = write_str("sel2.yaml", "apiVersion: vouch.dev/v1alpha1\nkind: WorkloadIdentity\n"
 				   "metadata: {name: w}\n"
 				   "spec:\n  workloadID: a/b\n  selectors: []\n");
 	expect_errors("an empty selector list matches nothing: rejected", p, 1, 6u, 14u,
 		      "must list at least one selector map");
-	p = write_str("name.yaml", "apiVersion: vouch.dev/v1alpha1\nkind: WorkloadIdentity\n"
-				   "metadata: {name: 'a b', namespace: x/y}\n"
-				   "spec:\n  workloadID: spiffe://td/a/b\n  selectors: [{systemd:unit: u}]\n");
+	p = write_str("name.yaml",
+		      "apiVersion: vouch.dev/v1alpha1\nkind: WorkloadIdentity\n"
+		      "metadata: {name: 'a b', namespace: x/y}\n"
+		      "spec:\n  workloadID: spiffe://td/a/b\n  selectors: [{systemd:unit: u}]\n");
 	expect_errors("invalid name and namespace; a full SPIFFE ID instead of a path", p, 3, 3u,
 		      18u, "invalid name 'a b'", 3u, 36u, "invalid name 'x/y'", 5u, 15u,
 		      "without \"spiffe://<trust domain>/\"");
@@ -466,8 +478,8 @@ static void test_inline_errors(void)
 				  "spec:\n  addresses:\n  - {address: 'http://x/', port: 443}\n"
 				  "  - {address: a.example}\n  - just-a-string\n");
 	expect_errors("Service addresses: URL as host, missing port, scalar item", p, 3, 6u, 15u,
-		      "is not a DNS name or IP address", 7u, 5u, "missing required field 'port'", 8u,
-		      5u, "expected a map with address and port");
+		      "is not a DNS name or IP address", 7u, 5u, "missing required field 'port'",
+		      8u, 5u, "expected a map with address and port");
 
 	/* duplicates across files name the first file; Service names are global */
 	const char *a = write_str("dup-a.yaml", wl_doc("w", "a/b"));
@@ -483,27 +495,28 @@ static void test_inline_errors(void)
 	if (d.n != 1)
 		dump(&d);
 	diag_list_done(&d);
-	p = write_str("svc-ns.yaml",
-		      "apiVersion: vouch.dev/v1alpha1\nkind: Service\nmetadata: {name: s, namespace: a}\n"
-		      "spec: {addresses: [{address: a.example, port: 1}]}\n---\n"
-		      "apiVersion: vouch.dev/v1alpha1\nkind: Service\nmetadata: {name: s, namespace: b}\n"
-		      "spec: {addresses: [{address: a.example, port: 1}]}\n");
-	expect_errors("Service names are unique across namespaces (looked up by name)", p, 1, 8u, 18u,
-		      "duplicate Service 's' (first defined at line 1)");
-	p = write_str("wl-ns.yaml",
-		      "apiVersion: vouch.dev/v1alpha1\nkind: WorkloadIdentity\n"
-		      "metadata: {name: w, namespace: a}\n"
-		      "spec: {workloadID: a/b, selectors: [{process:uid: 1}]}\n---\n"
-		      "apiVersion: vouch.dev/v1alpha1\nkind: WorkloadIdentity\n"
-		      "metadata: {name: w, namespace: b}\n"
-		      "spec: {workloadID: a/b, selectors: [{process:uid: 2}]}\n");
+	p = write_str(
+	    "svc-ns.yaml",
+	    "apiVersion: vouch.dev/v1alpha1\nkind: Service\nmetadata: {name: s, namespace: a}\n"
+	    "spec: {addresses: [{address: a.example, port: 1}]}\n---\n"
+	    "apiVersion: vouch.dev/v1alpha1\nkind: Service\nmetadata: {name: s, namespace: b}\n"
+	    "spec: {addresses: [{address: a.example, port: 1}]}\n");
+	expect_errors("Service names are unique across namespaces (looked up by name)", p, 1, 8u,
+		      18u, "duplicate Service 's' (first defined at line 1)");
+	p = write_str("wl-ns.yaml", "apiVersion: vouch.dev/v1alpha1\nkind: WorkloadIdentity\n"
+				    "metadata: {name: w, namespace: a}\n"
+				    "spec: {workloadID: a/b, selectors: [{process:uid: 1}]}\n---\n"
+				    "apiVersion: vouch.dev/v1alpha1\nkind: WorkloadIdentity\n"
+				    "metadata: {name: w, namespace: b}\n"
+				    "spec: {workloadID: a/b, selectors: [{process:uid: 2}]}\n");
 	r = load1(p, &d, &s);
 	ok(r == 0 && s && s->n_workloads == 2, "the same name in two namespaces is fine");
 	resource_set_unref(s);
 	diag_list_done(&d);
 
 	r = load1(tmp_path("does-not-exist.yaml"), &d, &s);
-	ok(r == -ENOENT && d.n == 1 && d.items[0].line == 1 && strstr(d.items[0].msg, "cannot open"),
+	ok(r == -ENOENT && d.n == 1 && d.items[0].line == 1 &&
+	       strstr(d.items[0].msg, "cannot open"),
 	   "a missing file is -ENOENT with a diag");
 	diag_list_done(&d);
 }
@@ -538,7 +551,8 @@ static void test_limits(void)
 	p = write_str("nul-escape.yaml", "apiVersion: \"vouch.dev\\0/v1alpha1\"\n");
 	expect_errors("a NUL escape inside a scalar is rejected", p, 4, 1u, 13u,
 		      "value contains a NUL character", 1u, 1u, "missing required field 'kind'", 1u,
-		      1u, "missing required field 'metadata'", 1u, 1u, "missing required field 'spec'");
+		      1u, "missing required field 'metadata'", 1u, 1u,
+		      "missing required field 'spec'");
 
 	/* file size: the limit itself is fine, one byte more is not */
 	big = malloc(RESOURCES_MAX_FILE + 1);
@@ -561,18 +575,21 @@ static void test_limits(void)
 		memcpy(big + i, "---\n", 4);
 	p = write_file("docs.yaml", big, n);
 	r = load1(p, &d, &s);
-	ok(r == -EINVAL && d.n == 1 && has_diag(&d, p, RESOURCES_MAX_DOCS + 1, 1, "more than 4096 documents"),
+	ok(r == -EINVAL && d.n == 1 &&
+	       has_diag(&d, p, RESOURCES_MAX_DOCS + 1, 1, "more than 4096 documents"),
 	   "more than RESOURCES_MAX_DOCS documents");
 	if (d.n != 1)
 		dump(&d);
 	diag_list_done(&d);
 
 	/* items per list */
-	size_t off = (size_t)snprintf(big, RESOURCES_MAX_FILE,
-				      "apiVersion: vouch.dev/v1alpha1\nkind: WorkloadIdentity\n"
-				      "metadata: {name: w}\nspec:\n  workloadID: a/b\n  selectors:\n");
+	size_t off =
+	    (size_t)snprintf(big, RESOURCES_MAX_FILE,
+			     "apiVersion: vouch.dev/v1alpha1\nkind: WorkloadIdentity\n"
+			     "metadata: {name: w}\nspec:\n  workloadID: a/b\n  selectors:\n");
 	for (int i = 0; i < 1025; i++)
-		off += (size_t)snprintf(big + off, RESOURCES_MAX_FILE - off, "  - process:uid: %d\n", i);
+		off += (size_t)snprintf(big + off, RESOURCES_MAX_FILE - off,
+					"  - process:uid: %d\n", i);
 	p = write_file("items.yaml", big, off);
 	r = load1(p, &d, &s);
 	ok(r == -EINVAL && d.n == 1 && has_diag(&d, p, 1031, 5, "more than 1024 items in one list"),
@@ -582,8 +599,9 @@ static void test_limits(void)
 	diag_list_done(&d);
 
 	/* scalar length */
-	off = (size_t)snprintf(big, RESOURCES_MAX_FILE, "apiVersion: vouch.dev/v1alpha1\nkind: Service\n"
-							"metadata: {name: ");
+	off = (size_t)snprintf(big, RESOURCES_MAX_FILE,
+			       "apiVersion: vouch.dev/v1alpha1\nkind: Service\n"
+			       "metadata: {name: ");
 	memset(big + off, 'a', 5000);
 	off += 5000;
 	off += (size_t)snprintf(big + off, 100, "}\nspec: {addresses: [{address: x, port: 1}]}\n");
@@ -629,7 +647,8 @@ static void test_limits(void)
 	off += (size_t)snprintf(big + off, 40000 - off, "*a]\n");
 	p = write_file("aliases.yaml", big, off);
 	r = load1(p, &d, &s);
-	ok(r == -EINVAL && d.n >= 1001 && d.n <= 1002 && strstr(d.items[1000].msg, "too many errors"),
+	ok(r == -EINVAL && d.n >= 1001 && d.n <= 1002 &&
+	       strstr(d.items[1000].msg, "too many errors"),
 	   "an alias flood stops the reader after 1000 errors");
 	diag_list_done(&d);
 	free(big);
@@ -694,13 +713,14 @@ int main(void)
 	char cmd[600];
 	snprintf(cmd, sizeof(cmd), "%s", tmpdir);
 	/* remove the temp files (names written above) */
-	const char *names[] = {"empty.yaml", "comments.yaml", "relabel.yaml", "root-list.yaml",
-			       "dupkey.yaml", "top.yaml", "nokind.yaml", "src.yaml", "bind.yaml",
-			       "bind2.yaml", "sel.yaml", "sel2.yaml", "name.yaml", "svc.yaml",
-			       "dup-a.yaml", "dup-b.yaml", "svc-ns.yaml", "wl-ns.yaml",
-			       "garbage.yaml", "bad-utf8.yaml", "nul.yaml", "nul-escape.yaml",
-			       "max.yaml", "oversize.yaml", "docs.yaml", "items.yaml", "long.yaml",
-			       "lol.yaml", "flood.yaml", "aliases.yaml", "cut.yaml"};
+	const char *names[] = {"empty.yaml",  "comments.yaml",	 "relabel.yaml", "root-list.yaml",
+			       "dupkey.yaml", "top.yaml",	 "nokind.yaml",	 "src.yaml",
+			       "bind.yaml",   "bind2.yaml",	 "sel.yaml",	 "sel2.yaml",
+			       "name.yaml",   "svc.yaml",	 "dup-a.yaml",	 "dup-b.yaml",
+			       "svc-ns.yaml", "wl-ns.yaml",	 "garbage.yaml", "bad-utf8.yaml",
+			       "nul.yaml",    "nul-escape.yaml", "max.yaml",	 "oversize.yaml",
+			       "docs.yaml",   "items.yaml",	 "long.yaml",	 "lol.yaml",
+			       "flood.yaml",  "aliases.yaml",	 "cut.yaml"};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		unlink(tmp_path(names[i]));
 	rmdir(cmd);
