@@ -803,6 +803,37 @@ int main(void)
 		test_refusals();
 		test_reload(reg);
 		test_connect(tca);
+		/* the connection cap: beyond it, 503 without a thread */
+		{
+			struct proxy *pc = NULL;
+			char l_cap[32];
+			uint16_t cap_port = free_port();
+			snprintf(l_cap, sizeof(l_cap), "127.0.0.1:%u", cap_port);
+			struct proxy_listener_cfg lc[] = {{l_cap, "up"}};
+			struct proxy_opts pco = po;
+			pco.listeners = lc;
+			pco.n_listeners = 1;
+			pco.max_connections = 1;
+			ok(proxy_start(&pco, &pc, err, sizeof(err)) == 0, "a proxy with max_connections 1");
+			struct client *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+			struct reply ra, rb;
+			client_connect(a, cap_port);
+			ok(client_do(a, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "GET", &ra) == 0 &&
+			       ra.status == 200,
+			   "first connection served");
+			client_connect(b, cap_port);
+			ok(client_do(b, NULL, "GET", &rb) == 0 && rb.status == 503 && rb.closed,
+			   "second connection over the cap: 503 and close");
+			ok(client_do(a, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "GET", &ra) == 0 &&
+			       ra.status == 200,
+			   "the first connection still works");
+			stream_close(&b->s);
+			proxy_stop(pc);
+			ok(client_sees_close(a), "stopped");
+			stream_close(&a->s);
+			free(a);
+			free(b);
+		}
 		/* stop with a connection open and idle */
 		struct client *c = calloc(1, sizeof(*c));
 		struct reply rp;
