@@ -17,7 +17,7 @@
 /* A complete HTTP/1.1 response: status line, Content-Type: application/json,
  * Content-Length, "Connection: close" when close is set, and the JSON body; the message
  * is truncated to 1023 bytes (bytes outside printable ASCII become "?"). Writes
- * out[0..*ret_len). 0, or -ENOMEM (also when cap < PROXY_ERROR_MAX does not fit). */
+ * out[0..*ret_len). 0, or -ENOMEM (also when it does not fit in cap; PROXY_ERROR_MAX does). */
 int proxy_error_response(int status, const char *type, const char *message, bool close,
 			 char *out, size_t cap, size_t *ret_len);
 
