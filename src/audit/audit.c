@@ -79,6 +79,7 @@ void audit_emit(struct audit *a, const struct audit_rec *r)
 		json_object_set_new(o, "pid", json_integer(r->pid));
 	put_str(o, "exe", r->exe);
 	put_str(o, "destination", r->destination);
+	put_str(o, "audience", r->audience);
 	put_str(o, "source", r->source);
 	put_str(o, "binding", r->binding);
 	put_str(o, "method", r->method);

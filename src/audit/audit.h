@@ -18,7 +18,8 @@ struct audit_rec {
 	pid_t pid;               /* 0 = unknown */
 	const char *exe;
 	const char *destination; /* "host:port" */
-	const char *source;      /* CredentialSource "ns/name" */
+	const char *audience;    /* JWT-SVID aud on "issue" records */
+	const char *source;      /* CredentialSource "ns/name" ("default" when no namespace) */
 	const char *binding;
 	const char *fingerprint; /* secret_fingerprint() of the token or assertion */
 	const char *jti;

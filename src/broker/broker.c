@@ -277,9 +277,7 @@ static void audit_issue(struct broker *b, const struct entry *e, const char *spi
 		.event = "issue",
 		.workload_id = spiffe_id,
 		.source = e->label,
-		/* audit_rec has no audience field: the JWT's intended recipient is its
-		 * destination. */
-		.destination = aud,
+		.audience = aud,
 		.fingerprint = fp,
 		.jti = jti,
 		.expires_in = -1,

@@ -136,12 +136,11 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* "ns/name", the same label the broker audits (an absent namespace is "default"). */
 static void source_name(const struct res_source *s, char *out, size_t cap)
 {
-	if (s->meta.ns && s->meta.ns[0])
-		snprintf(out, cap, "%s/%s", s->meta.ns, s->meta.name);
-	else
-		snprintf(out, cap, "%s", s->meta.name);
+	snprintf(out, cap, "%s/%s", s->meta.ns && s->meta.ns[0] ? s->meta.ns : "default",
+		 s->meta.name);
 }
 
 static void copy_str(char *dst, size_t cap, struct http1_str s)
