@@ -169,18 +169,7 @@ static void *admin_main(void *arg)
 {
 	struct agent *a = arg;
 
-	while (!atomic_load(&a->stopping)) {
-		struct pollfd p = {.fd = a->admin_fd, .events = POLLIN};
-		if (poll(&p, 1, 500) <= 0)
-			continue;
-		int fd = accept4(a->admin_fd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0)
-			continue;
-		struct timeval tv = {.tv_sec = 2};
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-		serve_one(a, fd);
-		close(fd);
-	}
+	agent_serve_sequential(a, a->admin_fd, serve_one);
 	return NULL;
 }
 

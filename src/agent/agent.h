@@ -30,6 +30,10 @@ struct agent {
 	atomic_bool stopping;
 };
 
+/* The control listeners' accept loop: until a->stopping, accept on listen_fd and hand
+ * each connection to serve (with a 2 s send timeout), one at a time, then close it. */
+void agent_serve_sequential(struct agent *a, int listen_fd, void (*serve)(struct agent *, int));
+
 /* Bind cfg.admin_socket (mode 0600, parent created 0700) and serve the admin protocol
  * on a thread: one JSON request line per connection, one JSON answer, close.
  * Requests: {"cmd":"explain","pid":N} | {"cmd":"stats"} | {"cmd":"oidc"} |
