@@ -27,14 +27,15 @@ LDLIBS  += $(PKG_LIBS) -lpthread
 LDFLAGS += -pie -Wl,-z,relro,-z,now
 
 LIB_SRC := $(sort $(wildcard src/common/*.c src/config/*.c src/registry/*.c src/attest/*.c \
-             src/ca/*.c src/oidc/*.c src/broker/*.c src/proxy/*.c src/audit/*.c))
+             src/ca/*.c src/oidc/*.c src/broker/*.c src/proxy/*.c src/audit/*.c \
+             src/intercept/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 AGENT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard src/agent/*.c))
 CLI_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard src/cli/*.c))
 UNIT_SRC := $(wildcard test/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(BUILD)/test/%)
 
-.PHONY: all test check demo deps clean format unit
+.PHONY: all test check demo deps clean format unit bench
 all: $(BUILD)/vouchd $(BUILD)/vouch
 
 $(BUILD)/obj/%.o: %.c
@@ -63,6 +64,9 @@ test: all unit
 check:
 	$(MAKE) BUILD=build/asan SANITIZE=1 CFLAGS="-O1 -g" all unit
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 test/run build/asan
+
+bench: all
+	@bench/run.sh $(BUILD)
 
 deps:
 	@scripts/install-deps.sh

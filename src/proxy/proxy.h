@@ -19,7 +19,9 @@
 #include "audit/audit.h"
 #include "broker/broker.h"
 #include "ca/tlsca.h"
+#include "intercept/intercept.h"
 #include "registry/registry.h"
+#include "registry/revoke.h"
 
 #include <stdint.h>
 
@@ -28,6 +30,8 @@ struct proxy;
 struct proxy_listener_cfg {
 	const char *listen;  /* "127.0.0.1:7801" or "[::1]:7801" */
 	const char *service; /* Service name for a plaintext listener; NULL = HTTPS proxy */
+	bool transparent;    /* redirected connections from the eBPF hooks (issue 3): the
+			      * original destination and pid come from intercept_lookup() */
 };
 
 struct proxy_opts {
@@ -41,6 +45,12 @@ struct proxy_opts {
 	const struct proxy_listener_cfg *listeners;
 	size_t n_listeners;
 	uint32_t max_connections;
+	struct intercept *intercept;      /* required for transparent listeners */
+	struct revocations *revocations;  /* revoked workloads get 403 per request; may be NULL */
+	/* Called (from connection threads) whenever a connection is attributed to a
+	 * workload, so the agent can follow that process's lifetime. May be NULL. */
+	void (*on_attributed)(void *ctx, const char *workload_path, pid_t pid);
+	void *cb_ctx;
 };
 
 /* Bind every listener (fails as a whole with -errno and a message in err) and start the

@@ -1,0 +1,68 @@
+/* intercept — transparent capture of workload connections with eBPF cgroup hooks
+ * (DESIGN.md §2 intercept; reference/ebpf-notes.md).
+ *
+ * cgroup/connect4 and cgroup/connect6, attached to one cgroup v2 scope (a subtree such
+ * as <cgroup2 mount>/vouch, or the root), rewrite the destination of a connect() to a
+ * captured Service address (or a captured port) to the agent's transparent listener and
+ * record what they saw by socket cookie; a sockops program re-keys that record by the
+ * client's local address once the connection is established. The proxy recovers the
+ * original destination, pid/tgid, uid and cgroup id with intercept_lookup() after
+ * accept(). Connections made by the agent itself are never redirected.
+ *
+ * Lifecycle: open → configure → load → attach (bpf_link, not pinned) → serve → detach.
+ * Nothing is pinned in bpffs: if vouchd crashes, the kernel drops the links with the
+ * process's file descriptors and the hooks disappear with it (tested). */
+#ifndef VOUCH_INTERCEPT_H
+#define VOUCH_INTERCEPT_H
+
+#include "intercept/intercept_types.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+struct intercept;
+
+struct intercept_opts {
+	const char *cgroup_path;  /* cgroup v2 directory to attach to (created if missing) */
+	const char *listen4;      /* transparent listener "127.0.0.1:7803" or NULL */
+	const char *listen6;      /* "[::1]:7803" or NULL */
+	pid_t agent_tgid;         /* never redirect this process */
+};
+
+/* Load the programs and attach them to opts->cgroup_path. Returns 0 or -errno with a
+ * readable cause in err (e.g. "not root", "no BTF", "cgroup2 not mounted"). */
+int intercept_open(const struct intercept_opts *opts, struct intercept **ret, char *err,
+		   size_t err_cap);
+/* Detach and free everything. NULL is a no-op. */
+void intercept_close(struct intercept *ic);
+
+/* One captured destination (an address of a Service, resolved by the agent). */
+struct intercept_dest {
+	int family; /* AF_INET or AF_INET6 */
+	union {
+		struct in_addr v4;
+		struct in6_addr v6;
+	} addr;
+	uint16_t port; /* host order */
+};
+
+/* Replace the captured destinations with dests[0..n): entries not in the new set are
+ * removed, new ones added (no window where a still-captured entry is missing).
+ * -E2BIG beyond ICPT_MAX_DESTS per family. */
+int intercept_set_dests(struct intercept *ic, const struct intercept_dest *dests, size_t n);
+/* Replace the whole-port captures (host-order ports). */
+int intercept_set_ports(struct intercept *ic, const uint16_t *ports, size_t n);
+
+/* After accept() on the transparent listener: peer is the client's address from
+ * accept()/getpeername(). Fills *ret with what the hook recorded and deletes the entry.
+ * 0, -ENOENT (no record: the connection was not redirected by us). */
+int intercept_lookup(struct intercept *ic, const struct sockaddr *peer, struct icpt_orig *ret);
+
+/* The cgroup v2 mount point ("/sys/fs/cgroup/unified" or "/sys/fs/cgroup"), from
+ * /proc/self/mountinfo. 0 or -ENOENT. */
+int intercept_cgroup2_root(char *buf, size_t cap);
+
+#endif
