@@ -35,6 +35,42 @@ CLI_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard src/cli/*.c))
 UNIT_SRC := $(wildcard test/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(BUILD)/test/%)
 
+# ---- BPF (src/intercept; STYLE §17, §21) ----
+# CO-RE programs built with clang -target bpf against $(BUILD)/vmlinux.h, generated from
+# the running kernel's BTF; bpftool turns the object into a skeleton header that
+# intercept.c includes (the object is embedded in libvouch.a). Never sanitized.
+.DEFAULT_GOAL := all
+BPF_CLANG  ?= clang
+LLVM_STRIP ?= llvm-strip
+BPFTOOL    ?= $(shell command -v bpftool 2>/dev/null || echo /usr/sbin/bpftool)
+VMLINUX_BTF ?= /sys/kernel/btf/vmlinux
+BPF_ARCH   := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/' -e 's/ppc64le/powerpc/' \
+                -e 's/s390x/s390/' -e 's/riscv64/riscv/' -e 's/loongarch64/loongarch/')
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(BPF_ARCH) -D__BPF__ -Wall -Werror \
+              -I$(BUILD) -Isrc
+BPF_SRC    := $(wildcard src/intercept/*.bpf.c)
+LIB_SRC    := $(filter-out %.bpf.c,$(LIB_SRC))
+LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CPPFLAGS   += -I$(BUILD)
+PKG_CFLAGS += $(shell pkg-config --cflags libbpf 2>/dev/null)
+LDLIBS     += $(shell pkg-config --libs libbpf 2>/dev/null || echo -lbpf) -lelf -lz
+
+$(BUILD)/vmlinux.h:
+	@mkdir -p $(dir $@)
+	$(BPFTOOL) btf dump file $(VMLINUX_BTF) format c > $@.tmp
+	@mv $@.tmp $@
+
+$(BUILD)/intercept.bpf.o: src/intercept/intercept.bpf.c src/intercept/intercept_types.h $(BUILD)/vmlinux.h
+	$(BPF_CLANG) $(BPF_CFLAGS) -c $< -o $@.tmp
+	$(LLVM_STRIP) -g $@.tmp
+	@mv $@.tmp $@
+
+$(BUILD)/intercept.skel.h: $(BUILD)/intercept.bpf.o
+	$(BPFTOOL) gen skeleton $< name intercept_bpf > $@.tmp
+	@mv $@.tmp $@
+
+$(BUILD)/obj/src/intercept/intercept.o: $(BUILD)/intercept.skel.h
+
 .PHONY: all test check demo deps clean format unit bench
 all: $(BUILD)/vouchd $(BUILD)/vouch
 

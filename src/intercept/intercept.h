@@ -65,4 +65,19 @@ int intercept_lookup(struct intercept *ic, const struct sockaddr *peer, struct i
  * /proc/self/mountinfo. 0 or -ENOENT. */
 int intercept_cgroup2_root(char *buf, size_t cap);
 
+/* ---- pure helpers (no kernel state; used by the functions above and unit-tested) ---- */
+
+/* The conns-map key for a client address as accept()/getpeername() returns it: AF_INET,
+ * AF_INET6, or an IPv4-mapped AF_INET6 address (a dual-stack listener's view of an IPv4
+ * client), which is keyed as AF_INET exactly as the sockops hook keys it. Unused bytes
+ * are zero. 0, -EINVAL (NULL), -EAFNOSUPPORT (another family). */
+int intercept_conn_key(const struct sockaddr *peer, struct icpt_conn_key *ret);
+
+/* The cgroup2 mount point in mountinfo text (proc(5) format, not necessarily
+ * NUL-terminated, at most INTERCEPT_MOUNTINFO_MAX bytes): the first cgroup2 mount whose
+ * root is "/", else the first cgroup2 mount; octal escapes (\040) decoded. Malformed
+ * lines are skipped. 0, -ENOENT (none), -E2BIG (text too long), -ENAMETOOLONG (cap). */
+#define INTERCEPT_MOUNTINFO_MAX (1u << 20)
+int intercept_parse_cgroup2_root(const char *text, size_t len, char *buf, size_t cap);
+
 #endif

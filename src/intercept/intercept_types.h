@@ -86,4 +86,15 @@ static inline __u32 icpt_decide(const struct icpt_conf *conf, __u32 tgid, int de
 	return ICPT_REASON_NONE;
 }
 
+/* True for an IPv4-mapped IPv6 address ::ffff:a.b.c.d (RFC 4291 §2.5.5.2), given in
+ * network order as four 32-bit words. Byte-wise, so it needs no byte swapping on either
+ * side; the IPv4 address is then a[3]. Shared by the hooks and user space so both key a
+ * dual-stack connection the same way. */
+static inline int icpt_is_v4mapped(const __u32 a[4])
+{
+	const __u8 *b = (const __u8 *)&a[2];
+
+	return a[0] == 0 && a[1] == 0 && b[0] == 0 && b[1] == 0 && b[2] == 0xff && b[3] == 0xff;
+}
+
 #endif
