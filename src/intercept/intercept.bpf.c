@@ -82,9 +82,30 @@ static __always_inline struct icpt_conf *get_conf(void)
 	return bpf_map_lookup_elem(&conf, &k);
 }
 
+/* 1 when the key is in the map. barrier_var() makes clang materialize each test: left
+ * alone it ORs two lookup results as pointers, which the verifier refuses. */
 static __always_inline int port_hit(__u16 port_be)
 {
-	return bpf_map_lookup_elem(&ports, &port_be) != NULL;
+	int hit = bpf_map_lookup_elem(&ports, &port_be) != NULL;
+
+	barrier_var(hit);
+	return hit;
+}
+
+static __always_inline int dst4_hit(const struct icpt_dst4 *d)
+{
+	int hit = bpf_map_lookup_elem(&dst4, d) != NULL;
+
+	barrier_var(hit);
+	return hit;
+}
+
+static __always_inline int dst6_hit(const struct icpt_dst6 *d)
+{
+	int hit = bpf_map_lookup_elem(&dst6, d) != NULL;
+
+	barrier_var(hit);
+	return hit;
 }
 
 /* Fill the common part of a record and store it by cookie. 0 when stored. */
@@ -120,7 +141,7 @@ static __always_inline void do_connect4(struct bpf_sock_addr *ctx)
 	d.addr = ctx->user_ip4;
 	d.port = (__u16)ctx->user_port;
 	reason = icpt_decide(c, (__u32)(bpf_get_current_pid_tgid() >> 32),
-			     bpf_map_lookup_elem(&dst4, &d) != NULL, port_hit(d.port),
+			     dst4_hit(&d), port_hit(d.port),
 			     c->proxy4_port != 0);
 	if (reason == ICPT_REASON_NONE)
 		return;
@@ -160,7 +181,7 @@ static __always_inline void do_connect6(struct bpf_sock_addr *ctx)
 	if (icpt_is_v4mapped(a)) {
 		struct icpt_dst4 d = {.addr = a[3], .port = port};
 
-		hit = bpf_map_lookup_elem(&dst4, &d) != NULL;
+		hit = dst4_hit(&d);
 		to4 = c->proxy4_port != 0;
 		reason = icpt_decide(c, tgid, hit, port_hit(port), to4 || c->proxy6_port != 0);
 		o.daddr[0] = a[3];
@@ -172,7 +193,7 @@ static __always_inline void do_connect6(struct bpf_sock_addr *ctx)
 		d.addr[1] = a[1];
 		d.addr[2] = a[2];
 		d.addr[3] = a[3];
-		hit = bpf_map_lookup_elem(&dst6, &d) != NULL;
+		hit = dst6_hit(&d);
 		to4 = 0;
 		reason = icpt_decide(c, tgid, hit, port_hit(port), c->proxy6_port != 0);
 		o.daddr[0] = a[0];
