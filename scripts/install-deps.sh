@@ -4,7 +4,8 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 debs=(build-essential pkg-config libssl-dev libcurl4-openssl-dev libyaml-dev libjansson-dev
-      openssl curl nodejs npm iproute2 procps util-linux)
+      openssl curl nodejs npm iproute2 procps util-linux
+      clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev)
 missing=()
 for p in "${debs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

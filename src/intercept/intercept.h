@@ -31,9 +31,23 @@ struct intercept_opts {
 	const char *listen6;      /* "[::1]:7803" or NULL */
 	pid_t agent_tgid;         /* never redirect this process */
 };
+/* Listeners: the address the listener is actually bound to (port 1-65535: resolve an
+ * ephemeral port with getsockname() first); 0.0.0.0 and [::] mean this host and are
+ * redirected to 127.0.0.1 / [::1]; listen6 may not be v4-mapped. At least one is needed.
+ * IPv4 connects are redirected only with listen4, native IPv6 ones only with listen6;
+ * v4-mapped destinations on dual-stack sockets go to listen4 (as ::ffff:a.b.c.d), else
+ * to listen6 (docs/INTERCEPT.md).
+ * agent_tgid is compared with the tgid the kernel reports in the root pid namespace
+ * (getpid() of vouchd unless it runs in its own pid namespace). */
 
-/* Load the programs and attach them to opts->cgroup_path. Returns 0 or -errno with a
- * readable cause in err (e.g. "not root", "no BTF", "cgroup2 not mounted"). */
+/* Load the programs and attach them to opts->cgroup_path (mkdir'd if missing; its parent
+ * must exist). Returns 0 or -errno with a readable cause in err: -EINVAL (options),
+ * -ENOTSUP (no kernel BTF), -ENOTDIR (not on a cgroup2 mount), -EBUSY (programs of this
+ * module already attached there: another live vouchd), -EPERM/-EACCES (not root),
+ * others from the kernel (verifier, attach). *ret is written only on success.
+ * Uses libbpf, whose print hook this module takes over process-wide (messages end up in
+ * err, never on stderr). The bpf_link descriptors are O_CLOEXEC: a child forked without
+ * exec keeps the hooks attached for as long as it lives. */
 int intercept_open(const struct intercept_opts *opts, struct intercept **ret, char *err,
 		   size_t err_cap);
 /* Detach and free everything. NULL is a no-op. */
@@ -51,14 +65,21 @@ struct intercept_dest {
 
 /* Replace the captured destinations with dests[0..n): entries not in the new set are
  * removed, new ones added (no window where a still-captured entry is missing).
- * -E2BIG beyond ICPT_MAX_DESTS per family. */
+ * v4-mapped IPv6 destinations count as IPv4; duplicates count once.
+ * -E2BIG beyond ICPT_MAX_DESTS per family (or n > 2 * ICPT_MAX_DESTS), -EINVAL (port 0),
+ * -EAFNOSUPPORT (family): nothing changed. A kernel error midway (-ENOMEM) may leave a
+ * superset of the new set; call again. Safe to call from any thread (serialized
+ * internally; concurrent with intercept_lookup). */
 int intercept_set_dests(struct intercept *ic, const struct intercept_dest *dests, size_t n);
-/* Replace the whole-port captures (host-order ports). */
+/* Replace the whole-port captures (host-order ports), same semantics: -E2BIG beyond
+ * ICPT_MAX_PORTS distinct ports, -EINVAL for port 0. */
 int intercept_set_ports(struct intercept *ic, const uint16_t *ports, size_t n);
 
 /* After accept() on the transparent listener: peer is the client's address from
- * accept()/getpeername(). Fills *ret with what the hook recorded and deletes the entry.
- * 0, -ENOENT (no record: the connection was not redirected by us). */
+ * accept()/getpeername() (AF_INET, AF_INET6 or v4-mapped). Fills *ret with what the hook
+ * recorded and deletes the entry. 0, -ENOENT (no record: the connection was not
+ * redirected by us, was already looked up, or its client is already fully closed),
+ * -EINVAL, -EAFNOSUPPORT. Thread-safe. */
 int intercept_lookup(struct intercept *ic, const struct sockaddr *peer, struct icpt_orig *ret);
 
 /* The cgroup v2 mount point ("/sys/fs/cgroup/unified" or "/sys/fs/cgroup"), from
