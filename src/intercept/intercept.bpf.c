@@ -19,7 +19,7 @@
 
 #include "intercept/intercept_types.h"
 
-#define AF_INET 2   /* <sys/socket.h> values; vmlinux.h has no macros */
+#define AF_INET 2 /* <sys/socket.h> values; vmlinux.h has no macros */
 #define AF_INET6 10
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -140,9 +140,8 @@ static __always_inline void do_connect4(struct bpf_sock_addr *ctx)
 		return;
 	d.addr = ctx->user_ip4;
 	d.port = (__u16)ctx->user_port;
-	reason = icpt_decide(c, (__u32)(bpf_get_current_pid_tgid() >> 32),
-			     dst4_hit(&d), port_hit(d.port),
-			     c->proxy4_port != 0);
+	reason = icpt_decide(c, (__u32)(bpf_get_current_pid_tgid() >> 32), dst4_hit(&d),
+			     port_hit(d.port), c->proxy4_port != 0);
 	if (reason == ICPT_REASON_NONE)
 		return;
 	o.daddr[0] = d.addr;
@@ -259,7 +258,7 @@ static __always_inline void on_established(struct bpf_sock_ops *skops)
 	conn_key(skops, &k);
 	if (bpf_map_update_elem(&conns, &k, o, BPF_ANY) == 0)
 		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
-							 BPF_SOCK_OPS_STATE_CB_FLAG);
+						     BPF_SOCK_OPS_STATE_CB_FLAG);
 	bpf_map_delete_elem(&pending, &cookie);
 }
 

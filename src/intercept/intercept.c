@@ -57,10 +57,7 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 	return 0;
 }
 
-static void libbpf_setup(void)
-{
-	libbpf_set_print(libbpf_print);
-}
+static void libbpf_setup(void) { libbpf_set_print(libbpf_print); }
 
 static void libbpf_last(char *buf, size_t cap)
 {
@@ -70,7 +67,8 @@ static void libbpf_last(char *buf, size_t cap)
 	pthread_mutex_unlock(&libbpf_msg_lock);
 }
 
-static void set_err(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void set_err(char *err, size_t cap, const char *fmt, ...)
 {
 	va_list ap;
@@ -125,9 +123,10 @@ static int unescape_path(const char *s, size_t n, char *buf, size_t cap)
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
 
-		if (c == '\\' && i + 3 < n && s[i + 1] >= '0' && s[i + 1] <= '3' && s[i + 2] >= '0' && s[i + 2] <= '7' &&
-		    s[i + 3] >= '0' && s[i + 3] <= '7') {
-			c = (char)(((s[i + 1] - '0') << 6) | ((s[i + 2] - '0') << 3) | (s[i + 3] - '0'));
+		if (c == '\\' && i + 3 < n && s[i + 1] >= '0' && s[i + 1] <= '3' &&
+		    s[i + 2] >= '0' && s[i + 2] <= '7' && s[i + 3] >= '0' && s[i + 3] <= '7') {
+			c = (char)(((s[i + 1] - '0') << 6) | ((s[i + 2] - '0') << 3) |
+				   (s[i + 3] - '0'));
 			i += 3;
 		}
 		if (c == '\0' || o + 1 >= cap)
@@ -282,7 +281,8 @@ static int parse_listen6(const char *s, __u32 ret_addr[static 4], __u16 *ret_por
 	__u32 w[4];
 	__u16 port;
 
-	if (s[0] != '[' || !close_br || close_br[1] != ':' || (size_t)(close_br - s - 1) >= sizeof(host))
+	if (s[0] != '[' || !close_br || close_br[1] != ':' ||
+	    (size_t)(close_br - s - 1) >= sizeof(host))
 		return -EINVAL;
 	memcpy(host, s + 1, (size_t)(close_br - s - 1));
 	host[close_br - s - 1] = '\0';
@@ -346,8 +346,8 @@ static int make_cgroup(const char *path, int *ret_fd, char *err, size_t err_cap)
 		return -e;
 	}
 	if (fstatfs(fd, &sf) < 0 || sf.f_type != CGROUP2_SUPER_MAGIC) {
-		set_err(err, err_cap, "%s is not in a cgroup v2 hierarchy (cgroup2 not mounted there?)",
-			path);
+		set_err(err, err_cap,
+			"%s is not in a cgroup v2 hierarchy (cgroup2 not mounted there?)", path);
 		close(fd);
 		return -ENOTDIR;
 	}
@@ -406,8 +406,10 @@ int intercept_open(const struct intercept_opts *opts, struct intercept **ret, ch
 	c.agent_tgid = (__u32)opts->agent_tgid;
 	c.enabled = 1;
 	if (access(INTERCEPT_BTF_PATH, R_OK) < 0) {
-		set_err(err, err_cap, "no BTF at %s (kernel without CONFIG_DEBUG_INFO_BTF?): "
-				      "the CO-RE programs cannot be loaded", INTERCEPT_BTF_PATH);
+		set_err(err, err_cap,
+			"no BTF at %s (kernel without CONFIG_DEBUG_INFO_BTF?): "
+			"the CO-RE programs cannot be loaded",
+			INTERCEPT_BTF_PATH);
 		return -ENOTSUP;
 	}
 	pthread_once(&libbpf_once, libbpf_setup);
@@ -422,8 +424,10 @@ int intercept_open(const struct intercept_opts *opts, struct intercept **ret, ch
 		goto out;
 	r = check_not_attached(ic->cgroup_fd);
 	if (r < 0) {
-		set_err(err, err_cap, "%s already has vouch intercept programs attached "
-				      "(another vouchd serving this scope?)", opts->cgroup_path);
+		set_err(err, err_cap,
+			"%s already has vouch intercept programs attached "
+			"(another vouchd serving this scope?)",
+			opts->cgroup_path);
 		goto out;
 	}
 
@@ -441,8 +445,9 @@ int intercept_open(const struct intercept_opts *opts, struct intercept **ret, ch
 	if (r < 0) {
 		libbpf_last(msg, sizeof(msg));
 		set_err(err, err_cap, "loading the BPF programs failed: %s%s%s%s", strerror(-r),
-			r == -EPERM ? " (not root? needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON or root)"
-				    : "",
+			r == -EPERM
+			    ? " (not root? needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON or root)"
+			    : "",
 			msg[0] ? ": " : "", msg);
 		goto out;
 	}
@@ -485,20 +490,11 @@ void intercept_close(struct intercept *ic)
 
 /* ---- capture lists ---- */
 
-static int cmp_dst4(const void *a, const void *b)
-{
-	return memcmp(a, b, sizeof(struct icpt_dst4));
-}
+static int cmp_dst4(const void *a, const void *b) { return memcmp(a, b, sizeof(struct icpt_dst4)); }
 
-static int cmp_dst6(const void *a, const void *b)
-{
-	return memcmp(a, b, sizeof(struct icpt_dst6));
-}
+static int cmp_dst6(const void *a, const void *b) { return memcmp(a, b, sizeof(struct icpt_dst6)); }
 
-static int cmp_port(const void *a, const void *b)
-{
-	return memcmp(a, b, sizeof(__u16));
-}
+static int cmp_port(const void *a, const void *b) { return memcmp(a, b, sizeof(__u16)); }
 
 /* Sort and drop duplicates; returns the new count. */
 static size_t sort_unique(void *keys, size_t n, size_t size, int (*cmp)(const void *, const void *))

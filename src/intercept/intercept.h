@@ -17,19 +17,19 @@
 
 #include "intercept/intercept_types.h"
 
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
 struct intercept;
 
 struct intercept_opts {
-	const char *cgroup_path;  /* cgroup v2 directory to attach to (created if missing) */
-	const char *listen4;      /* transparent listener "127.0.0.1:7803" or NULL */
-	const char *listen6;      /* "[::1]:7803" or NULL */
-	pid_t agent_tgid;         /* never redirect this process */
+	const char *cgroup_path; /* cgroup v2 directory to attach to (created if missing) */
+	const char *listen4;	 /* transparent listener "127.0.0.1:7803" or NULL */
+	const char *listen6;	 /* "[::1]:7803" or NULL */
+	pid_t agent_tgid;	 /* never redirect this process */
 };
 /* Listeners: the address the listener is actually bound to (port 1-65535: resolve an
  * ephemeral port with getsockname() first); 0.0.0.0 and [::] mean this host and are

@@ -11,8 +11,8 @@
 #include <linux/types.h>
 #endif
 
-#define ICPT_MAX_DESTS 4096   /* captured IP:port entries per family */
-#define ICPT_MAX_PORTS 64     /* whole-port captures */
+#define ICPT_MAX_DESTS 4096    /* captured IP:port entries per family */
+#define ICPT_MAX_PORTS 64      /* whole-port captures */
 #define ICPT_MAX_PENDING 65536 /* LRU: connect() records not yet accepted */
 
 /* A captured destination (key of the dst4/dst6 hash maps). */
@@ -37,7 +37,7 @@ struct icpt_conf {
 	__u16 proxy6_port; /* 0 = no IPv6 listener */
 	__u16 pad1;
 	__u32 agent_tgid; /* connections made by this process are never redirected */
-	__u32 enabled;    /* 0: the programs let everything through */
+	__u32 enabled;	  /* 0: the programs let everything through */
 };
 
 /* What the connect hook saw: recorded by socket cookie at connect time, re-keyed by the
@@ -45,10 +45,10 @@ struct icpt_conf {
  * proxy after accept(). */
 struct icpt_orig {
 	__u32 daddr[4]; /* original destination; IPv4 in daddr[0] */
-	__u16 dport;    /* network order */
-	__u16 family;   /* AF_INET or AF_INET6 */
-	__u32 pid;      /* thread id (root pid namespace) */
-	__u32 tgid;     /* process id (root pid namespace) */
+	__u16 dport;	/* network order */
+	__u16 family;	/* AF_INET or AF_INET6 */
+	__u32 pid;	/* thread id (root pid namespace) */
+	__u32 tgid;	/* process id (root pid namespace) */
 	__u32 uid, gid;
 	__u64 cgroup_id;
 	__u64 cookie;
@@ -60,7 +60,7 @@ struct icpt_orig {
  * in getpeername() after accept(). */
 struct icpt_conn_key {
 	__u32 saddr[4]; /* IPv4 in saddr[0] */
-	__u16 sport;    /* HOST byte order (skops->local_port is host order) */
+	__u16 sport;	/* HOST byte order (skops->local_port is host order) */
 	__u16 family;
 };
 

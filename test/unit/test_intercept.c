@@ -26,14 +26,15 @@ static void test_decide(void)
 	ok(icpt_decide(&c, 4242, 1, 1, 1) == ICPT_REASON_NONE,
 	   "the agent's own connections are never redirected, even to a captured address");
 	ok(icpt_decide(&c, 4243, 1, 0, 1) == ICPT_REASON_DEST, "a neighbouring tgid is redirected");
-	ok(icpt_decide(&c, 1, 1, 1, 0) == ICPT_REASON_NONE, "no listener for the family: untouched");
+	ok(icpt_decide(&c, 1, 1, 1, 0) == ICPT_REASON_NONE,
+	   "no listener for the family: untouched");
 	c.enabled = 0;
 	ok(icpt_decide(&c, 1, 1, 1, 1) == ICPT_REASON_NONE, "disabled: untouched");
 	c.enabled = 7;
 	ok(icpt_decide(&c, 1, 1, 0, 1) == ICPT_REASON_DEST, "any nonzero enabled counts as on");
 	c.agent_tgid = 0;
-	ok(icpt_decide(&c, 0, 1, 0, 1) == ICPT_REASON_NONE && icpt_decide(&c, 5, 1, 0, 1) ==
-								 ICPT_REASON_DEST,
+	ok(icpt_decide(&c, 0, 1, 0, 1) == ICPT_REASON_NONE &&
+	       icpt_decide(&c, 5, 1, 0, 1) == ICPT_REASON_DEST,
 	   "agent_tgid 0 only exempts tgid 0 (the idle task), nobody else");
 }
 
@@ -88,7 +89,8 @@ static void test_conn_key(void)
 	inet_pton(AF_INET6, "::ffff:127.0.0.9", &s6.sin6_addr);
 	s6.sin6_port = htons(40001);
 	ok(intercept_conn_key((struct sockaddr *)&s6, &mapped) == 0 &&
-	       intercept_conn_key((struct sockaddr *)&s4, &k) == 0 && memcmp(&k, &mapped, sizeof(k)) == 0,
+	       intercept_conn_key((struct sockaddr *)&s4, &k) == 0 &&
+	       memcmp(&k, &mapped, sizeof(k)) == 0,
 	   "v4-mapped peer (dual-stack listener) gives the same key as the plain IPv4 peer");
 
 	memset(&k, 0xa5, sizeof(k));
@@ -96,11 +98,12 @@ static void test_conn_key(void)
 	ok(intercept_conn_key((struct sockaddr *)&su, &k) == -EAFNOSUPPORT &&
 	       memcmp(canary, &k, sizeof(k)) == 0,
 	   "AF_UNIX peer: -EAFNOSUPPORT, output untouched");
-	ok(intercept_conn_key(NULL, &k) == -EINVAL && intercept_conn_key((struct sockaddr *)&s4, NULL) ==
-							       -EINVAL,
+	ok(intercept_conn_key(NULL, &k) == -EINVAL &&
+	       intercept_conn_key((struct sockaddr *)&s4, NULL) == -EINVAL,
 	   "NULL arguments: -EINVAL");
 	s4.sin_port = 0;
-	ok(intercept_conn_key((struct sockaddr *)&s4, &k) == 0 && k.sport == 0, "port 0 is keyed as is");
+	ok(intercept_conn_key((struct sockaddr *)&s4, &k) == 0 && k.sport == 0,
+	   "port 0 is keyed as is");
 	{
 		struct icpt_orig o;
 
@@ -125,7 +128,8 @@ static void test_mountinfo(void)
 			 "32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n"
 			 "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n",
 		  buf, sizeof(buf));
-	ok(r == 0 && strcmp(buf, "/sys/fs/cgroup/unified") == 0, "hybrid layout: the unified mount");
+	ok(r == 0 && strcmp(buf, "/sys/fs/cgroup/unified") == 0,
+	   "hybrid layout: the unified mount");
 
 	r = parse("30 24 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 "
 		  "cgroup2 rw,nsdelegate,memory_recursiveprot",
@@ -138,28 +142,32 @@ static void test_mountinfo(void)
 		  buf, sizeof(buf));
 	ok(r == 0 && strcmp(buf, "/mnt/cg") == 0, "a mount of the hierarchy's root is preferred");
 
-	r = parse("40 30 0:26 /kubepods/pod1 /sys/fs/cgroup ro - cgroup2 cgroup2 rw\n", buf, sizeof(buf));
-	ok(r == 0 && strcmp(buf, "/sys/fs/cgroup") == 0, "else the first cgroup2 mount (a namespaced view)");
+	r = parse("40 30 0:26 /kubepods/pod1 /sys/fs/cgroup ro - cgroup2 cgroup2 rw\n", buf,
+		  sizeof(buf));
+	ok(r == 0 && strcmp(buf, "/sys/fs/cgroup") == 0,
+	   "else the first cgroup2 mount (a namespaced view)");
 
 	r = parse("41 31 0:38 / /tmp/my\\040cg\\134x rw - cgroup2 none rw\n", buf, sizeof(buf));
 	ok(r == 0 && strcmp(buf, "/tmp/my cg\\x") == 0, "octal escapes (\\040, \\134) are decoded");
 
 	r = parse("41 31 0:38 / /tmp/a\\04 rw - cgroup2 none rw\n", buf, sizeof(buf));
-	ok(r == 0 && strcmp(buf, "/tmp/a\\04") == 0, "a truncated escape at the end is kept literally");
+	ok(r == 0 && strcmp(buf, "/tmp/a\\04") == 0,
+	   "a truncated escape at the end is kept literally");
 
 	r = parse("41 31 0:38 / /tmp/a\\000b rw - cgroup2 none rw\n", buf, sizeof(buf));
 	ok(r == -EINVAL, "an escaped NUL is refused");
 
-	r = parse(MI_HDR "32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n", buf, sizeof(buf));
+	r = parse(MI_HDR "32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n", buf,
+		  sizeof(buf));
 	ok(r == -ENOENT, "cgroup v1 only: -ENOENT");
 
 	ok(parse("", buf, sizeof(buf)) == -ENOENT, "empty text: -ENOENT");
 
-	r = parse("41 31 0:38 / /sys/fs/cgroup rw cgroup2 cgroup2 rw\n"     /* no separator */
-		  "41 31 0:38 / /x rw -\n"                                  /* no fstype */
-		  "41 31 0:38 /\n"                                          /* truncated */
-		  "   \n\n"                                                 /* blank */
-		  "41 31 0:38 / /y rw - cgroup2x cgroup2 rw\n"              /* near miss */
+	r = parse("41 31 0:38 / /sys/fs/cgroup rw cgroup2 cgroup2 rw\n" /* no separator */
+		  "41 31 0:38 / /x rw -\n"				/* no fstype */
+		  "41 31 0:38 /\n"					/* truncated */
+		  "   \n\n"						/* blank */
+		  "41 31 0:38 / /y rw - cgroup2x cgroup2 rw\n"		/* near miss */
 		  "41 31 0:38 / /z rw - cgroup2 cgroup2 rw\n",
 		  buf, sizeof(buf));
 	ok(r == 0 && strcmp(buf, "/z") == 0, "malformed and near-miss lines are skipped");
@@ -186,7 +194,8 @@ static void test_mountinfo(void)
 		o += (size_t)snprintf(big + o, sizeof(big) - o, " - cgroup2 cgroup2 rw\n");
 		memset(big + o, 'a', 4000);
 		o += 4000;
-		o += (size_t)snprintf(big + o, sizeof(big) - o, "\n41 31 0:38 / /ok rw - cgroup2 c rw\n");
+		o += (size_t)snprintf(big + o, sizeof(big) - o,
+				      "\n41 31 0:38 / /ok rw - cgroup2 c rw\n");
 		r = intercept_parse_cgroup2_root(big, o, buf, sizeof(buf));
 		ok(r == 0 && strcmp(buf, "/ok") == 0,
 		   "a line with too many fields and a 4000-byte junk line are skipped");
@@ -196,8 +205,8 @@ static void test_mountinfo(void)
 		char *huge = malloc(INTERCEPT_MOUNTINFO_MAX + 2);
 
 		memset(huge, ' ', INTERCEPT_MOUNTINFO_MAX + 1);
-		ok(intercept_parse_cgroup2_root(huge, INTERCEPT_MOUNTINFO_MAX + 1, buf, sizeof(buf)) ==
-			   -E2BIG,
+		ok(intercept_parse_cgroup2_root(huge, INTERCEPT_MOUNTINFO_MAX + 1, buf,
+						sizeof(buf)) == -E2BIG,
 		   "text over INTERCEPT_MOUNTINFO_MAX: -E2BIG");
 		free(huge);
 	}
@@ -212,7 +221,8 @@ static void test_mountinfo(void)
 
 static void test_open_args(void)
 {
-	struct intercept_opts o = {.cgroup_path = "/nonexistent/vouch", .listen4 = "127.0.0.1:7803"};
+	struct intercept_opts o = {.cgroup_path = "/nonexistent/vouch",
+				   .listen4 = "127.0.0.1:7803"};
 	struct intercept *ic = (struct intercept *)&o; /* must stay untouched on failure */
 	char err[256];
 
@@ -226,18 +236,23 @@ static void test_open_args(void)
 	o.listen4 = "127.0.0.1:65536";
 	ok(intercept_open(&o, &ic, err, sizeof(err)) == -EINVAL, "listen4 port 65536: -EINVAL");
 	o.listen4 = "127.0.0.1:+80";
-	ok(intercept_open(&o, &ic, err, sizeof(err)) == -EINVAL, "listen4 port with a sign: -EINVAL");
+	ok(intercept_open(&o, &ic, err, sizeof(err)) == -EINVAL,
+	   "listen4 port with a sign: -EINVAL");
 	o.listen4 = "[::1]:7803";
-	ok(intercept_open(&o, &ic, err, sizeof(err)) == -EINVAL, "an IPv6 address as listen4: -EINVAL");
+	ok(intercept_open(&o, &ic, err, sizeof(err)) == -EINVAL,
+	   "an IPv6 address as listen4: -EINVAL");
 	o.listen4 = "127.0.0.1.127.0.0.1.127.0.0.1:80";
-	ok(intercept_open(&o, &ic, err, sizeof(err)) == -EINVAL, "an oversize host in listen4: -EINVAL");
+	ok(intercept_open(&o, &ic, err, sizeof(err)) == -EINVAL,
+	   "an oversize host in listen4: -EINVAL");
 	o.listen4 = NULL;
 	o.listen6 = "::1:7803";
-	ok(intercept_open(&o, &ic, err, sizeof(err)) == -EINVAL, "listen6 without brackets: -EINVAL");
+	ok(intercept_open(&o, &ic, err, sizeof(err)) == -EINVAL,
+	   "listen6 without brackets: -EINVAL");
 	o.listen6 = "[::ffff:127.0.0.1]:7803";
 	ok(intercept_open(&o, &ic, err, sizeof(err)) == -EINVAL, "a v4-mapped listen6: -EINVAL");
 	o.listen6 = "[::1]7803";
-	ok(intercept_open(&o, &ic, err, sizeof(err)) == -EINVAL, "listen6 without ':' after ']': -EINVAL");
+	ok(intercept_open(&o, &ic, err, sizeof(err)) == -EINVAL,
+	   "listen6 without ':' after ']': -EINVAL");
 	o.listen6 = NULL;
 	ok(intercept_open(&o, &ic, err, sizeof(err)) == -EINVAL && strstr(err, "listener"),
 	   "no listener at all: -EINVAL (%s)", err);
@@ -245,14 +260,16 @@ static void test_open_args(void)
 	o.cgroup_path = "";
 	ok(intercept_open(&o, &ic, err, sizeof(err)) == -EINVAL, "empty cgroup path: -EINVAL");
 	o.cgroup_path = "/nonexistent/vouch";
-	ok(intercept_open(&o, &ic, err, sizeof(err)) == -ENOENT && strstr(err, "/nonexistent/vouch"),
+	ok(intercept_open(&o, &ic, err, sizeof(err)) == -ENOENT &&
+	       strstr(err, "/nonexistent/vouch"),
 	   "a cgroup whose parent does not exist: -ENOENT naming it (%s)", err);
 	o.cgroup_path = "/tmp";
 	ok(intercept_open(&o, &ic, err, sizeof(err)) < 0 && ic == (struct intercept *)&o,
 	   "a directory outside cgroup2 (or no privilege) is refused (%s)", err);
 	intercept_close(NULL);
 	ok(1, "intercept_close(NULL) is a no-op");
-	ok(intercept_set_dests(NULL, NULL, 0) == -EINVAL && intercept_set_ports(NULL, NULL, 0) == -EINVAL,
+	ok(intercept_set_dests(NULL, NULL, 0) == -EINVAL &&
+	       intercept_set_ports(NULL, NULL, 0) == -EINVAL,
 	   "set_dests/set_ports without a handle: -EINVAL");
 }
 

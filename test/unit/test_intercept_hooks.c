@@ -52,7 +52,7 @@ static socklen_t mk(const char *ip, uint16_t port, struct sockaddr_storage *ss)
 static uint16_t port_of(const struct sockaddr_storage *ss)
 {
 	return ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port
-					       : ((const struct sockaddr_in6 *)ss)->sin6_port);
+					      : ((const struct sockaddr_in6 *)ss)->sin6_port);
 }
 
 /* A non-blocking listener on "addr:0"; returns the fd, its port in *ret_port. */
@@ -70,8 +70,9 @@ static int listener(const char *addr, uint16_t *ret_port)
 }
 
 enum { L4, L6, R1, R2, R6, R3, N_LISTEN };
-static const char *const lname[N_LISTEN] = {"proxy4", "proxy6", "real 127.1.2.3", "real 127.0.0.1",
-					    "real [::1]", "real 127.0.0.1 (port capture)"};
+static const char *const lname[N_LISTEN] = {"proxy4",	      "proxy6",
+					    "real 127.1.2.3", "real 127.0.0.1",
+					    "real [::1]",     "real 127.0.0.1 (port capture)"};
 static int lfd[N_LISTEN];
 static uint16_t lport[N_LISTEN];
 
@@ -217,7 +218,8 @@ static int worker_cmd(struct worker *w, int op, const char *ip, uint16_t port,
 
 	if (ip)
 		c.len = mk(ip, port, &c.dst);
-	if (write(w->ctl, &c, sizeof(c)) < 0 || read(w->ctl, &rep, sizeof(rep)) != (ssize_t)sizeof(rep))
+	if (write(w->ctl, &c, sizeof(c)) < 0 ||
+	    read(w->ctl, &rep, sizeof(rep)) != (ssize_t)sizeof(rep))
 		return -ECHILD;
 	if (ret_local)
 		*ret_local = rep.local;
@@ -271,8 +273,8 @@ static int attached(int cgfd, enum bpf_attach_type t)
 
 static int attached_all(int cgfd)
 {
-	int a = attached(cgfd, BPF_CGROUP_INET4_CONNECT), b = attached(cgfd, BPF_CGROUP_INET6_CONNECT),
-	    c = attached(cgfd, BPF_CGROUP_SOCK_OPS);
+	int a = attached(cgfd, BPF_CGROUP_INET4_CONNECT),
+	    b = attached(cgfd, BPF_CGROUP_INET6_CONNECT), c = attached(cgfd, BPF_CGROUP_SOCK_OPS);
 
 	return a < 0 || b < 0 || c < 0 ? -1 : a + b + c;
 }
@@ -280,8 +282,8 @@ static int attached_all(int cgfd)
 static struct intercept *open_ic(char *err, size_t cap, int *ret_r)
 {
 	char l4[64], l6[64];
-	struct intercept_opts o = {.cgroup_path = scratch, .listen4 = l4, .listen6 = l6,
-				   .agent_tgid = getpid()};
+	struct intercept_opts o = {
+	    .cgroup_path = scratch, .listen4 = l4, .listen6 = l6, .agent_tgid = getpid()};
 	struct intercept *ic = NULL;
 
 	snprintf(l4, sizeof(l4), "127.0.0.1:%u", lport[L4]);
@@ -314,14 +316,15 @@ static void test_redirect(struct intercept *ic, struct worker *in, ino_t cg_ino)
 	memset(&o, 0, sizeof(o));
 	int r = intercept_lookup(ic, (struct sockaddr *)&peer, &o);
 	ok(r == 0, "lookup by the accepted peer finds the record (%d)", r);
-	ok(o.tgid == (__u32)in->pid && o.pid == (__u32)in->pid, "record: tgid/pid %u/%u = the child %d",
-	   o.tgid, o.pid, (int)in->pid);
+	ok(o.tgid == (__u32)in->pid && o.pid == (__u32)in->pid,
+	   "record: tgid/pid %u/%u = the child %d", o.tgid, o.pid, (int)in->pid);
 	ok(o.family == AF_INET && o.daddr[0] == inet_addr("127.1.2.3") && o.daddr[1] == 0 &&
 	       o.dport == htons(lport[R1]),
 	   "record: original destination 127.1.2.3:%u", lport[R1]);
-	ok(o.uid == WORKLOAD_UID && o.gid == WORKLOAD_UID, "record: uid/gid %u/%u (the child's)", o.uid,
-	   o.gid);
-	ok(o.cgroup_id == (__u64)cg_ino, "record: cgroup id %llu = inode of the scratch cgroup %llu",
+	ok(o.uid == WORKLOAD_UID && o.gid == WORKLOAD_UID, "record: uid/gid %u/%u (the child's)",
+	   o.uid, o.gid);
+	ok(o.cgroup_id == (__u64)cg_ino,
+	   "record: cgroup id %llu = inode of the scratch cgroup %llu",
 	   (unsigned long long)o.cgroup_id, (unsigned long long)cg_ino);
 	ok(o.reason == ICPT_REASON_DEST && o.cookie != 0, "record: reason DEST, a socket cookie");
 	ok(intercept_lookup(ic, (struct sockaddr *)&peer, &o) == -ENOENT,
@@ -343,15 +346,18 @@ static void test_redirect(struct intercept *ic, struct worker *in, ino_t cg_ino)
 	   "IPv6 record: original [::1]:%u, child tgid, scratch cgroup", lport[R6]);
 
 	where = via(in, "::1", lport[R2], &peer);
-	ok(where == -1, "[::1] on a port captured only for 127.0.0.1 is untouched (nothing listens: %s)",
+	ok(where == -1,
+	   "[::1] on a port captured only for 127.0.0.1 is untouched (nothing listens: %s)",
 	   where >= 0 ? lname[where] : "refused");
 
 	where = via(in, "::ffff:127.1.2.3", lport[R1], &peer);
-	ok(where == L4, "v4-mapped ::ffff:127.1.2.3 from an IPv6 socket lands on the IPv4 listener (%s)",
+	ok(where == L4,
+	   "v4-mapped ::ffff:127.1.2.3 from an IPv6 socket lands on the IPv4 listener (%s)",
 	   where >= 0 ? lname[where] : "nowhere");
 	memset(&o, 0, sizeof(o));
 	ok(peer.ss_family == AF_INET && intercept_lookup(ic, (struct sockaddr *)&peer, &o) == 0 &&
-	       o.family == AF_INET && o.daddr[0] == inet_addr("127.1.2.3") && o.dport == htons(lport[R1]),
+	       o.family == AF_INET && o.daddr[0] == inet_addr("127.1.2.3") &&
+	       o.dport == htons(lport[R1]),
 	   "v4-mapped record: original destination 127.1.2.3 as IPv4");
 
 	/* a record whose client is gone before the proxy asked for it is dropped */
@@ -362,8 +368,8 @@ static void test_redirect(struct intercept *ic, struct worker *in, ino_t cg_ino)
 	   "the client reset it before the lookup: its record is gone (TCP_CLOSE), not left for "
 	   "a later connection from the same port");
 	r = worker_cmd(in, CMD_CONNECT, "127.1.2.3", lport[R1], &local);
-	ok(r == 0 && landed(NULL) == L4 && intercept_lookup(ic, (struct sockaddr *)&local, &o) == 0 &&
-	       o.tgid == (__u32)in->pid,
+	ok(r == 0 && landed(NULL) == L4 &&
+	       intercept_lookup(ic, (struct sockaddr *)&local, &o) == 0 && o.tgid == (__u32)in->pid,
 	   "control: the client's own getsockname() address finds the record while it is open");
 }
 
@@ -384,8 +390,10 @@ static void test_scope(struct worker *in)
 	/* now inside the scope: only agent_tgid keeps it from being redirected */
 	ok(move_pid(procs, getpid()) == 0, "the loader joins the scratch cgroup");
 	where = self_via("127.1.2.3", lport[R1]);
-	ok(where == R1, "the loader (agent_tgid) inside the cgroup still reaches 127.1.2.3 directly: "
-			"no loop (%s)", where >= 0 ? lname[where] : "nowhere");
+	ok(where == R1,
+	   "the loader (agent_tgid) inside the cgroup still reaches 127.1.2.3 directly: "
+	   "no loop (%s)",
+	   where >= 0 ? lname[where] : "nowhere");
 	where = self_via("::1", lport[R6]);
 	ok(where == R6, "... and [::1]:%u (%s)", lport[R6], where >= 0 ? lname[where] : "nowhere");
 	ok(move_pid(home_procs, getpid()) == 0, "the loader leaves the scratch cgroup");
@@ -408,7 +416,8 @@ static void test_lists(struct intercept *ic, struct worker *in)
 	ok(where == L4 && intercept_lookup(ic, (struct sockaddr *)&peer, &o) == 0 &&
 	       o.reason == ICPT_REASON_PORT && o.daddr[0] == inet_addr("127.0.0.1") &&
 	       o.dport == htons(lport[R3]),
-	   "port capture: 127.0.0.1:%u redirected, reason PORT, original destination kept", lport[R3]);
+	   "port capture: 127.0.0.1:%u redirected, reason PORT, original destination kept",
+	   lport[R3]);
 	where = via(in, "127.9.9.9", lport[R3], &peer);
 	ok(where == L4 && intercept_lookup(ic, (struct sockaddr *)&peer, &o) == 0 &&
 	       o.daddr[0] == inet_addr("127.9.9.9"),
@@ -440,7 +449,8 @@ static void test_lists(struct intercept *ic, struct worker *in)
 	where = via(in, "127.1.2.3", lport[R1], NULL);
 	ok(where == R1, "A no longer captured (%s)", where >= 0 ? lname[where] : "nowhere");
 	where = via(in, "::1", lport[R6], &peer);
-	ok(where == L6 && intercept_lookup(ic, (struct sockaddr *)&peer, &o) == 0, "B still captured");
+	ok(where == L6 && intercept_lookup(ic, (struct sockaddr *)&peer, &o) == 0,
+	   "B still captured");
 	where = via(in, "127.0.0.1", lport[R2], &peer);
 	ok(where == L4 && intercept_lookup(ic, (struct sockaddr *)&peer, &o) == 0, "C captured");
 
@@ -455,7 +465,8 @@ static void test_lists(struct intercept *ic, struct worker *in)
 
 	/* refusals leave the set alone */
 	struct intercept_dest bad[2] = {d[0], {.family = AF_UNIX, .port = 1}};
-	ok(intercept_set_dests(ic, bad, 2) == -EAFNOSUPPORT, "an AF_UNIX destination: -EAFNOSUPPORT");
+	ok(intercept_set_dests(ic, bad, 2) == -EAFNOSUPPORT,
+	   "an AF_UNIX destination: -EAFNOSUPPORT");
 	bad[1] = d[0];
 	bad[1].port = 0;
 	ok(intercept_set_dests(ic, bad, 2) == -EINVAL, "port 0: -EINVAL");
@@ -466,15 +477,17 @@ static void test_lists(struct intercept *ic, struct worker *in)
 		many[i].addr.v4.s_addr = htonl(0x7f400000u + (uint32_t)i); /* 127.64.x.y */
 		many[i].port = 443;
 	}
-	ok(intercept_set_dests(ic, many, ICPT_MAX_DESTS + 1) == -E2BIG, "%d IPv4 destinations: -E2BIG",
-	   ICPT_MAX_DESTS + 1);
-	ok(intercept_set_dests(ic, many, n) == -E2BIG, "more than twice the limit: -E2BIG before parsing");
+	ok(intercept_set_dests(ic, many, ICPT_MAX_DESTS + 1) == -E2BIG,
+	   "%d IPv4 destinations: -E2BIG", ICPT_MAX_DESTS + 1);
+	ok(intercept_set_dests(ic, many, n) == -E2BIG,
+	   "more than twice the limit: -E2BIG before parsing");
 	where = via(in, "127.1.2.3", lport[R1], &peer);
 	ok(where == L4 && intercept_lookup(ic, (struct sockaddr *)&peer, &o) == 0,
 	   "refused updates left the destination set unchanged");
 	for (size_t i = 0; i < n; i++)
 		many[i] = many[0];
-	ok(intercept_set_dests(ic, many, n - 2) == 0, "%zu copies of one destination are one entry", n - 2);
+	ok(intercept_set_dests(ic, many, n - 2) == 0, "%zu copies of one destination are one entry",
+	   n - 2);
 
 	/* a full set replaced by a disjoint full set: the add-then-delete union must fit */
 	for (size_t i = 0; i < ICPT_MAX_DESTS; i++) {
@@ -492,11 +505,13 @@ static void test_lists(struct intercept *ic, struct worker *in)
 	many[ICPT_MAX_DESTS - 1].addr.v4.s_addr = inet_addr("127.0.0.1");
 	many[ICPT_MAX_DESTS - 1].port = lport[R2];
 	ok(intercept_set_dests(ic, many, ICPT_MAX_DESTS) == 0,
-	   "replaced by %d other IPv4 destinations (old + new coexist during the swap)", ICPT_MAX_DESTS);
+	   "replaced by %d other IPv4 destinations (old + new coexist during the swap)",
+	   ICPT_MAX_DESTS);
 	where = via(in, "127.1.2.3", lport[R1], NULL);
 	ok(where == R1, "the old set is gone (%s)", where >= 0 ? lname[where] : "nowhere");
 	where = via(in, "127.0.0.1", lport[R2], &peer);
-	ok(where == L4 && intercept_lookup(ic, (struct sockaddr *)&peer, &o) == 0, "the new set is live");
+	ok(where == L4 && intercept_lookup(ic, (struct sockaddr *)&peer, &o) == 0,
+	   "the new set is live");
 	free(many);
 	ok(set_base_dests(ic) == 0, "back to {127.1.2.3, [::1]}");
 }
@@ -507,7 +522,8 @@ static void test_lifecycle(struct intercept **icp, struct worker *in, int cgfd)
 	int r, ready[2], where;
 	pid_t loader;
 
-	ok(attached_all(cgfd) == 3, "attached: connect4, connect6, sockops (%d)", attached_all(cgfd));
+	ok(attached_all(cgfd) == 3, "attached: connect4, connect6, sockops (%d)",
+	   attached_all(cgfd));
 	intercept_close(*icp);
 	*icp = NULL;
 	ok(attached_all(cgfd) == 0, "after intercept_close nothing is attached to the cgroup");
@@ -581,8 +597,8 @@ static int setup_paths(char *why, size_t cap)
 	while (fgets(line, sizeof(line), f)) {
 		if (strncmp(line, "0::", 3) == 0) {
 			line[strcspn(line, "\n")] = '\0';
-			snprintf(home_procs, sizeof(home_procs), "%s%s%scgroup.procs", cg_root, line + 3,
-				 strcmp(line + 3, "/") == 0 ? "" : "/");
+			snprintf(home_procs, sizeof(home_procs), "%s%s%scgroup.procs", cg_root,
+				 line + 3, strcmp(line + 3, "/") == 0 ? "" : "/");
 			r = 0;
 		}
 	}
