@@ -279,17 +279,24 @@ static int attached_all(int cgfd)
 	return a < 0 || b < 0 || c < 0 ? -1 : a + b + c;
 }
 
-static struct intercept *open_ic(char *err, size_t cap, int *ret_r)
+static struct intercept *open_ic_with(bool with4, char *err, size_t cap, int *ret_r)
 {
 	char l4[64], l6[64];
-	struct intercept_opts o = {
-	    .cgroup_path = scratch, .listen4 = l4, .listen6 = l6, .agent_tgid = getpid()};
+	struct intercept_opts o = {.cgroup_path = scratch,
+				   .listen4 = with4 ? l4 : NULL,
+				   .listen6 = l6,
+				   .agent_tgid = getpid()};
 	struct intercept *ic = NULL;
 
 	snprintf(l4, sizeof(l4), "127.0.0.1:%u", lport[L4]);
 	snprintf(l6, sizeof(l6), "[::1]:%u", lport[L6]);
 	*ret_r = intercept_open(&o, &ic, err, cap);
 	return *ret_r == 0 ? ic : NULL;
+}
+
+static struct intercept *open_ic(char *err, size_t cap, int *ret_r)
+{
+	return open_ic_with(true, err, cap, ret_r);
 }
 
 static int set_base_dests(struct intercept *ic)
@@ -572,6 +579,23 @@ static void test_lifecycle(struct intercept **icp, struct worker *in, int cgfd)
 	ok(where == L4 && *icp && intercept_lookup(*icp, (struct sockaddr *)&peer, &o) == 0 &&
 	       o.tgid == (__u32)in->pid,
 	   "and redirects with records again");
+
+	/* only an IPv6 listener: IPv4 connects are left alone, v4-mapped ones go to it */
+	intercept_close(*icp);
+	*icp = open_ic_with(false, err, sizeof(err), &r);
+	ok(r == 0 && set_base_dests(*icp) == 0, "reopened with only the IPv6 listener (%s)",
+	   r ? err : "ok");
+	where = via(in, "127.1.2.3", lport[R1], NULL);
+	ok(where == R1, "no IPv4 listener: an IPv4 connect to 127.1.2.3 is untouched (%s)",
+	   where >= 0 ? lname[where] : "nowhere");
+	where = via(in, "::ffff:127.1.2.3", lport[R1], &peer);
+	memset(&o, 0, sizeof(o));
+	ok(where == L6 && *icp && intercept_lookup(*icp, (struct sockaddr *)&peer, &o) == 0 &&
+	       o.family == AF_INET && o.daddr[0] == inet_addr("127.1.2.3") &&
+	       o.dport == htons(lport[R1]),
+	   "no IPv4 listener: v4-mapped ::ffff:127.1.2.3 goes to the IPv6 listener, record "
+	   "says 127.1.2.3 (%s)",
+	   where >= 0 ? lname[where] : "nowhere");
 }
 
 static int setup_paths(char *why, size_t cap)
