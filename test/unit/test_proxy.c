@@ -778,7 +778,7 @@ int main(void)
 	snprintf(l_nobind, sizeof(l_nobind), "127.0.0.1:%u", nobind_port);
 	snprintf(l_proxy, sizeof(l_proxy), "127.0.0.1:%u", proxy_port);
 	struct proxy_listener_cfg ls[] = {
-	    {l_plain, "up"}, {l_ip, "up-ip"}, {l_nobind, "nobind"}, {l_proxy, NULL}};
+	    {l_plain, "up", false}, {l_ip, "up-ip", false}, {l_nobind, "nobind", false}, {l_proxy, NULL, false}};
 	struct proxy_opts po = {.registry = reg, .attest = ac, .broker = br, .audit = au,
 				.tlsca = tca, .trust_domain = "test.local",
 				.upstream_ca_file = ca_pem, .listeners = ls, .n_listeners = 4,
@@ -787,14 +787,14 @@ int main(void)
 	ok(r == 0, "proxy starts (%s)", err);
 	{
 		struct proxy *px2 = NULL;
-		struct proxy_listener_cfg bad[] = {{l_plain, "up"}};
+		struct proxy_listener_cfg bad[] = {{l_plain, "up", false}};
 		struct proxy_opts po2 = po;
 		po2.listeners = bad;
 		po2.n_listeners = 1;
 		err[0] = '\0';
 		ok(proxy_start(&po2, &px2, err, sizeof(err)) < 0 && err[0],
 		   "a busy address fails as a whole with a message (%s)", err);
-		struct proxy_listener_cfg bad2[] = {{"nonsense", "up"}};
+		struct proxy_listener_cfg bad2[] = {{"nonsense", "up", false}};
 		po2.listeners = bad2;
 		ok(proxy_start(&po2, &px2, err, sizeof(err)) == -EINVAL, "a malformed address: -EINVAL");
 	}
@@ -809,7 +809,7 @@ int main(void)
 			char l_cap[32];
 			uint16_t cap_port = free_port();
 			snprintf(l_cap, sizeof(l_cap), "127.0.0.1:%u", cap_port);
-			struct proxy_listener_cfg lc[] = {{l_cap, "up"}};
+			struct proxy_listener_cfg lc[] = {{l_cap, "up", false}};
 			struct proxy_opts pco = po;
 			pco.listeners = lc;
 			pco.n_listeners = 1;
