@@ -119,6 +119,37 @@ static const char *check_listen(const char *s)
 
 static const char *check_listen_or_off(const char *s) { return *s ? check_listen(s) : NULL; }
 
+/* intercept.listen4: "" or IPv4:port. */
+static const char *check_listen4(const char *s)
+{
+	if (!*s)
+		return NULL;
+	if (s[0] == '[')
+		return "expected IPv4:port (the IPv6 listener is listen6)";
+	return check_listen(s);
+}
+
+/* intercept.listen6: "" or [IPv6]:port, not v4-mapped (IPv4 clients go to listen4). */
+static const char *check_listen6(const char *s)
+{
+	char host[INET6_ADDRSTRLEN + 1];
+	struct in6_addr a;
+	const char *why, *end;
+
+	if (!*s)
+		return NULL;
+	if (s[0] != '[')
+		return "expected [IPv6]:port (the IPv4 listener is listen4)";
+	if ((why = check_listen(s)))
+		return why;
+	end = strchr(s, ']');
+	memcpy(host, s + 1, (size_t)(end - s - 1));
+	host[end - s - 1] = '\0';
+	if (inet_pton(AF_INET6, host, &a) == 1 && IN6_IS_ADDR_V4MAPPED(&a))
+		return "a v4-mapped address is not an IPv6 listener (use listen4)";
+	return NULL;
+}
+
 static const char *check_socket_path(const char *s)
 {
 	if (strlen(s) >= sizeof(((struct sockaddr_un *)0)->sun_path))
@@ -187,6 +218,7 @@ static const char *const all_keys[] = {
     "exchangeTimeoutMs",
     "maxConnections",
     "logLevel",
+    "intercept",
 };
 
 void agentconf_done(struct agentconf *c)
@@ -201,6 +233,10 @@ void agentconf_done(struct agentconf *c)
 		free(c->plain[i].listen);
 	}
 	free(c->plain);
+	free(c->intercept.cgroup);
+	free(c->intercept.listen4);
+	free(c->intercept.listen6);
+	free(c->intercept.ports);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -224,6 +260,7 @@ int agentconf_defaults(struct agentconf *ret)
 	    .reload_interval_ms = 1000,
 	    .exchange_timeout_ms = 30000,
 	    .max_connections = 4096,
+	    .intercept = {.enabled = true, .resolve_interval = 30},
 	};
 	int r = 0;
 
@@ -236,6 +273,8 @@ int agentconf_defaults(struct agentconf *ret)
 	r |= set_str(&c.oidc_listen, "127.0.0.1:7802");
 	r |= set_str(&c.proxy_listen, "127.0.0.1:7800");
 	r |= set_str(&c.log_level, "info");
+	r |= set_str(&c.intercept.listen4, "127.0.0.1:7803");
+	r |= set_str(&c.intercept.listen6, "[::1]:7803");
 	c.plain = calloc(1, sizeof(*c.plain));
 	if (c.plain) {
 		c.n_plain = 1;
@@ -384,13 +423,148 @@ static void load_plain(struct cload *cl, const struct yamltree_node *v, struct a
 	c->n_plain = n;
 }
 
+static const char *check_cgroup_path(const char *s)
+{
+	if (s[0] != '/')
+		return "expected an absolute path of a cgroup v2 directory";
+	for (const char *p = s; *p; p++)
+		if (p[0] == '/' && p[1] == '.' && p[2] == '.' && (p[3] == '/' || !p[3]))
+			return "a cgroup path must not contain '..'";
+	if (strlen(s) >= 4096)
+		return "longer than PATH_MAX";
+	return NULL;
+}
+
+static void load_ports(struct cload *cl, const struct yamltree_node *v,
+		       struct agentconf_intercept *ic)
+{
+	uint16_t *ports = NULL;
+	size_t n = 0;
+
+	if (v->type == YAMLTREE_BAD)
+		return;
+	if (v->type != YAMLTREE_SEQ) {
+		cerr(cl, v, "intercept.ports: expected a list of ports, found %s", found(v));
+		return;
+	}
+	if (v->n > AGENTCONF_MAX_PORTS) {
+		cerr(cl, v, "intercept.ports: at most %d ports", AGENTCONF_MAX_PORTS);
+		return;
+	}
+	if (v->n) {
+		ports = calloc(v->n, sizeof(*ports));
+		if (!ports) {
+			cl->oom = true;
+			return;
+		}
+	}
+	for (size_t i = 0; i < v->n; i++) {
+		const struct yamltree_node *e = v->items[i];
+		long long x;
+		bool dup = false;
+		if (e->type == YAMLTREE_BAD)
+			continue;
+		if (e->type != YAMLTREE_SCALAR || yamltree_int(e, 1, 65535, &x) < 0) {
+			cerr(cl, e, "intercept.ports[%zu]: expected a port 1..65535", i);
+			continue;
+		}
+		for (size_t j = 0; j < n && !dup; j++)
+			dup = ports[j] == (uint16_t)x;
+		if (dup) {
+			cerr(cl, e, "intercept.ports[%zu]: port %lld is listed twice", i, x);
+			continue;
+		}
+		ports[n++] = (uint16_t)x;
+	}
+	free(ic->ports);
+	ic->ports = ports;
+	ic->n_ports = n;
+}
+
+/* The intercept map: enabled, cgroup, listen4, listen6, ports, resolveInterval. */
+static void load_intercept(struct cload *cl, const struct yamltree_node *m,
+			   struct agentconf_intercept *ic)
+{
+	static const char *const keys[] = {"enabled", "cgroup",	 "listen4",
+					   "listen6", "ports", "resolveInterval"};
+	static const struct {
+		const char *name;
+		conf_check_fn check;
+		bool may_be_empty;
+		size_t off;
+	} strs[] = {
+	    {"cgroup", check_cgroup_path, false, offsetof(struct agentconf_intercept, cgroup)},
+	    {"listen4", check_listen4, true, offsetof(struct agentconf_intercept, listen4)},
+	    {"listen6", check_listen6, true, offsetof(struct agentconf_intercept, listen6)},
+	};
+	const struct yamltree_node *v;
+	const char *why;
+
+	if (m->type == YAMLTREE_BAD)
+		return;
+	if (m->type != YAMLTREE_MAP) {
+		cerr(cl, m, "intercept: expected a map, found %s", found(m));
+		return;
+	}
+	for (size_t j = 0; j < m->n; j++) {
+		const struct yamltree_node *k = m->items[2 * j];
+		bool known = false;
+		if (k->type != YAMLTREE_SCALAR)
+			continue;
+		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]) && !known; i++)
+			known = strcmp(k->str, keys[i]) == 0;
+		if (known)
+			continue;
+		const char *sg = yamltree_suggest(k->str, keys, sizeof(keys) / sizeof(keys[0]));
+		cerr(cl, k, "intercept: unknown field '%s'%s%s%s", k->str,
+		     sg ? ", did you mean '" : " (known fields: enabled, cgroup, listen4, listen6, "
+					       "ports, resolveInterval)",
+		     sg ? sg : "", sg ? "'?" : "");
+	}
+	if ((v = yamltree_get(m, "enabled")) && v->type != YAMLTREE_BAD && !yamltree_is_null(v) &&
+	    yamltree_bool(v, &ic->enabled) < 0)
+		cerr(cl, v, "intercept.enabled: expected true or false");
+	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+		v = yamltree_get(m, strs[i].name);
+		if (!v || v->type == YAMLTREE_BAD || yamltree_is_null(v))
+			continue;
+		if (v->type != YAMLTREE_SCALAR)
+			cerr(cl, v, "intercept.%s: expected a string, found %s", strs[i].name,
+			     found(v));
+		else if (!*v->str && !strs[i].may_be_empty)
+			cerr(cl, v, "intercept.%s: must not be empty", strs[i].name);
+		else if ((why = strs[i].check(v->str)))
+			cerr(cl, v, "intercept.%s: invalid value '%s': %s", strs[i].name, v->str,
+			     why);
+		else if (set_str((char **)((char *)ic + strs[i].off), v->str) < 0)
+			cl->oom = true;
+	}
+	if ((v = yamltree_get(m, "ports")) && !yamltree_is_null(v))
+		load_ports(cl, v, ic);
+	if ((v = yamltree_get(m, "resolveInterval")) && v->type != YAMLTREE_BAD &&
+	    !yamltree_is_null(v)) {
+		long long x;
+		int r = yamltree_int(v, 1, 86400, &x);
+		if (r == -ERANGE)
+			cerr(cl, v, "intercept.resolveInterval: %s out of range (1..86400)", v->str);
+		else if (r < 0)
+			cerr(cl, v, "intercept.resolveInterval: expected an integer (seconds)");
+		else
+			ic->resolve_interval = (uint32_t)x;
+	}
+	if (ic->enabled && ic->listen4 && ic->listen6 && !*ic->listen4 && !*ic->listen6)
+		cerr(cl, m, "intercept: listen4 and listen6 are both disabled; set one, or set "
+			    "enabled: false");
+}
+
 /* No two listeners on one address; reported at the later one written in the file. */
 static void check_listeners(struct cload *cl, const struct agentconf *c,
 			    const struct yamltree_node *oidc, const struct yamltree_node *proxy,
-			    const struct yamltree_node *const *plain_nodes)
+			    const struct yamltree_node *const *plain_nodes,
+			    const struct yamltree_node *icpt)
 {
-	const char *addr[2 + YAMLTREE_MAX_ITEMS];
-	const struct yamltree_node *node[2 + YAMLTREE_MAX_ITEMS];
+	const char *addr[4 + YAMLTREE_MAX_ITEMS];
+	const struct yamltree_node *node[4 + YAMLTREE_MAX_ITEMS];
 	size_t n = 0;
 
 	if (*c->oidc_listen) {
@@ -404,6 +578,14 @@ static void check_listeners(struct cload *cl, const struct agentconf *c,
 	for (size_t i = 0; i < c->n_plain; i++) {
 		addr[n] = c->plain[i].listen;
 		node[n++] = plain_nodes[i];
+	}
+	if (c->intercept.enabled && *c->intercept.listen4) {
+		addr[n] = c->intercept.listen4;
+		node[n++] = yamltree_get(icpt, "listen4");
+	}
+	if (c->intercept.enabled && *c->intercept.listen6) {
+		addr[n] = c->intercept.listen6;
+		node[n++] = yamltree_get(icpt, "listen6");
 	}
 	for (size_t i = 1; i < n; i++)
 		for (size_t j = 0; j < i; j++) {
@@ -470,7 +652,7 @@ out:
 int agentconf_load(const char *path, struct diag_list *diags, struct agentconf *ret)
 {
 	struct cload cl = {.file = path, .diags = diags, .start = diags->n};
-	const struct yamltree_node *root, *v, *oidc = NULL, *proxy = NULL;
+	const struct yamltree_node *root, *v, *oidc = NULL, *proxy = NULL, *icpt = NULL;
 	const struct yamltree_node **plain_nodes = NULL;
 	struct agentconf c = {0};
 	struct yamltree *t = NULL;
@@ -528,7 +710,11 @@ int agentconf_load(const char *path, struct diag_list *diags, struct agentconf *
 	if ((v = yamltree_get(root, "plainListeners")) && !yamltree_is_null(v))
 		load_plain(&cl, v, &c, plain_nodes);
 	else
-		plain_nodes[0] = NULL;		 /* the default listener has no position */
+		plain_nodes[0] = NULL; /* the default listener has no position */
+	if ((icpt = yamltree_get(root, "intercept")) && !yamltree_is_null(icpt))
+		load_intercept(&cl, icpt, &c.intercept);
+	else
+		icpt = NULL;
 	if (!c.ca_cert_file != !c.ca_key_file) { /* exactly one was given in this file */
 		const struct yamltree_node *cert = yamltree_get(root, "caCertFile");
 		if (c.ca_cert_file)
@@ -548,7 +734,7 @@ int agentconf_load(const char *path, struct diag_list *diags, struct agentconf *
 	}
 check:
 	if (plain_nodes && diags->n == cl.start)
-		check_listeners(&cl, &c, oidc, proxy, plain_nodes);
+		check_listeners(&cl, &c, oidc, proxy, plain_nodes, icpt);
 	if (cl.oom) {
 		r = -ENOMEM;
 		goto out;

@@ -13,6 +13,20 @@ struct agentconf_plain {
 	char *listen;  /* "127.0.0.1:7801" */
 };
 
+/* intercept: transparent capture with the eBPF hooks (docs/CONFIG.md "intercept"). */
+#define AGENTCONF_MAX_PORTS 64 /* = ICPT_MAX_PORTS */
+struct agentconf_intercept {
+	bool enabled;	   /* default true */
+	char *cgroup;	   /* cgroup v2 directory (absolute path); NULL = "<cgroup2 mount>/vouch",
+			    * found at startup */
+	char *listen4;	   /* IPv4 transparent listener, default "127.0.0.1:7803"; "" disables */
+	char *listen6;	   /* IPv6 transparent listener, default "[::1]:7803"; "" disables */
+	uint16_t *ports;   /* whole ports captured (decided by SNI); default none */
+	size_t n_ports;	   /* <= AGENTCONF_MAX_PORTS, distinct */
+	uint32_t resolve_interval; /* seconds between re-resolutions of Service hosts; default
+				    * 30, 1..86400 */
+};
+
 struct agentconf {
 	char *trust_domain;   /* default "vouch.local" */
 	char *issuer;         /* default "http://127.0.0.1:7802" (= oidc listener) */
@@ -33,6 +47,7 @@ struct agentconf {
 	uint32_t exchange_timeout_ms; /* token exchange timeout; default 30000 */
 	uint32_t max_connections;     /* proxy connection cap; default 4096 */
 	char *log_level;      /* debug|info|warn|error; default info */
+	struct agentconf_intercept intercept;
 };
 
 /* Fill c with the defaults. Caller frees with agentconf_done(). */

@@ -88,8 +88,15 @@ static void test_defaults(void)
 	       c.reload_interval_ms == 1000 && c.exchange_timeout_ms == 30000 &&
 	       c.max_connections == 4096,
 	   "numeric defaults as documented");
+	ok(c.intercept.enabled && c.intercept.cgroup == NULL &&
+	       strcmp(c.intercept.listen4, "127.0.0.1:7803") == 0 &&
+	       strcmp(c.intercept.listen6, "[::1]:7803") == 0 && c.intercept.n_ports == 0 &&
+	       c.intercept.ports == NULL && c.intercept.resolve_interval == 30,
+	   "intercept defaults: on, cgroup found at startup, 127.0.0.1:7803 / [::1]:7803, no "
+	   "ports, 30 s");
 	agentconf_done(&c);
-	ok(c.trust_domain == NULL && c.plain == NULL, "agentconf_done clears the struct");
+	ok(c.trust_domain == NULL && c.plain == NULL && c.intercept.listen4 == NULL,
+	   "agentconf_done clears the struct");
 	agentconf_done(&c);
 }
 
@@ -166,6 +173,97 @@ static void test_full(void)
 	ok(r == 0 && strcmp(c.log_level, "info") == 0, "a null value keeps the default");
 	agentconf_done(&c);
 	diag_list_done(&d);
+}
+
+static void test_intercept(void)
+{
+	static const char text[] = "intercept:\n"
+				   "  enabled: true\n"
+				   "  cgroup: /sys/fs/cgroup/unified/vouch-x\n"
+				   "  listen4: 127.0.0.1:9803\n"
+				   "  listen6: ''\n"
+				   "  ports: [443, 8443]\n"
+				   "  resolveInterval: 5\n";
+	struct diag_list d = {0};
+	struct agentconf c = {0};
+	int r = agentconf_load(write_conf(text, sizeof(text) - 1), &d, &c);
+
+	ok(r == 0 && d.n == 0, "an intercept map with every field loads");
+	if (r == 0)
+		ok(c.intercept.enabled &&
+		       strcmp(c.intercept.cgroup, "/sys/fs/cgroup/unified/vouch-x") == 0 &&
+		       strcmp(c.intercept.listen4, "127.0.0.1:9803") == 0 &&
+		       c.intercept.listen6[0] == '\0' && c.intercept.n_ports == 2 &&
+		       c.intercept.ports[0] == 443 && c.intercept.ports[1] == 8443 &&
+		       c.intercept.resolve_interval == 5,
+		   "intercept fields read (listen6 \"\" disables)");
+	agentconf_done(&c);
+	diag_list_done(&d);
+
+	static const char t2[] = "intercept: {enabled: false}\n";
+	r = agentconf_load(write_conf(t2, sizeof(t2) - 1), &d, &c);
+	ok(r == 0 && !c.intercept.enabled && strcmp(c.intercept.listen4, "127.0.0.1:7803") == 0,
+	   "intercept.enabled false; other fields keep their defaults");
+	agentconf_done(&c);
+	diag_list_done(&d);
+	static const char t3[] = "intercept:\n  enabled: false\n  listen4: ''\n  listen6: ''\n"
+				 "plainListeners: [{service: a, listen: '127.0.0.1:7803'}]\n";
+	r = agentconf_load(write_conf(t3, sizeof(t3) - 1), &d, &c);
+	ok(r == 0, "both transparent listeners off is fine when interception is disabled; a "
+		   "disabled listener's address is free");
+	agentconf_done(&c);
+	diag_list_done(&d);
+	r = agentconf_load(write_conf("intercept: ~\n", 13), &d, &c);
+	ok(r == 0 && c.intercept.enabled, "intercept: null is the defaults");
+	agentconf_done(&c);
+	diag_list_done(&d);
+
+	expect_errors("intercept not a map", "intercept: true\n", 1, 1u, 12u,
+		      "intercept: expected a map, found a scalar");
+	expect_errors("intercept unknown field", "intercept:\n  enable: true\n", 1, 2u, 3u,
+		      "unknown field 'enable', did you mean 'enabled'?");
+	expect_errors("intercept.enabled not a bool", "intercept: {enabled: yes}\n", 1, 1u, 22u,
+		      "intercept.enabled: expected true or false");
+	expect_errors("intercept.cgroup relative",
+		      "intercept: {cgroup: vouch}\n", 1, 1u, 21u, "expected an absolute path");
+	expect_errors("intercept.cgroup with ..", "intercept: {cgroup: /sys/fs/cgroup/../x}\n", 1,
+		      1u, 21u, "must not contain '..'");
+	expect_errors("intercept.cgroup empty", "intercept: {cgroup: ''}\n", 1, 1u, 21u,
+		      "intercept.cgroup: must not be empty");
+	expect_errors("intercept listeners of the wrong family",
+		      "intercept:\n  listen4: '[::1]:1'\n  listen6: 127.0.0.1:1\n", 2, 2u, 12u,
+		      "the IPv6 listener is listen6", 3u, 12u, "the IPv4 listener is listen4");
+	expect_errors("intercept.listen6 v4-mapped", "intercept: {listen6: '[::ffff:127.0.0.1]:1'}\n",
+		      1, 1u, 22u, "v4-mapped");
+	expect_errors("intercept.listen4 name and port 0",
+		      "intercept: {listen4: 'localhost:1', listen6: '[::1]:0'}\n", 2, 1u, 22u,
+		      "intercept.listen4: invalid value", 1u, 46u, "expected a port 1..65535");
+	expect_errors("both transparent listeners off while enabled",
+		      "intercept: {listen4: '', listen6: ''}\n", 1, 1u, 12u,
+		      "listen4 and listen6 are both disabled");
+	expect_errors("intercept.ports: not a list, bad entries, duplicates",
+		      "intercept:\n  ports: [0, 65536, '443', 443, 443, [1]]\n", 5, 2u, 11u,
+		      "ports[0]: expected a port", 2u, 14u, "ports[1]: expected a port", 2u, 21u,
+		      "ports[2]: expected a port", 2u, 33u, "port 443 is listed twice", 2u, 38u,
+		      "ports[5]: expected a port");
+	expect_errors("intercept.ports a scalar", "intercept: {ports: 443}\n", 1, 1u, 20u,
+		      "expected a list of ports");
+	{
+		char big[512] = "intercept:\n  ports: [";
+		size_t len = strlen(big);
+		for (int i = 1; i <= AGENTCONF_MAX_PORTS + 1; i++)
+			len += (size_t)snprintf(big + len, sizeof(big) - len, "%s%d", i > 1 ? "," : "",
+						i);
+		snprintf(big + len, sizeof(big) - len, "]\n");
+		expect_errors("more than 64 ports", big, 1, 2u, 10u, "at most 64 ports");
+	}
+	expect_errors("intercept.resolveInterval range and type",
+		      "intercept: {resolveInterval: 0}\n", 1, 1u, 30u, "out of range (1..86400)");
+	expect_errors("intercept.resolveInterval not an integer",
+		      "intercept: {resolveInterval: 1s}\n", 1, 1u, 30u, "expected an integer");
+	expect_errors("transparent listener on another listener's address",
+		      "proxyListen: 127.0.0.1:7000\nintercept: {listen4: 127.0.0.1:7000}\n", 1, 2u,
+		      22u, "used by two listeners");
 }
 
 static void test_errors(void)
@@ -264,6 +362,7 @@ int main(void)
 	}
 	test_defaults();
 	test_full();
+	test_intercept();
 	test_errors();
 	unlink(conf_path);
 	rmdir(tmpdir);
