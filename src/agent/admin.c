@@ -6,10 +6,12 @@
 
 #include "common/log.h"
 #include "common/net.h"
+#include "config/resources.h"
 #include "oidc/oidc.h"
 #include "registry/explain.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -20,6 +22,8 @@
 #include <unistd.h>
 
 #define ADMIN_MAX_REQUEST 4096
+#define ADMIN_MAX_REASON 256	   /* revoke reason, bytes */
+#define ADMIN_MAX_CA_PEM (64 * 1024) /* interception CA certificate file */
 
 static json_t *err_json(const char *msg)
 {
@@ -61,6 +65,9 @@ static json_t *cmd_stats(struct agent *a)
 	json_t *o;
 
 	broker_get_stats(a->broker, &st);
+	struct tracker_stats ts = {0};
+	json_t *res = json_null();
+
 	o = json_pack("{s:{s:I,s:I,s:I,s:I},s:{s:I,s:i,s:i,s:i,s:i}}", "broker", "exchanges",
 		      (json_int_t)st.exchanges, "exchange_failures",
 		      (json_int_t)st.exchange_failures, "request_path_exchanges",
@@ -69,6 +76,24 @@ static json_t *cmd_stats(struct agent *a)
 		      (int)set->n_workloads, "services", (int)set->n_services, "sources",
 		      (int)set->n_sources, "bindings", (int)set->n_bindings);
 	resource_set_unref(set);
+	if (!o)
+		return NULL;
+	if (a->resolver) {
+		struct resolver_stats rs;
+		resolver_get_stats(a->resolver, &rs);
+		res = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:i}", "generation",
+				(json_int_t)rs.generation, "rounds", (json_int_t)rs.rounds,
+				"hosts", (json_int_t)rs.hosts, "unresolved",
+				(json_int_t)rs.unresolved, "dests", (json_int_t)rs.dests, "applied",
+				(json_int_t)rs.applied, "last_apply_error", rs.last_apply_error);
+	}
+	if (a->tracker)
+		tracker_get_stats(a->tracker, &ts);
+	json_object_set_new(o, "intercept", json_string(a->intercept_state));
+	json_object_set_new(o, "resolver", res ? res : json_null());
+	json_object_set_new(o, "tracker",
+			    json_pack("{s:I,s:I,s:I}", "pids", (json_int_t)ts.pids, "workloads",
+				      (json_int_t)ts.workloads, "drops", (json_int_t)ts.drops));
 	return o;
 }
 
@@ -108,6 +133,148 @@ static json_t *cmd_reload(struct agent *a)
 	}
 	diag_list_done(&d);
 	return o;
+}
+
+/* The workload named in req: a path ("demo/app", a leading '/' allowed) or a SPIFFE ID
+ * of this trust domain. On success path (cap bytes) holds the path without the leading
+ * '/' and NULL is returned; otherwise the error answer. */
+static json_t *workload_arg(struct agent *a, json_t *req, char *path, size_t cap)
+{
+	const char *w = json_string_value(json_object_get(req, "workload")), *why = NULL;
+	const char *td = a->cfg.trust_domain;
+	size_t tdl = strlen(td), len;
+	char msg[256];
+
+	if (!w || !*w)
+		return err_json("give the workload as a path (demo/app) or a SPIFFE ID");
+	len = strlen(w);
+	if (len >= cap || len > TRACKER_MAX_PATH)
+		return err_json("workload: too long");
+	if (strncmp(w, "spiffe://", 9) == 0) {
+		w += 9;
+		if (strncmp(w, td, tdl) != 0 || w[tdl] != '/') {
+			snprintf(msg, sizeof(msg), "workload: not a SPIFFE ID of this trust domain (%s)",
+				 td);
+			return err_json(msg);
+		}
+		w += tdl;
+	}
+	if (*w == '/')
+		w++;
+	if (resources_check_spiffe_path(w, &why) < 0) {
+		snprintf(msg, sizeof(msg), "workload: invalid SPIFFE path: %s", why ? why : "");
+		return err_json(msg);
+	}
+	memcpy(path, w, strlen(w) + 1);
+	return NULL;
+}
+
+static json_t *cmd_revoke(struct agent *a, json_t *req)
+{
+	json_t *reasonv = json_object_get(req, "reason");
+	const char *reason = "revoked by an operator";
+	char path[TRACKER_MAX_PATH + 1], id[TRACKER_MAX_PATH + 320];
+	json_t *e;
+	bool already;
+	int r;
+
+	if ((e = workload_arg(a, req, path, sizeof(path))))
+		return e;
+	if (reasonv && !json_is_null(reasonv)) {
+		reason = json_string_value(reasonv);
+		if (!reason || !*reason || strlen(reason) > ADMIN_MAX_REASON)
+			return err_json("reason: a non-empty string of at most 256 bytes");
+	}
+	already = revocations_check(a->revocations, path, NULL, 0);
+	r = revocations_add(a->revocations, path, reason);
+	if (r == -E2BIG)
+		return err_json("the revocation table is full (4096 workloads); unrevoke some "
+				"first");
+	if (r < 0)
+		return err_json(strerror(-r));
+	/* From here the proxy answers 403 to the workload's next request, also on an open
+	 * connection; its cached tokens go now. */
+	broker_drop_workload(a->broker, path);
+	char cur[ADMIN_MAX_REASON + 1] = "";
+	revocations_check(a->revocations, path, cur, sizeof(cur)); /* the first reason stays */
+	if (cur[0])
+		reason = cur;
+	snprintf(id, sizeof(id), "spiffe://%s/%s", a->cfg.trust_domain, path);
+	audit_emit(a->audit,
+		   &(struct audit_rec){.event = "revoke", .workload_id = id, .reason = reason,
+				       .expires_in = -1});
+	log_info("%s revoked: %s", id, reason);
+	return json_pack("{s:s,s:s,s:s,s:b}", "revoked", id, "workload", path, "reason", reason,
+			 "already", already);
+}
+
+static json_t *cmd_unrevoke(struct agent *a, json_t *req)
+{
+	char path[TRACKER_MAX_PATH + 1], id[TRACKER_MAX_PATH + 320];
+	json_t *e;
+	int r;
+
+	if ((e = workload_arg(a, req, path, sizeof(path))))
+		return e;
+	r = revocations_remove(a->revocations, path);
+	if (r < 0 && r != -ENOENT)
+		return err_json(strerror(-r));
+	snprintf(id, sizeof(id), "spiffe://%s/%s", a->cfg.trust_domain, path);
+	if (r == 0) {
+		audit_emit(a->audit, &(struct audit_rec){.event = "unrevoke",
+							 .workload_id = id,
+							 .reason = "revocation lifted by an operator",
+							 .expires_in = -1});
+		log_info("%s: revocation lifted", id);
+	}
+	return json_pack("{s:s,s:s,s:b}", "unrevoked", id, "workload", path, "was_revoked",
+			 r == 0);
+}
+
+/* Read the interception CA certificate (public) for `vouch run`, which may not be able
+ * to read the state directory itself. */
+static char *read_ca_pem(const char *path)
+{
+	char *buf = malloc(ADMIN_MAX_CA_PEM + 1);
+	size_t len = 0;
+	int fd;
+
+	if (!buf)
+		return NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		free(buf);
+		return NULL;
+	}
+	while (len < ADMIN_MAX_CA_PEM) {
+		ssize_t n = read(fd, buf + len, ADMIN_MAX_CA_PEM - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	buf[len] = '\0';
+	if (len == 0 || len == ADMIN_MAX_CA_PEM || strlen(buf) != len) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+static json_t *cmd_run_info(struct agent *a)
+{
+	const char *ca = tlsca_cert_path(a->tlsca);
+	char *pem = read_ca_pem(ca);
+	json_t *o;
+
+	o = json_pack("{s:o,s:s,s:o,s:s}", "cgroup",
+		      a->intercept_cgroup ? json_string(a->intercept_cgroup) : json_null(), "ca",
+		      ca, "ca_pem", pem ? json_string(pem) : json_null(), "intercept",
+		      a->intercept_state);
+	free(pem);
+	return o ? o : err_json("out of memory");
 }
 
 static void serve_one(struct agent *a, int fd)
@@ -152,8 +319,15 @@ static void serve_one(struct agent *a, int fd)
 		resp = cmd_oidc(a);
 	else if (strcmp(cmd, "reload") == 0)
 		resp = cmd_reload(a);
+	else if (strcmp(cmd, "revoke") == 0)
+		resp = cmd_revoke(a, req);
+	else if (strcmp(cmd, "unrevoke") == 0)
+		resp = cmd_unrevoke(a, req);
+	else if (strcmp(cmd, "run-info") == 0)
+		resp = cmd_run_info(a);
 	else
-		resp = err_json("unknown cmd (explain, stats, oidc, reload)");
+		resp = err_json("unknown cmd (explain, stats, oidc, reload, revoke, unrevoke, "
+				"run-info)");
 reply:
 	out = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
 	if (out) {

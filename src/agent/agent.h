@@ -2,6 +2,8 @@
 #ifndef VOUCH_AGENT_H
 #define VOUCH_AGENT_H
 
+#include "agent/resolver.h"
+#include "agent/tracker.h"
 #include "attest/attest.h"
 #include "audit/audit.h"
 #include "broker/broker.h"
@@ -10,7 +12,9 @@
 #include "config/agentconf.h"
 #include "config/resources.h"
 #include "proxy/proxy.h"
+#include "intercept/intercept.h"
 #include "registry/registry.h"
+#include "registry/revoke.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -24,6 +28,14 @@ struct agent {
 	struct attest_cache *attest;
 	struct broker *broker;
 	struct proxy *proxy;
+	struct revocations *revocations; /* `vouch revoke`; checked by the proxy per request */
+	struct tracker *tracker;	 /* drops a workload's tokens after its last process */
+	struct intercept *intercept;	 /* NULL: explicit mode only */
+	struct resolver *resolver;	 /* feeds the intercept's destinations (when on) */
+	char *intercept_cgroup;		 /* the cgroup the hooks are attached to (when on) */
+	char intercept_state[320];	 /* "on" | "off: <cause>"; set before the admin
+					  * socket starts, constant afterwards */
+	atomic_bool tracker_full_logged;
 	int admin_fd, oidc_fd;
 	pthread_t admin_thread, oidc_thread;
 	bool admin_started, oidc_started;
@@ -37,7 +49,15 @@ void agent_serve_sequential(struct agent *a, int listen_fd, void (*serve)(struct
 /* Bind cfg.admin_socket (mode 0600, parent created 0700) and serve the admin protocol
  * on a thread: one JSON request line per connection, one JSON answer, close.
  * Requests: {"cmd":"explain","pid":N} | {"cmd":"stats"} | {"cmd":"oidc"} |
- * {"cmd":"reload"}. Callers must be root or vouchd's own uid (SO_PEERCRED). */
+ * {"cmd":"reload"} | {"cmd":"revoke","workload":W[,"reason":TEXT]} |
+ * {"cmd":"unrevoke","workload":W} | {"cmd":"run-info"}, where W is a workload path
+ * ("demo/app") or a SPIFFE ID of this trust domain. Answers (every failure is
+ * {"error": TEXT}):
+ *   revoke   {"revoked": SPIFFE_ID, "workload": PATH, "reason": TEXT, "already": BOOL}
+ *   unrevoke {"unrevoked": SPIFFE_ID, "workload": PATH, "was_revoked": BOOL}
+ *   run-info {"cgroup": PATH|null, "ca": PATH, "ca_pem": PEM, "intercept": "on"|"off: .."}
+ *   stats    {..., "intercept": "on"|"off: ..", "resolver": {...}|null, "tracker": {...}}
+ * Callers must be root or vouchd's own uid (SO_PEERCRED). */
 int admin_start(struct agent *a);
 void admin_stop(struct agent *a);
 

@@ -1,6 +1,7 @@
 /* vouchd — the node agent. Setup follows open → configure → start → serve → stop:
  * config, state dir, audit, identity CA, interception CA, registry, attestation cache,
- * broker, listeners (proxy, OIDC, admin); then the main thread waits for signals and
+ * broker, revocations, process tracker, intercept hooks, listeners (proxy incl. the
+ * transparent ones, OIDC, admin), resolver; then the main thread waits for signals and
  * does housekeeping once a second (resource reload, key rotation, cache pruning). */
 #include "agent/agent.h"
 
@@ -137,14 +138,123 @@ static int agent_setup(struct agent *a)
 	return 0;
 }
 
+/* The tracker saw the last process of a workload exit: its cached tokens go. */
+static void agent_on_last_exit(void *ctx, const char *workload_path, pid_t pid)
+{
+	struct agent *a = ctx;
+	char id[2400];
+
+	broker_drop_workload(a->broker, workload_path);
+	snprintf(id, sizeof(id), "spiffe://%s/%s", a->cfg.trust_domain, workload_path);
+	audit_emit(a->audit, &(struct audit_rec){.event = "revoke",
+						 .workload_id = id,
+						 .pid = pid,
+						 .reason = "last process of the workload exited",
+						 .expires_in = -1});
+	log_debug("%s: last process (%d) exited; cached credentials dropped", id, (int)pid);
+}
+
+/* From proxy connection threads: follow the process a connection was attributed to. */
+static void agent_on_attributed(void *ctx, const char *workload_path, pid_t pid)
+{
+	struct agent *a = ctx;
+	int r = tracker_add(a->tracker, workload_path, pid);
+
+	if (r == -ENOSPC && !atomic_exchange(&a->tracker_full_logged, true))
+		log_warn("process tracker full (%d processes): credentials of further workload "
+			 "processes are not dropped when they exit",
+			 TRACKER_MAX);
+	else if (r < 0 && r != -ESRCH && r != -ENOSPC)
+		log_debug("tracker: pid %d: %s", (int)pid, strerror(-r));
+}
+
+static int agent_apply_dests(void *ctx, const struct intercept_dest *d, size_t n)
+{
+	struct agent *a = ctx;
+
+	return intercept_set_dests(a->intercept, d, n);
+}
+
+/* Attach the hooks (intercept.enabled). On failure interception stays off with the
+ * cause in a->intercept_state; the agent serves explicit mode only. */
+static void agent_intercept_open(struct agent *a)
+{
+	const struct agentconf_intercept *ic = &a->cfg.intercept;
+	char err[256] = "", root[4096];
+	char *cg = NULL;
+	int r;
+
+	if (!ic->enabled) {
+		snprintf(a->intercept_state, sizeof(a->intercept_state),
+			 "off: disabled in the configuration (intercept.enabled: false)");
+		return;
+	}
+	if (ic->cgroup) {
+		cg = strdup(ic->cgroup);
+	} else {
+		r = intercept_cgroup2_root(root, sizeof(root));
+		if (r < 0) {
+			snprintf(a->intercept_state, sizeof(a->intercept_state),
+				 "off: no cgroup v2 mount found (%s)", strerror(-r));
+			goto fail;
+		}
+		if (asprintf(&cg, "%s/vouch", strcmp(root, "/") == 0 ? "" : root) < 0)
+			cg = NULL;
+	}
+	if (!cg) {
+		snprintf(a->intercept_state, sizeof(a->intercept_state), "off: out of memory");
+		goto fail;
+	}
+	struct intercept_opts io = {
+	    .cgroup_path = cg,
+	    .listen4 = *ic->listen4 ? ic->listen4 : NULL,
+	    .listen6 = *ic->listen6 ? ic->listen6 : NULL,
+	    .agent_tgid = getpid(),
+	};
+	r = intercept_open(&io, &a->intercept, err, sizeof(err));
+	if (r < 0) {
+		snprintf(a->intercept_state, sizeof(a->intercept_state), "off: %s",
+			 err[0] ? err : strerror(-r));
+		goto fail;
+	}
+	a->intercept_cgroup = cg;
+	snprintf(a->intercept_state, sizeof(a->intercept_state), "on");
+	return;
+fail:
+	free(cg);
+	log_err("transparent interception is %s; serving explicit mode only",
+		a->intercept_state);
+}
+
+static void agent_intercept_off(struct agent *a, const char *why)
+{
+	snprintf(a->intercept_state, sizeof(a->intercept_state), "off: %s", why);
+	log_err("transparent interception is %s; serving explicit mode only", a->intercept_state);
+	intercept_close(a->intercept);
+	a->intercept = NULL;
+	free(a->intercept_cgroup);
+	a->intercept_cgroup = NULL;
+}
+
 static int agent_start(struct agent *a)
 {
+	const struct agentconf_intercept *ic = &a->cfg.intercept;
 	struct proxy_listener_cfg *ls;
-	size_t n = 0;
+	size_t n = 0, n_explicit;
 	char err[256] = "";
 	int r;
 
-	ls = calloc(a->cfg.n_plain + 1, sizeof(*ls));
+	a->revocations = revocations_new();
+	if (!a->revocations)
+		return -ENOMEM;
+	r = tracker_new(agent_on_last_exit, a, &a->tracker);
+	if (r < 0) {
+		log_err("process tracker: %s", strerror(-r));
+		return r;
+	}
+	agent_intercept_open(a);
+
+	ls = calloc(a->cfg.n_plain + 3, sizeof(*ls));
 	if (!ls)
 		return -ENOMEM;
 	for (size_t i = 0; i < a->cfg.n_plain; i++)
@@ -152,6 +262,11 @@ static int agent_start(struct agent *a)
 						      .service = a->cfg.plain[i].service};
 	if (a->cfg.proxy_listen && *a->cfg.proxy_listen)
 		ls[n++] = (struct proxy_listener_cfg){.listen = a->cfg.proxy_listen};
+	n_explicit = n;
+	if (a->intercept && *ic->listen4)
+		ls[n++] = (struct proxy_listener_cfg){.listen = ic->listen4, .transparent = true};
+	if (a->intercept && *ic->listen6)
+		ls[n++] = (struct proxy_listener_cfg){.listen = ic->listen6, .transparent = true};
 	struct proxy_opts po = {
 	    .registry = a->registry,
 	    .attest = a->attest,
@@ -163,12 +278,43 @@ static int agent_start(struct agent *a)
 	    .listeners = ls,
 	    .n_listeners = n,
 	    .max_connections = a->cfg.max_connections,
+	    .intercept = a->intercept,
+	    .revocations = a->revocations,
+	    .on_attributed = agent_on_attributed,
+	    .cb_ctx = a,
 	};
 	r = proxy_start(&po, &a->proxy, err, sizeof(err));
+	if (r < 0 && n > n_explicit) {
+		/* A transparent listener could not be bound (or the proxy refused it): the
+		 * explicit listeners must still come up. */
+		char why[300];
+		snprintf(why, sizeof(why), "transparent listener: %s", err[0] ? err : strerror(-r));
+		agent_intercept_off(a, why);
+		po.n_listeners = n_explicit;
+		po.intercept = NULL;
+		err[0] = '\0';
+		r = proxy_start(&po, &a->proxy, err, sizeof(err));
+	}
 	free(ls);
 	if (r < 0) {
 		log_err("proxy: %s", err[0] ? err : strerror(-r));
 		return r;
+	}
+	if (a->intercept) {
+		r = intercept_set_ports(a->intercept, ic->ports, ic->n_ports);
+		if (r < 0)
+			log_err("intercept: captured ports: %s", strerror(-r));
+		r = resolver_start(&(struct resolver_opts){.registry = a->registry,
+							   .interval_s = ic->resolve_interval,
+							   .apply = agent_apply_dests,
+							   .ctx = a},
+				   &a->resolver);
+		if (r < 0) {
+			log_err("resolver: %s", strerror(-r));
+			return r;
+		}
+		log_info("transparent interception on: cgroup %s, listeners %s%s%s", a->intercept_cgroup,
+			 ic->listen4, *ic->listen4 && *ic->listen6 ? " " : "", ic->listen6);
 	}
 	r = oidc_http_start(a);
 	if (r < 0) {
@@ -203,6 +349,7 @@ static void housekeeping(struct agent *a, bool force)
 			 (unsigned long long)set->generation, set->n_workloads, set->n_bindings);
 		broker_retain_bound(a->broker, set);
 		resource_set_unref(set);
+		resolver_kick(a->resolver);
 		audit_emit(a->audit, &(struct audit_rec){.event = "reload", .expires_in = -1});
 	}
 	diag_list_done(&d);
@@ -214,9 +361,14 @@ static void agent_stop(struct agent *a)
 {
 	atomic_store(&a->stopping, true);
 	proxy_stop(a->proxy);
+	resolver_stop(a->resolver);
+	intercept_close(a->intercept); /* detaches the hooks: nothing is redirected any more */
+	free(a->intercept_cgroup);
 	admin_stop(a);
 	oidc_http_stop(a);
+	tracker_free(a->tracker); /* its callback uses the broker */
 	broker_free(a->broker);
+	revocations_free(a->revocations);
 	attest_cache_free(a->attest);
 	registry_free(a->registry);
 	tlsca_free(a->tlsca);
