@@ -215,7 +215,8 @@ export function haveVouchd() {
 /**
  * Spawn vouchd with a generated config. opts:
  *   dir: work dir (default: a new temp dir), resources: {filename: yamlText},
- *   config: overrides of the generated config keys, upstreamCAFile, oidcPort/plainPort/proxyPort.
+ *   config: overrides of the generated config keys, upstreamCAFile, oidcPort/plainPort/proxyPort,
+ *   hostsFile: run vouchd with that file as its /etc/hosts (private mount namespace).
  * Returns {proc, pid, dir, configFile, stateDir, resourcesDir, auditLog, adminSocket, stderrFile,
  *   oidcPort, plainPort, proxyPort, issuer, plainUrl, stderr(), audit(), writeResource(), removeResource(), stop()}.
  */
@@ -242,13 +243,22 @@ export async function startVouchd(t, opts = {}) {
 		...(opts.upstreamCAFile ? { upstreamCAFile: opts.upstreamCAFile } : {}),
 		jwtTTL: 300,
 		logLevel: 'debug',
+		// Transparent interception (eBPF, root) is off unless a test asks for it with its own
+		// scratch cgroup (netns.mjs startTransparentStack): the default scope would be shared.
+		intercept: { enabled: false },
 		...(opts.config ?? {}),
 	};
 	const configFile = join(dir, 'vouchd.yaml');
 	writeFileSync(configFile, toYaml(config) + '\n');
 	const stderrFile = join(dir, 'vouchd.stderr');
 	const out = [];
-	const proc = spawn(VOUCHD, ['-c', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(opts.env ?? {}) } });
+	// opts.hostsFile: run vouchd in a private mount namespace whose /etc/hosts is that file
+	// (netns.mjs); unshare and sh exec, so proc.pid is vouchd's pid.
+	const [cmd, args] = opts.hostsFile
+		? ['unshare', ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c',
+			'mount --bind "$0" /etc/hosts || exit 125; exec "$@"', opts.hostsFile, VOUCHD, '-c', configFile]]
+		: [VOUCHD, ['-c', configFile]];
+	const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(opts.env ?? {}) } });
 	let exited = null;
 	const exitP = new Promise((r) => proc.on('exit', (code, signal) => {
 		exited = { code, signal };
@@ -356,6 +366,77 @@ export function runProcess(cmd, args, { env, uid, gid, cwd, timeoutMs = 30000, o
 		else child.stdin.end();
 		onSpawn?.(child);
 	});
+}
+
+/**
+ * Spawn a long-running client that reads JSON request lines on stdin and prints one JSON
+ * line per answer (e.g. clients/keepalive-client.mjs). Returns {child, pid, next(timeoutMs),
+ * send(obj, timeoutMs), close(), stderr()}: next() resolves with the next parsed stdout
+ * line (unparsable lines as {raw}), send() writes one line and waits for the answer.
+ * The child is killed after the test if still running.
+ */
+export function spawnLines(t, cmd, args, { env, cwd, uid, gid } = {}) {
+	const child = spawn(cmd, args, { env: env ?? process.env, cwd, uid, gid, stdio: ['pipe', 'pipe', 'pipe'] });
+	const queue = [], waiters = [], err = [];
+	let buf = '', exited = null;
+	const deliver = (v) => (waiters.length ? waiters.shift().resolve(v) : queue.push(v));
+	child.stdout.on('data', (c) => {
+		buf += c;
+		for (let i; (i = buf.indexOf('\n')) >= 0;) {
+			const l = buf.slice(0, i);
+			buf = buf.slice(i + 1);
+			let v;
+			try {
+				v = JSON.parse(l);
+			} catch {
+				v = { raw: l };
+			}
+			deliver(v);
+		}
+	});
+	child.stderr.on('data', (c) => err.push(c));
+	child.stdin.on('error', () => {});
+	const exitP = new Promise((r) => child.on('exit', (code, signal) => {
+		exited = { code, signal };
+		while (waiters.length) waiters.shift().reject(new Error(`client exited (${JSON.stringify(exited)}): ${Buffer.concat(err).toString().slice(-2000)}`));
+		r(exited);
+	}));
+	const c = {
+		child, pid: child.pid,
+		stderr: () => Buffer.concat(err).toString(),
+		next(timeoutMs = 20000) {
+			if (queue.length) return Promise.resolve(queue.shift());
+			if (exited) return Promise.reject(new Error(`client exited (${JSON.stringify(exited)}): ${c.stderr().slice(-2000)}`));
+			return new Promise((resolve, reject) => {
+				const w = { resolve: (v) => { clearTimeout(timer); resolve(v); }, reject: (e) => { clearTimeout(timer); reject(e); } };
+				const timer = setTimeout(() => {
+					waiters.splice(waiters.indexOf(w), 1);
+					reject(new Error(`no answer from the client within ${timeoutMs} ms; stderr: ${c.stderr().slice(-2000)}`));
+				}, timeoutMs);
+				waiters.push(w);
+			});
+		},
+		send(obj, timeoutMs) {
+			child.stdin.write((typeof obj === 'string' ? obj : JSON.stringify(obj)) + '\n');
+			return c.next(timeoutMs);
+		},
+		async close() {
+			if (!exited) {
+				child.stdin.end();
+				const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+				await exitP;
+				clearTimeout(timer);
+			}
+			return exited;
+		},
+	};
+	if (t) onCleanup(t, async () => {
+		if (!exited) {
+			child.kill('SIGKILL');
+			await exitP;
+		}
+	});
+	return c;
 }
 
 /**

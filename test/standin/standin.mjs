@@ -89,6 +89,7 @@ function defaults() {
 		streamDelayMs: 100,
 		streamChunks: 5,
 		model: 'claude-standin-1',
+		extraHosts: [], // more listen addresses on the same port (e.g. ['::1'])
 	};
 }
 
@@ -278,7 +279,7 @@ export async function startStandin(opts = {}) {
 
 	async function handleToken(req, res, pairs) {
 		const rec = {
-			time: Date.now(), path: req.url, method: req.method, headers: pairs,
+			time: Date.now(), path: req.url, method: req.method, headers: pairs, localAddress: req.socket.localAddress,
 			contentType: headerAll(pairs, 'content-type'), beta: betaList(pairs),
 			userAgent: headerAll(pairs, 'user-agent')[0],
 		};
@@ -372,7 +373,7 @@ export async function startStandin(opts = {}) {
 	async function handleMessages(req, res, pairs) {
 		const auth = headerAll(pairs, 'authorization');
 		const rec = {
-			time: Date.now(), path: req.url, method: req.method, headers: pairs,
+			time: Date.now(), path: req.url, method: req.method, headers: pairs, localAddress: req.socket.localAddress,
 			authorization: auth, apiKey: headerAll(pairs, 'x-api-key'), beta: betaList(pairs),
 			version: headerAll(pairs, 'anthropic-version'), host: headerAll(pairs, 'host'),
 		};
@@ -389,6 +390,9 @@ export async function startStandin(opts = {}) {
 			res.end(apiError(type, message));
 		};
 		if (req.method !== 'POST') return fail(405, 'invalid_request_error', 'Method not allowed', 'method');
+		// An API key alone is checked like the real API checks an unknown key (401); a key
+		// next to a bearer token means the proxy failed to strip it (400, stand-in check).
+		if (rec.apiKey.length && auth.length === 0) return fail(401, 'authentication_error', 'invalid x-api-key', 'api_key_rejected');
 		if (rec.apiKey.length) return fail(400, 'invalid_request_error', 'x-api-key must not be sent together with an OAuth bearer token (stand-in check)', 'x_api_key_present');
 		if (auth.length === 0) return fail(401, 'authentication_error', 'x-api-key header is required', 'missing_authorization');
 		if (auth.length > 1) return fail(400, 'invalid_request_error', 'Multiple Authorization headers', 'duplicate_authorization');
@@ -500,15 +504,33 @@ export async function startStandin(opts = {}) {
 		srv.requestTimeout = 30000;
 		return srv;
 	}
-	const server = makeServer();
-	await new Promise((resolve, reject) => {
-		server.once('error', reject);
-		server.listen(cfg.port, cfg.host, resolve);
+	const listenOn = (srv, port, host) => new Promise((resolve, reject) => {
+		srv.once('error', reject);
+		srv.listen(port, host, () => {
+			srv.off('error', reject);
+			resolve();
+		});
 	});
+	const servers = [];
+	const closeAll = () => Promise.all(servers.map((srv) => new Promise((r) => srv.close(() => r()))));
+	const server = makeServer();
+	await listenOn(server, cfg.port, cfg.host);
+	servers.push(server);
 	const port = server.address().port;
+	// More addresses on the same port (e.g. 127.1.2.3 and ::1 for a name mapped to both):
+	// extraHosts: ['::1', ...]. A failure to bind one of them fails the start.
+	for (const h of cfg.extraHosts ?? []) {
+		const s = makeServer();
+		try {
+			await listenOn(s, port, h);
+		} catch (e) {
+			await closeAll();
+			throw new Error(`stand-in: cannot listen on [${h}]:${port}: ${e.message}`);
+		}
+		servers.push(s);
+	}
 	// "localhost" may resolve to ::1 first: serve the same port there too when possible.
-	const servers = [server];
-	if (cfg.host === '127.0.0.1' && cfg.alsoIPv6 !== false) {
+	if (cfg.host === '127.0.0.1' && cfg.alsoIPv6 !== false && !(cfg.extraHosts ?? []).length) {
 		const s6 = makeServer();
 		const ok = await new Promise((resolve) => {
 			s6.once('error', () => resolve(false));
@@ -551,7 +573,7 @@ export async function startStandin(opts = {}) {
 
 	async function close() {
 		for (const s of sockets) s.destroy();
-		await Promise.all(servers.map((srv) => new Promise((r) => srv.close(() => r()))));
+		await closeAll();
 		if (control) await new Promise((r) => control.close(() => r()));
 		liveTokens.clear();
 	}
