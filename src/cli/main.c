@@ -3,8 +3,15 @@
  *   vouch explain PID [--json]      facts, matching WorkloadIdentity (or why none), bindings
  *   vouch oidc export DIR           write the discovery document and JWKS for static hosting
  *   vouch stats                     broker and resource counters from the live agent (JSON)
+ *   vouch revoke WORKLOAD [--reason TEXT]   revoke a workload's credentials now (403 from
+ *                                   its next request on, also on open connections)
+ *   vouch unrevoke WORKLOAD         lift that revocation
+ *   vouch run [--workload-hint NAME] -- CMD ARGS...   run CMD intercepted (run.c)
+ *   vouch trust install|uninstall   the interception CA in the system trust store (trust.c)
  * Global options: -c FILE (agent config, to find the admin socket and resources),
  * --admin-socket PATH (or VOUCH_ADMIN_SOCKET). */
+#include "cli/cli.h"
+
 #include "attest/attest.h"
 #include "config/agentconf.h"
 #include "config/resources.h"
@@ -21,14 +28,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define ADMIN_MAX_ANSWER (4 * 1024 * 1024)
-
-struct cli {
-	const char *conf_path;
-	const char *admin_socket;
-	struct agentconf cfg;
-	bool json;
-};
 
 static void usage(FILE *f)
 {
@@ -37,60 +36,14 @@ static void usage(FILE *f)
 		"  validate PATH...      validate resource YAML files or directories\n"
 		"  explain PID [--json]  show how a process is identified and what it is bound to\n"
 		"  oidc export DIR       write .well-known/openid-configuration, keys and jwks.json\n"
-		"  stats                 print the live agent's counters as JSON\n");
-}
-
-/* One request line to the agent's admin socket; the parsed answer or NULL with err set. */
-static json_t *admin_call(const char *path, json_t *req, char *err, size_t err_cap)
-{
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	char *line = NULL, *buf = NULL;
-	size_t len = 0;
-	json_t *ans = NULL;
-	json_error_t je;
-	int fd = -1;
-
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		snprintf(err, err_cap, "admin socket path too long");
-		return NULL;
-	}
-	memcpy(sun.sun_path, path, strlen(path) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		snprintf(err, err_cap, "vouchd is not reachable at %s: %s", path, strerror(errno));
-		goto out;
-	}
-	line = json_dumps(req, JSON_COMPACT);
-	buf = malloc(ADMIN_MAX_ANSWER + 1);
-	if (!line || !buf) {
-		snprintf(err, err_cap, "out of memory");
-		goto out;
-	}
-	if (write(fd, line, strlen(line)) < 0 || write(fd, "\n", 1) < 0) {
-		snprintf(err, err_cap, "admin socket write: %s", strerror(errno));
-		goto out;
-	}
-	while (len < ADMIN_MAX_ANSWER) {
-		struct pollfd p = {.fd = fd, .events = POLLIN};
-		if (poll(&p, 1, 10000) <= 0)
-			break;
-		ssize_t n = read(fd, buf + len, ADMIN_MAX_ANSWER - len);
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	ans = json_loadb(buf, len, JSON_DISABLE_EOF_CHECK, &je);
-	if (!json_is_object(ans)) {
-		snprintf(err, err_cap, "malformed answer from vouchd");
-		json_decref(ans);
-		ans = NULL;
-	}
-out:
-	if (fd >= 0)
-		close(fd);
-	free(line);
-	free(buf);
-	return ans;
+		"  stats                 print the live agent's counters as JSON\n"
+		"  revoke WORKLOAD [--reason TEXT]\n"
+		"                        revoke a workload (path or spiffe:// ID) at once\n"
+		"  unrevoke WORKLOAD     lift a revocation\n"
+		"  run [--workload-hint NAME] -- CMD [ARGS...]\n"
+		"                        run CMD with its connections to Services intercepted\n"
+		"  trust install|uninstall\n"
+		"                        add/remove the interception CA in the system trust store\n");
 }
 
 static int cmd_validate(int argc, char **argv)
@@ -175,7 +128,7 @@ static int cmd_explain(struct cli *c, int argc, char **argv)
 		return 2;
 	}
 	req = json_pack("{s:s,s:I}", "cmd", "explain", "pid", (json_int_t)pid);
-	ans = admin_call(c->admin_socket, req, err, sizeof(err));
+	ans = cli_admin_call(c->admin_socket, req, err, sizeof(err));
 	json_decref(req);
 	if (!ans) {
 		fprintf(stderr, "vouch explain: %s; evaluating %s locally\n", err,
@@ -210,7 +163,7 @@ static int cmd_oidc(struct cli *c, int argc, char **argv)
 		return 2;
 	}
 	req = json_pack("{s:s}", "cmd", "oidc");
-	ans = admin_call(c->admin_socket, req, err, sizeof(err));
+	ans = cli_admin_call(c->admin_socket, req, err, sizeof(err));
 	json_decref(req);
 	if (!ans || !json_is_string(json_object_get(ans, "jwks"))) {
 		fprintf(stderr, "vouch oidc export: %s\n",
@@ -234,7 +187,7 @@ static int cmd_stats(struct cli *c)
 {
 	char err[512] = "";
 	json_t *req = json_pack("{s:s}", "cmd", "stats");
-	json_t *ans = admin_call(c->admin_socket, req, err, sizeof(err));
+	json_t *ans = cli_admin_call(c->admin_socket, req, err, sizeof(err));
 
 	json_decref(req);
 	if (!ans) {
@@ -243,6 +196,51 @@ static int cmd_stats(struct cli *c)
 	}
 	json_dumpf(ans, stdout, JSON_COMPACT);
 	printf("\n");
+	json_decref(ans);
+	return 0;
+}
+
+/* vouch revoke WORKLOAD [--reason TEXT] / vouch unrevoke WORKLOAD */
+static int cmd_revoke(struct cli *c, bool revoke, int argc, char **argv)
+{
+	const char *name = revoke ? "revoke" : "unrevoke", *workload = NULL, *reason = NULL;
+	char err[512] = "";
+	json_t *req, *ans, *e;
+	bool bad = false;
+
+	for (int i = 0; i < argc && !bad; i++) {
+		if (revoke && strcmp(argv[i], "--reason") == 0 && i + 1 < argc)
+			reason = argv[++i];
+		else if (!workload && argv[i][0] != '-')
+			workload = argv[i];
+		else
+			bad = true;
+	}
+	if (!workload || bad) {
+		fprintf(stderr, revoke ? "usage: vouch revoke WORKLOAD [--reason TEXT]\n"
+				       : "usage: vouch unrevoke WORKLOAD\n");
+		return 2;
+	}
+	req = json_pack("{s:s,s:s}", "cmd", name, "workload", workload);
+	if (req && reason)
+		json_object_set_new(req, "reason", json_string(reason));
+	ans = req ? cli_admin_call(c->admin_socket, req, err, sizeof(err)) : NULL;
+	json_decref(req);
+	if (!ans || (e = json_object_get(ans, "error"))) {
+		fprintf(stderr, "vouch %s: %s\n", name,
+			ans ? json_string_value(json_object_get(ans, "error")) : err);
+		json_decref(ans);
+		return 1;
+	}
+	if (revoke)
+		printf("%s %s: %s\n", json_string_value(json_object_get(ans, "revoked")),
+		       json_is_true(json_object_get(ans, "already")) ? "was already revoked"
+								     : "revoked",
+		       json_string_value(json_object_get(ans, "reason")));
+	else
+		printf("%s: %s\n", json_string_value(json_object_get(ans, "unrevoked")),
+		       json_is_true(json_object_get(ans, "was_revoked")) ? "revocation lifted"
+									 : "was not revoked");
 	json_decref(ans);
 	return 0;
 }
@@ -292,6 +290,14 @@ int main(int argc, char **argv)
 		rc = cmd_oidc(&c, argc - i - 1, argv + i + 1);
 	else if (strcmp(argv[i], "stats") == 0)
 		rc = cmd_stats(&c);
+	else if (strcmp(argv[i], "revoke") == 0)
+		rc = cmd_revoke(&c, true, argc - i - 1, argv + i + 1);
+	else if (strcmp(argv[i], "unrevoke") == 0)
+		rc = cmd_revoke(&c, false, argc - i - 1, argv + i + 1);
+	else if (strcmp(argv[i], "run") == 0)
+		rc = cli_run(&c, argc - i - 1, argv + i + 1);
+	else if (strcmp(argv[i], "trust") == 0)
+		rc = cli_trust(&c, argc - i - 1, argv + i + 1);
 	else {
 		fprintf(stderr, "vouch: unknown command '%s'\n", argv[i]);
 		usage(stderr);

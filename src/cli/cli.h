@@ -1,0 +1,32 @@
+/* cli — the vouch command's shared context and its client of vouchd's admin socket. */
+#ifndef VOUCH_CLI_H
+#define VOUCH_CLI_H
+
+#include "config/agentconf.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct cli {
+	const char *conf_path;
+	const char *admin_socket;
+	struct agentconf cfg;
+	bool json;
+};
+
+/* One request line to the agent's admin socket (path): the parsed answer object (the
+ * caller owns it; it may be {"error": ...}), or NULL with a printable cause in err.
+ * Answers are capped at 4 MiB; waits at most 10 s for each read. */
+json_t *cli_admin_call(const char *path, json_t *req, char *err, size_t err_cap);
+
+/* Subcommands: argv[0..argc) are the arguments after the command word; the return value
+ * is the process exit status (0 ok, 1 failure, 2 usage). */
+int cli_run(struct cli *c, int argc, char **argv);   /* vouch run */
+int cli_trust(struct cli *c, int argc, char **argv); /* vouch trust install|uninstall */
+
+/* Read a whole regular file of at most max bytes (NUL-terminated copy in *ret, length in
+ * *ret_len; the caller frees). 0, -EFBIG (larger than max), -errno. */
+int cli_read_file(const char *path, size_t max, char **ret, size_t *ret_len);
+
+#endif
