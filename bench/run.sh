@@ -110,6 +110,13 @@ What the transparent-interception hooks of \`src/intercept\` (cgroup/connect4,
 cgroup/connect6, sockops; docs/INTERCEPT.md) add to a workload's \`connect()\`.
 Source: \`bench/connect_bench.c\`.
 
+Reading the tables: "hooks, not captured" is what every connection of an intercepted
+workload pays that vouch does not touch; "captured" is the full path of a connection to a
+Service (record, rewrite, re-key), paid once per new connection, not per request. The
+kernel run-time table splits that cost by program; its calibration row tells how much of
+each figure is the measuring itself. Same-CPU loopback, so no cross-vCPU wake-ups are in
+these numbers (performance-anchors §5.1 explains why they would dominate on these VMs).
+
 EOF
 	cat "$out"
 	cat <<EOF
