@@ -15,14 +15,16 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wfor
            -Wimplicit-fallthrough -Wvla -Werror
 HARDEN  := -fstack-protector-strong -fPIE
 CFLAGS  ?= -O2 -g
+# Sanitizer flags live in their own variable: a CFLAGS given on the command line (as
+# `make check` does) must not drop them.
+SAN_FLAGS :=
 ifeq ($(SANITIZE),1)
-CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-LDFLAGS += -fsanitize=address,undefined
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 else
 HARDEN  += -D_FORTIFY_SOURCE=3
 endif
 CPPFLAGS += -std=c17 -D_GNU_SOURCE -Isrc $(PKG_CFLAGS) -MMD -MP
-ALL_CFLAGS = $(CPPFLAGS) $(WARN) $(HARDEN) $(CFLAGS)
+ALL_CFLAGS = $(CPPFLAGS) $(WARN) $(HARDEN) $(CFLAGS) $(SAN_FLAGS)
 LDLIBS  += $(PKG_LIBS) -lpthread
 LDFLAGS += -pie -Wl,-z,relro,-z,now
 
