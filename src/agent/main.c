@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
 #include <malloc.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -175,6 +177,30 @@ static int agent_apply_dests(void *ctx, const struct intercept_dest *d, size_t n
 	return intercept_set_dests(a->intercept, d, n);
 }
 
+/* Can a socket be bound to the host of listen ("[::1]:7803") at all? A host without
+ * IPv6 (disabled, or no ::1 on lo) must not lose IPv4 interception over it. */
+static bool listen_host_usable(const char *listen)
+{
+	char host[64];
+	const char *end = strchr(listen, ']');
+	struct sockaddr_in6 sa = {.sin6_family = AF_INET6};
+	int fd, r;
+
+	if (listen[0] != '[' || !end || (size_t)(end - listen - 1) >= sizeof(host))
+		return true; /* not ours to judge: the listener reports it */
+	memcpy(host, listen + 1, (size_t)(end - listen - 1));
+	host[end - listen - 1] = '\0';
+	if (inet_pton(AF_INET6, host, &sa.sin6_addr) != 1)
+		return true;
+	fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? errno : 0; /* port 0: any */
+	close(fd);
+	errno = r;
+	return r == 0;
+}
+
 /* Attach the hooks (intercept.enabled). On failure interception stays off with the
  * cause in a->intercept_state; the agent serves explicit mode only. */
 static void agent_intercept_open(struct agent *a)
@@ -204,6 +230,23 @@ static void agent_intercept_open(struct agent *a)
 	if (!cg) {
 		snprintf(a->intercept_state, sizeof(a->intercept_state), "off: out of memory");
 		goto fail;
+	}
+	if (*ic->listen6 && !listen_host_usable(ic->listen6)) {
+		log_warn("intercept: IPv6 listener %s cannot be bound on this host (%s); capturing "
+			 "IPv4 only",
+			 ic->listen6, strerror(errno));
+		free(a->cfg.intercept.listen6);
+		a->cfg.intercept.listen6 = strdup("");
+		if (!a->cfg.intercept.listen6) {
+			snprintf(a->intercept_state, sizeof(a->intercept_state), "off: out of memory");
+			goto fail;
+		}
+		if (!*ic->listen4) {
+			snprintf(a->intercept_state, sizeof(a->intercept_state),
+				 "off: no usable transparent listener (IPv6 unavailable, listen4 "
+				 "disabled)");
+			goto fail;
+		}
 	}
 	struct intercept_opts io = {
 	    .cgroup_path = cg,
