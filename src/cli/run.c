@@ -19,6 +19,7 @@
  *      and exits with CMD's status. */
 #include "cli/cli.h"
 
+#include "intercept/intercept.h"
 #include "registry/explain.h"
 
 #include <errno.h>
@@ -171,11 +172,50 @@ static int combined(const char *base, const char *ca, size_t ca_len, char **ret,
 	return 0;
 }
 
-/* Move this process into cgroup (writes its pid to cgroup.procs). */
+/* Is this process already in cgroup or below it (e.g. the scope is the whole host)?
+ * Compares the cgroup v2 line "0::/path" of /proc/self/cgroup with cgroup relative to
+ * the cgroup2 mount. False when anything is unclear: then vouch run moves itself. */
+static bool in_scope(const char *cgroup)
+{
+	char root[4096], *text = NULL, *line, *nl;
+	size_t rl, len = 0;
+	const char *rel;
+	bool in = false;
+
+	if (intercept_cgroup2_root(root, sizeof(root)) < 0)
+		return false;
+	rl = strlen(root);
+	if (strcmp(root, "/") == 0)
+		rl = 0;
+	if (strncmp(cgroup, root, rl) != 0 || (cgroup[rl] != '/' && cgroup[rl] != '\0'))
+		return false;
+	rel = cgroup + rl; /* "" or "/vouch" */
+	if (cli_read_file("/proc/self/cgroup", 64 * 1024, &text, &len) < 0)
+		return false;
+	for (line = text; line && *line; line = nl ? nl + 1 : NULL) {
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		if (strncmp(line, "0::", 3) != 0)
+			continue;
+		const char *own = line + 3;
+		size_t n = strlen(rel);
+		in = n == 0 || (strncmp(own, rel, n) == 0 && (own[n] == '\0' || own[n] == '/'));
+		break;
+	}
+	free(text);
+	return in;
+}
+
+/* Move this process into cgroup (writes its pid to cgroup.procs), unless it is in its
+ * subtree already. */
 static int join_cgroup(const char *cgroup, char *err, size_t err_cap)
 {
 	char path[4200], pid[32];
 	int fd, n, r = 0;
+
+	if (in_scope(cgroup))
+		return 0;
 
 	snprintf(path, sizeof(path), "%s/cgroup.procs", cgroup);
 	n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
