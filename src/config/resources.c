@@ -1242,7 +1242,8 @@ int resources_list_dir(const char *dir, char ***ret, size_t *ret_n)
 		r = -errno;
 		goto out;
 	}
-	qsort(paths, n, sizeof(*paths), cmp_str);
+	if (n) /* qsort(NULL, 0, ...) is undefined behaviour */
+		qsort(paths, n, sizeof(*paths), cmp_str);
 	*ret = paths;
 	*ret_n = n;
 	paths = NULL;

@@ -176,8 +176,14 @@ static void test_parse_stat(void)
 	       st == 44,
 	   "stat: comm with a newline");
 	s = "77 (x) S 5 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 44 0 1 2";
-	ok(attest_parse_stat(s, 60, name, NULL, &st) == 0 && st == 44,
-	   "stat: no trailing newline, length-bounded input (no NUL needed)");
+	{
+		/* exactly the bytes, no terminating NUL anywhere in the buffer */
+		char *raw = malloc(strlen(s));
+		memcpy(raw, s, strlen(s));
+		ok(attest_parse_stat(raw, strlen(s), name, NULL, &st) == 0 && st == 44,
+		   "stat: no trailing newline, length-bounded input (no NUL needed)");
+		free(raw);
+	}
 	s = "77 (x) S 5 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0";
 	ok(attest_parse_stat(s, strlen(s), name, NULL, &st) == -EINVAL,
 	   "stat: truncated before field 22 -> EINVAL");
