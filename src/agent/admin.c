@@ -22,13 +22,10 @@
 #include <unistd.h>
 
 #define ADMIN_MAX_REQUEST 4096
-#define ADMIN_MAX_REASON 256	   /* revoke reason, bytes */
+#define ADMIN_MAX_REASON 256	     /* revoke reason, bytes */
 #define ADMIN_MAX_CA_PEM (64 * 1024) /* interception CA certificate file */
 
-static json_t *err_json(const char *msg)
-{
-	return json_pack("{s:s}", "error", msg);
-}
+static json_t *err_json(const char *msg) { return json_pack("{s:s}", "error", msg); }
 
 static json_t *cmd_explain(struct agent *a, json_t *req)
 {
@@ -82,10 +79,10 @@ static json_t *cmd_stats(struct agent *a)
 		struct resolver_stats rs;
 		resolver_get_stats(a->resolver, &rs);
 		res = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:i}", "generation",
-				(json_int_t)rs.generation, "rounds", (json_int_t)rs.rounds,
-				"hosts", (json_int_t)rs.hosts, "unresolved",
-				(json_int_t)rs.unresolved, "dests", (json_int_t)rs.dests, "applied",
-				(json_int_t)rs.applied, "last_apply_error", rs.last_apply_error);
+				(json_int_t)rs.generation, "rounds", (json_int_t)rs.rounds, "hosts",
+				(json_int_t)rs.hosts, "unresolved", (json_int_t)rs.unresolved,
+				"dests", (json_int_t)rs.dests, "applied", (json_int_t)rs.applied,
+				"last_apply_error", rs.last_apply_error);
 	}
 	if (a->tracker)
 		tracker_get_stats(a->tracker, &ts);
@@ -122,12 +119,13 @@ static json_t *cmd_reload(struct agent *a)
 		size_t n = d.n < d.cap ? d.n : d.cap;
 		for (size_t i = 0; i < n; i++) {
 			char line[1400];
-			snprintf(line, sizeof(line), "%s:%u:%u: %s", d.items[i].file, d.items[i].line,
-				 d.items[i].col, d.items[i].msg ? d.items[i].msg : "");
+			snprintf(line, sizeof(line), "%s:%u:%u: %s", d.items[i].file,
+				 d.items[i].line, d.items[i].col,
+				 d.items[i].msg ? d.items[i].msg : "");
 			json_array_append_new(errs, json_string(line));
 		}
-		o = json_pack("{s:s,s:o}", "error", "invalid resources; previous set kept", "errors",
-			      errs);
+		o = json_pack("{s:s,s:o}", "error", "invalid resources; previous set kept",
+			      "errors", errs);
 	} else {
 		o = json_pack("{s:b}", "reloaded", r > 0);
 	}
@@ -153,8 +151,8 @@ static json_t *workload_arg(struct agent *a, json_t *req, char *path, size_t cap
 	if (strncmp(w, "spiffe://", 9) == 0) {
 		w += 9;
 		if (strncmp(w, td, tdl) != 0 || w[tdl] != '/') {
-			snprintf(msg, sizeof(msg), "workload: not a SPIFFE ID of this trust domain (%s)",
-				 td);
+			snprintf(msg, sizeof(msg),
+				 "workload: not a SPIFFE ID of this trust domain (%s)", td);
 			return err_json(msg);
 		}
 		w += tdl;
@@ -201,8 +199,8 @@ static json_t *cmd_revoke(struct agent *a, json_t *req)
 		reason = cur;
 	snprintf(id, sizeof(id), "spiffe://%s/%s", a->cfg.trust_domain, path);
 	audit_emit(a->audit,
-		   &(struct audit_rec){.event = "revoke", .workload_id = id, .reason = reason,
-				       .expires_in = -1});
+		   &(struct audit_rec){
+		       .event = "revoke", .workload_id = id, .reason = reason, .expires_in = -1});
 	log_info("%s revoked: %s", id, reason);
 	return json_pack("{s:s,s:s,s:s,s:b}", "revoked", id, "workload", path, "reason", reason,
 			 "already", already);
@@ -221,14 +219,14 @@ static json_t *cmd_unrevoke(struct agent *a, json_t *req)
 		return err_json(strerror(-r));
 	snprintf(id, sizeof(id), "spiffe://%s/%s", a->cfg.trust_domain, path);
 	if (r == 0) {
-		audit_emit(a->audit, &(struct audit_rec){.event = "unrevoke",
-							 .workload_id = id,
-							 .reason = "revocation lifted by an operator",
-							 .expires_in = -1});
+		audit_emit(a->audit,
+			   &(struct audit_rec){.event = "unrevoke",
+					       .workload_id = id,
+					       .reason = "revocation lifted by an operator",
+					       .expires_in = -1});
 		log_info("%s: revocation lifted", id);
 	}
-	return json_pack("{s:s,s:s,s:b}", "unrevoked", id, "workload", path, "was_revoked",
-			 r == 0);
+	return json_pack("{s:s,s:s,s:b}", "unrevoked", id, "workload", path, "was_revoked", r == 0);
 }
 
 /* Read the interception CA certificate (public) for `vouch run`, which may not be able
@@ -290,7 +288,8 @@ static void serve_one(struct agent *a, int fd)
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 ||
 	    (cred.uid != 0 && cred.uid != geteuid())) {
-		resp = err_json("permission denied: the admin socket answers root and vouchd's uid");
+		resp =
+		    err_json("permission denied: the admin socket answers root and vouchd's uid");
 		goto reply;
 	}
 	while (len < ADMIN_MAX_REQUEST && !memchr(buf, '\n', len)) {

@@ -11,8 +11,8 @@
 #include "ca/tlsca.h"
 #include "config/agentconf.h"
 #include "config/resources.h"
-#include "proxy/proxy.h"
 #include "intercept/intercept.h"
+#include "proxy/proxy.h"
 #include "registry/registry.h"
 #include "registry/revoke.h"
 

@@ -34,9 +34,10 @@ static void json_wiping_free(void *p)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: vouchd [-c FILE] [-t]\n"
-		   "  -c FILE  agent configuration (YAML, docs/CONFIG.md); default: embedded defaults\n"
-		   "  -t       check the configuration and resources, then exit\n");
+	fprintf(
+	    f, "usage: vouchd [-c FILE] [-t]\n"
+	       "  -c FILE  agent configuration (YAML, docs/CONFIG.md); default: embedded defaults\n"
+	       "  -t       check the configuration and resources, then exit\n");
 }
 
 static void log_diags(const struct diag_list *d)
@@ -238,7 +239,8 @@ static void agent_intercept_open(struct agent *a)
 		free(a->cfg.intercept.listen6);
 		a->cfg.intercept.listen6 = strdup("");
 		if (!a->cfg.intercept.listen6) {
-			snprintf(a->intercept_state, sizeof(a->intercept_state), "off: out of memory");
+			snprintf(a->intercept_state, sizeof(a->intercept_state),
+				 "off: out of memory");
 			goto fail;
 		}
 		if (!*ic->listen4) {
@@ -265,8 +267,7 @@ static void agent_intercept_open(struct agent *a)
 	return;
 fail:
 	free(cg);
-	log_err("transparent interception is %s; serving explicit mode only",
-		a->intercept_state);
+	log_err("transparent interception is %s; serving explicit mode only", a->intercept_state);
 }
 
 static void agent_intercept_off(struct agent *a, const char *why)
@@ -356,8 +357,9 @@ static int agent_start(struct agent *a)
 			log_err("resolver: %s", strerror(-r));
 			return r;
 		}
-		log_info("transparent interception on: cgroup %s, listeners %s%s%s", a->intercept_cgroup,
-			 ic->listen4, *ic->listen4 && *ic->listen6 ? " " : "", ic->listen6);
+		log_info("transparent interception on: cgroup %s, listeners %s%s%s",
+			 a->intercept_cgroup, ic->listen4, *ic->listen4 && *ic->listen6 ? " " : "",
+			 ic->listen6);
 	}
 	r = oidc_http_start(a);
 	if (r < 0) {
@@ -489,7 +491,8 @@ int main(int argc, char **argv)
 	log_info("vouchd ready: trust domain %s, issuer %s, resources %s", a.cfg.trust_domain,
 		 a.cfg.issuer, a.cfg.resources_dir);
 	for (;;) {
-		struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)a.cfg.reload_interval_ms * 1000000L};
+		struct timespec ts = {.tv_sec = 0,
+				      .tv_nsec = (long)a.cfg.reload_interval_ms * 1000000L};
 		if (a.cfg.reload_interval_ms >= 1000) {
 			ts.tv_sec = a.cfg.reload_interval_ms / 1000;
 			ts.tv_nsec = (long)(a.cfg.reload_interval_ms % 1000) * 1000000L;

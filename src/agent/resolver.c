@@ -270,8 +270,7 @@ void resolver_diff(const struct intercept_dest *a, size_t na, const struct inter
 	*ret_removed = removed;
 }
 
-int resolver_resolve(const char *host, uint16_t port, struct intercept_dest **ret,
-		     size_t *ret_n)
+int resolver_resolve(const char *host, uint16_t port, struct intercept_dest **ret, size_t *ret_n)
 {
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
 	struct intercept_dest *d;

@@ -74,8 +74,7 @@ void resolver_diff(const struct intercept_dest *a, size_t na, const struct inter
  * sorted, distinct destinations with port. 0 with *ret (malloc'd) and *ret_n >= 1; or a
  * negative EAI_* code (EAI_NONAME, EAI_AGAIN ...; gai_strerror() names it), EAI_MEMORY
  * for allocation failure. Blocking. */
-int resolver_resolve(const char *host, uint16_t port, struct intercept_dest **ret,
-		     size_t *ret_n);
+int resolver_resolve(const char *host, uint16_t port, struct intercept_dest **ret, size_t *ret_n);
 
 /* ---- the thread ---- */
 
@@ -91,13 +90,13 @@ struct resolver_opts {
 };
 
 struct resolver_stats {
-	uint64_t generation;	/* resource generation of the last applied set */
-	uint64_t rounds;	/* resolution rounds completed */
-	uint64_t applied;	/* successful apply calls */
-	size_t hosts;		/* (host, port) pairs */
-	size_t unresolved;	/* pairs that never resolved */
-	size_t dests;		/* destinations in force */
-	int last_apply_error;	/* 0 or -errno of the last failed apply */
+	uint64_t generation;  /* resource generation of the last applied set */
+	uint64_t rounds;      /* resolution rounds completed */
+	uint64_t applied;     /* successful apply calls */
+	size_t hosts;	      /* (host, port) pairs */
+	size_t unresolved;    /* pairs that never resolved */
+	size_t dests;	      /* destinations in force */
+	int last_apply_error; /* 0 or -errno of the last failed apply */
 };
 
 /* Start the thread; the first round runs at once. opts is copied. 0 or -errno. */

@@ -38,8 +38,8 @@ int tracker_add(struct tracker *t, const char *workload_path, pid_t pid);
 
 /* Counters for `vouch stats`. */
 struct tracker_stats {
-	size_t pids;	    /* (workload, pid) pairs followed now */
-	size_t workloads;   /* distinct workloads among them */
+	size_t pids;	     /* (workload, pid) pairs followed now */
+	size_t workloads;    /* distinct workloads among them */
 	unsigned long drops; /* drop callbacks run */
 };
 void tracker_get_stats(struct tracker *t, struct tracker_stats *ret);

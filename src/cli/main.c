@@ -1,6 +1,6 @@
 /* vouch — the operator's CLI.
- *   vouch validate PATH...          check resource files/directories (exit 1 with FILE:LINE:COL lines)
- *   vouch explain PID [--json]      facts, matching WorkloadIdentity (or why none), bindings
+ *   vouch validate PATH...          check resource files/directories (exit 1 with FILE:LINE:COL
+ * lines) vouch explain PID [--json]      facts, matching WorkloadIdentity (or why none), bindings
  *   vouch oidc export DIR           write the discovery document and JWKS for static hosting
  *   vouch stats                     broker and resource counters from the live agent (JSON)
  *   vouch revoke WORKLOAD [--reason TEXT]   revoke a workload's credentials now (403 from
@@ -28,22 +28,22 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: vouch [-c FILE] [--admin-socket PATH] COMMAND ...\n"
-		"  validate PATH...      validate resource YAML files or directories\n"
-		"  explain PID [--json]  show how a process is identified and what it is bound to\n"
-		"  oidc export DIR       write .well-known/openid-configuration, keys and jwks.json\n"
-		"  stats                 print the live agent's counters as JSON\n"
-		"  revoke WORKLOAD [--reason TEXT]\n"
-		"                        revoke a workload (path or spiffe:// ID) at once\n"
-		"  unrevoke WORKLOAD     lift a revocation\n"
-		"  run [--workload-hint NAME] -- CMD [ARGS...]\n"
-		"                        run CMD with its connections to Services intercepted\n"
-		"  trust install|uninstall\n"
-		"                        add/remove the interception CA in the system trust store\n");
+	fprintf(
+	    f,
+	    "usage: vouch [-c FILE] [--admin-socket PATH] COMMAND ...\n"
+	    "  validate PATH...      validate resource YAML files or directories\n"
+	    "  explain PID [--json]  show how a process is identified and what it is bound to\n"
+	    "  oidc export DIR       write .well-known/openid-configuration, keys and jwks.json\n"
+	    "  stats                 print the live agent's counters as JSON\n"
+	    "  revoke WORKLOAD [--reason TEXT]\n"
+	    "                        revoke a workload (path or spiffe:// ID) at once\n"
+	    "  unrevoke WORKLOAD     lift a revocation\n"
+	    "  run [--workload-hint NAME] -- CMD [ARGS...]\n"
+	    "                        run CMD with its connections to Services intercepted\n"
+	    "  trust install|uninstall\n"
+	    "                        add/remove the interception CA in the system trust store\n");
 }
 
 static int cmd_validate(int argc, char **argv)
@@ -61,7 +61,8 @@ static int cmd_validate(int argc, char **argv)
 		diag_print(&d, stdout);
 		if (!d.n)
 			printf("%s: %s\n", argv[0], strerror(-r));
-		fprintf(stderr, "vouch validate: %zu error%s\n", d.n ? d.n : 1, d.n == 1 ? "" : "s");
+		fprintf(stderr, "vouch validate: %zu error%s\n", d.n ? d.n : 1,
+			d.n == 1 ? "" : "s");
 		diag_list_done(&d);
 		resource_set_unref(set);
 		return 1;

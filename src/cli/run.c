@@ -225,14 +225,16 @@ static int join_cgroup(const char *cgroup, char *err, size_t err_cap)
 	if (fd >= 0)
 		close(fd);
 	if (r == -EACCES || r == -EPERM)
-		snprintf(err, err_cap,
-			 "cannot join the intercepted cgroup %s: %s (vouch run needs root, or write "
-			 "access to %s and to the cgroup.procs of the common ancestor of its current "
-			 "cgroup)",
-			 cgroup, strerror(-r), path);
+		snprintf(
+		    err, err_cap,
+		    "cannot join the intercepted cgroup %s: %s (vouch run needs root, or write "
+		    "access to %s and to the cgroup.procs of the common ancestor of its current "
+		    "cgroup)",
+		    cgroup, strerror(-r), path);
 	else if (r == -ENOENT)
-		snprintf(err, err_cap, "the intercepted cgroup %s does not exist (is vouchd still "
-				       "running?)",
+		snprintf(err, err_cap,
+			 "the intercepted cgroup %s does not exist (is vouchd still "
+			 "running?)",
 			 cgroup);
 	else if (r < 0)
 		snprintf(err, err_cap, "cannot join the intercepted cgroup %s: %s", cgroup,
@@ -325,12 +327,13 @@ static int run_checked(struct cli *c, const char *hint, char **cmd)
 	if (!hint_matches(ans, hint)) {
 		explain_print(ans, stderr);
 		json_t *w = json_object_get(ans, "workload");
-		fprintf(stderr,
-			"vouch run: refusing to run %s: attested as %s, not the workload hint '%s'\n",
-			cmd[0],
-			json_is_object(w) ? json_string_value(json_object_get(w, "spiffe_id"))
-					  : "no WorkloadIdentity",
-			hint);
+		fprintf(
+		    stderr,
+		    "vouch run: refusing to run %s: attested as %s, not the workload hint '%s'\n",
+		    cmd[0],
+		    json_is_object(w) ? json_string_value(json_object_get(w, "spiffe_id"))
+				      : "no WorkloadIdentity",
+		    hint);
 		goto kill;
 	}
 	json_decref(ans);
@@ -375,7 +378,8 @@ int cli_run(struct cli *c, int argc, char **argv)
 	char *bundle = NULL, *node = NULL;
 	size_t bundle_len = 0, node_len = 0, pem_len;
 	bool base_used = false, node_base = false;
-	const char *ssl_base = getenv("SSL_CERT_FILE"), *node_base_path = getenv("NODE_EXTRA_CA_CERTS");
+	const char *ssl_base = getenv("SSL_CERT_FILE"),
+		   *node_base_path = getenv("NODE_EXTRA_CA_CERTS");
 	json_t *req, *info = NULL;
 	int i = 0, rc = 1;
 
@@ -387,7 +391,8 @@ int cli_run(struct cli *c, int argc, char **argv)
 		if (strcmp(argv[i], "--workload-hint") == 0 && i + 1 < argc && argv[i + 1][0]) {
 			hint = argv[++i];
 		} else if (argv[i][0] == '-') {
-			fprintf(stderr, "usage: vouch run [--workload-hint NAME] -- CMD [ARGS...]\n");
+			fprintf(stderr,
+				"usage: vouch run [--workload-hint NAME] -- CMD [ARGS...]\n");
 			return 2;
 		} else {
 			break;

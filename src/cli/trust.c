@@ -170,9 +170,8 @@ int cli_trust(struct cli *c, int argc, char **argv)
 	}
 	install = strcmp(argv[0], "install") == 0;
 	if (geteuid() != 0) {
-		fprintf(stderr,
-			"vouch trust %s: must run as root (it %s %s and runs %s)\n", argv[0],
-			install ? "writes" : "removes", TRUST_FILE, TRUST_UPDATE);
+		fprintf(stderr, "vouch trust %s: must run as root (it %s %s and runs %s)\n",
+			argv[0], install ? "writes" : "removes", TRUST_FILE, TRUST_UPDATE);
 		return 1;
 	}
 	return install ? trust_install(c) : trust_uninstall();

@@ -485,8 +485,8 @@ static void load_ports(struct cload *cl, const struct yamltree_node *v,
 static void load_intercept(struct cload *cl, const struct yamltree_node *m,
 			   struct agentconf_intercept *ic)
 {
-	static const char *const keys[] = {"enabled", "cgroup",	 "listen4",
-					   "listen6", "ports", "resolveInterval"};
+	static const char *const keys[] = {"enabled", "cgroup", "listen4",
+					   "listen6", "ports",	"resolveInterval"};
 	static const struct {
 		const char *name;
 		conf_check_fn check;
@@ -517,8 +517,9 @@ static void load_intercept(struct cload *cl, const struct yamltree_node *m,
 			continue;
 		const char *sg = yamltree_suggest(k->str, keys, sizeof(keys) / sizeof(keys[0]));
 		cerr(cl, k, "intercept: unknown field '%s'%s%s%s", k->str,
-		     sg ? ", did you mean '" : " (known fields: enabled, cgroup, listen4, listen6, "
-					       "ports, resolveInterval)",
+		     sg ? ", did you mean '"
+			: " (known fields: enabled, cgroup, listen4, listen6, "
+			  "ports, resolveInterval)",
 		     sg ? sg : "", sg ? "'?" : "");
 	}
 	if ((v = yamltree_get(m, "enabled")) && v->type != YAMLTREE_BAD && !yamltree_is_null(v) &&
@@ -546,15 +547,17 @@ static void load_intercept(struct cload *cl, const struct yamltree_node *m,
 		long long x;
 		int r = yamltree_int(v, 1, 86400, &x);
 		if (r == -ERANGE)
-			cerr(cl, v, "intercept.resolveInterval: %s out of range (1..86400)", v->str);
+			cerr(cl, v, "intercept.resolveInterval: %s out of range (1..86400)",
+			     v->str);
 		else if (r < 0)
 			cerr(cl, v, "intercept.resolveInterval: expected an integer (seconds)");
 		else
 			ic->resolve_interval = (uint32_t)x;
 	}
 	if (ic->enabled && ic->listen4 && ic->listen6 && !*ic->listen4 && !*ic->listen6)
-		cerr(cl, m, "intercept: listen4 and listen6 are both disabled; set one, or set "
-			    "enabled: false");
+		cerr(cl, m,
+		     "intercept: listen4 and listen6 are both disabled; set one, or set "
+		     "enabled: false");
 }
 
 /* No two listeners on one address; reported at the later one written in the file. */

@@ -16,37 +16,39 @@ struct agentconf_plain {
 /* intercept: transparent capture with the eBPF hooks (docs/CONFIG.md "intercept"). */
 #define AGENTCONF_MAX_PORTS 64 /* = ICPT_MAX_PORTS */
 struct agentconf_intercept {
-	bool enabled;	   /* default true */
-	char *cgroup;	   /* cgroup v2 directory (absolute path); NULL = "<cgroup2 mount>/vouch",
-			    * found at startup */
-	char *listen4;	   /* IPv4 transparent listener, default "127.0.0.1:7803"; "" disables */
-	char *listen6;	   /* IPv6 transparent listener, default "[::1]:7803"; "" disables */
-	uint16_t *ports;   /* whole ports captured (decided by SNI); default none */
-	size_t n_ports;	   /* <= AGENTCONF_MAX_PORTS, distinct */
+	bool enabled;	 /* default true */
+	char *cgroup;	 /* cgroup v2 directory (absolute path); NULL = "<cgroup2 mount>/vouch",
+			  * found at startup */
+	char *listen4;	 /* IPv4 transparent listener, default "127.0.0.1:7803"; "" disables */
+	char *listen6;	 /* IPv6 transparent listener, default "[::1]:7803"; "" disables */
+	uint16_t *ports; /* whole ports captured (decided by SNI); default none */
+	size_t n_ports;	 /* <= AGENTCONF_MAX_PORTS, distinct */
 	uint32_t resolve_interval; /* seconds between re-resolutions of Service hosts; default
 				    * 30, 1..86400 */
 };
 
 struct agentconf {
-	char *trust_domain;   /* default "vouch.local" */
-	char *issuer;         /* default "http://127.0.0.1:7802" (= oidc listener) */
-	char *state_dir;      /* default "/var/lib/vouch" */
-	char *resources_dir;  /* default "/etc/vouch/resources.d" */
-	char *audit_log;      /* default "<stateDir>/audit.log"; "-" = stderr */
-	char *admin_socket;   /* default "/run/vouch/admin.sock" */
-	char *oidc_listen;    /* default "127.0.0.1:7802"; "" disables */
-	char *proxy_listen;   /* HTTPS proxy (CONNECT), default "127.0.0.1:7800"; "" disables */
-	struct agentconf_plain *plain; /* plaintext listeners; default anthropic-api on 127.0.0.1:7801 */
+	char *trust_domain;  /* default "vouch.local" */
+	char *issuer;	     /* default "http://127.0.0.1:7802" (= oidc listener) */
+	char *state_dir;     /* default "/var/lib/vouch" */
+	char *resources_dir; /* default "/etc/vouch/resources.d" */
+	char *audit_log;     /* default "<stateDir>/audit.log"; "-" = stderr */
+	char *admin_socket;  /* default "/run/vouch/admin.sock" */
+	char *oidc_listen;   /* default "127.0.0.1:7802"; "" disables */
+	char *proxy_listen;  /* HTTPS proxy (CONNECT), default "127.0.0.1:7800"; "" disables */
+	struct agentconf_plain
+	    *plain; /* plaintext listeners; default anthropic-api on 127.0.0.1:7801 */
 	size_t n_plain;
 	char *upstream_ca_file; /* extra CA bundle for upstream TLS; NULL = system store */
-	char *ca_cert_file, *ca_key_file; /* identity CA loaded from files; NULL = generate in stateDir */
-	uint32_t jwt_ttl;     /* JWT-SVID lifetime, seconds; default 300 */
-	uint32_t x509_ttl;    /* X.509-SVID lifetime, seconds; default 3600 */
+	char *ca_cert_file,
+	    *ca_key_file;	   /* identity CA loaded from files; NULL = generate in stateDir */
+	uint32_t jwt_ttl;	   /* JWT-SVID lifetime, seconds; default 300 */
+	uint32_t x509_ttl;	   /* X.509-SVID lifetime, seconds; default 3600 */
 	uint32_t jwt_key_rotation; /* JWT signing key rotation period, seconds; default 86400 */
-	uint32_t reload_interval_ms; /* resource dir poll period; default 1000 */
+	uint32_t reload_interval_ms;  /* resource dir poll period; default 1000 */
 	uint32_t exchange_timeout_ms; /* token exchange timeout; default 30000 */
 	uint32_t max_connections;     /* proxy connection cap; default 4096 */
-	char *log_level;      /* debug|info|warn|error; default info */
+	char *log_level;	      /* debug|info|warn|error; default info */
 	struct agentconf_intercept intercept;
 };
 

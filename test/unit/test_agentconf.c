@@ -224,8 +224,8 @@ static void test_intercept(void)
 		      "unknown field 'enable', did you mean 'enabled'?");
 	expect_errors("intercept.enabled not a bool", "intercept: {enabled: yes}\n", 1, 1u, 22u,
 		      "intercept.enabled: expected true or false");
-	expect_errors("intercept.cgroup relative",
-		      "intercept: {cgroup: vouch}\n", 1, 1u, 21u, "expected an absolute path");
+	expect_errors("intercept.cgroup relative", "intercept: {cgroup: vouch}\n", 1, 1u, 21u,
+		      "expected an absolute path");
 	expect_errors("intercept.cgroup with ..", "intercept: {cgroup: /sys/fs/cgroup/../x}\n", 1,
 		      1u, 21u, "must not contain '..'");
 	expect_errors("intercept.cgroup empty", "intercept: {cgroup: ''}\n", 1, 1u, 21u,
@@ -233,8 +233,8 @@ static void test_intercept(void)
 	expect_errors("intercept listeners of the wrong family",
 		      "intercept:\n  listen4: '[::1]:1'\n  listen6: 127.0.0.1:1\n", 2, 2u, 12u,
 		      "the IPv6 listener is listen6", 3u, 12u, "the IPv4 listener is listen4");
-	expect_errors("intercept.listen6 v4-mapped", "intercept: {listen6: '[::ffff:127.0.0.1]:1'}\n",
-		      1, 1u, 22u, "v4-mapped");
+	expect_errors("intercept.listen6 v4-mapped",
+		      "intercept: {listen6: '[::ffff:127.0.0.1]:1'}\n", 1, 1u, 22u, "v4-mapped");
 	expect_errors("intercept.listen4 name and port 0",
 		      "intercept: {listen4: 'localhost:1', listen6: '[::1]:0'}\n", 2, 1u, 22u,
 		      "intercept.listen4: invalid value", 1u, 46u, "expected a port 1..65535");
@@ -252,8 +252,8 @@ static void test_intercept(void)
 		char big[512] = "intercept:\n  ports: [";
 		size_t len = strlen(big);
 		for (int i = 1; i <= AGENTCONF_MAX_PORTS + 1; i++)
-			len += (size_t)snprintf(big + len, sizeof(big) - len, "%s%d", i > 1 ? "," : "",
-						i);
+			len += (size_t)snprintf(big + len, sizeof(big) - len, "%s%d",
+						i > 1 ? "," : "", i);
 		snprintf(big + len, sizeof(big) - len, "]\n");
 		expect_errors("more than 64 ports", big, 1, 2u, 10u, "at most 64 ports");
 	}

@@ -177,9 +177,10 @@ static void test_scope(void)
 
 static void test_ca_check(void)
 {
-	static const char pem[] = "-----BEGIN CERTIFICATE-----\n"
-				  "MIIBdzCCAR2gAwIBAgIUb3ZNw0ZnKIC0bLDI3R0m0g7kZv4wCgYIKoZIzj0EAwIw\n"
-				  "-----END CERTIFICATE-----\n";
+	static const char pem[] =
+	    "-----BEGIN CERTIFICATE-----\n"
+	    "MIIBdzCCAR2gAwIBAgIUb3ZNw0ZnKIC0bLDI3R0m0g7kZv4wCgYIKoZIzj0EAwIw\n"
+	    "-----END CERTIFICATE-----\n";
 	ok(!is_one_cert(pem), "a truncated certificate is refused");
 	ok(!is_one_cert("") && !is_one_cert("hello"), "garbage is refused");
 	ok(!is_one_cert("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"),

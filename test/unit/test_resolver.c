@@ -81,15 +81,16 @@ static void test_hosts(void)
 	const char *paths[] = {tmpdir};
 	int r;
 
-	write_file("svc.yaml",
-		   "apiVersion: vouch.dev/v1alpha1\nkind: Service\nmetadata: {name: a}\n"
-		   "spec:\n  addresses:\n  - {address: API.Example.com, port: 443}\n"
-		   "  - {address: 127.1.2.3, port: 443}\n  - {address: '::1', port: 8443}\n"
-		   "---\napiVersion: vouch.dev/v1alpha1\nkind: Service\nmetadata: {name: b}\n"
-		   "spec:\n  addresses:\n  - {address: api.example.com., port: 443}\n"
-		   "  - {address: api.example.com, port: 444}\n"
-		   "---\napiVersion: vouch.dev/v1alpha1\nkind: Service\nmetadata: {name: plain}\n"
-		   "spec:\n  tls: false\n  addresses:\n  - {address: plain.example.com, port: 80}\n");
+	write_file(
+	    "svc.yaml",
+	    "apiVersion: vouch.dev/v1alpha1\nkind: Service\nmetadata: {name: a}\n"
+	    "spec:\n  addresses:\n  - {address: API.Example.com, port: 443}\n"
+	    "  - {address: 127.1.2.3, port: 443}\n  - {address: '::1', port: 8443}\n"
+	    "---\napiVersion: vouch.dev/v1alpha1\nkind: Service\nmetadata: {name: b}\n"
+	    "spec:\n  addresses:\n  - {address: api.example.com., port: 443}\n"
+	    "  - {address: api.example.com, port: 444}\n"
+	    "---\napiVersion: vouch.dev/v1alpha1\nkind: Service\nmetadata: {name: plain}\n"
+	    "spec:\n  tls: false\n  addresses:\n  - {address: plain.example.com, port: 80}\n");
 	r = resources_load(paths, 1, &dg, &set);
 	ok(r == 0, "fixture resources load (%d)", r);
 	diag_print(&dg, stdout);
@@ -172,7 +173,8 @@ static void test_merge_diff(void)
 		big[i].n_addrs = RESOLVER_MAX_ADDRS;
 		for (size_t j = 0; j < RESOLVER_MAX_ADDRS; j++) {
 			big[i].addrs[j].family = AF_INET;
-			big[i].addrs[j].addr.v4.s_addr = htonl((uint32_t)(0x0a000000u + i * 256 + j));
+			big[i].addrs[j].addr.v4.s_addr =
+			    htonl((uint32_t)(0x0a000000u + i * 256 + j));
 			big[i].addrs[j].port = 443;
 		}
 	}
@@ -185,7 +187,8 @@ static void test_merge_diff(void)
 		else
 			n6++;
 	}
-	ok(n4 == ICPT_MAX_DESTS && n6 == 1 && dropped == nh * RESOLVER_MAX_ADDRS - 1 - ICPT_MAX_DESTS,
+	ok(n4 == ICPT_MAX_DESTS && n6 == 1 &&
+	       dropped == nh * RESOLVER_MAX_ADDRS - 1 - ICPT_MAX_DESTS,
 	   "capped at %d per family, the rest counted (%zu dropped)", ICPT_MAX_DESTS, dropped);
 	free(m);
 	for (size_t i = 0; i < nh; i++)
@@ -293,18 +296,17 @@ static void test_thread(void)
 	diag_list_done(&dg);
 	if (r < 0)
 		return;
-	ok(resolver_start(&(struct resolver_opts){.registry = reg, .interval_s = 0,
-						  .apply = fake_apply},
-			  &rs) == -EINVAL,
+	ok(resolver_start(
+	       &(struct resolver_opts){.registry = reg, .interval_s = 0, .apply = fake_apply},
+	       &rs) == -EINVAL,
 	   "interval 0 is refused");
 	ok(resolver_start(&(struct resolver_opts){.registry = reg, .interval_s = 1}, &rs) ==
 	       -EINVAL,
 	   "an apply function is required");
-	r = resolver_start(&(struct resolver_opts){.registry = reg,
-						   .interval_s = 3600,
-						   .apply = fake_apply,
-						   .ctx = &f},
-			   &rs);
+	r = resolver_start(
+	    &(struct resolver_opts){
+		.registry = reg, .interval_s = 3600, .apply = fake_apply, .ctx = &f},
+	    &rs);
 	ok(r == 0, "resolver_start");
 	if (r < 0) {
 		registry_free(reg);

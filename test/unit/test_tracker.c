@@ -181,8 +181,8 @@ int main(void)
 			if (tracker_add(t, name, getpid()) == 1)
 				added++;
 		}
-		ok(added == TRACKER_MAX - 1, "at most %d pairs are followed (%d added)", TRACKER_MAX,
-		   added);
+		ok(added == TRACKER_MAX - 1, "at most %d pairs are followed (%d added)",
+		   TRACKER_MAX, added);
 		ok(tracker_add(t, "self/more", getpid()) == -ENOSPC, "then -ENOSPC");
 	} else {
 		skip("RLIMIT_NOFILE %llu is too low to fill the tracker",
