@@ -150,6 +150,15 @@ void decide_request(const struct decide_in *in, struct decide_out *out)
 	}
 	snprintf(out->spiffe_id, sizeof(out->spiffe_id), "spiffe://%s/%s", in->trust_domain,
 		 out->workload->workload_id);
+	if (in->revocations) {
+		char why[256] = "";
+		if (revocations_check(in->revocations, out->workload->workload_id, why,
+				      sizeof(why))) {
+			refuse(out, 403, PROXY_ERR_PERMISSION, true, "vouch: workload %s is revoked: %s",
+			       out->spiffe_id, why[0] ? why : "by an operator");
+			return;
+		}
+	}
 	out->binding = resource_set_binding_for(in->set, out->workload->workload_id, out->svc);
 	if (!out->binding || !out->binding->injection) {
 		out->binding = NULL;
@@ -168,4 +177,207 @@ void decide_request(const struct decide_in *in, struct decide_out *out)
 		       out->binding->meta.name, out->binding->credential_source, (int)in->pid);
 		return;
 	}
+}
+
+/* ---- transparent connections ------------------------------------------------------- */
+
+/* sa with a v4-mapped IPv6 address turned into AF_INET; other families copied. */
+static void normalize(const struct sockaddr *sa, struct sockaddr_storage *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+			struct sockaddr_in *s4 = (struct sockaddr_in *)ret;
+			s4->sin_family = AF_INET;
+			s4->sin_port = s6->sin6_port;
+			memcpy(&s4->sin_addr, &s6->sin6_addr.s6_addr[12], 4);
+			return;
+		}
+		memcpy(ret, s6, sizeof(*s6));
+	} else if (sa->sa_family == AF_INET) {
+		memcpy(ret, sa, sizeof(struct sockaddr_in));
+	} else {
+		ret->ss_family = sa->sa_family;
+	}
+}
+
+void decide_format_addr(const struct sockaddr *sa, char *out, size_t cap)
+{
+	struct sockaddr_storage n;
+	char a[INET6_ADDRSTRLEN];
+
+	normalize(sa, &n);
+	if (n.ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)&n;
+		inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
+		snprintf(out, cap, "%s:%u", a, (unsigned)ntohs(s4->sin_port));
+	} else if (n.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&n;
+		inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
+		snprintf(out, cap, "[%s]:%u", a, (unsigned)ntohs(s6->sin6_port));
+	} else {
+		snprintf(out, cap, "?");
+	}
+}
+
+static uint16_t addr_port(const struct sockaddr_storage *n)
+{
+	if (n->ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)n)->sin_port);
+	if (n->ss_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)n)->sin6_port);
+	return 0;
+}
+
+/* host as an IP literal ("a.b.c.d", "v6" or "[v6]"), v4-mapped as IPv4, into *ret
+ * (port 0). false if host is not a literal. */
+static bool literal(const char *host, struct sockaddr_storage *ret)
+{
+	struct sockaddr_in6 s6 = {.sin6_family = AF_INET6};
+	struct sockaddr_in s4 = {.sin_family = AF_INET};
+	char buf[INET6_ADDRSTRLEN + 2];
+	size_t n = strlen(host);
+
+	if (inet_pton(AF_INET, host, &s4.sin_addr) == 1) {
+		normalize((struct sockaddr *)&s4, ret);
+		return true;
+	}
+	if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof(buf)) {
+		memcpy(buf, host + 1, n - 2);
+		buf[n - 2] = '\0';
+		host = buf;
+	}
+	if (inet_pton(AF_INET6, host, &s6.sin6_addr) == 1) {
+		normalize((struct sockaddr *)&s6, ret);
+		return true;
+	}
+	return false;
+}
+
+static bool same_ip(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+	if (a->ss_family == AF_INET6)
+		return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+			      &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
+	return false;
+}
+
+bool decide_same_ip(const struct sockaddr *a, const struct sockaddr *b)
+{
+	struct sockaddr_storage na, nb;
+
+	normalize(a, &na);
+	normalize(b, &nb);
+	return same_ip(&na, &nb);
+}
+
+/* Is the Service address host:port the destination? */
+static bool is_destination(const struct decide_tp_in *in, const struct sockaddr_storage *dest,
+			   const char *host, uint16_t port)
+{
+	struct sockaddr_storage lit;
+
+	if (port != addr_port(dest))
+		return false;
+	if (literal(host, &lit))
+		return same_ip(&lit, dest);
+	return in->resolves && in->resolves(in->ctx, host, port, (const struct sockaddr *)dest);
+}
+
+void decide_transparent(const struct decide_tp_in *in, struct decide_tp_out *out)
+{
+	const struct res_service *named = NULL;
+	uint16_t named_port = 0;
+	struct sockaddr_storage dest;
+	const char *why = in->no_sni_why ? in->no_sni_why : "not a TLS ClientHello";
+
+	memset(out, 0, sizeof(*out));
+	out->action = DECIDE_TP_REFUSE;
+	if (!in->dest) {
+		snprintf(out->dest, sizeof(out->dest), "?");
+		snprintf(out->message, sizeof(out->message),
+			 "vouch: transparent connection without an original destination");
+		return;
+	}
+	normalize(in->dest, &dest);
+	decide_format_addr((const struct sockaddr *)&dest, out->dest, sizeof(out->dest));
+	if (dest.ss_family != AF_INET && dest.ss_family != AF_INET6) {
+		snprintf(out->message, sizeof(out->message),
+			 "vouch: transparent connection with an original destination of family %u",
+			 (unsigned)dest.ss_family);
+		return;
+	}
+	if (in->reason != ICPT_REASON_DEST && in->reason != ICPT_REASON_PORT) {
+		snprintf(out->message, sizeof(out->message),
+			 "vouch: connection to %s captured for an unknown reason %u", out->dest,
+			 (unsigned)in->reason);
+		return;
+	}
+	for (size_t i = 0; in->sni && i < in->set->n_services; i++) {
+		const struct res_service *s = &in->set->services[i];
+		size_t k = s->n_addresses; /* the address the name designates */
+
+		if (!s->tls)
+			continue;
+		for (size_t a = 0; a < s->n_addresses; a++)
+			if (strcasecmp(s->addresses[a].host, in->sni) == 0 &&
+			    (k == s->n_addresses || (s->addresses[k].port != addr_port(&dest) &&
+						     s->addresses[a].port == addr_port(&dest))))
+				k = a;
+		if (k == s->n_addresses)
+			continue;
+		if (in->reason == ICPT_REASON_DEST) {
+			/* the destination must be one of this Service's addresses */
+			for (size_t a = 0; a < s->n_addresses; a++) {
+				if (!is_destination(in, &dest, s->addresses[a].host,
+						    s->addresses[a].port))
+					continue;
+				out->action = DECIDE_TP_TERMINATE;
+				out->svc = s;
+				out->port = s->addresses[k].port;
+				return;
+			}
+		}
+		if (!named || (named_port != addr_port(&dest) && s->addresses[k].port == addr_port(&dest))) {
+			named = s;
+			named_port = s->addresses[k].port;
+		}
+	}
+	if (in->reason == ICPT_REASON_PORT) {
+		if (named) {
+			out->action = DECIDE_TP_TERMINATE;
+			out->svc = named;
+			out->port = named_port;
+			return;
+		}
+		out->action = DECIDE_TP_SPLICE;
+		if (in->sni)
+			snprintf(out->message, sizeof(out->message),
+				 "port capture: TLS server name %s names no Service", in->sni);
+		else
+			snprintf(out->message, sizeof(out->message),
+				 "port capture: no TLS server name (%s)", why);
+		return;
+	}
+	if (!in->sni)
+		snprintf(out->message, sizeof(out->message),
+			 "vouch: SNI disagrees with destination: %s was captured as a Service address "
+			 "but the connection names no server (%s)",
+			 out->dest, why);
+	else if (!named)
+		snprintf(out->message, sizeof(out->message),
+			 "vouch: SNI disagrees with destination: TLS server name %s names no Service, "
+			 "but %s was captured as a Service address",
+			 in->sni, out->dest);
+	else
+		snprintf(out->message, sizeof(out->message),
+			 "vouch: SNI disagrees with destination: TLS server name %s names Service %s, "
+			 "which has no address %s",
+			 in->sni, named->meta.name, out->dest);
 }

@@ -1,14 +1,23 @@
 /* decide — may this request be injected, and with what? A pure function of the current
- * resource set, the caller's attested facts and the parsed request (no I/O), evaluated
- * for every request so that a reload (a removed binding, a changed Service) applies
- * from the next request on, also on an open connection. */
+ * resource set, the caller's attested facts, the revocation table and the parsed request
+ * (no I/O), evaluated for every request so that a reload (a removed binding, a changed
+ * Service) or a `vouch revoke` applies from the next request on, also on an open
+ * connection.
+ * Also: what to do with a transparently captured connection (decide_transparent). */
 #ifndef VOUCH_DECIDE_H
 #define VOUCH_DECIDE_H
 
 #include "attest/attest.h"
 #include "config/resource.h"
 #include "proxy/http1.h"
+#include "intercept/intercept_types.h"
 #include "proxy/inject.h"
+#include "registry/revoke.h"
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
 
 #define DECIDE_MAX_ALLOWED 8
 
@@ -29,6 +38,7 @@ struct decide_in {
 	const char *attest_error;         /* why, when facts is NULL */
 	pid_t pid;                        /* 0 when unknown */
 	const char *trust_domain;
+	struct revocations *revocations;  /* a revoked workload is refused; may be NULL */
 };
 
 struct decide_out {
@@ -45,12 +55,71 @@ struct decide_out {
 };
 
 /* Evaluate in into *out (always fully written). Pointers in out are valid while in->set
- * and the request buffer are. */
+ * and the request buffer are. Order of the checks: target form, Service, tunnel target,
+ * Host / target authority, plaintext upstream, caller identified, WorkloadIdentity,
+ * revocation (403 permission_error "vouch: workload spiffe://... is revoked: <reason>",
+ * audit_deny set), binding, source. out->workload is set from the WorkloadIdentity check
+ * on, also when a later check refuses. */
 void decide_request(const struct decide_in *in, struct decide_out *out);
 
 /* The Service of set with tls: true that has host:port (host case-insensitive) among its
  * addresses, or NULL: what a CONNECT may target. */
 const struct res_service *decide_connect_target(const struct resource_set *set, const char *host,
 						uint16_t port);
+
+/* ---- transparent connections (redirected by the eBPF hooks) ----
+ *
+ * Given what the hook recorded (why the connect was captured, its original destination)
+ * and the server name the client put in its ClientHello:
+ *  - the name is the host of an address of a tls: true Service (case-insensitive):
+ *      captured as a Service address (ICPT_REASON_DEST): terminate when one of that
+ *        Service's addresses is the destination (same port, and an IP literal equal to
+ *        it or a name that in->resolves() says resolves to it); otherwise refuse: the
+ *        name and the destination disagree, and a credential must never follow a
+ *        mismatched name;
+ *      captured by port (ICPT_REASON_PORT): terminate (the request then goes to the
+ *        Service's configured upstream, never to the original destination), preferring
+ *        an address of the Service with the destination's port;
+ *  - no such Service, no server name, or not TLS at all:
+ *      ICPT_REASON_DEST: refuse ("SNI disagrees with destination: ...");
+ *      ICPT_REASON_PORT: splice byte for byte to the original destination;
+ *  - any other reason, or a destination that is neither IPv4 nor IPv6: refuse. */
+enum decide_tp_action {
+	DECIDE_TP_REFUSE = 0,
+	DECIDE_TP_TERMINATE,
+	DECIDE_TP_SPLICE,
+};
+
+struct decide_tp_in {
+	const struct resource_set *set;
+	const char *sni;	/* server name from sni_parse(), NULL when there is none */
+	const char *no_sni_why; /* why there is none (shown in messages); may be NULL */
+	uint32_t reason;	/* ICPT_REASON_* */
+	/* the original destination: AF_INET, or AF_INET6 (v4-mapped counts as IPv4) */
+	const struct sockaddr *dest;
+	/* Does host (a Service address that is a DNS name, with its port) resolve to
+	 * dest's address? NULL: only IP-literal addresses can match. */
+	bool (*resolves)(void *ctx, const char *host, uint16_t port, const struct sockaddr *dest);
+	void *ctx;
+};
+
+struct decide_tp_out {
+	enum decide_tp_action action;
+	const struct res_service *svc; /* TERMINATE: the Service the name designates */
+	uint16_t port; /* TERMINATE: port of the address named (the destination's port when
+			* the Service has the name with that port, else its first one) */
+	char dest[INET6_ADDRSTRLEN + 8]; /* the destination as "a.b.c.d:p" / "[v6]:p" */
+	char message[768];	       /* REFUSE: the denial reason; SPLICE: why spliced */
+};
+
+/* Evaluate in into *out (always fully written). out->svc is valid while in->set is. */
+void decide_transparent(const struct decide_tp_in *in, struct decide_tp_out *out);
+
+/* Do a and b (AF_INET or AF_INET6; v4-mapped IPv6 equals its IPv4) hold the same IP
+ * address? Ports are not compared. */
+bool decide_same_ip(const struct sockaddr *a, const struct sockaddr *b);
+/* sa as "a.b.c.d:port" or "[v6]:port" (v4-mapped shown as IPv4) into out; "?" for an
+ * unknown family. Always NUL-terminates (cap > 0). */
+void decide_format_addr(const struct sockaddr *sa, char *out, size_t cap);
 
 #endif

@@ -5,10 +5,16 @@
  * count to reach zero. Sockets are blocking with timeouts (PROXY_IDLE_SECS between
  * requests, PROXY_HEAD_SECS for the rest of a head and for bodies).
  *
- * Per connection: the caller is identified once (socket → pid → attested facts). Per
- * request: parse (http1), decide (decide.c, against the current resource set), take a
- * token (broker), rewrite (inject.c), forward over a pooled upstream connection,
- * stream the response back.
+ * Per connection: the caller's pid is found once (socket → pid with sock_diag, or the
+ * tgid the eBPF hook recorded on the transparent listener). Per request: re-attest that
+ * pid (attest_cached), parse (http1), decide (decide.c, against the current resource
+ * set and revocations), report the workload (on_attributed), take a token (broker),
+ * rewrite (inject.c), forward over a pooled upstream connection, stream the response
+ * back.
+ *
+ * Transparent listener: lookup (intercept) → peek the ClientHello (sni.c, nothing
+ * consumed) → decide_transparent → terminate TLS and serve requests as in a CONNECT
+ * tunnel, splice byte for byte (splice.c) to the original destination, or refuse.
  *
  * Choices:
  *  - Expect: 100-continue is answered by the proxy itself once the request is
@@ -29,11 +35,14 @@
 #include "proxy/errors.h"
 #include "proxy/http1.h"
 #include "proxy/inject.h"
+#include "proxy/sni.h"
+#include "proxy/splice.h"
 #include "proxy/stream.h"
 #include "proxy/upstream.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -63,7 +72,8 @@
 struct listener {
 	struct proxy *p;
 	int fd;
-	char *service; /* NULL: the HTTPS (CONNECT) proxy */
+	char *service; /* NULL: the HTTPS (CONNECT) proxy or the transparent listener */
+	bool transparent;
 	char host[INJECT_HOST_MAX + 1];
 	uint16_t port;
 	bool loopback;
@@ -91,10 +101,15 @@ struct conn {
 	struct stream cs; /* the workload side */
 	int up_fd;        /* the current upstream socket, for proxy_stop; under p->lock */
 
-	/* identity, once per connection */
+	/* identity: the pid once per connection, its facts again before every request */
 	pid_t pid;
 	struct attest_facts *facts; /* NULL when attestation failed */
 	char attest_error[160];
+	char *attributed; /* workload last reported to on_attributed */
+
+	/* transparent listener */
+	struct icpt_orig orig;
+	bool no_linger; /* close at once: not ours, or spliced (the relay ended both sides) */
 
 	/* CONNECT tunnel */
 	char tunnel_host[INJECT_HOST_MAX + 1];
@@ -246,6 +261,28 @@ static void audit_deny(struct conn *c, const char *event, const struct decide_ou
 		       .status = status,
 		       .expires_in = -1,
 		   });
+}
+
+/* Attest c->pid into c->facts; on failure c->facts is NULL and c->attest_error says
+ * why. */
+static void attest_caller(struct conn *c)
+{
+	struct attest_facts *f = c->facts ? c->facts : malloc(sizeof(*f));
+	int r;
+
+	c->facts = NULL;
+	if (!f) {
+		snprintf(c->attest_error, sizeof(c->attest_error), "out of memory");
+		return;
+	}
+	r = attest_cached(c->p->o.attest, c->pid, f);
+	if (r < 0) {
+		free(f);
+		snprintf(c->attest_error, sizeof(c->attest_error), "cannot attest process %d: %s",
+			 (int)c->pid, r == -ESRCH ? "it has exited" : strerror(-r));
+		return;
+	}
+	c->facts = f;
 }
 
 /* ---- reading ---------------------------------------------------------------------- */
@@ -627,6 +664,21 @@ static int buffer_body(struct conn *c, struct reqctx *rq)
 	return 0;
 }
 
+/* Tell the agent which workload this connection's process is, when that is news. */
+static void note_attributed(struct conn *c, const char *workload_path)
+{
+	char *copy;
+
+	if (!c->p->o.on_attributed || (c->attributed && strcmp(c->attributed, workload_path) == 0))
+		return;
+	copy = strdup(workload_path);
+	if (!copy)
+		return; /* reported again on the next request */
+	free(c->attributed);
+	c->attributed = copy;
+	c->p->o.on_attributed(c->p->o.cb_ctx, workload_path, c->pid);
+}
+
 /* One request on the connection. 1: keep going; 0: close. */
 static int handle_request(struct conn *c)
 {
@@ -640,6 +692,10 @@ static int handle_request(struct conn *c)
 	r = read_request_head(c);
 	if (r <= 0)
 		return 0;
+	/* The identity is the process's as it is now (an exec, a setuid, an exit), not as
+	 * it was when the connection opened. */
+	if (c->pid > 0)
+		attest_caller(c);
 	rq = calloc(1, sizeof(*rq));
 	if (!rq)
 		return 0;
@@ -670,8 +726,11 @@ static int handle_request(struct conn *c)
 		.attest_error = c->attest_error,
 		.pid = c->pid,
 		.trust_domain = p->trust_domain,
+		.revocations = p->o.revocations,
 	    },
 	    &rq->d);
+	if (rq->d.workload)
+		note_attributed(c, rq->d.workload->workload_id);
 	if (rq->d.status) {
 		send_error(c, rq->d.status, rq->d.err_type, rq->d.message);
 		if (rq->d.audit_deny || rq->d.status >= 500)
@@ -729,10 +788,13 @@ out:
 
 /* ---- connections ------------------------------------------------------------------ */
 
+/* The process at the other end of a connection to a plaintext or HTTPS proxy listener:
+ * sets c->pid and attests it. */
 static void identify(struct conn *c)
 {
 	struct sockaddr_storage peer, local;
 	socklen_t pl = sizeof(peer), ll = sizeof(local);
+	pid_t pid = 0;
 	int r;
 
 	if (getpeername(c->cs.fd, (struct sockaddr *)&peer, &pl) < 0 ||
@@ -741,7 +803,7 @@ static void identify(struct conn *c)
 			 strerror(errno));
 		return;
 	}
-	r = attest_tcp_peer_pid((struct sockaddr *)&peer, (struct sockaddr *)&local, &c->pid);
+	r = attest_tcp_peer_pid((struct sockaddr *)&peer, (struct sockaddr *)&local, &pid);
 	if (r == -ENOENT) {
 		snprintf(c->attest_error, sizeof(c->attest_error),
 			 "no local process owns the client socket");
@@ -757,18 +819,35 @@ static void identify(struct conn *c)
 			 strerror(-r));
 		return;
 	}
-	c->facts = malloc(sizeof(*c->facts));
-	if (!c->facts) {
-		snprintf(c->attest_error, sizeof(c->attest_error), "out of memory");
-		return;
-	}
-	r = attest_cached(c->p->o.attest, c->pid, c->facts);
-	if (r < 0) {
-		free(c->facts);
-		c->facts = NULL;
-		snprintf(c->attest_error, sizeof(c->attest_error), "cannot attest process %d: %s",
-			 (int)c->pid, strerror(-r));
-	}
+	c->pid = pid;
+	attest_caller(c);
+}
+
+/* The workload's TLS handshake, answered with a leaf for c->tunnel_host from the
+ * interception CA. The server name the client sends must be that host (need_sni: and
+ * it must send one). 0 when the handshake is done, -1 when the connection is done. */
+static int accept_tls(struct conn *c, bool need_sni)
+{
+	SSL_CTX *ctx = NULL;
+	const char *sni;
+	char m[256];
+
+	if (tlsca_server_ctx(c->p->o.tlsca, c->tunnel_host, &ctx) < 0)
+		return -1;
+	c->cs.ssl = SSL_new(ctx);
+	SSL_CTX_free(ctx);
+	if (!c->cs.ssl || SSL_set_fd(c->cs.ssl, c->cs.fd) != 1)
+		return -1;
+	SSL_set_options(c->cs.ssl, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
+	set_rcv_timeout(c->cs.fd, PROXY_HEAD_SECS);
+	if (stream_accept(&c->cs, m, sizeof(m)) < 0)
+		return -1;
+	/* The name the client asked for in TLS must be the one it asked for in CONNECT
+	 * (or, transparently, the one the decision was made on). */
+	sni = SSL_get_servername(c->cs.ssl, TLSEXT_NAMETYPE_host_name);
+	if ((sni && strcasecmp(sni, c->tunnel_host) != 0) || (!sni && need_sni))
+		return -1;
+	return 0;
 }
 
 /* The CONNECT exchange on the HTTPS proxy listener, then the TLS handshake with a leaf
@@ -778,10 +857,7 @@ static int open_tunnel(struct conn *c)
 	static const char established[] = "HTTP/1.1 200 Connection established\r\n\r\n";
 	const struct res_service *svc;
 	struct resource_set *set;
-	SSL_CTX *ctx = NULL;
-	const char *sni;
 	char m[512], shown[128];
-	int r;
 
 	if (read_request_head(c) <= 0)
 		return -1;
@@ -826,22 +902,236 @@ static int open_tunnel(struct conn *c)
 	if (stream_write(&c->cs, established, sizeof(established) - 1) < 0)
 		return -1;
 	c->len = c->pos = 0;
-	r = tlsca_server_ctx(c->p->o.tlsca, c->tunnel_host, &ctx);
-	if (r < 0)
-		return -1;
-	c->cs.ssl = SSL_new(ctx);
-	SSL_CTX_free(ctx);
-	if (!c->cs.ssl || SSL_set_fd(c->cs.ssl, c->cs.fd) != 1)
-		return -1;
-	SSL_set_options(c->cs.ssl, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
-	set_rcv_timeout(c->cs.fd, PROXY_HEAD_SECS);
-	if (stream_accept(&c->cs, m, sizeof(m)) < 0)
-		return -1;
-	/* The name the client asked for in TLS must be the one it asked for in CONNECT. */
-	sni = SSL_get_servername(c->cs.ssl, TLSEXT_NAMETYPE_host_name);
-	if (sni && strcasecmp(sni, c->tunnel_host) != 0)
-		return -1;
-	return 0;
+	return accept_tls(c, false);
+}
+
+/* ---- the transparent listener ------------------------------------------------------ */
+
+/* The original destination the hook recorded, as a socket address (v4-mapped IPv6 as
+ * IPv4); ss_family AF_UNSPEC for anything else. */
+static socklen_t orig_sockaddr(const struct icpt_orig *o, struct sockaddr_storage *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	if (o->family == AF_INET || (o->family == AF_INET6 && icpt_is_v4mapped(o->daddr))) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)ret;
+		s4->sin_family = AF_INET;
+		s4->sin_addr.s_addr = o->family == AF_INET ? o->daddr[0] : o->daddr[3];
+		s4->sin_port = o->dport;
+		return sizeof(*s4);
+	}
+	if (o->family == AF_INET6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ret;
+		s6->sin6_family = AF_INET6;
+		memcpy(&s6->sin6_addr, o->daddr, sizeof(s6->sin6_addr));
+		s6->sin6_port = o->dport;
+		return sizeof(*s6);
+	}
+	ret->ss_family = AF_UNSPEC;
+	return sizeof(*ret);
+}
+
+/* decide_transparent's resolver when the agent gave none: getaddrinfo(host). */
+static bool resolves_by_dns(void *ctx, const char *host, uint16_t port, const struct sockaddr *dst)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+	bool hit = false;
+
+	(void)ctx, (void)port;
+	if (getaddrinfo(host, NULL, &hints, &res) != 0)
+		return false;
+	for (struct addrinfo *ai = res; ai && !hit; ai = ai->ai_next)
+		hit = (ai->ai_family == AF_INET || ai->ai_family == AF_INET6) &&
+		      decide_same_ip(ai->ai_addr, dst);
+	freeaddrinfo(res);
+	return hit;
+}
+
+static void set_rcvlowat(int fd, int n)
+{
+	setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &n, sizeof(n));
+}
+
+/* Read the client's ClientHello server name without consuming a byte (MSG_PEEK), for
+ * at most PROXY_HELLO_MS: SO_RCVLOWAT makes poll() wait for more bytes than already
+ * peeked, so a hello arriving in pieces is waited for without spinning. At most
+ * SNI_PEEK_MAX bytes are looked at. Returns sni_parse()'s > 0, -EBADMSG or -ENOENT,
+ * or -ETIMEDOUT / -EPIPE (the client stopped sending first) / -errno, with *ret_why. */
+static int peek_hello(struct conn *c, char sni[static SNI_NAME_MAX + 1], const char **ret_why)
+{
+	uint64_t deadline = now_ms() + PROXY_HELLO_MS;
+	size_t last = 0;
+	bool ended = false;
+	int r;
+
+	for (;;) {
+		ssize_t n = recv(c->cs.fd, c->buf, SNI_PEEK_MAX, MSG_PEEK | MSG_DONTWAIT);
+		struct pollfd pfd = {.fd = c->cs.fd, .events = POLLIN | POLLRDHUP};
+		uint64_t now;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+			r = -errno;
+			*ret_why = "the connection failed before a complete ClientHello";
+			break;
+		}
+		if (n == 0) {
+			r = -EPIPE;
+			*ret_why = "the client closed without sending anything";
+			break;
+		}
+		if (n > 0) {
+			r = sni_parse_why((const uint8_t *)c->buf, (size_t)n, sni, SNI_NAME_MAX + 1,
+					  ret_why);
+			if (r != 0)
+				break;
+			if ((size_t)n >= SNI_PEEK_MAX) {
+				r = -EBADMSG;
+				*ret_why = "ClientHello larger than the proxy reads";
+				break;
+			}
+			if (ended && (size_t)n == last) {
+				r = -EPIPE;
+				*ret_why = "the client stopped sending before its ClientHello was complete";
+				break;
+			}
+			last = (size_t)n;
+		}
+		now = now_ms();
+		if (now >= deadline || atomic_load(&c->p->stopping)) {
+			r = -ETIMEDOUT;
+			*ret_why = "no complete ClientHello within 5 s";
+			break;
+		}
+		set_rcvlowat(c->cs.fd, (int)last + 1);
+		if (poll(&pfd, 1, (int)(deadline - now)) > 0 &&
+		    (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+			ended = true;
+	}
+	set_rcvlowat(c->cs.fd, 1);
+	return r;
+}
+
+/* Relay the connection to its original destination, untouched. */
+static void splice_to_orig(struct conn *c, const struct sockaddr_storage *dst, socklen_t dst_len,
+			   const struct decide_tp_out *d)
+{
+	struct splice_stats st = {0};
+	char m[1024];
+	int fd, r;
+
+	c->no_linger = true;
+	fd = splice_connect((const struct sockaddr *)dst, dst_len, UPSTREAM_CONNECT_MS);
+	if (fd < 0) {
+		snprintf(m, sizeof(m), "vouch: splice to %s failed: %s (%s)", d->dest,
+			 strerror(-fd), d->message);
+		audit_emit(c->p->o.audit, &(struct audit_rec){.event = "error",
+							       .pid = c->pid,
+							       .exe = c->facts ? c->facts->exe : NULL,
+							       .destination = d->dest,
+							       .reason = m,
+							       .expires_in = -1});
+		/* the client sees what it would have seen: a refused connection */
+		struct linger lg = {.l_onoff = 1, .l_linger = 0};
+		setsockopt(c->cs.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		return;
+	}
+	track_upstream(c, fd);
+	audit_emit(c->p->o.audit, &(struct audit_rec){.event = "splice",
+						       .pid = c->pid,
+						       .exe = c->facts ? c->facts->exe : NULL,
+						       .destination = d->dest,
+						       .reason = d->message,
+						       .expires_in = -1});
+	r = atomic_load(&c->p->stopping)
+		? -ECANCELED
+		: splice_relay(c->cs.fd, fd, PROXY_SPLICE_IDLE_SECS * 1000, &st);
+	track_upstream(c, -1);
+	close(fd);
+	log_debug("splice pid %d to %s ended (%s): %llu bytes out, %llu bytes back", (int)c->pid,
+		  d->dest, r == 0 ? "closed" : strerror(-r), (unsigned long long)st.a_to_b,
+		  (unsigned long long)st.b_to_a);
+}
+
+/* A redirected connection: find what the hook recorded, read the server name, then
+ * terminate (0: serve requests), splice or refuse (-1: the connection is done). */
+static int open_transparent(struct conn *c)
+{
+	/* TLS alert record: fatal access_denied (RFC 8446 §6), before any handshake key */
+	static const uint8_t denied[] = {21, 3, 3, 0, 2, 2, 49};
+	struct proxy *p = c->p;
+	struct sockaddr_storage peer, dst;
+	socklen_t pl = sizeof(peer), dl;
+	struct resource_set *set = NULL;
+	struct decide_tp_out *d = NULL;
+	char sni[SNI_NAME_MAX + 1], from[INET6_ADDRSTRLEN + 8];
+	const char *why = NULL;
+	int r, ret = -1;
+
+	c->no_linger = true;
+	if (getpeername(c->cs.fd, (struct sockaddr *)&peer, &pl) < 0)
+		goto out;
+	r = p->o.lookup ? p->o.lookup(p->o.cb_ctx, (struct sockaddr *)&peer, &c->orig)
+			: intercept_lookup(p->o.intercept, (struct sockaddr *)&peer, &c->orig);
+	if (r < 0) {
+		decide_format_addr((struct sockaddr *)&peer, from, sizeof(from));
+		log_debug("transparent listener %s:%u: connection from %s was not redirected by "
+			  "vouch (%s); closed",
+			  c->l->host, (unsigned)c->l->port, from, strerror(-r));
+		goto out;
+	}
+	c->pid = (pid_t)c->orig.tgid;
+	attest_caller(c);
+	dl = orig_sockaddr(&c->orig, &dst);
+	r = peek_hello(c, sni, &why);
+	d = malloc(sizeof(*d));
+	if (!d)
+		goto out;
+	set = registry_get(p->o.registry);
+	decide_transparent(
+	    &(struct decide_tp_in){
+		.set = set,
+		.sni = r > 0 ? sni : NULL,
+		.no_sni_why = why,
+		.reason = c->orig.reason,
+		.dest = (struct sockaddr *)&dst,
+		.resolves = p->o.dest_resolves ? p->o.dest_resolves : resolves_by_dns,
+		.ctx = p->o.cb_ctx,
+	    },
+	    d);
+	switch (d->action) {
+	case DECIDE_TP_TERMINATE:
+		snprintf(c->service, sizeof(c->service), "%s", d->svc->meta.name);
+		snprintf(c->tunnel_host, sizeof(c->tunnel_host), "%s", sni);
+		c->tunnel_port = d->port;
+		resource_set_unref(set);
+		set = NULL;
+		c->no_linger = false;
+		ret = accept_tls(c, true);
+		break;
+	case DECIDE_TP_SPLICE:
+		resource_set_unref(set);
+		set = NULL;
+		splice_to_orig(c, &dst, dl, d);
+		break;
+	case DECIDE_TP_REFUSE:
+		audit_emit(p->o.audit, &(struct audit_rec){.event = "deny",
+							   .pid = c->pid,
+							   .exe = c->facts ? c->facts->exe : NULL,
+							   .destination = d->dest,
+							   .reason = d->message,
+							   .expires_in = -1});
+		log_debug("transparent: pid %d to %s refused: %s", (int)c->pid, d->dest, d->message);
+		/* a TLS client gets an alert it can show, then the lingering close */
+		if (r > 0 || r == -ENOENT)
+			(void)send(c->cs.fd, denied, sizeof(denied), MSG_NOSIGNAL);
+		c->no_linger = false;
+		break;
+	}
+out:
+	resource_set_unref(set);
+	free(d);
+	return ret;
 }
 
 static void unregister_conn(struct conn *c)
@@ -866,6 +1156,7 @@ static void conn_free(struct conn *c)
 	stream_close(&c->cs);
 	secret_free(c->head);
 	free(c->facts);
+	free(c->attributed);
 	free(c->buf);
 	free(c->rbuf);
 	free(c->obuf);
@@ -886,16 +1177,22 @@ static void *conn_main(void *arg)
 	c->head = secret_new(HTTP1_MAX_HEAD + 32 * 1024);
 	if (!c->buf || !c->rbuf || !c->obuf || !c->head)
 		goto out;
-	identify(c);
-	if (c->l->service)
-		snprintf(c->service, sizeof(c->service), "%s", c->l->service);
-	else if (open_tunnel(c) < 0)
-		goto out;
+	if (c->l->transparent) {
+		if (open_transparent(c) < 0)
+			goto out;
+	} else {
+		identify(c);
+		if (c->l->service)
+			snprintf(c->service, sizeof(c->service), "%s", c->l->service);
+		else if (open_tunnel(c) < 0)
+			goto out;
+	}
 	while (!atomic_load(&c->p->stopping) && handle_request(c) > 0)
 		;
 out:
 	ERR_clear_error();
-	linger_close(c);
+	if (!c->no_linger)
+		linger_close(c);
 	unregister_conn(c);
 	conn_free(c);
 	return NULL;
@@ -940,7 +1237,10 @@ static void *accept_main(void *arg)
 		pthread_mutex_lock(&p->lock);
 		if (p->n_conns >= p->o.max_connections || atomic_load(&p->stopping)) {
 			pthread_mutex_unlock(&p->lock);
-			refuse_busy(fd);
+			if (l->transparent)
+				close(fd); /* a TLS client would not read an HTTP 503 */
+			else
+				refuse_busy(fd);
 			continue;
 		}
 		c = calloc(1, sizeof(*c));
@@ -1019,11 +1319,20 @@ int proxy_start(const struct proxy_opts *opts, struct proxy **ret, char *err, si
 		*l = (struct listener){.p = p, .fd = -1};
 		p->n_ls++;
 		if (!lc->service && !opts->tlsca) {
-			snprintf(err, err_cap, "HTTPS proxy listener %s needs the interception CA",
-				 listen);
+			snprintf(err, err_cap, "%s listener %s needs the interception CA",
+				 lc->transparent ? "transparent" : "HTTPS proxy", listen);
 			r = -EINVAL;
 			goto fail;
 		}
+		if (lc->transparent && (lc->service || (!opts->intercept && !opts->lookup))) {
+			snprintf(err, err_cap,
+				 "transparent listener %s: %s", listen,
+				 lc->service ? "serves no single Service (service must be unset)"
+					     : "needs the intercept module");
+			r = -EINVAL;
+			goto fail;
+		}
+		l->transparent = lc->transparent;
 		if (inject_parse_authority((struct http1_str){listen, strlen(listen)}, l->host,
 					   &l->port) < 0 ||
 		    l->port == 0) {

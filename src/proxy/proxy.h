@@ -2,13 +2,23 @@
  *   (a) a plaintext loopback listener per Service (ANTHROPIC_BASE_URL=http://127.0.0.1:PORT),
  *   (b) an HTTPS proxy listener (HTTPS_PROXY): CONNECT host:port to a Service address,
  *       then TLS terminated with a per-SNI leaf from the interception CA;
- * finds the calling process from the connection itself (attest_tcp_peer_pid), attests
- * it, finds its binding for the Service, strips workload-supplied x-api-key and
+ *   (c) a transparent listener (issue 3): connections the eBPF hooks redirected; the
+ *       original destination, the connecting process (tgid) and why it was captured come
+ *       from intercept_lookup(); the server name is read from the ClientHello without
+ *       consuming it (sni.h), then decide_transparent() (decide.h) either terminates TLS
+ *       like (b) (the name is a Service's), splices byte for byte to the original
+ *       destination (a captured port, the name is no Service's: splice.h, audited
+ *       "splice"), or refuses (closes after a TLS access_denied alert; audited "deny").
+ * For (a) and (b) it finds the calling process from the connection itself
+ * (attest_tcp_peer_pid); for (c) it is the tgid the hook recorded. It attests the process
+ * (again before every request, attest_cached), finds its WorkloadIdentity and binding for
+ * the Service, refuses a revoked workload (403), strips workload-supplied x-api-key and
  * authorization headers (any case, any count), injects Authorization: Bearer and merges
  * oauth-2025-04-20 into anthropic-beta, and forwards to the Service's configured
- * upstream over pooled, verified TLS. Request and response bodies stream through
- * (content-length, chunked, SSE unbuffered). Denials get a JSON error in Anthropic's
- * shape {"type":"error","error":{"type":...,"message":...}}.
+ * upstream (addresses[0], never the original destination) over pooled, verified TLS.
+ * Request and response bodies stream through (content-length, chunked, SSE unbuffered).
+ * Denials get a JSON error in Anthropic's shape
+ * {"type":"error","error":{"type":...,"message":...}}.
  *
  * Concurrency (skeleton): one thread per workload connection; the request-path logic
  * (parse, decide, rewrite) is independent of the I/O model (see docs/ARCHITECTURE.md). */
@@ -31,8 +41,13 @@ struct proxy_listener_cfg {
 	const char *listen;  /* "127.0.0.1:7801" or "[::1]:7801" */
 	const char *service; /* Service name for a plaintext listener; NULL = HTTPS proxy */
 	bool transparent;    /* redirected connections from the eBPF hooks (issue 3): the
-			      * original destination and pid come from intercept_lookup() */
+			      * original destination and pid come from intercept_lookup();
+			      * service must be NULL; needs tlsca and intercept (or lookup) */
 };
+
+/* Transparent listener timings. */
+#define PROXY_HELLO_MS 5000	      /* wait for a complete ClientHello (then: no SNI) */
+#define PROXY_SPLICE_IDLE_SECS 600    /* a spliced connection idle this long is closed */
 
 struct proxy_opts {
 	struct registry *registry;
@@ -48,9 +63,23 @@ struct proxy_opts {
 	struct intercept *intercept;      /* required for transparent listeners */
 	struct revocations *revocations;  /* revoked workloads get 403 per request; may be NULL */
 	/* Called (from connection threads) whenever a connection is attributed to a
-	 * workload, so the agent can follow that process's lifetime. May be NULL. */
+	 * workload, so the agent can follow that process's lifetime: on the first request
+	 * of a connection whose caller matches a WorkloadIdentity, and again whenever the
+	 * matched workload changes (a reload, an exec). workload_path is the workload ID
+	 * (SPIFFE path without leading '/'), valid during the call; pid the attested process
+	 * (root pid namespace). Also called for a workload that is then refused (revoked,
+	 * no binding). May be NULL. */
 	void (*on_attributed)(void *ctx, const char *workload_path, pid_t pid);
-	void *cb_ctx;
+	/* Transparent connections captured as a Service address: does host:port (an address
+	 * of a tls: true Service that is a DNS name) currently resolve to dst (AF_INET or
+	 * AF_INET6, port set)? vouchd answers from the resolver that fed the hooks, so the
+	 * answer matches what was captured. NULL: the proxy calls getaddrinfo(host) itself
+	 * (blocking, per connection). Called from connection threads. */
+	bool (*dest_resolves)(void *ctx, const char *host, uint16_t port, const struct sockaddr *dst);
+	/* Test seam: when set, used instead of intercept_lookup(intercept, peer, ret) (same
+	 * contract) on transparent listeners, and intercept may be NULL. */
+	int (*lookup)(void *ctx, const struct sockaddr *peer, struct icpt_orig *ret);
+	void *cb_ctx; /* ctx of on_attributed, dest_resolves and lookup */
 };
 
 /* Bind every listener (fails as a whole with -errno and a message in err) and start the

@@ -1,7 +1,10 @@
 /* test_proxy — the proxy end to end inside one process: a TLS upstream (test CA made
  * here with OpenSSL) in threads, resources from a temp YAML dir, the real registry,
  * attestation of this very process, a broker with a fake exchange, the interception
- * CA for CONNECT, and raw HTTP clients. */
+ * CA for CONNECT, and raw HTTP clients.
+ * Transparent listeners (IPv4 and IPv6) run with a fake intercept lookup (a table of
+ * what the hook would have recorded, keyed by the client's port), plus a second TLS
+ * server with a self-signed certificate and plain TCP servers as splice targets. */
 #include "attest/attest.h"
 #include "audit/audit.h"
 #include "broker/broker.h"
@@ -11,7 +14,9 @@
 #include "proxy/http1.h"
 #include "proxy/proxy.h"
 #include "proxy/stream.h"
+#include "proxy/sni.h"
 #include "registry/registry.h"
+#include "registry/revoke.h"
 #include "tap.h"
 
 #include <arpa/inet.h>
@@ -19,14 +24,17 @@
 #include <ftw.h>
 #include <netinet/in.h>
 #include <openssl/ec.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static char tmpdir[] = "/tmp/vouch-test-proxy-XXXXXX";
@@ -726,6 +734,619 @@ static void test_connect(struct tlsca *tca)
 	free(c);
 }
 
+/* ---- transparent listeners ----------------------------------------------------------- */
+
+/* The fake hook: what connect() would have recorded, by the client's port and family. */
+struct fake_rec {
+	bool used;
+	int family;
+	uint16_t port;
+	struct icpt_orig o;
+};
+static pthread_mutex_t fake_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct fake_rec fake[64];
+static int fake_lookups;
+
+static int fake_lookup(void *ctx, const struct sockaddr *peer, struct icpt_orig *ret)
+{
+	uint16_t port = peer->sa_family == AF_INET ? ntohs(((const struct sockaddr_in *)peer)->sin_port)
+						   : ntohs(((const struct sockaddr_in6 *)peer)->sin6_port);
+	int r = -ENOENT;
+
+	(void)ctx;
+	pthread_mutex_lock(&fake_lock);
+	fake_lookups++;
+	for (int i = 0; i < 64; i++)
+		if (fake[i].used && fake[i].port == port && fake[i].family == peer->sa_family) {
+			*ret = fake[i].o;
+			fake[i].used = false; /* the record is deleted as it is read */
+			r = 0;
+			break;
+		}
+	pthread_mutex_unlock(&fake_lock);
+	return r;
+}
+
+static void fake_add(int family, uint16_t port, const struct icpt_orig *o)
+{
+	pthread_mutex_lock(&fake_lock);
+	for (int i = 0; i < 64; i++)
+		if (!fake[i].used) {
+			fake[i] = (struct fake_rec){true, family, port, *o};
+			break;
+		}
+	pthread_mutex_unlock(&fake_lock);
+}
+
+static int n_fake_lookups(void)
+{
+	pthread_mutex_lock(&fake_lock);
+	int n = fake_lookups;
+	pthread_mutex_unlock(&fake_lock);
+	return n;
+}
+
+/* A record for a connect() by this process to ip:port ("127.0.0.1" or "::1"). */
+static struct icpt_orig orig_to(const char *ip, uint16_t port, uint32_t reason)
+{
+	struct icpt_orig o = {.dport = htons(port), .pid = (uint32_t)getpid(),
+			      .tgid = (uint32_t)getpid(), .uid = getuid(), .gid = getgid(),
+			      .reason = reason};
+
+	if (strchr(ip, ':')) {
+		o.family = AF_INET6;
+		inet_pton(AF_INET6, ip, o.daddr);
+	} else {
+		o.family = AF_INET;
+		inet_pton(AF_INET, ip, &o.daddr[0]);
+	}
+	return o;
+}
+
+/* Connect c to the transparent listener on port (IPv6 when v6) as if redirected with
+ * record o (NULL: no record). */
+static int tp_connect(struct client *c, bool v6, uint16_t port, const struct icpt_orig *o)
+{
+	struct sockaddr_storage a = {0};
+	socklen_t al;
+	struct timeval tv = {.tv_sec = 10};
+
+	c->len = 0;
+	c->s.ssl = NULL;
+	c->s.fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	setsockopt(c->s.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(c->s.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (v6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&a;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_addr = in6addr_loopback;
+		al = sizeof(*s6);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&a;
+		s4->sin_family = AF_INET;
+		s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		al = sizeof(*s4);
+	}
+	if (bind(c->s.fd, (struct sockaddr *)&a, al) < 0 ||
+	    getsockname(c->s.fd, (struct sockaddr *)&a, &al) < 0)
+		return -1;
+	if (o)
+		fake_add(v6 ? AF_INET6 : AF_INET,
+			 ntohs(v6 ? ((struct sockaddr_in6 *)&a)->sin6_port
+				  : ((struct sockaddr_in *)&a)->sin_port),
+			 o);
+	if (v6)
+		((struct sockaddr_in6 *)&a)->sin6_port = htons(port);
+	else
+		((struct sockaddr_in *)&a)->sin_port = htons(port);
+	return connect(c->s.fd, (struct sockaddr *)&a, al);
+}
+
+/* TLS on c with server name sni (NULL: none), verifying the interception CA for
+ * verify_host (NULL: no verification). 0 when the handshake completed. */
+static int tp_tls(struct client *c, SSL_CTX *ctx, const char *sni, const char *verify_host)
+{
+	c->s.ssl = SSL_new(ctx);
+	SSL_set_fd(c->s.ssl, c->s.fd);
+	if (sni)
+		SSL_set_tlsext_host_name(c->s.ssl, sni);
+	if (verify_host)
+		SSL_set1_host(c->s.ssl, verify_host);
+	int r = SSL_connect(c->s.ssl) == 1 ? 0 : -1;
+	ERR_clear_error();
+	return r;
+}
+
+/* on_attributed, dest_resolves: record what the proxy reported / asked */
+static pthread_mutex_t cb_lock = PTHREAD_MUTEX_INITIALIZER;
+static int n_attributed, n_resolves;
+static char attributed_path[256];
+static pid_t attributed_pid;
+
+static void on_attributed(void *ctx, const char *workload_path, pid_t pid)
+{
+	(void)ctx;
+	pthread_mutex_lock(&cb_lock);
+	n_attributed++;
+	snprintf(attributed_path, sizeof(attributed_path), "%s", workload_path);
+	attributed_pid = pid;
+	pthread_mutex_unlock(&cb_lock);
+}
+
+/* The agent's resolver, for the test: localhost is 127.0.0.1 and ::1. */
+static bool test_resolves(void *ctx, const char *host, uint16_t port, const struct sockaddr *dst)
+{
+	bool hit = false;
+
+	(void)ctx, (void)port;
+	pthread_mutex_lock(&cb_lock);
+	n_resolves++;
+	pthread_mutex_unlock(&cb_lock);
+	if (strcmp(host, "localhost") != 0)
+		return false;
+	if (dst->sa_family == AF_INET)
+		hit = ((const struct sockaddr_in *)dst)->sin_addr.s_addr == htonl(INADDR_LOOPBACK);
+	else if (dst->sa_family == AF_INET6)
+		hit = IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)dst)->sin6_addr);
+	return hit;
+}
+
+static bool never_resolves(void *ctx, const char *host, uint16_t port, const struct sockaddr *dst)
+{
+	(void)ctx, (void)host, (void)port, (void)dst;
+	return false;
+}
+
+/* ---- splice targets: a TLS server with its own self-signed certificate (the one a
+ * pinning client expects), a plain server that answers after the client's FIN, and a
+ * plain server that speaks first ---- */
+
+static EVP_PKEY *pin_key;
+static X509 *pin_cert;
+static SSL_CTX *pin_ctx;
+static int pin_fd, half_fd, banner_fd;
+static uint16_t pin_port, half_port, banner_port;
+
+static void *pin_conn(void *arg)
+{
+	struct stream s = {.fd = (int)(intptr_t)arg};
+	struct timeval tv = {.tv_sec = 10};
+	char line[256];
+	size_t len = 0;
+
+	setsockopt(s.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	s.ssl = SSL_new(pin_ctx);
+	SSL_set_fd(s.ssl, s.fd);
+	if (SSL_accept(s.ssl) == 1) {
+		while (len < sizeof(line) - 1 && !memchr(line, '\n', len)) {
+			ssize_t n = stream_read(&s, line + len, sizeof(line) - 1 - len);
+			if (n <= 0)
+				break;
+			len += (size_t)n;
+		}
+		line[len] = '\0';
+		char out[300];
+		int n = snprintf(out, sizeof(out), "pinned server got: %s", line);
+		stream_write(&s, out, (size_t)n);
+		SSL_shutdown(s.ssl);
+	}
+	ERR_clear_error();
+	stream_close(&s);
+	return NULL;
+}
+
+static void *half_conn(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	struct timeval tv = {.tv_sec = 10};
+	char buf[65536], out[64];
+	size_t total = 0;
+	ssize_t n;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		total += (size_t)n;
+	/* the client's FIN arrived; the other direction is still open */
+	n = snprintf(out, sizeof(out), "got %zu bytes\n", total);
+	(void)!write(fd, out, (size_t)n);
+	close(fd);
+	return NULL;
+}
+
+static void *banner_conn(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	static const char banner[] = "220 banner first\r\n";
+
+	(void)!write(fd, banner, sizeof(banner) - 1);
+	shutdown(fd, SHUT_WR);
+	char x[256];
+	struct timeval tv = {.tv_sec = 10};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	while (read(fd, x, sizeof(x)) > 0)
+		;
+	close(fd);
+	return NULL;
+}
+
+static void *serve_main(void *arg)
+{
+	int lfd = *(int *)arg;
+	void *(*fn)(void *) = lfd == pin_fd ? pin_conn : lfd == half_fd ? half_conn : banner_conn;
+
+	for (;;) {
+		int fd = accept(lfd, NULL, NULL);
+		pthread_t t;
+		if (fd < 0)
+			return NULL;
+		pthread_create(&t, NULL, fn, (void *)(intptr_t)fd);
+		pthread_detach(t);
+	}
+}
+
+static bool audit_has_since(long from, const char *a, const char *b)
+{
+	FILE *f = fopen(audit_file, "r");
+	char line[4096];
+	bool hit = false;
+
+	if (!f)
+		return false;
+	fseek(f, from, SEEK_SET);
+	while (!hit && fgets(line, sizeof(line), f))
+		hit = strstr(line, a) && (!b || strstr(line, b));
+	fclose(f);
+	return hit;
+}
+
+static long audit_size(void)
+{
+	struct stat st;
+	return stat(audit_file, &st) == 0 ? (long)st.st_size : 0;
+}
+
+/* A ClientHello for sni from an SSL client on memory BIOs, re-split over two records. */
+static size_t split_hello(SSL *ssl, uint8_t *out, size_t cap)
+{
+	BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
+	uint8_t h[8192];
+	int n;
+
+	SSL_set_bio(ssl, rb, wb);
+	SSL_set_connect_state(ssl);
+	(void)SSL_do_handshake(ssl);
+	ERR_clear_error();
+	n = BIO_read(wb, h, sizeof(h));
+	if (n < 60 || (size_t)n + 5 > cap)
+		return 0;
+	size_t rlen = (size_t)h[3] << 8 | h[4], first = 40;
+	memcpy(out, h, 5);
+	out[3] = 0, out[4] = (uint8_t)first;
+	memcpy(out + 5, h + 5, first);
+	out[5 + first] = 22, out[6 + first] = h[1], out[7 + first] = h[2];
+	out[8 + first] = (uint8_t)((rlen - first) >> 8), out[9 + first] = (uint8_t)(rlen - first);
+	memcpy(out + 10 + first, h + 5 + first, rlen - first);
+	return 10 + rlen;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+	nanosleep(&ts, NULL);
+}
+
+static uint16_t tp_port, tp6_port;
+
+static void test_transparent(struct tlsca *tca, struct revocations *rv, const struct proxy_opts *po)
+{
+	struct client *c = calloc(1, sizeof(*c));
+	SSL_CTX *ctx = client_tls_ctx(tlsca_cert_path(tca));
+	SSL_CTX *lax = SSL_CTX_new(TLS_client_method());
+	struct icpt_orig o;
+	struct reply r;
+	char req[1024], hreq[256];
+	int before, accepts_before, lk;
+	long au0;
+
+	snprintf(req, sizeof(req),
+		 "POST /v1/messages HTTP/1.1\r\nHost: localhost:%u\r\nx-api-key: sk-placeholder\r\n"
+		 "Content-Length: 2\r\n\r\nhi",
+		 up_port);
+
+	/* DEST capture + the Service's name: terminated and injected */
+	pthread_mutex_lock(&cb_lock);
+	n_attributed = 0;
+	attributed_path[0] = '\0';
+	pthread_mutex_unlock(&cb_lock);
+	o = orig_to("127.0.0.1", up_port, ICPT_REASON_DEST);
+	tp_connect(c, false, tp_port, &o);
+	ok(tp_tls(c, ctx, "localhost", "localhost") == 0,
+	   "transparent DEST + SNI localhost: TLS with a leaf from the interception CA verifies");
+	before = n_seen_now();
+	ok(client_do(c, req, "POST", &r) == 0 && r.status == 200, "transparent request: 200");
+	ok(n_seen_now() == before + 1 && last_seen().n_api_key == 0 &&
+	       strncmp(last_seen().auth, "Bearer tok-", 11) == 0,
+	   "transparent request injected at the Service's upstream");
+	pthread_mutex_lock(&cb_lock);
+	ok(n_attributed == 1 && strcmp(attributed_path, "test/proxy") == 0 &&
+	       attributed_pid == getpid(),
+	   "on_attributed(test/proxy, pid %d) once (%d, %s, %d)", (int)getpid(), n_attributed,
+	   attributed_path, (int)attributed_pid);
+	ok(n_resolves > 0, "the agent's resolver was asked whether localhost is the destination");
+	pthread_mutex_unlock(&cb_lock);
+	snprintf(hreq, sizeof(hreq), "GET /again HTTP/1.1\r\nHost: LocalHost:%u\r\n\r\n", up_port);
+	ok(client_do(c, hreq, "GET", &r) == 0 && r.status == 200,
+	   "second request on the connection (Host in another case): 200");
+	pthread_mutex_lock(&cb_lock);
+	ok(n_attributed == 1, "same workload on the same connection: not reported again");
+	pthread_mutex_unlock(&cb_lock);
+	ok(client_do(c, "GET /x HTTP/1.1\r\nHost: evil.example\r\n\r\n", "GET", &r) == 0 &&
+	       r.status == 403,
+	   "transparent: a Host other than the SNI is 403");
+	stream_close(&c->s);
+
+	/* revocation applies to the next request of an open connection */
+	o = orig_to("127.0.0.1", up_port, ICPT_REASON_DEST);
+	tp_connect(c, false, tp_port, &o);
+	tp_tls(c, ctx, "localhost", "localhost");
+	snprintf(hreq, sizeof(hreq), "GET /pre HTTP/1.1\r\nHost: localhost:%u\r\n\r\n", up_port);
+	ok(client_do(c, hreq, "GET", &r) == 0 && r.status == 200,
+	   "before the revocation: 200");
+	au0 = audit_size();
+	before = n_seen_now();
+	revocations_add(rv, "test/proxy", "compromised host");
+	snprintf(hreq, sizeof(hreq), "GET /post HTTP/1.1\r\nHost: localhost:%u\r\n\r\n", up_port);
+	ok(client_do(c, hreq, "GET", &r) == 0 &&
+	       r.status == 403 && strstr(r.body, "permission_error") &&
+	       strstr(r.body, "vouch: workload spiffe://test.local/test/proxy is revoked: compromised host"),
+	   "revoked: the next request on the open connection is 403");
+	ok(n_seen_now() == before, "nothing reached the upstream");
+	ok(audit_has_since(au0, "\"deny\"", "is revoked"), "revocation denial audited");
+	stream_close(&c->s);
+	client_connect(c, plain_port);
+	ok(client_do(c, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "GET", &r) == 0 && r.status == 403 &&
+	       strstr(r.body, "revoked"),
+	   "revoked on the plaintext listener too");
+	stream_close(&c->s);
+	revocations_remove(rv, "test/proxy");
+	client_connect(c, plain_port);
+	ok(client_do(c, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "GET", &r) == 0 && r.status == 200,
+	   "revocation lifted: 200");
+	stream_close(&c->s);
+
+	/* DEST capture + a name that is no Service's: refused, nothing upstream */
+	au0 = audit_size();
+	before = n_seen_now();
+	pthread_mutex_lock(&up_lock);
+	accepts_before = up_accepts;
+	pthread_mutex_unlock(&up_lock);
+	o = orig_to("127.0.0.1", up_port, ICPT_REASON_DEST);
+	tp_connect(c, false, tp_port, &o);
+	{
+		bool cut = tp_tls(c, lax, "other.example", NULL) < 0 ||
+			   client_do(c, "GET / HTTP/1.1\r\nHost: other.example\r\n\r\n", "GET", &r) < 0;
+		ok(cut, "DEST + SNI other.example: closed");
+	}
+	stream_close(&c->s);
+	ok(audit_has_since(au0, "\"deny\"", "SNI disagrees with destination"),
+	   "audited: SNI disagrees with destination");
+	/* DEST capture of another address + the Service's name: the name does not match */
+	o = orig_to("127.0.0.2", up_port, ICPT_REASON_DEST);
+	tp_connect(c, false, tp_port, &o);
+	ok(tp_tls(c, lax, "localhost", NULL) < 0, "DEST 127.0.0.2 + SNI localhost: closed");
+	stream_close(&c->s);
+	ok(audit_has_since(au0, "names Service up", "127.0.0.2"),
+	   "audited: the Service named has no such address");
+	/* DEST capture, no SNI / not TLS */
+	o = orig_to("127.0.0.1", up_port, ICPT_REASON_DEST);
+	tp_connect(c, false, tp_port, &o);
+	ok(tp_tls(c, lax, NULL, NULL) < 0, "DEST + no SNI: closed");
+	stream_close(&c->s);
+	o = orig_to("127.0.0.1", up_port, ICPT_REASON_DEST);
+	tp_connect(c, false, tp_port, &o);
+	ok(client_do(c, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", "GET", &r) < 0 && r.closed,
+	   "DEST + plain HTTP: closed without an answer");
+	stream_close(&c->s);
+	pthread_mutex_lock(&up_lock);
+	ok(n_seen == before && up_accepts == accepts_before,
+	   "no refused connection reached the upstream");
+	pthread_mutex_unlock(&up_lock);
+
+	/* no record: not redirected by us */
+	lk = n_fake_lookups();
+	tp_connect(c, false, tp_port, NULL);
+	ok(client_sees_close(c) && n_fake_lookups() == lk + 1, "no redirect record: closed");
+	stream_close(&c->s);
+
+	/* PORT capture + a name that is no Service's: spliced to the original destination,
+	 * and a client pinning that server's own certificate is satisfied */
+	au0 = audit_size();
+	before = n_seen_now();
+	o = orig_to("127.0.0.1", pin_port, ICPT_REASON_PORT);
+	tp_connect(c, false, tp_port, &o);
+	ok(tp_tls(c, lax, "pinned.example", NULL) == 0, "PORT + SNI pinned.example: handshake");
+	{
+		X509 *peer = SSL_get1_peer_certificate(c->s.ssl);
+		ok(peer && X509_cmp(peer, pin_cert) == 0, "the certificate is the pinned server's own");
+		X509_free(peer);
+		char got[512] = "";
+		size_t gl = 0;
+		stream_write(&c->s, "hello pinned\n", 13);
+		for (;;) {
+			ssize_t n = stream_read(&c->s, got + gl, sizeof(got) - 1 - gl);
+			if (n <= 0)
+				break;
+			gl += (size_t)n;
+		}
+		got[gl] = '\0';
+		ok(strcmp(got, "pinned server got: hello pinned\n") == 0,
+		   "bytes relayed both ways unchanged");
+	}
+	stream_close(&c->s);
+	ok(n_seen_now() == before, "spliced: nothing reached the Service upstream");
+	{
+		char dest[64];
+		snprintf(dest, sizeof(dest), "127.0.0.1:%u", pin_port);
+		ok(audit_has_since(au0, "\"splice\"", dest), "splice audited with its destination");
+	}
+
+	/* PORT capture, not TLS: spliced, with a half-close in the middle */
+	o = orig_to("127.0.0.1", half_port, ICPT_REASON_PORT);
+	tp_connect(c, false, tp_port, &o);
+	{
+		static char big[200000];
+		char got[128] = "";
+		size_t gl = 0;
+		memset(big, 'x', sizeof(big));
+		memcpy(big, "PLAIN", 5);
+		ok(write(c->s.fd, big, sizeof(big)) == (ssize_t)sizeof(big), "200000 plain bytes sent");
+		shutdown(c->s.fd, SHUT_WR);
+		for (;;) {
+			ssize_t n = read(c->s.fd, got + gl, sizeof(got) - 1 - gl);
+			if (n <= 0)
+				break;
+			gl += (size_t)n;
+		}
+		got[gl] = '\0';
+		ok(strcmp(got, "got 200000 bytes\n") == 0,
+		   "half-close: the server saw EOF after every byte and its answer came back");
+	}
+	stream_close(&c->s);
+
+	/* PORT capture + the Service's name: terminated (to the Service's upstream) */
+	before = n_seen_now();
+	o = orig_to("127.0.0.1", 443, ICPT_REASON_PORT);
+	tp_connect(c, false, tp_port, &o);
+	ok(tp_tls(c, ctx, "localhost", "localhost") == 0 && client_do(c, req, "POST", &r) == 0 &&
+	       r.status == 200 && n_seen_now() == before + 1,
+	   "PORT + SNI of a Service: terminated and injected at the Service's upstream");
+	stream_close(&c->s);
+
+	/* a ClientHello in two records, the second 300 ms later */
+	o = orig_to("127.0.0.1", up_port, ICPT_REASON_DEST);
+	tp_connect(c, false, tp_port, &o);
+	{
+		static uint8_t hello[16384];
+		c->s.ssl = SSL_new(ctx);
+		SSL_set_tlsext_host_name(c->s.ssl, "localhost");
+		SSL_set1_host(c->s.ssl, "localhost");
+		size_t hn = split_hello(c->s.ssl, hello, sizeof(hello));
+		ok(hn > 0, "split ClientHello built (%zu bytes)", hn);
+		(void)!write(c->s.fd, hello, 30);
+		sleep_ms(300);
+		(void)!write(c->s.fd, hello + 30, hn - 30);
+		SSL_set_fd(c->s.ssl, c->s.fd); /* the rest of the handshake on the socket */
+		ok(SSL_connect(c->s.ssl) == 1, "fragmented, delayed ClientHello: handshake completes");
+		ERR_clear_error();
+		ok(client_do(c, req, "POST", &r) == 0 && r.status == 200,
+		   "fragmented ClientHello: request injected");
+	}
+	stream_close(&c->s);
+
+	/* IPv6: DEST ::1 + SNI localhost */
+	before = n_seen_now();
+	o = orig_to("::1", up_port, ICPT_REASON_DEST);
+	ok(tp_connect(c, true, tp6_port, &o) == 0, "IPv6 client connects to [::1]");
+	ok(tp_tls(c, ctx, "localhost", "localhost") == 0 && client_do(c, req, "POST", &r) == 0 &&
+	       r.status == 200 && n_seen_now() == before + 1 &&
+	       strncmp(last_seen().auth, "Bearer tok-", 11) == 0,
+	   "IPv6 transparent: injected");
+	stream_close(&c->s);
+	o = orig_to("::1", pin_port, ICPT_REASON_PORT);
+	tp_connect(c, true, tp6_port, &o);
+	/* the pinned server listens on 127.0.0.1 only: the splice to [::1] is refused */
+	ok(tp_tls(c, lax, "pinned.example", NULL) < 0, "IPv6 splice to a closed port: client fails");
+	stream_close(&c->s);
+
+	/* the default resolver (getaddrinfo) and an agent resolver that says no */
+	{
+		struct proxy *p2 = NULL;
+		char l2[32], err[256] = "";
+		uint16_t port2 = free_port();
+		snprintf(l2, sizeof(l2), "127.0.0.1:%u", port2);
+		struct proxy_listener_cfg lc[] = {{l2, NULL, true}};
+		struct proxy_opts o2 = *po;
+		o2.listeners = lc;
+		o2.n_listeners = 1;
+		o2.dest_resolves = NULL;
+		ok(proxy_start(&o2, &p2, err, sizeof(err)) == 0, "proxy with DNS resolution");
+		o = orig_to("127.0.0.1", up_port, ICPT_REASON_DEST);
+		tp_connect(c, false, port2, &o);
+		ok(tp_tls(c, ctx, "localhost", "localhost") == 0 && client_do(c, req, "POST", &r) == 0 &&
+		       r.status == 200,
+		   "getaddrinfo(localhost) includes 127.0.0.1: terminated");
+		stream_close(&c->s);
+		proxy_stop(p2);
+		o2.dest_resolves = never_resolves;
+		ok(proxy_start(&o2, &p2, err, sizeof(err)) == 0, "proxy whose resolver says no");
+		o = orig_to("127.0.0.1", up_port, ICPT_REASON_DEST);
+		tp_connect(c, false, port2, &o);
+		ok(tp_tls(c, lax, "localhost", NULL) < 0, "the resolver decides: refused");
+		stream_close(&c->s);
+		proxy_stop(p2);
+		struct proxy_listener_cfg bad[] = {{l2, "up", true}};
+		o2.listeners = bad;
+		ok(proxy_start(&o2, &p2, err, sizeof(err)) == -EINVAL, "transparent + service: -EINVAL");
+		struct proxy_listener_cfg nolk[] = {{l2, NULL, true}};
+		o2.listeners = nolk;
+		o2.lookup = NULL;
+		ok(proxy_start(&o2, &p2, err, sizeof(err)) == -EINVAL && strstr(err, "intercept"),
+		   "transparent without intercept: -EINVAL (%s)", err);
+	}
+
+	/* PORT capture, a client that waits for the server to speak (no ClientHello ever):
+	 * spliced after the hello timeout */
+	o = orig_to("127.0.0.1", banner_port, ICPT_REASON_PORT);
+	tp_connect(c, false, tp_port, &o);
+	{
+		char got[64] = "";
+		ssize_t n = read(c->s.fd, got, sizeof(got) - 1);
+		if (n > 0)
+			got[n] = '\0';
+		ok(strcmp(got, "220 banner first\r\n") == 0,
+		   "server-speaks-first protocol spliced after the ClientHello wait");
+	}
+	stream_close(&c->s);
+
+	SSL_CTX_free(lax);
+	SSL_CTX_free(ctx);
+	free(c);
+}
+
+static int start_splice_targets(pthread_t th[3])
+{
+	EVP_PKEY *k = EVP_EC_gen("P-256");
+
+	pin_key = k;
+	pin_cert = make_cert(k, k, NULL, "pinned.example", false);
+	pin_ctx = SSL_CTX_new(TLS_server_method());
+	SSL_CTX_use_certificate(pin_ctx, pin_cert);
+	SSL_CTX_use_PrivateKey(pin_ctx, pin_key);
+	pin_fd = listen_any(&pin_port);
+	half_fd = listen_any(&half_port);
+	banner_fd = listen_any(&banner_port);
+	if (pin_fd < 0 || half_fd < 0 || banner_fd < 0)
+		return -1;
+	pthread_create(&th[0], NULL, serve_main, &pin_fd);
+	pthread_create(&th[1], NULL, serve_main, &half_fd);
+	pthread_create(&th[2], NULL, serve_main, &banner_fd);
+	return 0;
+}
+
+static void stop_splice_targets(pthread_t th[3])
+{
+	int *fds[3] = {&pin_fd, &half_fd, &banner_fd};
+
+	for (int i = 0; i < 3; i++) {
+		shutdown(*fds[i], SHUT_RDWR);
+		pthread_join(th[i], NULL);
+		close(*fds[i]);
+	}
+	SSL_CTX_free(pin_ctx);
+	X509_free(pin_cert);
+	EVP_PKEY_free(pin_key);
+}
+
 int main(void)
 {
 	struct registry *reg = NULL;
@@ -737,7 +1358,9 @@ int main(void)
 	struct proxy *px = NULL;
 	struct diag_list d = {0};
 	char state[600], err[256] = "", l_plain[32], l_ip[32], l_nobind[32], l_proxy[32];
-	pthread_t up_thread;
+	char l_tp[32], l_tp6[48];
+	pthread_t up_thread, splice_threads[3];
+	struct revocations *rv = revocations_new();
 
 	signal(SIGPIPE, SIG_IGN);
 	if (!mkdtemp(tmpdir))
@@ -755,6 +1378,7 @@ int main(void)
 	SSL_CTX_use_PrivateKey(up_ctx, up_key);
 	up_fd = listen_any(&up_port);
 	pthread_create(&up_thread, NULL, up_main, NULL);
+	ok(start_splice_targets(splice_threads) == 0, "splice targets listen");
 	write_resources(true);
 	ok(registry_new(res_dir, &d, &reg) == 0 && d.n == 0, "resources load");
 	diag_list_done(&d);
@@ -777,12 +1401,28 @@ int main(void)
 	snprintf(l_ip, sizeof(l_ip), "127.0.0.1:%u", ip_port);
 	snprintf(l_nobind, sizeof(l_nobind), "127.0.0.1:%u", nobind_port);
 	snprintf(l_proxy, sizeof(l_proxy), "127.0.0.1:%u", proxy_port);
+	tp_port = free_port();
+	snprintf(l_tp, sizeof(l_tp), "127.0.0.1:%u", tp_port);
+	{
+		/* a free IPv6 port */
+		struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+		socklen_t al = sizeof(a6);
+		int fd6 = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		bind(fd6, (struct sockaddr *)&a6, sizeof(a6));
+		getsockname(fd6, (struct sockaddr *)&a6, &al);
+		tp6_port = ntohs(a6.sin6_port);
+		close(fd6);
+	}
+	snprintf(l_tp6, sizeof(l_tp6), "[::1]:%u", tp6_port);
 	struct proxy_listener_cfg ls[] = {
-	    {l_plain, "up", false}, {l_ip, "up-ip", false}, {l_nobind, "nobind", false}, {l_proxy, NULL, false}};
+	    {l_plain, "up", false}, {l_ip, "up-ip", false}, {l_nobind, "nobind", false},
+	    {l_proxy, NULL, false}, {l_tp, NULL, true},	    {l_tp6, NULL, true}};
 	struct proxy_opts po = {.registry = reg, .attest = ac, .broker = br, .audit = au,
 				.tlsca = tca, .trust_domain = "test.local",
-				.upstream_ca_file = ca_pem, .listeners = ls, .n_listeners = 4,
-				.max_connections = 64};
+				.upstream_ca_file = ca_pem, .listeners = ls, .n_listeners = 6,
+				.max_connections = 64, .revocations = rv,
+				.on_attributed = on_attributed, .dest_resolves = test_resolves,
+				.lookup = fake_lookup};
 	int r = proxy_start(&po, &px, err, sizeof(err));
 	ok(r == 0, "proxy starts (%s)", err);
 	{
@@ -803,6 +1443,7 @@ int main(void)
 		test_refusals();
 		test_reload(reg);
 		test_connect(tca);
+		test_transparent(tca, rv, &po);
 		/* the connection cap: beyond it, 503 without a thread */
 		{
 			struct proxy *pc = NULL;
@@ -850,6 +1491,8 @@ int main(void)
 	audit_close(au);
 	registry_free(reg);
 	attest_cache_free(ac);
+	revocations_free(rv);
+	stop_splice_targets(splice_threads);
 	shutdown(up_fd, SHUT_RDWR);
 	pthread_join(up_thread, NULL);
 	close(up_fd);
