@@ -10,11 +10,11 @@
 #include <string.h>
 #include <strings.h>
 
-static void refuse(struct decide_out *out, int status, const char *type, bool deny,
-		   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void refuse(struct decide_out *out, int status, const char *type, bool deny, const char *fmt,
+		   ...) __attribute__((format(printf, 5, 6)));
 
-static void refuse(struct decide_out *out, int status, const char *type, bool deny,
-		   const char *fmt, ...)
+static void refuse(struct decide_out *out, int status, const char *type, bool deny, const char *fmt,
+		   ...)
 {
 	va_list ap;
 
@@ -34,7 +34,8 @@ const struct res_service *decide_connect_target(const struct resource_set *set, 
 		if (!s->tls)
 			continue;
 		for (size_t a = 0; a < s->n_addresses; a++)
-			if (s->addresses[a].port == port && strcasecmp(s->addresses[a].host, host) == 0)
+			if (s->addresses[a].port == port &&
+			    strcasecmp(s->addresses[a].host, host) == 0)
 				return s;
 	}
 	return NULL;
@@ -50,9 +51,8 @@ static bool authority_agrees(const struct decide_in *in, const struct res_servic
 		all[n++] = in->allowed[i];
 	if (in->service_addresses)
 		for (size_t i = 0; i < svc->n_addresses && n < sizeof(all) / sizeof(all[0]); i++)
-			all[n++] = (struct inject_authority){svc->addresses[i].host,
-							     svc->addresses[i].port,
-							     svc->tls ? 443 : 80};
+			all[n++] = (struct inject_authority){
+			    svc->addresses[i].host, svc->addresses[i].port, svc->tls ? 443 : 80};
 	return inject_authority_ok(a, all, n);
 }
 
@@ -127,10 +127,11 @@ void decide_request(const struct decide_in *in, struct decide_out *out)
 		return;
 	}
 	if (!out->svc->tls && !loopback_host(out->svc->addresses[0].host)) {
-		refuse(out, 502, PROXY_ERR_API, false,
-		       "vouch: Service %s has tls: false and a non-loopback upstream %s; refusing to "
-		       "send a credential in the clear",
-		       in->service, out->svc->addresses[0].host);
+		refuse(
+		    out, 502, PROXY_ERR_API, false,
+		    "vouch: Service %s has tls: false and a non-loopback upstream %s; refusing to "
+		    "send a credential in the clear",
+		    in->service, out->svc->addresses[0].host);
 		return;
 	}
 	if (!in->facts) {
@@ -154,8 +155,9 @@ void decide_request(const struct decide_in *in, struct decide_out *out)
 		char why[256] = "";
 		if (revocations_check(in->revocations, out->workload->workload_id, why,
 				      sizeof(why))) {
-			refuse(out, 403, PROXY_ERR_PERMISSION, true, "vouch: workload %s is revoked: %s",
-			       out->spiffe_id, why[0] ? why : "by an operator");
+			refuse(out, 403, PROXY_ERR_PERMISSION, true,
+			       "vouch: workload %s is revoked: %s", out->spiffe_id,
+			       why[0] ? why : "by an operator");
 			return;
 		}
 	}
@@ -171,10 +173,11 @@ void decide_request(const struct decide_in *in, struct decide_out *out)
 	out->source =
 	    resource_set_source(in->set, out->binding->meta.ns, out->binding->credential_source);
 	if (!out->source) {
-		refuse(out, 403, PROXY_ERR_PERMISSION, true,
-		       "vouch: CredentialBinding %s names a missing CredentialSource %s; run `vouch "
-		       "explain %d`",
-		       out->binding->meta.name, out->binding->credential_source, (int)in->pid);
+		refuse(
+		    out, 403, PROXY_ERR_PERMISSION, true,
+		    "vouch: CredentialBinding %s names a missing CredentialSource %s; run `vouch "
+		    "explain %d`",
+		    out->binding->meta.name, out->binding->credential_source, (int)in->pid);
 		return;
 	}
 }
@@ -344,7 +347,8 @@ void decide_transparent(const struct decide_tp_in *in, struct decide_tp_out *out
 				return;
 			}
 		}
-		if (!named || (named_port != addr_port(&dest) && s->addresses[k].port == addr_port(&dest))) {
+		if (!named ||
+		    (named_port != addr_port(&dest) && s->addresses[k].port == addr_port(&dest))) {
 			named = s;
 			named_port = s->addresses[k].port;
 		}
@@ -366,18 +370,21 @@ void decide_transparent(const struct decide_tp_in *in, struct decide_tp_out *out
 		return;
 	}
 	if (!in->sni)
-		snprintf(out->message, sizeof(out->message),
-			 "vouch: SNI disagrees with destination: %s was captured as a Service address "
-			 "but the connection names no server (%s)",
-			 out->dest, why);
+		snprintf(
+		    out->message, sizeof(out->message),
+		    "vouch: SNI disagrees with destination: %s was captured as a Service address "
+		    "but the connection names no server (%s)",
+		    out->dest, why);
 	else if (!named)
-		snprintf(out->message, sizeof(out->message),
-			 "vouch: SNI disagrees with destination: TLS server name %s names no Service, "
-			 "but %s was captured as a Service address",
-			 in->sni, out->dest);
+		snprintf(
+		    out->message, sizeof(out->message),
+		    "vouch: SNI disagrees with destination: TLS server name %s names no Service, "
+		    "but %s was captured as a Service address",
+		    in->sni, out->dest);
 	else
-		snprintf(out->message, sizeof(out->message),
-			 "vouch: SNI disagrees with destination: TLS server name %s names Service %s, "
-			 "which has no address %s",
-			 in->sni, named->meta.name, out->dest);
+		snprintf(
+		    out->message, sizeof(out->message),
+		    "vouch: SNI disagrees with destination: TLS server name %s names Service %s, "
+		    "which has no address %s",
+		    in->sni, named->meta.name, out->dest);
 }

@@ -9,8 +9,8 @@
 
 #include "attest/attest.h"
 #include "config/resource.h"
-#include "proxy/http1.h"
 #include "intercept/intercept_types.h"
+#include "proxy/http1.h"
 #include "proxy/inject.h"
 #include "registry/revoke.h"
 
@@ -35,14 +35,14 @@ struct decide_in {
 	const char *tunnel_host;
 	uint16_t tunnel_port;
 	const struct attest_facts *facts; /* NULL when the caller was not identified */
-	const char *attest_error;         /* why, when facts is NULL */
-	pid_t pid;                        /* 0 when unknown */
+	const char *attest_error;	  /* why, when facts is NULL */
+	pid_t pid;			  /* 0 when unknown */
 	const char *trust_domain;
-	struct revocations *revocations;  /* a revoked workload is refused; may be NULL */
+	struct revocations *revocations; /* a revoked workload is refused; may be NULL */
 };
 
 struct decide_out {
-	int status;           /* 0: inject; otherwise the HTTP status of the refusal */
+	int status;	      /* 0: inject; otherwise the HTTP status of the refusal */
 	const char *err_type; /* PROXY_ERR_* of the refusal */
 	bool audit_deny;      /* a policy denial (audited as "deny") rather than a bad request */
 	char message[768];    /* "vouch: ..." for the workload and the audit reason */
@@ -50,7 +50,7 @@ struct decide_out {
 	const struct res_workload *workload; /* set once the identity matched */
 	const struct res_binding *binding;
 	const struct res_source *source;
-	char spiffe_id[512]; /* "" until the identity matched */
+	char spiffe_id[512];   /* "" until the identity matched */
 	struct http1_str path; /* origin-form target to send upstream */
 };
 
@@ -109,7 +109,7 @@ struct decide_tp_out {
 	uint16_t port; /* TERMINATE: port of the address named (the destination's port when
 			* the Service has the name with that port, else its first one) */
 	char dest[INET6_ADDRSTRLEN + 8]; /* the destination as "a.b.c.d:p" / "[v6]:p" */
-	char message[768];	       /* REFUSE: the denial reason; SPLICE: why spliced */
+	char message[768];		 /* REFUSE: the denial reason; SPLICE: why spliced */
 };
 
 /* Evaluate in into *out (always fully written). out->svc is valid while in->set is. */

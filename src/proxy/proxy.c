@@ -99,7 +99,7 @@ struct conn {
 	struct listener *l;
 	struct conn *prev, *next;
 	struct stream cs; /* the workload side */
-	int up_fd;        /* the current upstream socket, for proxy_stop; under p->lock */
+	int up_fd;	  /* the current upstream socket, for proxy_stop; under p->lock */
 
 	/* identity: the pid once per connection, its facts again before every request */
 	pid_t pid;
@@ -123,7 +123,7 @@ struct conn {
 	size_t rlen, rpos;
 	struct http1_msg req, resp;
 	struct secret *head; /* rewritten request head (holds the token) */
-	char *obuf;          /* rewritten response heads */
+	char *obuf;	     /* rewritten response heads */
 	struct upstream_conn *up;
 };
 
@@ -223,8 +223,7 @@ static void linger_close(struct conn *c)
 		return;
 	stream_shutdown_write(&c->cs);
 	set_rcv_timeout_ms(c->cs.fd, 200);
-	while (drained < PROXY_LINGER_MAX && now_ms() < deadline &&
-	       !atomic_load(&c->p->stopping)) {
+	while (drained < PROXY_LINGER_MAX && now_ms() < deadline && !atomic_load(&c->p->stopping)) {
 		ssize_t n = stream_read(&c->cs, scratch, sizeof(scratch));
 		if (n == -ETIMEDOUT)
 			continue;
@@ -239,28 +238,28 @@ static void audit_deny(struct conn *c, const char *event, const struct decide_ou
 {
 	char m[32], pth[512], dest[INJECT_HOST_MAX + 8] = "", src[300] = "";
 
-	copy_str(m, sizeof(m), (struct http1_str){method ? method : "", method ? strlen(method) : 0});
+	copy_str(m, sizeof(m),
+		 (struct http1_str){method ? method : "", method ? strlen(method) : 0});
 	audit_path(pth, sizeof(pth), path);
 	if (d && d->svc && d->svc->n_addresses)
 		snprintf(dest, sizeof(dest), "%s:%u", d->svc->addresses[0].host,
 			 (unsigned)d->svc->addresses[0].port);
 	if (d && d->source)
 		source_name(d->source, src, sizeof(src));
-	audit_emit(c->p->o.audit,
-		   &(struct audit_rec){
-		       .event = event,
-		       .workload_id = d && d->spiffe_id[0] ? d->spiffe_id : NULL,
-		       .pid = c->pid,
-		       .exe = c->facts ? c->facts->exe : NULL,
-		       .destination = dest[0] ? dest : NULL,
-		       .source = src[0] ? src : NULL,
-		       .binding = d && d->binding ? d->binding->meta.name : NULL,
-		       .reason = reason,
-		       .method = m[0] ? m : NULL,
-		       .path = pth[0] ? pth : NULL,
-		       .status = status,
-		       .expires_in = -1,
-		   });
+	audit_emit(c->p->o.audit, &(struct audit_rec){
+				      .event = event,
+				      .workload_id = d && d->spiffe_id[0] ? d->spiffe_id : NULL,
+				      .pid = c->pid,
+				      .exe = c->facts ? c->facts->exe : NULL,
+				      .destination = dest[0] ? dest : NULL,
+				      .source = src[0] ? src : NULL,
+				      .binding = d && d->binding ? d->binding->meta.name : NULL,
+				      .reason = reason,
+				      .method = m[0] ? m : NULL,
+				      .path = pth[0] ? pth : NULL,
+				      .status = status,
+				      .expires_in = -1,
+				  });
 }
 
 /* Attest c->pid into c->facts; on failure c->facts is NULL and c->attest_error says
@@ -319,7 +318,8 @@ static int read_request_head(struct conn *c)
 			if (n == 0) /* a truncated head: nothing to answer to */
 				return 0;
 			if (n == -ETIMEDOUT)
-				send_error(c, 408, PROXY_ERR_INVALID, "vouch: request head timed out");
+				send_error(c, 408, PROXY_ERR_INVALID,
+					   "vouch: request head timed out");
 			return -1;
 		}
 		if (first && c->len == 0)
@@ -379,8 +379,8 @@ static int transfer_body(struct stream *from, char *buf, size_t head, size_t *po
 			while (off < avail && !done) {
 				const char *d;
 				size_t dn;
-				long r = http1_chunked_feed(&ch, buf + *pos + off, avail - off, &d, &dn,
-							    &done);
+				long r = http1_chunked_feed(&ch, buf + *pos + off, avail - off, &d,
+							    &dn, &done);
 				if (r < 0)
 					return -EBADMSG;
 				off += (size_t)r;
@@ -458,8 +458,8 @@ static void upstream_failed(struct conn *c, struct reqctx *rq, int status, const
 {
 	char m[600];
 
-	snprintf(m, sizeof(m), "vouch: upstream %s for Service %s %s: %s", rq->dest, rq->d.svc->meta.name,
-		 what, cause);
+	snprintf(m, sizeof(m), "vouch: upstream %s for Service %s %s: %s", rq->dest,
+		 rq->d.svc->meta.name, what, cause);
 	send_error(c, status, PROXY_ERR_API, m);
 	audit_deny(c, "error", &rq->d, m, rq->method, rq->d.path, status);
 }
@@ -480,7 +480,8 @@ static int read_response_head(struct conn *c, struct reqctx *rq)
 			if (c->req.minor >= 1 && c->resp.status != 100) {
 				/* 103 and friends: relay as-is (rewritten without hop-by-hop) */
 				size_t n;
-				if (inject_response(&c->resp, true, 1, c->obuf, PROXY_OBUF, &n) == 0)
+				if (inject_response(&c->resp, true, 1, c->obuf, PROXY_OBUF, &n) ==
+				    0)
 					(void)stream_write(&c->cs, c->obuf, n);
 			}
 			memmove(c->rbuf, c->rbuf + r, c->rlen - (size_t)r);
@@ -573,7 +574,8 @@ again:
 		}
 		if (r == -ECOMM) {
 			drop_upstream(c);
-			upstream_failed(c, rq, 502, "failed while sending the body", strerror(-werr));
+			upstream_failed(c, rq, 502, "failed while sending the body",
+					strerror(-werr));
 			return 0;
 		}
 		if (r < 0) { /* the workload went away or stalled */
@@ -590,7 +592,7 @@ again:
 	if (r <= 0) {
 		drop_upstream(c);
 		upstream_failed(c, rq, 502, "failed",
-				r == 0	       ? "connection closed before a response"
+				r == 0		? "connection closed before a response"
 				: r == -EBADMSG ? "malformed response"
 						: strerror(-r));
 		return 0;
@@ -619,11 +621,12 @@ again:
 
 	/* relay the response */
 	rq->status = c->resp.status;
-	client_keep = c->req.keep_alive && c->resp.body != HTTP1_BODY_EOF &&
-		      !atomic_load(&c->p->stopping);
+	client_keep =
+	    c->req.keep_alive && c->resp.body != HTTP1_BODY_EOF && !atomic_load(&c->p->stopping);
 	{
 		size_t n;
-		if (inject_response(&c->resp, client_keep, c->req.minor, c->obuf, PROXY_OBUF, &n) < 0 ||
+		if (inject_response(&c->resp, client_keep, c->req.minor, c->obuf, PROXY_OBUF, &n) <
+			0 ||
 		    stream_write(&c->cs, c->obuf, n) < 0) {
 			drop_upstream(c);
 			return 0;
@@ -703,7 +706,8 @@ static int handle_request(struct conn *c)
 	if (c->l->service) {
 		/* the listener itself, by address or as localhost; without a port too, since
 		 * the address is unambiguous on this socket */
-		allowed[n_allowed++] = (struct inject_authority){c->l->host, c->l->port, c->l->port};
+		allowed[n_allowed++] =
+		    (struct inject_authority){c->l->host, c->l->port, c->l->port};
 		if (c->l->loopback)
 			allowed[n_allowed++] =
 			    (struct inject_authority){"localhost", c->l->port, c->l->port};
@@ -750,8 +754,9 @@ static int handle_request(struct conn *c)
 		if (stream_write(&c->cs, cont, sizeof(cont) - 1) < 0)
 			goto out;
 	}
-	rq->replayable = c->req.body == HTTP1_BODY_NONE ||
-			 (c->req.body == HTTP1_BODY_LENGTH && c->req.content_length <= PROXY_REPLAY_MAX);
+	rq->replayable =
+	    c->req.body == HTTP1_BODY_NONE ||
+	    (c->req.body == HTTP1_BODY_LENGTH && c->req.content_length <= PROXY_REPLAY_MAX);
 	if (rq->replayable && c->req.body == HTTP1_BODY_LENGTH && buffer_body(c, rq) < 0)
 		goto out;
 	ret = forward(c, rq);
@@ -769,7 +774,7 @@ static int handle_request(struct conn *c)
 					   .path = rq->path,
 					   .status = rq->status,
 					   .expires_in = -1,
-				   });
+				       });
 out:
 	resource_set_unref(set);
 	if (rq) {
@@ -862,16 +867,18 @@ static int open_tunnel(struct conn *c)
 	if (read_request_head(c) <= 0)
 		return -1;
 	if (!http1_str_eq_ci(c->req.method, "CONNECT")) {
-		send_error(c, 405, PROXY_ERR_PERMISSION,
-			   "vouch: this is an HTTPS proxy; only CONNECT to the address of a Service "
-			   "is accepted");
+		send_error(
+		    c, 405, PROXY_ERR_PERMISSION,
+		    "vouch: this is an HTTPS proxy; only CONNECT to the address of a Service "
+		    "is accepted");
 		return -1;
 	}
 	copy_str(shown, sizeof(shown), c->req.target);
 	if (inject_parse_authority(c->req.target, c->tunnel_host, &c->tunnel_port) < 0 ||
 	    c->tunnel_port == 0 || c->req.body == HTTP1_BODY_CHUNKED ||
 	    (c->req.body == HTTP1_BODY_LENGTH && c->req.content_length)) {
-		send_error(c, 400, PROXY_ERR_INVALID, "vouch: CONNECT needs host:port and no content");
+		send_error(c, 400, PROXY_ERR_INVALID,
+			   "vouch: CONNECT needs host:port and no content");
 		return -1;
 	}
 	if (c->len != c->pos) {
@@ -889,14 +896,15 @@ static int open_tunnel(struct conn *c)
 			 "vouch: CONNECT to %s refused: no Service with tls: true has this address",
 			 shown);
 		send_error(c, 403, PROXY_ERR_PERMISSION, m);
-		audit_emit(c->p->o.audit, &(struct audit_rec){.event = "deny",
-							       .pid = c->pid,
-							       .exe = c->facts ? c->facts->exe : NULL,
-							       .destination = shown,
-							       .reason = m,
-							       .method = "CONNECT",
-							       .status = 403,
-							       .expires_in = -1});
+		audit_emit(c->p->o.audit,
+			   &(struct audit_rec){.event = "deny",
+					       .pid = c->pid,
+					       .exe = c->facts ? c->facts->exe : NULL,
+					       .destination = shown,
+					       .reason = m,
+					       .method = "CONNECT",
+					       .status = 403,
+					       .expires_in = -1});
 		return -1;
 	}
 	if (stream_write(&c->cs, established, sizeof(established) - 1) < 0)
@@ -946,10 +954,7 @@ static bool resolves_by_dns(void *ctx, const char *host, uint16_t port, const st
 	return hit;
 }
 
-static void set_rcvlowat(int fd, int n)
-{
-	setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &n, sizeof(n));
-}
+static void set_rcvlowat(int fd, int n) { setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &n, sizeof(n)); }
 
 /* Read the client's ClientHello server name without consuming a byte (MSG_PEEK), for
  * at most PROXY_HELLO_MS: SO_RCVLOWAT makes poll() wait for more bytes than already
@@ -992,7 +997,8 @@ static int peek_hello(struct conn *c, char sni[static SNI_NAME_MAX + 1], const c
 			}
 			if (ended && (size_t)n == last) {
 				r = -EPIPE;
-				*ret_why = "the client stopped sending before its ClientHello was complete";
+				*ret_why = "the client stopped sending before its ClientHello was "
+					   "complete";
 				break;
 			}
 			last = (size_t)n;
@@ -1025,12 +1031,13 @@ static void splice_to_orig(struct conn *c, const struct sockaddr_storage *dst, s
 	if (fd < 0) {
 		snprintf(m, sizeof(m), "vouch: splice to %s failed: %s (%s)", d->dest,
 			 strerror(-fd), d->message);
-		audit_emit(c->p->o.audit, &(struct audit_rec){.event = "error",
-							       .pid = c->pid,
-							       .exe = c->facts ? c->facts->exe : NULL,
-							       .destination = d->dest,
-							       .reason = m,
-							       .expires_in = -1});
+		audit_emit(c->p->o.audit,
+			   &(struct audit_rec){.event = "error",
+					       .pid = c->pid,
+					       .exe = c->facts ? c->facts->exe : NULL,
+					       .destination = d->dest,
+					       .reason = m,
+					       .expires_in = -1});
 		/* the client sees what it would have seen: a refused connection */
 		struct linger lg = {.l_onoff = 1, .l_linger = 0};
 		setsockopt(c->cs.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
@@ -1038,11 +1045,11 @@ static void splice_to_orig(struct conn *c, const struct sockaddr_storage *dst, s
 	}
 	track_upstream(c, fd);
 	audit_emit(c->p->o.audit, &(struct audit_rec){.event = "splice",
-						       .pid = c->pid,
-						       .exe = c->facts ? c->facts->exe : NULL,
-						       .destination = d->dest,
-						       .reason = d->message,
-						       .expires_in = -1});
+						      .pid = c->pid,
+						      .exe = c->facts ? c->facts->exe : NULL,
+						      .destination = d->dest,
+						      .reason = d->message,
+						      .expires_in = -1});
 	r = atomic_load(&c->p->stopping)
 		? -ECANCELED
 		: splice_relay(c->cs.fd, fd, PROXY_SPLICE_IDLE_SECS * 1000, &st);
@@ -1121,7 +1128,8 @@ static int open_transparent(struct conn *c)
 							   .destination = d->dest,
 							   .reason = d->message,
 							   .expires_in = -1});
-		log_debug("transparent: pid %d to %s refused: %s", (int)c->pid, d->dest, d->message);
+		log_debug("transparent: pid %d to %s refused: %s", (int)c->pid, d->dest,
+			  d->message);
 		/* a TLS client gets an alert it can show, then the lingering close */
 		if (r > 0 || r == -ENOENT)
 			(void)send(c->cs.fd, denied, sizeof(denied), MSG_NOSIGNAL);
@@ -1230,7 +1238,8 @@ static void *accept_main(void *arg)
 		if (fd < 0) {
 			if (atomic_load(&p->stopping))
 				break;
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM)
 				usleep(100 * 1000);
 			continue;
 		}
@@ -1325,8 +1334,7 @@ int proxy_start(const struct proxy_opts *opts, struct proxy **ret, char *err, si
 			goto fail;
 		}
 		if (lc->transparent && (lc->service || (!opts->intercept && !opts->lookup))) {
-			snprintf(err, err_cap,
-				 "transparent listener %s: %s", listen,
+			snprintf(err, err_cap, "transparent listener %s: %s", listen,
 				 lc->service ? "serves no single Service (service must be unset)"
 					     : "needs the intercept module");
 			r = -EINVAL;

@@ -46,22 +46,22 @@ struct proxy_listener_cfg {
 };
 
 /* Transparent listener timings. */
-#define PROXY_HELLO_MS 5000	      /* wait for a complete ClientHello (then: no SNI) */
-#define PROXY_SPLICE_IDLE_SECS 600    /* a spliced connection idle this long is closed */
+#define PROXY_HELLO_MS 5000	   /* wait for a complete ClientHello (then: no SNI) */
+#define PROXY_SPLICE_IDLE_SECS 600 /* a spliced connection idle this long is closed */
 
 struct proxy_opts {
 	struct registry *registry;
 	struct attest_cache *attest;
 	struct broker *broker;
 	struct audit *audit;
-	struct tlsca *tlsca;              /* required for the HTTPS proxy listener */
-	const char *trust_domain;         /* to print spiffe:// IDs */
-	const char *upstream_ca_file;     /* NULL = system store */
+	struct tlsca *tlsca;	      /* required for the HTTPS proxy listener */
+	const char *trust_domain;     /* to print spiffe:// IDs */
+	const char *upstream_ca_file; /* NULL = system store */
 	const struct proxy_listener_cfg *listeners;
 	size_t n_listeners;
 	uint32_t max_connections;
-	struct intercept *intercept;      /* required for transparent listeners */
-	struct revocations *revocations;  /* revoked workloads get 403 per request; may be NULL */
+	struct intercept *intercept;	 /* required for transparent listeners */
+	struct revocations *revocations; /* revoked workloads get 403 per request; may be NULL */
 	/* Called (from connection threads) whenever a connection is attributed to a
 	 * workload, so the agent can follow that process's lifetime: on the first request
 	 * of a connection whose caller matches a WorkloadIdentity, and again whenever the
@@ -75,7 +75,8 @@ struct proxy_opts {
 	 * AF_INET6, port set)? vouchd answers from the resolver that fed the hooks, so the
 	 * answer matches what was captured. NULL: the proxy calls getaddrinfo(host) itself
 	 * (blocking, per connection). Called from connection threads. */
-	bool (*dest_resolves)(void *ctx, const char *host, uint16_t port, const struct sockaddr *dst);
+	bool (*dest_resolves)(void *ctx, const char *host, uint16_t port,
+			      const struct sockaddr *dst);
 	/* Test seam: when set, used instead of intercept_lookup(intercept, peer, ret) (same
 	 * contract) on transparent listeners, and intercept may be NULL. */
 	int (*lookup)(void *ctx, const struct sockaddr *peer, struct icpt_orig *ret);

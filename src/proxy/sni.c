@@ -206,8 +206,7 @@ static int parse_hello(struct rd b, char *out, size_t out_cap, const char **why)
 	return (int)name.n;
 }
 
-int sni_parse_why(const uint8_t *buf, size_t len, char *out, size_t out_cap,
-		  const char **ret_why)
+int sni_parse_why(const uint8_t *buf, size_t len, char *out, size_t out_cap, const char **ret_why)
 {
 	uint8_t hello[TLS_HS_HEADER + SNI_HELLO_MAX];
 	size_t have = 0, need = TLS_HS_HEADER, off = 0;
@@ -246,7 +245,8 @@ int sni_parse_why(const uint8_t *buf, size_t len, char *out, size_t out_cap,
 			if (have == 1 && hello[0] != TLS_HS_CLIENT_HELLO)
 				return bad(ret_why, "first handshake message is not a ClientHello");
 			if (have == TLS_HS_HEADER) {
-				size_t mlen = (size_t)hello[1] << 16 | (size_t)hello[2] << 8 | hello[3];
+				size_t mlen =
+				    (size_t)hello[1] << 16 | (size_t)hello[2] << 8 | hello[3];
 				if (mlen > SNI_HELLO_MAX)
 					return bad(ret_why, "ClientHello longer than 16 KiB");
 				need = TLS_HS_HEADER + mlen;
@@ -258,7 +258,8 @@ int sni_parse_why(const uint8_t *buf, size_t len, char *out, size_t out_cap,
 			return 0; /* the record is still arriving */
 		off += rlen;
 	}
-	r = parse_hello((struct rd){hello + TLS_HS_HEADER, need - TLS_HS_HEADER}, out, out_cap, &why);
+	r = parse_hello((struct rd){hello + TLS_HS_HEADER, need - TLS_HS_HEADER}, out, out_cap,
+			&why);
 	if (r < 0 && ret_why)
 		*ret_why = why;
 	return r;

@@ -50,7 +50,6 @@ int sni_parse(const uint8_t *buf, size_t len, char *out, size_t out_cap);
 /* The same, with a static English reason for every result other than > 0 and 0
  * ("no server_name extension", "record length over 2^14", ...) in *ret_why (may be
  * NULL; written only for results < 0). */
-int sni_parse_why(const uint8_t *buf, size_t len, char *out, size_t out_cap,
-		  const char **ret_why);
+int sni_parse_why(const uint8_t *buf, size_t len, char *out, size_t out_cap, const char **ret_why);
 
 #endif

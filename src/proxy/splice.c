@@ -141,7 +141,8 @@ int splice_relay(int a, int b, int idle_ms, struct splice_stats *ret_stats)
 		for (int i = 0; i < 2; i++) {
 			ret = pump(&d[i]);
 			if (ret < 0) {
-				/* the side that failed cannot be told anything; the other is reset */
+				/* the side that failed cannot be told anything; the other is reset
+				 */
 				arm_reset(d[i].src);
 				arm_reset(d[i].dst);
 				goto out;

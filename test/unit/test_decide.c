@@ -21,7 +21,8 @@ static const char resources[] =
     "apiVersion: vouch.dev/v1alpha1\nkind: Service\nmetadata: {name: api}\n"
     "spec:\n  addresses: [{address: api.example.com, port: 443}]\n  tls: true\n---\n"
     "apiVersion: vouch.dev/v1alpha1\nkind: Service\nmetadata: {name: lit}\n"
-    "spec:\n  addresses: [{address: lit.example.com, port: 8443}, {address: 127.0.0.5, port: 8443}]\n"
+    "spec:\n  addresses: [{address: lit.example.com, port: 8443}, {address: 127.0.0.5, port: "
+    "8443}]\n"
     "  tls: true\n---\n"
     "apiVersion: vouch.dev/v1alpha1\nkind: Service\nmetadata: {name: multi}\n"
     "spec:\n  addresses: [{address: multi.example.com, port: 8443}, "
@@ -137,7 +138,8 @@ static void test_transparent(const struct resource_set *set)
 	ok(n_asked == 1, "... after asking the resolver only about the DNS-name address");
 	/* the address with the destination's port is the one that counts */
 	tp(set, "multi.example.com", ICPT_REASON_DEST, sa("192.0.2.7", 443), &o);
-	ok(o.action == DECIDE_TP_TERMINATE && o.port == 443, "multi-port Service: the matching port");
+	ok(o.action == DECIDE_TP_TERMINATE && o.port == 443,
+	   "multi-port Service: the matching port");
 
 	/* PORT */
 	tp(set, "unknown.example", ICPT_REASON_PORT, sa("198.51.100.1", 443), &o);
@@ -168,7 +170,8 @@ static void test_transparent(const struct resource_set *set)
 	{
 		struct sockaddr un = {.sa_family = AF_UNIX};
 		tp(set, "x.example", ICPT_REASON_PORT, &un, &o);
-		ok(o.action == DECIDE_TP_REFUSE, "a destination that is not IP: refuse, never splice");
+		ok(o.action == DECIDE_TP_REFUSE,
+		   "a destination that is not IP: refuse, never splice");
 	}
 	decide_transparent(&(struct decide_tp_in){.set = set,
 						  .sni = "api.example.com",
@@ -177,9 +180,9 @@ static void test_transparent(const struct resource_set *set)
 			   &o);
 	ok(o.action == DECIDE_TP_REFUSE, "no resolver: a DNS-name address never matches");
 
-	ok(decide_same_ip(sa("::ffff:10.0.0.1", 1), (struct sockaddr *)&(struct sockaddr_in){
-							 .sin_family = AF_INET,
-							 .sin_addr.s_addr = htonl(0x0a000001)}),
+	ok(decide_same_ip(sa("::ffff:10.0.0.1", 1),
+			  (struct sockaddr *)&(struct sockaddr_in){
+			      .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x0a000001)}),
 	   "decide_same_ip: v4-mapped equals IPv4");
 }
 
@@ -215,8 +218,8 @@ static void test_revocation(const struct resource_set *set)
 	revocations_add(rv, "test/decide", "key leaked");
 	decide_request(&in, &d);
 	ok(d.status == 403 && d.audit_deny && strcmp(d.err_type, "permission_error") == 0 &&
-	       strcmp(d.message, "vouch: workload spiffe://t.example/test/decide is revoked: key leaked") ==
-		   0,
+	       strcmp(d.message,
+		      "vouch: workload spiffe://t.example/test/decide is revoked: key leaked") == 0,
 	   "revoked: 403 permission_error (%s)", d.message);
 	ok(d.workload && strcmp(d.spiffe_id, "spiffe://t.example/test/decide") == 0,
 	   "the refused workload is still named");

@@ -13,8 +13,8 @@
 #include "config/resources.h"
 #include "proxy/http1.h"
 #include "proxy/proxy.h"
-#include "proxy/stream.h"
 #include "proxy/sni.h"
+#include "proxy/stream.h"
 #include "registry/registry.h"
 #include "registry/revoke.h"
 #include "tap.h"
@@ -60,11 +60,13 @@ static X509 *make_cert(EVP_PKEY *key, EVP_PKEY *signer, X509 *issuer, const char
 				   (const unsigned char *)cn, -1, -1, 0);
 	X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : X509_get_subject_name(x));
 	X509V3_set_ctx(&ctx, issuer ? issuer : x, x, NULL, NULL, 0);
-	ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints, ca ? "critical,CA:TRUE" : "CA:FALSE");
+	ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints,
+				  ca ? "critical,CA:TRUE" : "CA:FALSE");
 	X509_add_ext(x, ext, -1);
 	X509_EXTENSION_free(ext);
 	if (ca) {
-		ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign");
+		ext =
+		    X509V3_EXT_conf_nid(NULL, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign");
 	} else {
 		ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, "DNS:localhost");
 	}
@@ -184,7 +186,8 @@ static void *up_conn(void *arg)
 				}
 				const char *d;
 				size_t dn;
-				long r = http1_chunked_feed(&ch, buf + pos, len - pos, &d, &dn, &done);
+				long r =
+				    http1_chunked_feed(&ch, buf + pos, len - pos, &d, &dn, &done);
 				if (r < 0)
 					goto out;
 				if (sn.body_len + dn < sizeof(sn.body))
@@ -203,11 +206,14 @@ static void *up_conn(void *arg)
 		bool close_after = false;
 		int n;
 		if (strstr(sn.line, " /chunked")) {
-			n = snprintf(out, sizeof(out),
-				     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Up: 1\r\n\r\n"
-				     "1\r\na\r\n2\r\nbb\r\n3;ext=1\r\nccc\r\n0\r\nX-Trailer: t\r\n\r\n");
+			n = snprintf(
+			    out, sizeof(out),
+			    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Up: 1\r\n\r\n"
+			    "1\r\na\r\n2\r\nbb\r\n3;ext=1\r\nccc\r\n0\r\nX-Trailer: t\r\n\r\n");
 		} else if (strstr(sn.line, " /eof")) {
-			n = snprintf(out, sizeof(out), "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil-eof");
+			n = snprintf(
+			    out, sizeof(out),
+			    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil-eof");
 			close_after = true;
 		} else if (strstr(sn.line, " /401") && strcmp(sn.auth, "Bearer tok-1") == 0) {
 			n = snprintf(out, sizeof(out),
@@ -216,10 +222,11 @@ static void *up_conn(void *arg)
 			n = snprintf(out, sizeof(out),
 				     "HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\n\r\n{}");
 		} else {
-			n = snprintf(out, sizeof(out),
-				     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: "
-				     "keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Length: %zu\r\n\r\n%s",
-				     strlen(ok_body), ok_body);
+			n = snprintf(
+			    out, sizeof(out),
+			    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: "
+			    "keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Length: %zu\r\n\r\n%s",
+			    strlen(ok_body), ok_body);
 		}
 		if (stream_write(&s, out, (size_t)n) < 0 || close_after)
 			goto out;
@@ -327,7 +334,8 @@ struct client {
 
 static int client_connect(struct client *c, uint16_t port)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons(port),
 				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	struct timeval tv = {.tv_sec = 10};
 
@@ -389,7 +397,8 @@ static int client_do(struct client *c, const char *req, const char *method, stru
 		const char *d = c->buf + pos;
 		size_t dn = c->len - pos, used = dn;
 		if (m.body == HTTP1_BODY_CHUNKED) {
-			long u = http1_chunked_feed(&ch, c->buf + pos, c->len - pos, &d, &dn, &done);
+			long u =
+			    http1_chunked_feed(&ch, c->buf + pos, c->len - pos, &d, &dn, &done);
 			if (u < 0)
 				return -1;
 			used = (size_t)u;
@@ -487,18 +496,21 @@ static void test_plain(void)
 	ok(!strcasestr(r.head, "keep-alive: timeout") && !strcasestr(r.head, "\r\nConnection:"),
 	   "response hop-by-hop fields dropped");
 	s = last_seen();
-	ok(s.n_auth == 1 && strcmp(s.auth, "Bearer tok-1") == 0, "upstream saw only the brokered token");
+	ok(s.n_auth == 1 && strcmp(s.auth, "Bearer tok-1") == 0,
+	   "upstream saw only the brokered token");
 	ok(s.n_api_key == 0, "upstream saw no x-api-key");
 	ok(strcmp(s.beta, "tools-2024-04-04,oauth-2025-04-20") == 0, "beta merged: %s", s.beta);
 	{
 		char want[64];
 		snprintf(want, sizeof(want), "localhost:%u", up_port);
-		ok(s.n_host == 1 && strcmp(s.host, want) == 0, "upstream Host is the Service address");
+		ok(s.n_host == 1 && strcmp(s.host, want) == 0,
+		   "upstream Host is the Service address");
 	}
 	ok(s.body_len == 5 && memcmp(s.body, "hello", 5) == 0, "body forwarded");
 
 	/* keep-alive on both sides */
-	snprintf(req, sizeof(req), "GET /v1/models HTTP/1.1\r\nHost: localhost:%u\r\n\r\n", plain_port);
+	snprintf(req, sizeof(req), "GET /v1/models HTTP/1.1\r\nHost: localhost:%u\r\n\r\n",
+		 plain_port);
 	ok(client_do(c, req, "GET", &r) == 0 && r.status == 200 && !r.closed,
 	   "second request on the same connection (Host localhost:port)");
 	pthread_mutex_lock(&up_lock);
@@ -518,8 +530,9 @@ static void test_plain(void)
 	ok(s.body_len == 7 && memcmp(s.body, "abcdefg", 7) == 0, "chunked request body forwarded");
 
 	/* pipelined requests */
-	snprintf(req, sizeof(req),
-		 "GET /a HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+	snprintf(
+	    req, sizeof(req),
+	    "GET /a HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
 	before = n_seen_now();
 	ok(client_do(c, req, "GET", &r) == 0 && r.status == 200 &&
 	       client_do(c, NULL, "GET", &r) == 0 && r.status == 200,
@@ -529,7 +542,8 @@ static void test_plain(void)
 
 	/* Expect: 100-continue answered by the proxy */
 	snprintf(req, sizeof(req),
-		 "POST /x HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+		 "POST /x HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\nContent-Length: "
+		 "3\r\n\r\n");
 	ok(client_do(c, req, "POST", &r) == 0 && r.status == 100, "100 Continue from the proxy");
 	ok(client_do(c, "xyz", "POST", &r) == 0 && r.status == 200 && last_seen().n_expect == 0 &&
 	       last_seen().body_len == 3,
@@ -537,17 +551,18 @@ static void test_plain(void)
 
 	/* absolute-form */
 	snprintf(req, sizeof(req),
-		 "GET http://127.0.0.1:%u/v1/abs?q=1 HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n", plain_port,
-		 plain_port);
+		 "GET http://127.0.0.1:%u/v1/abs?q=1 HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n",
+		 plain_port, plain_port);
 	ok(client_do(c, req, "GET", &r) == 0 && r.status == 200 &&
 	       strcmp(last_seen().line, "GET /v1/abs?q=1") == 0,
 	   "absolute-form target rewritten to origin-form");
 
 	/* 401 from upstream: invalidate, new token, retry once */
 	before = n_seen_now();
-	snprintf(req, sizeof(req), "POST /401 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\nhi");
-	ok(client_do(c, req, "POST", &r) == 0 && r.status == 200, "401 retried with a new token (%d)",
-	   r.status);
+	snprintf(req, sizeof(req),
+		 "POST /401 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\nhi");
+	ok(client_do(c, req, "POST", &r) == 0 && r.status == 200,
+	   "401 retried with a new token (%d)", r.status);
 	s = last_seen();
 	ok(n_seen_now() == before + 2 && strcmp(s.auth, "Bearer tok-2") == 0 && s.body_len == 2,
 	   "the retry carried tok-2 and the replayed body");
@@ -583,31 +598,39 @@ static void test_refusals(void)
 	stream_close(&c->s);
 
 	client_connect(c, plain_port);
-	ok(client_do(c, "GET http://evil.example/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "GET", &r) == 0 &&
+	ok(client_do(c, "GET http://evil.example/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "GET",
+		     &r) == 0 &&
 	       r.status == 403 && r.closed,
 	   "absolute-form naming another server: 403");
 	stream_close(&c->s);
 
 	client_connect(c, plain_port);
-	ok(client_do(c, "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", "POST", &r) == 0 &&
+	ok(client_do(c,
+		     "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: "
+		     "3\r\nTransfer-Encoding: chunked\r\n\r\n",
+		     "POST", &r) == 0 &&
 	       r.status == 400 && strstr(r.body, "invalid_request_error") && r.closed,
 	   "CL + TE: 400 invalid_request_error and close");
 	stream_close(&c->s);
 
 	client_connect(c, plain_port);
-	ok(client_do(c, "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "POST", &r) == 0 &&
+	ok(client_do(
+	       c, "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+	       "POST", &r) == 0 &&
 	       r.status == 400 && r.closed,
 	   "bad chunk size: 400 and close");
 	stream_close(&c->s);
 
 	client_connect(c, plain_port);
-	ok(client_do(c, "GET * HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "GET", &r) == 0 && r.status == 400,
+	ok(client_do(c, "GET * HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "GET", &r) == 0 &&
+	       r.status == 400,
 	   "asterisk-form: 400");
 	stream_close(&c->s);
 
 	{
 		static char big[80 * 1024];
-		size_t n = (size_t)snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX: ");
+		size_t n =
+		    (size_t)snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX: ");
 		memset(big + n, 'a', sizeof(big) - n - 1);
 		client_connect(c, plain_port);
 		ok(client_do(c, big, "GET", &r) == 0 && r.status == 431 && r.closed,
@@ -617,7 +640,8 @@ static void test_refusals(void)
 
 	/* identity without a binding for this Service */
 	client_connect(c, nobind_port);
-	ok(client_do(c, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nx-api-key: k\r\n\r\n", "GET", &r) == 0 &&
+	ok(client_do(c, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nx-api-key: k\r\n\r\n", "GET", &r) ==
+		   0 &&
 	       r.status == 403 && strstr(r.body, "spiffe://test.local/test/proxy") &&
 	       strstr(r.body, "nobind") && strstr(r.body, "vouch explain"),
 	   "no binding: 403 naming the SPIFFE ID, the Service and vouch explain");
@@ -676,14 +700,15 @@ static void test_connect(struct tlsca *tca)
 	SSL_CTX *ctx = client_tls_ctx(tlsca_cert_path(tca));
 
 	client_connect(c, proxy_port);
-	ok(client_do(c, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", "CONNECT",
-		     &r) == 0 &&
+	ok(client_do(c, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+		     "CONNECT", &r) == 0 &&
 	       r.status == 403 && strstr(r.body, "example.com:443"),
 	   "CONNECT to a non-Service: 403");
 	stream_close(&c->s);
 
 	client_connect(c, proxy_port);
-	ok(client_do(c, "GET http://localhost/ HTTP/1.1\r\nHost: localhost\r\n\r\n", "GET", &r) == 0 &&
+	ok(client_do(c, "GET http://localhost/ HTTP/1.1\r\nHost: localhost\r\n\r\n", "GET", &r) ==
+		   0 &&
 	       r.status == 405,
 	   "plain GET on the HTTPS proxy: 405");
 	stream_close(&c->s);
@@ -749,8 +774,9 @@ static int fake_lookups;
 
 static int fake_lookup(void *ctx, const struct sockaddr *peer, struct icpt_orig *ret)
 {
-	uint16_t port = peer->sa_family == AF_INET ? ntohs(((const struct sockaddr_in *)peer)->sin_port)
-						   : ntohs(((const struct sockaddr_in6 *)peer)->sin6_port);
+	uint16_t port = peer->sa_family == AF_INET
+			    ? ntohs(((const struct sockaddr_in *)peer)->sin_port)
+			    : ntohs(((const struct sockaddr_in6 *)peer)->sin6_port);
 	int r = -ENOENT;
 
 	(void)ctx;
@@ -789,8 +815,11 @@ static int n_fake_lookups(void)
 /* A record for a connect() by this process to ip:port ("127.0.0.1" or "::1"). */
 static struct icpt_orig orig_to(const char *ip, uint16_t port, uint32_t reason)
 {
-	struct icpt_orig o = {.dport = htons(port), .pid = (uint32_t)getpid(),
-			      .tgid = (uint32_t)getpid(), .uid = getuid(), .gid = getgid(),
+	struct icpt_orig o = {.dport = htons(port),
+			      .pid = (uint32_t)getpid(),
+			      .tgid = (uint32_t)getpid(),
+			      .uid = getuid(),
+			      .gid = getgid(),
 			      .reason = reason};
 
 	if (strchr(ip, ':')) {
@@ -1090,27 +1119,29 @@ static void test_transparent(struct tlsca *tca, struct revocations *rv, const st
 	tp_connect(c, false, tp_port, &o);
 	tp_tls(c, ctx, "localhost", "localhost");
 	snprintf(hreq, sizeof(hreq), "GET /pre HTTP/1.1\r\nHost: localhost:%u\r\n\r\n", up_port);
-	ok(client_do(c, hreq, "GET", &r) == 0 && r.status == 200,
-	   "before the revocation: 200");
+	ok(client_do(c, hreq, "GET", &r) == 0 && r.status == 200, "before the revocation: 200");
 	au0 = audit_size();
 	before = n_seen_now();
 	revocations_add(rv, "test/proxy", "compromised host");
 	snprintf(hreq, sizeof(hreq), "GET /post HTTP/1.1\r\nHost: localhost:%u\r\n\r\n", up_port);
-	ok(client_do(c, hreq, "GET", &r) == 0 &&
-	       r.status == 403 && strstr(r.body, "permission_error") &&
-	       strstr(r.body, "vouch: workload spiffe://test.local/test/proxy is revoked: compromised host"),
+	ok(client_do(c, hreq, "GET", &r) == 0 && r.status == 403 &&
+	       strstr(r.body, "permission_error") &&
+	       strstr(
+		   r.body,
+		   "vouch: workload spiffe://test.local/test/proxy is revoked: compromised host"),
 	   "revoked: the next request on the open connection is 403");
 	ok(n_seen_now() == before, "nothing reached the upstream");
 	ok(audit_has_since(au0, "\"deny\"", "is revoked"), "revocation denial audited");
 	stream_close(&c->s);
 	client_connect(c, plain_port);
-	ok(client_do(c, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "GET", &r) == 0 && r.status == 403 &&
-	       strstr(r.body, "revoked"),
+	ok(client_do(c, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "GET", &r) == 0 &&
+	       r.status == 403 && strstr(r.body, "revoked"),
 	   "revoked on the plaintext listener too");
 	stream_close(&c->s);
 	revocations_remove(rv, "test/proxy");
 	client_connect(c, plain_port);
-	ok(client_do(c, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "GET", &r) == 0 && r.status == 200,
+	ok(client_do(c, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "GET", &r) == 0 &&
+	       r.status == 200,
 	   "revocation lifted: 200");
 	stream_close(&c->s);
 
@@ -1123,8 +1154,9 @@ static void test_transparent(struct tlsca *tca, struct revocations *rv, const st
 	o = orig_to("127.0.0.1", up_port, ICPT_REASON_DEST);
 	tp_connect(c, false, tp_port, &o);
 	{
-		bool cut = tp_tls(c, lax, "other.example", NULL) < 0 ||
-			   client_do(c, "GET / HTTP/1.1\r\nHost: other.example\r\n\r\n", "GET", &r) < 0;
+		bool cut =
+		    tp_tls(c, lax, "other.example", NULL) < 0 ||
+		    client_do(c, "GET / HTTP/1.1\r\nHost: other.example\r\n\r\n", "GET", &r) < 0;
 		ok(cut, "DEST + SNI other.example: closed");
 	}
 	stream_close(&c->s);
@@ -1167,7 +1199,8 @@ static void test_transparent(struct tlsca *tca, struct revocations *rv, const st
 	ok(tp_tls(c, lax, "pinned.example", NULL) == 0, "PORT + SNI pinned.example: handshake");
 	{
 		X509 *peer = SSL_get1_peer_certificate(c->s.ssl);
-		ok(peer && X509_cmp(peer, pin_cert) == 0, "the certificate is the pinned server's own");
+		ok(peer && X509_cmp(peer, pin_cert) == 0,
+		   "the certificate is the pinned server's own");
 		X509_free(peer);
 		char got[512] = "";
 		size_t gl = 0;
@@ -1199,7 +1232,8 @@ static void test_transparent(struct tlsca *tca, struct revocations *rv, const st
 		size_t gl = 0;
 		memset(big, 'x', sizeof(big));
 		memcpy(big, "PLAIN", 5);
-		ok(write(c->s.fd, big, sizeof(big)) == (ssize_t)sizeof(big), "200000 plain bytes sent");
+		ok(write(c->s.fd, big, sizeof(big)) == (ssize_t)sizeof(big),
+		   "200000 plain bytes sent");
 		shutdown(c->s.fd, SHUT_WR);
 		for (;;) {
 			ssize_t n = read(c->s.fd, got + gl, sizeof(got) - 1 - gl);
@@ -1236,7 +1270,8 @@ static void test_transparent(struct tlsca *tca, struct revocations *rv, const st
 		sleep_ms(300);
 		(void)!write(c->s.fd, hello + 30, hn - 30);
 		SSL_set_fd(c->s.ssl, c->s.fd); /* the rest of the handshake on the socket */
-		ok(SSL_connect(c->s.ssl) == 1, "fragmented, delayed ClientHello: handshake completes");
+		ok(SSL_connect(c->s.ssl) == 1,
+		   "fragmented, delayed ClientHello: handshake completes");
 		ERR_clear_error();
 		ok(client_do(c, req, "POST", &r) == 0 && r.status == 200,
 		   "fragmented ClientHello: request injected");
@@ -1255,7 +1290,8 @@ static void test_transparent(struct tlsca *tca, struct revocations *rv, const st
 	o = orig_to("::1", pin_port, ICPT_REASON_PORT);
 	tp_connect(c, true, tp6_port, &o);
 	/* the pinned server listens on 127.0.0.1 only: the splice to [::1] is refused */
-	ok(tp_tls(c, lax, "pinned.example", NULL) < 0, "IPv6 splice to a closed port: client fails");
+	ok(tp_tls(c, lax, "pinned.example", NULL) < 0,
+	   "IPv6 splice to a closed port: client fails");
 	stream_close(&c->s);
 
 	/* the default resolver (getaddrinfo) and an agent resolver that says no */
@@ -1272,8 +1308,8 @@ static void test_transparent(struct tlsca *tca, struct revocations *rv, const st
 		ok(proxy_start(&o2, &p2, err, sizeof(err)) == 0, "proxy with DNS resolution");
 		o = orig_to("127.0.0.1", up_port, ICPT_REASON_DEST);
 		tp_connect(c, false, port2, &o);
-		ok(tp_tls(c, ctx, "localhost", "localhost") == 0 && client_do(c, req, "POST", &r) == 0 &&
-		       r.status == 200,
+		ok(tp_tls(c, ctx, "localhost", "localhost") == 0 &&
+		       client_do(c, req, "POST", &r) == 0 && r.status == 200,
 		   "getaddrinfo(localhost) includes 127.0.0.1: terminated");
 		stream_close(&c->s);
 		proxy_stop(p2);
@@ -1286,7 +1322,8 @@ static void test_transparent(struct tlsca *tca, struct revocations *rv, const st
 		proxy_stop(p2);
 		struct proxy_listener_cfg bad[] = {{l2, "up", true}};
 		o2.listeners = bad;
-		ok(proxy_start(&o2, &p2, err, sizeof(err)) == -EINVAL, "transparent + service: -EINVAL");
+		ok(proxy_start(&o2, &p2, err, sizeof(err)) == -EINVAL,
+		   "transparent + service: -EINVAL");
 		struct proxy_listener_cfg nolk[] = {{l2, NULL, true}};
 		o2.listeners = nolk;
 		o2.lookup = NULL;
@@ -1383,11 +1420,14 @@ int main(void)
 	ok(registry_new(res_dir, &d, &reg) == 0 && d.n == 0, "resources load");
 	diag_list_done(&d);
 	ok(audit_open(audit_file, &au) == 0, "audit opens");
-	ok(ca_open(&(struct ca_config){.state_dir = state, .trust_domain = "test.local",
+	ok(ca_open(&(struct ca_config){.state_dir = state,
+				       .trust_domain = "test.local",
 				       .issuer = "http://127.0.0.1:1"},
 		   &ca) == 0,
 	   "identity CA");
-	ok(broker_new(&(struct broker_opts){.ca = ca, .audit = au, .exchange = {.timeout_ms = 5000},
+	ok(broker_new(&(struct broker_opts){.ca = ca,
+					    .audit = au,
+					    .exchange = {.timeout_ms = 5000},
 					    .exchange_fn = fake_exchange},
 		      &br) == 0,
 	   "broker with a fake exchange");
@@ -1405,7 +1445,8 @@ int main(void)
 	snprintf(l_tp, sizeof(l_tp), "127.0.0.1:%u", tp_port);
 	{
 		/* a free IPv6 port */
-		struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+		struct sockaddr_in6 a6 = {.sin6_family = AF_INET6,
+					  .sin6_addr = IN6ADDR_LOOPBACK_INIT};
 		socklen_t al = sizeof(a6);
 		int fd6 = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		bind(fd6, (struct sockaddr *)&a6, sizeof(a6));
@@ -1414,14 +1455,22 @@ int main(void)
 		close(fd6);
 	}
 	snprintf(l_tp6, sizeof(l_tp6), "[::1]:%u", tp6_port);
-	struct proxy_listener_cfg ls[] = {
-	    {l_plain, "up", false}, {l_ip, "up-ip", false}, {l_nobind, "nobind", false},
-	    {l_proxy, NULL, false}, {l_tp, NULL, true},	    {l_tp6, NULL, true}};
-	struct proxy_opts po = {.registry = reg, .attest = ac, .broker = br, .audit = au,
-				.tlsca = tca, .trust_domain = "test.local",
-				.upstream_ca_file = ca_pem, .listeners = ls, .n_listeners = 6,
-				.max_connections = 64, .revocations = rv,
-				.on_attributed = on_attributed, .dest_resolves = test_resolves,
+	struct proxy_listener_cfg ls[] = {{l_plain, "up", false},      {l_ip, "up-ip", false},
+					  {l_nobind, "nobind", false}, {l_proxy, NULL, false},
+					  {l_tp, NULL, true},	       {l_tp6, NULL, true}};
+	struct proxy_opts po = {.registry = reg,
+				.attest = ac,
+				.broker = br,
+				.audit = au,
+				.tlsca = tca,
+				.trust_domain = "test.local",
+				.upstream_ca_file = ca_pem,
+				.listeners = ls,
+				.n_listeners = 6,
+				.max_connections = 64,
+				.revocations = rv,
+				.on_attributed = on_attributed,
+				.dest_resolves = test_resolves,
 				.lookup = fake_lookup};
 	int r = proxy_start(&po, &px, err, sizeof(err));
 	ok(r == 0, "proxy starts (%s)", err);
@@ -1436,7 +1485,8 @@ int main(void)
 		   "a busy address fails as a whole with a message (%s)", err);
 		struct proxy_listener_cfg bad2[] = {{"nonsense", "up", false}};
 		po2.listeners = bad2;
-		ok(proxy_start(&po2, &px2, err, sizeof(err)) == -EINVAL, "a malformed address: -EINVAL");
+		ok(proxy_start(&po2, &px2, err, sizeof(err)) == -EINVAL,
+		   "a malformed address: -EINVAL");
 	}
 	if (r == 0) {
 		test_plain();
@@ -1455,17 +1505,20 @@ int main(void)
 			pco.listeners = lc;
 			pco.n_listeners = 1;
 			pco.max_connections = 1;
-			ok(proxy_start(&pco, &pc, err, sizeof(err)) == 0, "a proxy with max_connections 1");
+			ok(proxy_start(&pco, &pc, err, sizeof(err)) == 0,
+			   "a proxy with max_connections 1");
 			struct client *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
 			struct reply ra, rb;
 			client_connect(a, cap_port);
-			ok(client_do(a, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "GET", &ra) == 0 &&
+			ok(client_do(a, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "GET", &ra) ==
+				   0 &&
 			       ra.status == 200,
 			   "first connection served");
 			client_connect(b, cap_port);
 			ok(client_do(b, NULL, "GET", &rb) == 0 && rb.status == 503 && rb.closed,
 			   "second connection over the cap: 503 and close");
-			ok(client_do(a, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "GET", &ra) == 0 &&
+			ok(client_do(a, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "GET", &ra) ==
+				   0 &&
 			       ra.status == 200,
 			   "the first connection still works");
 			stream_close(&b->s);

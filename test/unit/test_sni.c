@@ -95,10 +95,7 @@ static void put(struct hb *h, const void *p, size_t n)
 	h->n += n;
 }
 
-static void put8(struct hb *h, unsigned v)
-{
-	h->b[h->n++] = (uint8_t)v;
-}
+static void put8(struct hb *h, unsigned v) { h->b[h->n++] = (uint8_t)v; }
 
 static void put16(struct hb *h, unsigned v)
 {
@@ -177,12 +174,14 @@ static void test_real(void)
 	n = capture_hello(TLS1_3_VERSION, "api.anthropic.com", h, sizeof(h));
 	ok(n > 5, "TLS 1.3 ClientHello captured (%zu bytes)", n);
 	r = sni_parse(h, n, out, sizeof(out));
-	ok(r == 17 && strcmp(out, "api.anthropic.com") == 0, "TLS 1.3: SNI api.anthropic.com (%d)", r);
+	ok(r == 17 && strcmp(out, "api.anthropic.com") == 0, "TLS 1.3: SNI api.anthropic.com (%d)",
+	   r);
 	ok(prefixes_need_more(h, n), "TLS 1.3: every truncation asks for more");
 	{
 		/* trailing bytes (early data, a next record) are not looked at */
 		memset(h + n, 0x17, 100);
-		ok(sni_parse(h, n + 100, out, sizeof(out)) == 17, "bytes after the ClientHello ignored");
+		ok(sni_parse(h, n + 100, out, sizeof(out)) == 17,
+		   "bytes after the ClientHello ignored");
 	}
 	ok(sni_parse(h, n, out, 17) == -ENOSPC && sni_parse(h, n, out, 18) == 17,
 	   "output capacity checked exactly");
@@ -257,7 +256,8 @@ static void test_real(void)
 		size_t rl = ((size_t)f[3] << 8 | f[4]) + 1;
 		f[3] = (uint8_t)(rl >> 8), f[4] = (uint8_t)rl;
 		f[n] = 0;
-		ok(sni_parse(f, n + 1, out, sizeof(out)) == 17, "record longer than the message: ok");
+		ok(sni_parse(f, n + 1, out, sizeof(out)) == 17,
+		   "record longer than the message: ok");
 		ok(sni_parse(f, n, out, sizeof(out)) == 17,
 		   "message complete before its record: parsed at once");
 	}
@@ -446,8 +446,9 @@ static void test_mutations(void)
 			in_contract = false;
 		}
 	}
-	ok(in_contract, "200000 mutations: every result in the contract (name %d, more %d, bad %d, "
-			"none %d)",
+	ok(in_contract,
+	   "200000 mutations: every result in the contract (name %d, more %d, bad %d, "
+	   "none %d)",
 	   counts[0], counts[1], counts[2], counts[3]);
 }
 
