@@ -11,6 +11,7 @@
 #include "ca/ca.h"
 #include "ca/tlsca.h"
 #include "config/resources.h"
+#include "intercept/intercept.h"
 #include "proxy/http1.h"
 #include "proxy/proxy.h"
 #include "proxy/sni.h"
@@ -21,6 +22,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <openssl/ec.h>
@@ -34,6 +36,7 @@
 #include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1350,6 +1353,200 @@ static void test_transparent(struct tlsca *tca, struct revocations *rv, const st
 	free(c);
 }
 
+/* ---- the real hooks (root): curl in a scratch cgroup, redirected by the eBPF programs ---- */
+
+/* Run argv (argv[0] an absolute path) inside the cgroup whose cgroup.procs is procs;
+ * its stdout into out. The exit status, or -1. *ret_pid: the child's pid. */
+static int run_in_cgroup(const char *procs, char *const argv[], char *out, size_t cap,
+			 pid_t *ret_pid)
+{
+	int pfd[2], st = 0;
+	size_t len = 0;
+	pid_t pid;
+
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		/* only async-signal-safe calls until exec: the parent has threads */
+		int fd = open(procs, O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write(fd, "0", 1) != 1)
+			_exit(126);
+		close(fd);
+		dup2(pfd[1], 1);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	for (;;) {
+		ssize_t n = read(pfd[0], out + len, cap - 1 - len);
+		if (n <= 0 || len + (size_t)n >= cap - 1) {
+			if (n > 0)
+				len += (size_t)n;
+			break;
+		}
+		len += (size_t)n;
+	}
+	out[len] = '\0';
+	close(pfd[0]);
+	waitpid(pid, &st, 0);
+	*ret_pid = pid;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* curl's --pinnedpubkey value for the pinned server's key: sha256//base64(SPKI hash). */
+static void pin_spec(char *out, size_t cap)
+{
+	unsigned char *der = NULL, md[32], b64[64];
+	int n = i2d_PUBKEY(pin_key, &der);
+
+	EVP_Digest(der, (size_t)n, md, NULL, EVP_sha256(), NULL);
+	OPENSSL_free(der);
+	EVP_EncodeBlock(b64, md, 32);
+	snprintf(out, cap, "sha256//%s", b64);
+}
+
+static void test_real_hooks(const struct proxy_opts *po, struct tlsca *tca)
+{
+	char cg[256], scratch[512], procs[600], err[256] = "", l4[32], l6[48], url[128];
+	char out[4096], pin[128], res6[64], res_pin[64];
+	struct intercept *ic = NULL;
+	struct proxy *px = NULL;
+	uint16_t p4 = free_port(), p6;
+	pid_t pid = 0;
+	int r, before;
+
+	if (geteuid() != 0) {
+		skip("transparent listener with the real eBPF hooks needs root: not root");
+		return;
+	}
+	if (access("/usr/bin/curl", X_OK) != 0) {
+		skip("transparent listener with the real eBPF hooks: no /usr/bin/curl");
+		return;
+	}
+	if (intercept_cgroup2_root(cg, sizeof(cg)) < 0) {
+		skip("transparent listener with the real eBPF hooks: no cgroup2 mount");
+		return;
+	}
+	snprintf(scratch, sizeof(scratch), "%s/vouch-test-proxy-%d", cg, (int)getpid());
+	snprintf(procs, sizeof(procs), "%s/cgroup.procs", scratch);
+	{
+		struct sockaddr_in6 a6 = {.sin6_family = AF_INET6,
+					  .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+		socklen_t al = sizeof(a6);
+		int fd6 = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		bind(fd6, (struct sockaddr *)&a6, sizeof(a6));
+		getsockname(fd6, (struct sockaddr *)&a6, &al);
+		p6 = ntohs(a6.sin6_port);
+		close(fd6);
+	}
+	snprintf(l4, sizeof(l4), "127.0.0.1:%u", p4);
+	snprintf(l6, sizeof(l6), "[::1]:%u", p6);
+	r = intercept_open(
+	    &(struct intercept_opts){
+		.cgroup_path = scratch, .listen4 = l4, .listen6 = l6, .agent_tgid = getpid()},
+	    &ic, err, sizeof(err));
+	if (r < 0) {
+		skip("transparent listener with the real eBPF hooks: intercept_open: %s", err);
+		rmdir(scratch);
+		return;
+	}
+	{
+		struct intercept_dest d[2] = {{.family = AF_INET, .port = up_port},
+					      {.family = AF_INET6, .port = up_port}};
+		d[0].addr.v4.s_addr = htonl(INADDR_LOOPBACK);
+		d[1].addr.v6 = in6addr_loopback;
+		ok(intercept_set_dests(ic, d, 2) == 0 && intercept_set_ports(ic, &pin_port, 1) == 0,
+		   "real hooks: capture 127.0.0.1:%u, [::1]:%u and port %u", up_port, up_port,
+		   pin_port);
+	}
+	struct proxy_listener_cfg lc[] = {{l4, NULL, true}, {l6, NULL, true}};
+	struct proxy_opts o = *po;
+	o.listeners = lc;
+	o.n_listeners = 2;
+	o.intercept = ic;
+	o.lookup = NULL;
+	ok(proxy_start(&o, &px, err, sizeof(err)) == 0, "real hooks: proxy on %s and %s", l4, l6);
+
+	/* curl to the Service's own address, unmodified: redirected, terminated, injected */
+	snprintf(url, sizeof(url), "https://localhost:%u/v1/real", up_port);
+	pthread_mutex_lock(&cb_lock);
+	n_attributed = 0;
+	pthread_mutex_unlock(&cb_lock);
+	before = n_seen_now();
+	{
+		char *argv[] = {"/usr/bin/curl",
+				"-sS",
+				"--max-time",
+				"20",
+				"--cacert",
+				(char *)tlsca_cert_path(tca),
+				"-H",
+				"x-api-key: sk-placeholder",
+				url,
+				NULL};
+		r = run_in_cgroup(procs, argv, out, sizeof(out), &pid);
+	}
+	ok(r == 0 && strstr(out, "\"ok\":true"),
+	   "real hooks: curl https://localhost:%u gets the "
+	   "upstream's answer (exit %d)",
+	   up_port, r);
+	ok(n_seen_now() == before + 1 && strncmp(last_seen().auth, "Bearer tok-", 11) == 0 &&
+	       last_seen().n_api_key == 0 && strstr(last_seen().line, "/v1/real"),
+	   "real hooks: the request arrived injected");
+	pthread_mutex_lock(&cb_lock);
+	ok(n_attributed == 1 && attributed_pid == pid, "real hooks: attributed to curl (pid %d)",
+	   (int)pid);
+	pthread_mutex_unlock(&cb_lock);
+
+	/* the same over IPv6 */
+	snprintf(url, sizeof(url), "https://localhost:%u/v1/real6", up_port);
+	snprintf(res6, sizeof(res6), "localhost:%u:[::1]", up_port);
+	before = n_seen_now();
+	{
+		char *argv[] = {"/usr/bin/curl",
+				"-sS",
+				"--max-time",
+				"20",
+				"--cacert",
+				(char *)tlsca_cert_path(tca),
+				"--resolve",
+				res6,
+				url,
+				NULL};
+		r = run_in_cgroup(procs, argv, out, sizeof(out), &pid);
+	}
+	ok(r == 0 && strstr(out, "\"ok\":true") && n_seen_now() == before + 1 &&
+	       strstr(last_seen().line, "/v1/real6") &&
+	       strncmp(last_seen().auth, "Bearer tok-", 11) == 0,
+	   "real hooks: curl to [::1]:%u injected (exit %d)", up_port, r);
+
+	/* port capture, a name of no Service, a client pinning the server's key: spliced */
+	long au0 = audit_size();
+	pin_spec(pin, sizeof(pin));
+	snprintf(url, sizeof(url), "https://pinned.example:%u/", pin_port);
+	snprintf(res_pin, sizeof(res_pin), "pinned.example:%u:127.0.0.1", pin_port);
+	{
+		char *argv[] = {"/usr/bin/curl",  "-sS", "--max-time", "20",	"-k", "--http0.9",
+				"--pinnedpubkey", pin,	 "--resolve",  res_pin, url,  NULL};
+		r = run_in_cgroup(procs, argv, out, sizeof(out), &pid);
+	}
+	ok(r == 0 && strncmp(out, "pinned server got: GET / HTTP/1.1", 33) == 0,
+	   "real hooks: port capture, the pinned key verified (exit %d)", r);
+	{
+		char dest[48], pidf[32];
+		snprintf(dest, sizeof(dest), "\"127.0.0.1:%u\"", pin_port);
+		snprintf(pidf, sizeof(pidf), "\"pid\":%d,", (int)pid);
+		ok(audit_has_since(au0, "\"splice\"", dest) && audit_has_since(au0, pidf, dest),
+		   "real hooks: it went through the splice (audited with curl's pid)");
+	}
+
+	proxy_stop(px);
+	intercept_close(ic);
+	r = rmdir(scratch) < 0 ? -errno : 0;
+	ok(r == 0, "real hooks: scratch cgroup removed (%s)", strerror(-r));
+}
+
 static int start_splice_targets(pthread_t th[3])
 {
 	EVP_PKEY *k = EVP_EC_gen("P-256");
@@ -1494,6 +1691,7 @@ int main(void)
 		test_reload(reg);
 		test_connect(tca);
 		test_transparent(tca, rv, &po);
+		test_real_hooks(&po, tca);
 		/* the connection cap: beyond it, 503 without a thread */
 		{
 			struct proxy *pc = NULL;
