@@ -68,6 +68,7 @@
 #define PROXY_LINGER_MAX (1024 * 1024)
 #define PROXY_LINGER_MS 2000
 #define PROXY_THREAD_STACK (256 * 1024)
+_Static_assert(PROXY_BUF >= SNI_PEEK_MAX, "the ClientHello is peeked into c->buf");
 
 struct listener {
 	struct proxy *p;
@@ -1092,7 +1093,7 @@ static int open_transparent(struct conn *c)
 	dl = orig_sockaddr(&c->orig, &dst);
 	r = peek_hello(c, sni, &why);
 	d = malloc(sizeof(*d));
-	if (!d)
+	if (!d || atomic_load(&p->stopping))
 		goto out;
 	set = registry_get(p->o.registry);
 	decide_transparent(
