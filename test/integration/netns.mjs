@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import {
 	isRoot, NODE, VOUCH, VOUCHD, CURL, RULE_ID, ORG_ID, SA_ID, haveVouchd, makeTempDir, onCleanup,
-	freePort, generateCerts, startStandin, startVouchd, standinRule, yamlDocs, workloadResource, bindingResource,
+	generateCerts, startStandin, startVouchd, standinRule, yamlDocs, workloadResource, bindingResource,
 	runProcess, runVouch, sleep, waitFor,
 } from './lib.mjs';
 
@@ -159,6 +159,25 @@ export function interceptSkipReason() {
 	return null;
 }
 
+/**
+ * n distinct TCP ports that were free a moment ago on host (all held open together while
+ * choosing, so two picks can never collide the way consecutive freePort() calls can).
+ */
+export async function freePortsOn(n, host = '127.0.0.1') {
+	const servers = [];
+	try {
+		for (let i = 0; i < n; i++) {
+			const s = createServer();
+			s.listen(0, host);
+			await once(s, 'listening');
+			servers.push(s);
+		}
+		return servers.map((s) => s.address().port);
+	} finally {
+		await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+	}
+}
+
 /** A TCP port that was free a moment ago on host (default [::1]). */
 export async function freePortOn(host = '::1') {
 	const s = createServer();
@@ -190,22 +209,34 @@ export async function startTransparentStack(t, opts = {}) {
 	const family = opts.family ?? 4;
 	const dir = makeTempDir(t, 'vouch-tp-');
 	const certs = generateCerts(join(dir, 'certs'), { names: ['localhost', API_HOST], ips: ['127.0.0.1', API_V4, API_V6] });
-	const oidcPort = await freePort();
+	const [oidcPort, plainPort, proxyPort, listen4Port] = await freePortsOn(4, '127.0.0.1');
 	const issuer = `http://127.0.0.1:${oidcPort}`;
 	const hosts4 = writeHostsFile(dir, { [API_HOST]: API_V4 }, 'hosts4');
 	const hosts6 = writeHostsFile(dir, { [API_HOST]: API_V6 }, 'hosts6');
 	const hostsBoth = writeHostsFile(dir, { [API_HOST]: [API_V4, API_V6] }, 'hosts-both');
 	const hostsVouchd = family === 6 ? hosts6 : family === 4 ? hosts4 : hostsBoth;
 	const standinHosts = family === 6 ? ['::1'] : family === 4 ? [API_V4] : [API_V4, '::1'];
-	const standin = await startStandin({
-		certFile: certs.certFile, keyFile: certs.keyFile, issuer, host: standinHosts[0], port: 443,
-		extraHosts: standinHosts.slice(1), alsoIPv6: false,
-		rules: opts.rules ?? { [RULE_ID]: standinRule() },
-		...(opts.standin ?? {}),
-	});
+	// Port 443 on these addresses is the one fixed resource: another test run on the same
+	// machine (or make demo) may hold it for a while, so wait for it instead of failing.
+	let standin;
+	for (const end = Date.now() + 120000; ;) {
+		try {
+			standin = await startStandin({
+				certFile: certs.certFile, keyFile: certs.keyFile, issuer, host: standinHosts[0], port: 443,
+				extraHosts: standinHosts.slice(1), alsoIPv6: false,
+				rules: opts.rules ?? { [RULE_ID]: standinRule() },
+				...(opts.standin ?? {}),
+			});
+			break;
+		} catch (e) {
+			if (!/EADDRINUSE/.test(`${e.code} ${e.message}`) || Date.now() > end) throw e;
+			t.diagnostic?.(`port 443 busy (${e.message}); waiting for another run to release it`);
+			await sleep(500);
+		}
+	}
 	onCleanup(t, () => standin.close());
 	const cgroup = scratchCgroup(t); // registered before vouchd: removed after it stopped
-	const listen4 = `127.0.0.1:${await freePort()}`;
+	const listen4 = `127.0.0.1:${listen4Port}`;
 	const listen6 = `[::1]:${await freePortOn('::1')}`;
 	const api = 'vouch.dev/v1alpha1';
 	const std = {
@@ -223,12 +254,10 @@ export async function startTransparentStack(t, opts = {}) {
 	for (const [k, v] of Object.entries({ ...std, ...extra })) if (v !== null) resources[k] = v;
 	const intercept = { enabled: true, cgroup, listen4, listen6, ...(opts.ports ? { ports: opts.ports } : {}), ...(opts.intercept ?? {}) };
 	const vouchdOpts = {
-		dir, resources, upstreamCAFile: certs.caFile, oidcPort, hostsFile: hostsVouchd,
+		dir, resources, upstreamCAFile: certs.caFile, oidcPort, plainPort, proxyPort, hostsFile: hostsVouchd,
 		config: { intercept, ...(opts.config ?? {}) },
-	};
+	}; // a restart() keeps every address
 	const vouchd = await startVouchd(t, vouchdOpts);
-	vouchdOpts.plainPort = vouchd.plainPort; // a restart keeps every address
-	vouchdOpts.proxyPort = vouchd.proxyPort;
 	const st = {
 		dir, certs, standin, vouchd, cgroup, hosts4, hosts6, hostsBoth, hostsVouchd, listen4, listen6, issuer,
 		/** The default hosts file for clients of this stack. */
