@@ -1,7 +1,9 @@
 // The demo workload: an ordinary program using the official Anthropic SDK, unmodified.
-// It holds no credential: ANTHROPIC_API_KEY is a placeholder that vouch strips, and
-// ANTHROPIC_BASE_URL points at vouchd's local listener, which injects a short-lived
-// workload-identity token.
+// It holds no credential: ANTHROPIC_API_KEY is a placeholder that vouch strips. In the
+// explicit flow ANTHROPIC_BASE_URL points at vouchd's local listener; in the transparent flow
+// (`vouch run -- node demo/app.mjs`) there is no base URL at all: the SDK talks to
+// https://api.anthropic.com as usual and vouchd's eBPF hooks redirect the connection. Either
+// way vouchd injects a short-lived workload-identity token.
 import Anthropic from '@anthropic-ai/sdk';
 
 const client = new Anthropic();
