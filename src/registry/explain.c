@@ -90,9 +90,10 @@ json_t *explain_json(const struct attest_facts *f, const struct resource_set *se
 					      "line", (int)match->meta.pos.line));
 		for (size_t i = 0; i < set->n_bindings; i++) {
 			const struct res_binding *b = &set->bindings[i];
-			json_t *svcs = json_array();
+			json_t *svcs;
 			if (strcmp(b->workload_id, match->workload_id) != 0)
 				continue;
+			svcs = json_array();
 			for (size_t s = 0; s < set->n_services; s++)
 				if (resource_binding_selects(b, &set->services[s]))
 					json_array_append_new(
