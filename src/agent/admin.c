@@ -6,6 +6,7 @@
 
 #include "common/log.h"
 #include "common/net.h"
+#include "common/readfile.h"
 #include "config/resources.h"
 #include "oidc/oidc.h"
 #include "registry/explain.h"
@@ -233,28 +234,12 @@ static json_t *cmd_unrevoke(struct agent *a, json_t *req)
  * to read the state directory itself. */
 static char *read_ca_pem(const char *path)
 {
-	char *buf = malloc(ADMIN_MAX_CA_PEM + 1);
+	char *buf = NULL;
 	size_t len = 0;
-	int fd;
 
-	if (!buf)
+	if (readfile_path(path, O_NOFOLLOW, ADMIN_MAX_CA_PEM, &buf, &len) < 0)
 		return NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0) {
-		free(buf);
-		return NULL;
-	}
-	while (len < ADMIN_MAX_CA_PEM) {
-		ssize_t n = read(fd, buf + len, ADMIN_MAX_CA_PEM - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
-	buf[len] = '\0';
-	if (len == 0 || len == ADMIN_MAX_CA_PEM || strlen(buf) != len) {
+	if (len == 0 || strlen(buf) != len) {
 		free(buf);
 		return NULL;
 	}

@@ -25,8 +25,5 @@ json_t *cli_admin_call(const char *path, json_t *req, char *err, size_t err_cap)
 int cli_run(struct cli *c, int argc, char **argv);   /* vouch run */
 int cli_trust(struct cli *c, int argc, char **argv); /* vouch trust install|uninstall */
 
-/* Read a whole regular file of at most max bytes (NUL-terminated copy in *ret, length in
- * *ret_len; the caller frees). 0, -EFBIG (larger than max), -errno. */
-int cli_read_file(const char *path, size_t max, char **ret, size_t *ret_len);
 
 #endif

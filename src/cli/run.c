@@ -18,6 +18,7 @@
  *      In this mode vouch stays as CMD's parent, forwards SIGTERM/SIGHUP/SIGUSR1/SIGUSR2
  *      and exits with CMD's status. */
 #include "cli/cli.h"
+#include "common/readfile.h"
 
 #include "intercept/intercept.h"
 #include "registry/explain.h"
@@ -102,7 +103,7 @@ static int write_trust_file(const char *dir, const char *prefix, const char *dat
 		snprintf(err, err_cap, "trust directory path too long");
 		return -ENAMETOOLONG;
 	}
-	if (cli_read_file(ret_path, len, &cur, &cur_len) == 0 && cur_len == len &&
+	if (readfile_path(ret_path, 0, len, &cur, &cur_len) == 0 && cur_len == len &&
 	    memcmp(cur, data, len) == 0) {
 		free(cur);
 		return 0;
@@ -150,7 +151,7 @@ static int combined(const char *base, const char *ca, size_t ca_len, char **ret,
 {
 	char *b = NULL, *out;
 	size_t bl = 0;
-	bool used = base && cli_read_file(base, RUN_MAX_BUNDLE, &b, &bl) == 0;
+	bool used = base && readfile_path(base, 0, RUN_MAX_BUNDLE, &b, &bl) == 0;
 
 	if (!used)
 		bl = 0;
@@ -190,7 +191,7 @@ static bool in_scope(const char *cgroup)
 	if (strncmp(cgroup, root, rl) != 0 || (cgroup[rl] != '/' && cgroup[rl] != '\0'))
 		return false;
 	rel = cgroup + rl; /* "" or "/vouch" */
-	if (cli_read_file("/proc/self/cgroup", 64 * 1024, &text, &len) < 0)
+	if (readfile_path("/proc/self/cgroup", 0, 64 * 1024, &text, &len) < 0)
 		return false;
 	for (line = text; line && *line; line = nl ? nl + 1 : NULL) {
 		nl = strchr(line, '\n');

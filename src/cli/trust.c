@@ -6,6 +6,7 @@
  * <stateDir>/intercept-ca.crt of the configuration. It must parse as one X.509
  * certificate before anything is written. */
 #include "cli/cli.h"
+#include "common/readfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -43,7 +44,7 @@ static int trust_ca_pem(struct cli *c, char **ret, char *err, size_t err_cap)
 	}
 	json_decref(info);
 	snprintf(path, sizeof(path), "%s/intercept-ca.crt", c->cfg.state_dir);
-	r = cli_read_file(path, TRUST_MAX_CA, ret, &len);
+	r = readfile_path(path, 0, TRUST_MAX_CA, ret, &len);
 	if (r < 0)
 		snprintf(err, err_cap,
 			 "no interception CA: vouchd is not reachable (%s) and %s: %s (has vouchd "
@@ -115,7 +116,7 @@ static int trust_install(struct cli *c)
 				"certificate\n");
 		goto out;
 	}
-	if (cli_read_file(TRUST_FILE, TRUST_MAX_CA, &cur, &cur_len) == 0 && cur_len == len &&
+	if (readfile_path(TRUST_FILE, 0, TRUST_MAX_CA, &cur, &cur_len) == 0 && cur_len == len &&
 	    memcmp(cur, pem, len) == 0) {
 		printf("%s is already installed\n", TRUST_FILE);
 	} else {

@@ -1,5 +1,7 @@
 #include "config/agentconf.h"
 
+#include "common/readfile.h"
+
 #include "config/yamltree.h"
 
 #include <arpa/inet.h>
@@ -619,29 +621,15 @@ static int read_conf(const char *path, struct diag_list *diags, char **ret, size
 		r = -EINVAL;
 		goto out;
 	}
-	buf = malloc(AGENTCONF_MAX_FILE + 1);
-	if (!buf) {
-		r = -ENOMEM;
+	r = readfile_fd(fd, AGENTCONF_MAX_FILE, &buf, &len);
+	if (r == -EFBIG) {
+		diag_add(diags, path, 1, 1, "file is larger than %d bytes", AGENTCONF_MAX_FILE);
+		r = -EINVAL;
 		goto out;
 	}
-	for (;;) {
-		ssize_t k = read(fd, buf + len, AGENTCONF_MAX_FILE + 1 - len);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0) {
-			r = -errno;
-			diag_add(diags, path, 1, 1, "cannot read: %s", strerror(-r));
-			goto out;
-		}
-		if (k == 0)
-			break;
-		len += (size_t)k;
-		if (len > AGENTCONF_MAX_FILE) {
-			diag_add(diags, path, 1, 1, "file is larger than %d bytes",
-				 AGENTCONF_MAX_FILE);
-			r = -EINVAL;
-			goto out;
-		}
+	if (r < 0) {
+		diag_add(diags, path, 1, 1, "cannot read: %s", strerror(-r));
+		goto out;
 	}
 	*ret = buf;
 	*ret_len = len;

@@ -1,5 +1,7 @@
 #include "config/resources.h"
 
+#include "common/readfile.h"
+
 #include "attest/attest.h"
 #include "config/yamltree.h"
 
@@ -1103,26 +1105,13 @@ static int read_file(struct loader *ld, const char *path, char **ret, size_t *re
 	}
 	if (st.st_size > RESOURCES_MAX_FILE)
 		goto too_big;
-	/* The size may change under us: read at most one byte more than the limit. */
-	buf = malloc(RESOURCES_MAX_FILE + 1);
-	if (!buf) {
-		r = -ENOMEM;
+	/* The size may change under us: readfile_fd reads at most one byte past the limit. */
+	r = readfile_fd(fd, RESOURCES_MAX_FILE, &buf, &len);
+	if (r == -EFBIG)
+		goto too_big;
+	if (r < 0) {
+		io_error(ld, path, -r, "cannot read");
 		goto out;
-	}
-	for (;;) {
-		ssize_t k = read(fd, buf + len, RESOURCES_MAX_FILE + 1 - len);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0) {
-			r = -errno;
-			io_error(ld, path, errno, "cannot read");
-			goto out;
-		}
-		if (k == 0)
-			break;
-		len += (size_t)k;
-		if (len > RESOURCES_MAX_FILE)
-			goto too_big;
 	}
 	*ret = buf;
 	*ret_len = len;

@@ -8,6 +8,8 @@
  * or when the process dies. */
 #include "intercept/intercept.h"
 
+#include "common/readfile.h"
+
 #include "intercept.skel.h"
 
 #include <arpa/inet.h>
@@ -199,37 +201,16 @@ int intercept_cgroup2_root(char *buf, size_t cap)
 {
 	char *text = NULL;
 	size_t len = 0;
-	int fd, r;
+	int r;
 
-	fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	text = malloc(INTERCEPT_MOUNTINFO_MAX + 1);
-	if (!text) {
-		r = -ENOMEM;
+	r = readfile_path("/proc/self/mountinfo", 0, INTERCEPT_MOUNTINFO_MAX, &text, &len);
+	if (r == -EFBIG)
+		r = -E2BIG;
+	if (r < 0)
 		goto out;
-	}
-	for (;;) {
-		ssize_t n = read(fd, text + len, INTERCEPT_MOUNTINFO_MAX + 1 - len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			goto out;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-		if (len > INTERCEPT_MOUNTINFO_MAX) {
-			r = -E2BIG;
-			goto out;
-		}
-	}
 	r = intercept_parse_cgroup2_root(text, len, buf, cap);
 out:
 	free(text);
-	close(fd);
 	return r;
 }
 

@@ -60,7 +60,7 @@ static void test_trust_files(void)
 	fputs("evil", f);
 	fclose(f);
 	ok(write_trust_file(dir, "x", "abc\n", 4, path2, sizeof(path2), err, sizeof(err)) == 0 &&
-	       cli_read_file(path, 100, &back, &len) == 0 && len == 4 &&
+	       readfile_path(path, 0, 100, &back, &len) == 0 && len == 4 &&
 	       memcmp(back, "abc\n", 4) == 0,
 	   "a file whose content does not match its name is rewritten");
 	free(back);
@@ -137,14 +137,14 @@ static void test_read_file(void)
 	f = fopen(p, "w");
 	fputs("0123456789", f);
 	fclose(f);
-	ok(cli_read_file(p, 10, &buf, &len) == 0 && len == 10 && buf[10] == '\0',
+	ok(readfile_path(p, 0, 10, &buf, &len) == 0 && len == 10 && buf[10] == '\0',
 	   "a file of exactly max bytes, NUL-terminated");
 	free(buf);
 	buf = NULL;
-	ok(cli_read_file(p, 9, &buf, &len) == -EFBIG && buf == NULL, "one byte over max: -EFBIG");
-	ok(cli_read_file("/nonexistent", 9, &buf, &len) == -ENOENT, "missing: -ENOENT");
-	ok(cli_read_file(tmpdir, 9, &buf, &len) == -EINVAL, "a directory: -EINVAL");
-	ok(cli_read_file("/proc/self/cgroup", 65536, &buf, &len) == 0 && len > 0,
+	ok(readfile_path(p, 0, 9, &buf, &len) == -EFBIG && buf == NULL, "one byte over max: -EFBIG");
+	ok(readfile_path("/nonexistent", 0, 9, &buf, &len) == -ENOENT, "missing: -ENOENT");
+	ok(readfile_path(tmpdir, 0, 9, &buf, &len) == -EINVAL, "a directory: -EINVAL");
+	ok(readfile_path("/proc/self/cgroup", 0, 65536, &buf, &len) == 0 && len > 0,
 	   "procfs files (size 0 in stat) are read to EOF");
 	free(buf);
 	unlink(p);
@@ -156,7 +156,7 @@ static void test_scope(void)
 	size_t len;
 
 	if (intercept_cgroup2_root(root, sizeof(root)) < 0 ||
-	    cli_read_file("/proc/self/cgroup", 65536, &text, &len) < 0 ||
+	    readfile_path("/proc/self/cgroup", 0, 65536, &text, &len) < 0 ||
 	    !(own = strstr(text, "0::"))) {
 		skip("no cgroup v2 here");
 		skip("no cgroup v2 here");

@@ -2,6 +2,7 @@
 #include "audit/audit.h"
 #include "common/base64.h"
 #include "common/net.h"
+#include "common/readfile.h"
 #include "common/secret.h"
 #include "tap.h"
 
@@ -151,11 +152,50 @@ static void test_audit(void)
 	unlink(path);
 }
 
+static void test_readfile(void)
+{
+	char path[] = "/tmp/vouch-readfile-XXXXXX";
+	int fd = mkstemp(path);
+	static char big[100000];
+	char *buf = NULL;
+	size_t len = 0;
+
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (char)('a' + i % 26);
+	ok(fd >= 0 && write(fd, big, sizeof(big)) == (ssize_t)sizeof(big), "temp file written");
+	close(fd);
+	ok(readfile_path(path, 0, sizeof(big), &buf, &len) == 0 && len == sizeof(big) &&
+	       memcmp(buf, big, len) == 0 && buf[len] == '\0',
+	   "a file of exactly max bytes is read whole (buffer grows past 4 KiB), NUL-terminated");
+	free(buf);
+	buf = NULL;
+	ok(readfile_path(path, 0, sizeof(big) - 1, &buf, &len) == -EFBIG && buf == NULL,
+	   "one byte over max is -EFBIG and returns nothing");
+	fd = open(path, O_RDONLY);
+	ok(readfile_fd(fd, sizeof(big) - 1, &buf, &len) == -EFBIG && buf == NULL,
+	   "readfile_fd also stops one byte past max (no size precheck needed)");
+	close(fd);
+	ok(readfile_path("/tmp", 0, 10, &buf, &len) == -EINVAL, "a directory is refused");
+	ok(readfile_path("/nonexistent/vouch", 0, 10, &buf, &len) == -ENOENT, "missing file: -ENOENT");
+	ok(readfile_path("/proc/self/stat", 0, 4096, &buf, &len) == 0 && len > 0 && len < 4096,
+	   "a /proc file (st_size 0) is read to EOF");
+	free(buf);
+	buf = NULL;
+	unlink(path);
+	ok(readfile_path("/proc/self/stat", 0, (size_t)-1, &buf, &len) == -EINVAL,
+	   "an absurd max is refused instead of overflowing max + 1");
+	fd = open("/dev/null", O_RDONLY);
+	ok(readfile_fd(fd, 0, &buf, &len) == 0 && len == 0 && buf[0] == '\0', "empty input, max 0");
+	free(buf);
+	close(fd);
+}
+
 int main(void)
 {
 	test_base64();
 	test_secret();
 	test_net();
 	test_audit();
+	test_readfile();
 	return tap_done();
 }
