@@ -25,7 +25,7 @@ HARDEN  += -D_FORTIFY_SOURCE=3
 endif
 CPPFLAGS += -std=c17 -D_GNU_SOURCE -Isrc $(PKG_CFLAGS) -MMD -MP
 ALL_CFLAGS = $(CPPFLAGS) $(WARN) $(HARDEN) $(CFLAGS) $(SAN_FLAGS)
-LDLIBS  += $(PKG_LIBS) -lpthread
+LDLIBS  += $(PKG_LIBS) -lpthread -lresolv
 LDFLAGS += -pie -Wl,-z,relro,-z,now
 
 LIB_SRC := $(sort $(wildcard src/common/*.c src/config/*.c src/registry/*.c src/attest/*.c \

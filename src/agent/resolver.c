@@ -5,9 +5,11 @@
 #include "config/resources.h"
 
 #include <arpa/inet.h>
+#include <arpa/nameser.h>
 #include <errno.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <resolv.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -306,6 +308,62 @@ int resolver_resolve(const char *host, uint16_t port, struct intercept_dest **re
 	return 0;
 }
 
+int resolver_answer_ttl(const unsigned char *msg, size_t len, uint32_t *ret_ttl)
+{
+	uint32_t best = UINT32_MAX;
+	ns_msg m;
+	int n;
+
+	if (len > NS_MAXMSG || ns_initparse(msg, (int)len, &m) < 0)
+		return -EBADMSG;
+	n = ns_msg_count(m, ns_s_an);
+	for (int i = 0; i < n; i++) {
+		ns_rr rr;
+		if (ns_parserr(&m, ns_s_an, i, &rr) < 0)
+			return -EBADMSG;
+		if (ns_rr_class(rr) != ns_c_in ||
+		    (ns_rr_type(rr) != ns_t_a && ns_rr_type(rr) != ns_t_aaaa))
+			continue;
+		if (ns_rr_ttl(rr) < best)
+			best = ns_rr_ttl(rr);
+	}
+	if (best == UINT32_MAX)
+		return -ENOENT;
+	*ret_ttl = best;
+	return 0;
+}
+
+int resolver_dns_ttl(const char *host, uint32_t *ret_ttl)
+{
+	static const int types[] = {ns_t_a, ns_t_aaaa};
+	struct __res_state st;
+	unsigned char *ans;
+	uint32_t best = UINT32_MAX;
+
+	memset(&st, 0, sizeof(st));
+	if (res_ninit(&st) < 0)
+		return -ENOENT;
+	st.retrans = 1; /* never hold the resolver thread long for a TTL */
+	st.retry = 1;
+	ans = malloc(NS_MAXMSG);
+	if (!ans) {
+		res_nclose(&st);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		uint32_t ttl;
+		int n = res_nquery(&st, host, ns_c_in, types[i], ans, NS_MAXMSG);
+		if (n > 0 && resolver_answer_ttl(ans, (size_t)n, &ttl) == 0 && ttl < best)
+			best = ttl;
+	}
+	free(ans);
+	res_nclose(&st);
+	if (best == UINT32_MAX)
+		return -ENOENT;
+	*ret_ttl = best;
+	return 0;
+}
+
 /* ---- the thread ---- */
 
 struct resolver {
@@ -328,8 +386,10 @@ static void mono_now(struct timespec *ts) { clock_gettime(CLOCK_MONOTONIC, ts); 
 /* One round: rebuild the pair list if the set changed, resolve every name, merge, and
  * apply if the result differs from what is in force (or the last apply failed). Returns
  * false if the apply failed (retry soon). */
-static bool resolver_round(struct resolver *r, struct resource_set *set, bool rebuild)
+static bool resolver_round(struct resolver *r, struct resource_set *set, bool rebuild,
+			   uint32_t *ret_next_s)
 {
+	uint32_t next = r->o.interval_s;
 	struct intercept_dest *merged = NULL;
 	size_t n_merged = 0, dropped = 0, added = 0, removed = 0, unresolved = 0;
 	bool called = false;
@@ -367,6 +427,9 @@ static bool resolver_round(struct resolver *r, struct resource_set *set, bool re
 		}
 		if (h->last_error)
 			log_info("resolver: %s resolves again", h->host);
+		uint32_t ttl;
+		if (resolver_dns_ttl(h->host, &ttl) == 0 && ttl < next)
+			next = ttl < 1 ? 1 : ttl;
 		h->last_error = 0;
 		free(h->addrs);
 		h->addrs = d;
@@ -403,6 +466,7 @@ static bool resolver_round(struct resolver *r, struct resource_set *set, bool re
 			r->have_applied = true;
 		}
 	}
+	*ret_next_s = next;
 	pthread_mutex_lock(&r->mu);
 	r->stats.rounds++;
 	r->stats.hosts = r->n_hosts;
@@ -447,11 +511,12 @@ static void *resolver_main(void *arg)
 		bool is_due = now.tv_sec > due.tv_sec ||
 			      (now.tv_sec == due.tv_sec && now.tv_nsec >= due.tv_nsec);
 		if (changed || kicked || retry || is_due) {
-			retry = !resolver_round(r, set, changed);
+			uint32_t next_s = r->o.interval_s;
+			retry = !resolver_round(r, set, changed, &next_s);
 			gen = set->generation;
 			first = false;
 			mono_now(&due);
-			due.tv_sec += r->o.interval_s;
+			due.tv_sec += next_s;
 		}
 		resource_set_unref(set);
 

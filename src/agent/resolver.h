@@ -4,9 +4,12 @@
  * Every address (host, port) of every `tls: true` Service is resolved (getaddrinfo,
  * AF_UNSPEC, SOCK_STREAM; IP literals as written) into intercept_dest entries with the
  * address's port, and the union is handed to an apply function (intercept_set_dests in
- * vouchd). A thread re-resolves every interval seconds and at once when the resource
- * set's generation changes (reload). getaddrinfo() reports no TTL: the interval stands
- * in for it. A host whose resolution fails keeps the addresses it last resolved to.
+ * vouchd). A thread re-resolves at once when the resource set's generation changes
+ * (reload), and otherwise when the shortest DNS TTL of the names' A/AAAA answers runs
+ * out, bounded by [1 s, interval]. getaddrinfo() (which also honours /etc/hosts) gives
+ * the addresses but no TTL, so the TTL comes from a separate DNS query; a name DNS does
+ * not answer (a hosts-file entry) is re-resolved every interval seconds. A host whose
+ * resolution fails keeps the addresses it last resolved to.
  *
  * Bounds: RESOLVER_MAX_HOSTS (host, port) pairs, RESOLVER_MAX_ADDRS addresses per pair,
  * ICPT_MAX_DESTS destinations per family; what is beyond is left out and counted.
@@ -75,6 +78,16 @@ void resolver_diff(const struct intercept_dest *a, size_t na, const struct inter
  * negative EAI_* code (EAI_NONAME, EAI_AGAIN ...; gai_strerror() names it), EAI_MEMORY
  * for allocation failure. Blocking. */
 int resolver_resolve(const char *host, uint16_t port, struct intercept_dest **ret, size_t *ret_n);
+
+/* The smallest TTL (seconds) of the A and AAAA records in the answer section of a DNS
+ * response msg[0..len), parsed with glibc's libresolv (ns_initparse/ns_parserr), not by
+ * hand. 0 with *ret_ttl, -ENOENT if the answer holds no A/AAAA record, -EBADMSG if msg
+ * does not parse. */
+int resolver_answer_ttl(const unsigned char *msg, size_t len, uint32_t *ret_ttl);
+/* Ask DNS for host's A and AAAA records (1 s timeout, one attempt each) and return the
+ * smallest TTL of the answers: 0 with *ret_ttl, or -ENOENT when DNS gives no answer.
+ * Blocking; run on the resolver thread only. */
+int resolver_dns_ttl(const char *host, uint32_t *ret_ttl);
 
 /* ---- the thread ---- */
 

@@ -351,6 +351,50 @@ static void test_thread(void)
 	unlink("svc.yaml");
 }
 
+/* A DNS response for api.anthropic.com: A (ttl 300), AAAA (ttl 42), CNAME (ttl 5). */
+static const unsigned char dns_answer[] = {
+	0x12, 0x34, 0x81, 0x80, 0x00, 0x01, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00,
+	3, 'a', 'p', 'i', 9, 'a', 'n', 't', 'h', 'r', 'o', 'p', 'i', 'c', 3, 'c', 'o', 'm', 0,
+	0x00, 0x01, 0x00, 0x01,
+	0xc0, 0x0c, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x01, 0x2c, 0x00, 0x04, 1, 2, 3, 4,
+	0xc0, 0x0c, 0x00, 0x1c, 0x00, 0x01, 0x00, 0x00, 0x00, 0x2a, 0x00, 0x10,
+	0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+	0xc0, 0x0c, 0x00, 0x05, 0x00, 0x01, 0x00, 0x00, 0x00, 0x05, 0x00, 0x02, 0xc0, 0x0c,
+};
+
+static void test_ttl(void)
+{
+	uint32_t ttl = 0;
+	bool safe = true;
+
+	ok(resolver_answer_ttl(dns_answer, sizeof(dns_answer), &ttl) == 0 && ttl == 42,
+	   "TTL is the smallest of the A/AAAA answers (a CNAME's shorter TTL is not an address)");
+	for (size_t n = 0; n < sizeof(dns_answer); n++) {
+		uint32_t t = 7;
+		int r = resolver_answer_ttl(dns_answer, n, &t);
+		/* A prefix may still parse if it ends on a record boundary with fewer
+		 * answers... it cannot here: the header promises 3. */
+		safe &= (r == -EBADMSG || r == -ENOENT) && t == 7;
+	}
+	ok(safe, "every truncation is refused without writing a TTL");
+	unsigned char no_an[sizeof(dns_answer)];
+	memcpy(no_an, dns_answer, sizeof(dns_answer));
+	no_an[7] = 0; /* ANCOUNT 0 */
+	/* header (12) + question (19-byte name, type, class): a complete answer-less reply */
+	ok(resolver_answer_ttl(no_an, 12 + 19 + 4, &ttl) == -ENOENT, "no answers: -ENOENT");
+	unsigned char bad[sizeof(dns_answer)];
+	memcpy(bad, dns_answer, sizeof(dns_answer));
+	bad[sizeof(dns_answer) - 1] = 0xff; /* compression pointer out of range */
+	bad[sizeof(dns_answer) - 3] = 0x02;
+	ttl = 0;
+	int r = resolver_answer_ttl(bad, sizeof(dns_answer), &ttl);
+	ok((r == 0 && ttl == 42) || (r == -EBADMSG && ttl == 0),
+	   "a bad CNAME rdata never yields another TTL");
+	ttl = 0;
+	r = resolver_dns_ttl("no-such-host.invalid", &ttl);
+	ok(r == -ENOENT && ttl == 0, "a name DNS does not answer has no TTL (the interval applies)");
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir) || chdir(tmpdir) < 0) {
@@ -362,6 +406,7 @@ int main(void)
 	test_merge_diff();
 	test_resolve();
 	test_thread();
+	test_ttl();
 	rmdir(tmpdir);
 	return tap_done();
 }
