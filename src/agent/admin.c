@@ -3,6 +3,7 @@
  * connection is served at a time with short timeouts: this is a control channel, not a
  * data path. */
 #include "agent/agent.h"
+#include "agent/tokenfile.h"
 
 #include "common/log.h"
 #include "common/net.h"
@@ -194,6 +195,7 @@ static json_t *cmd_revoke(struct agent *a, json_t *req)
 	/* From here the proxy answers 403 to the workload's next request, also on an open
 	 * connection; its cached tokens go now. */
 	broker_drop_workload(a->broker, path);
+	tokenfiles_kick(tokenfiles_agent, path); /* its token files go now */
 	char cur[ADMIN_MAX_REASON + 1] = "";
 	revocations_check(a->revocations, path, cur, sizeof(cur)); /* the first reason stays */
 	if (cur[0])
@@ -220,6 +222,7 @@ static json_t *cmd_unrevoke(struct agent *a, json_t *req)
 		return err_json(strerror(-r));
 	snprintf(id, sizeof(id), "spiffe://%s/%s", a->cfg.trust_domain, path);
 	if (r == 0) {
+		tokenfiles_kick(tokenfiles_agent, path);
 		audit_emit(a->audit,
 			   &(struct audit_rec){.event = "unrevoke",
 					       .workload_id = id,
@@ -228,6 +231,55 @@ static json_t *cmd_unrevoke(struct agent *a, json_t *req)
 		log_info("%s: revocation lifted", id);
 	}
 	return json_pack("{s:s,s:s,s:b}", "unrevoked", id, "workload", path, "was_revoked", r == 0);
+}
+
+/* {"cmd":"token-file","workload":W,"audience":A,"path":P[,"uid":N]} keeps an ad-hoc
+ * identity token file; {"cmd":"token-file","remove":true,"path":P} drops it. */
+static json_t *cmd_token_file(struct agent *a, json_t *req)
+{
+	const char *path = json_string_value(json_object_get(req, "path"));
+	const char *aud = json_string_value(json_object_get(req, "audience"));
+	json_t *uidv = json_object_get(req, "uid"), *e;
+	char wpath[TRACKER_MAX_PATH + 1], id[TRACKER_MAX_PATH + 320], err[512] = "";
+	struct resource_set *set;
+	int64_t uid = -1;
+	int r;
+
+	if (!tokenfiles_agent)
+		return err_json("token files are not available");
+	if (!path || path[0] != '/')
+		return err_json("path: an absolute file path");
+	if (json_is_true(json_object_get(req, "remove"))) {
+		r = tokenfiles_remove(tokenfiles_agent, path);
+		if (r == -ENOENT)
+			return err_json("no ad-hoc token file is kept at this path");
+		if (r == -EEXIST)
+			return err_json("this token file belongs to a CredentialBinding: remove "
+					"propagation.tokenFile from the binding instead");
+		if (r < 0)
+			return err_json(strerror(-r));
+		log_info("ad-hoc token file %s removed", path);
+		return json_pack("{s:s}", "removed", path);
+	}
+	if ((e = workload_arg(a, req, wpath, sizeof(wpath))))
+		return e;
+	if (!aud || !*aud)
+		return err_json("audience: a non-empty string");
+	if (uidv && !json_is_null(uidv)) {
+		if (!json_is_integer(uidv) || json_integer_value(uidv) < 0 ||
+		    json_integer_value(uidv) > 4294967294LL)
+			return err_json("uid: an integer 0..4294967294");
+		uid = json_integer_value(uidv);
+	}
+	set = registry_get(a->registry);
+	r = tokenfiles_add(tokenfiles_agent, set, wpath, aud, path, uid, err, sizeof(err));
+	resource_set_unref(set);
+	if (r < 0)
+		return err_json(err[0] ? err : strerror(-r));
+	snprintf(id, sizeof(id), "spiffe://%s/%s", a->cfg.trust_domain, wpath);
+	log_info("ad-hoc token file %s for %s (audience %s)", path, id, aud);
+	return json_pack("{s:s,s:s,s:s,s:s}", "token_file", path, "workload", id, "path_form",
+			 wpath, "audience", aud);
 }
 
 /* Read the interception CA certificate (public) for `vouch run`, which may not be able
@@ -309,9 +361,11 @@ static void serve_one(struct agent *a, int fd)
 		resp = cmd_unrevoke(a, req);
 	else if (strcmp(cmd, "run-info") == 0)
 		resp = cmd_run_info(a);
+	else if (strcmp(cmd, "token-file") == 0)
+		resp = cmd_token_file(a, req);
 	else
 		resp = err_json("unknown cmd (explain, stats, oidc, reload, revoke, unrevoke, "
-				"run-info)");
+				"run-info, token-file)");
 reply:
 	out = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
 	if (out) {

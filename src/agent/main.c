@@ -4,6 +4,7 @@
  * transparent ones, OIDC, admin), resolver; then the main thread waits for signals and
  * does housekeeping once a second (resource reload, key rotation, cache pruning). */
 #include "agent/agent.h"
+#include "agent/tokenfile.h"
 
 #include "common/log.h"
 
@@ -280,6 +281,14 @@ static void agent_intercept_off(struct agent *a, const char *why)
 	a->intercept_cgroup = NULL;
 }
 
+/* For the token-file thread: a revoked workload's files are removed. */
+static bool agent_is_revoked(void *ctx, const char *workload_path)
+{
+	struct agent *a = ctx;
+
+	return revocations_check(a->revocations, workload_path, NULL, 0);
+}
+
 static int agent_start(struct agent *a)
 {
 	const struct agentconf_intercept *ic = &a->cfg.intercept;
@@ -366,6 +375,20 @@ static int agent_start(struct agent *a)
 		log_err("OIDC listener %s: %s", a->cfg.oidc_listen, strerror(-r));
 		return r;
 	}
+	r = tokenfiles_start(&(struct tokenfiles_opts){.ca = a->ca,
+						       .audit = a->audit,
+						       .trust_domain = a->cfg.trust_domain,
+						       .jwt_ttl = a->cfg.jwt_ttl,
+						       .revoked = agent_is_revoked,
+						       .ctx = a},
+			     &tokenfiles_agent);
+	if (r < 0) {
+		log_err("token files: %s", strerror(-r));
+		return r;
+	}
+	struct resource_set *set = registry_get(a->registry);
+	tokenfiles_sync(tokenfiles_agent, set);
+	resource_set_unref(set);
 	r = admin_start(a);
 	if (r < 0) {
 		log_err("admin socket %s: %s", a->cfg.admin_socket, strerror(-r));
@@ -398,6 +421,10 @@ static void housekeeping(struct agent *a, bool force)
 		audit_emit(a->audit, &(struct audit_rec){.event = "reload", .expires_in = -1});
 	}
 	diag_list_done(&d);
+	/* Every tick, not only on r > 0: `vouch reload` reloads from the admin thread. */
+	struct resource_set *cur = registry_get(a->registry);
+	tokenfiles_sync(tokenfiles_agent, cur);
+	resource_set_unref(cur);
 	ca_tick(a->ca);
 	attest_cache_prune(a->attest);
 }
@@ -410,6 +437,8 @@ static void agent_stop(struct agent *a)
 	intercept_close(a->intercept); /* detaches the hooks: nothing is redirected any more */
 	free(a->intercept_cgroup);
 	admin_stop(a);
+	tokenfiles_stop(tokenfiles_agent); /* removes the files (docs/CONFIG.md) */
+	tokenfiles_agent = NULL;
 	oidc_http_stop(a);
 	tracker_free(a->tracker); /* its callback uses the broker */
 	broker_free(a->broker);

@@ -24,6 +24,7 @@ json_t *cli_admin_call(const char *path, json_t *req, char *err, size_t err_cap)
  * is the process exit status (0 ok, 1 failure, 2 usage). */
 int cli_run(struct cli *c, int argc, char **argv);   /* vouch run */
 int cli_trust(struct cli *c, int argc, char **argv); /* vouch trust install|uninstall */
+int cli_token_file(struct cli *c, int argc, char **argv); /* vouch token-file */
 
 
 #endif

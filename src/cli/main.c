@@ -43,7 +43,11 @@ static void usage(FILE *f)
 	    "  run [--workload-hint NAME] -- CMD [ARGS...]\n"
 	    "                        run CMD with its connections to Services intercepted\n"
 	    "  trust install|uninstall\n"
-	    "                        add/remove the interception CA in the system trust store\n");
+	    "                        add/remove the interception CA in the system trust store\n"
+	    "  token-file --workload W --audience AUD --path FILE [--uid UID]\n"
+	    "                        keep a fresh JWT-SVID in FILE (ANTHROPIC_IDENTITY_TOKEN_FILE)\n"
+	    "  token-file --remove --path FILE\n"
+	    "                        stop keeping an ad-hoc token file and remove it\n");
 }
 
 static int cmd_validate(int argc, char **argv)
@@ -299,6 +303,8 @@ int main(int argc, char **argv)
 		rc = cli_run(&c, argc - i - 1, argv + i + 1);
 	else if (strcmp(argv[i], "trust") == 0)
 		rc = cli_trust(&c, argc - i - 1, argv + i + 1);
+	else if (strcmp(argv[i], "token-file") == 0)
+		rc = cli_token_file(&c, argc - i - 1, argv + i + 1);
 	else {
 		fprintf(stderr, "vouch: unknown command '%s'\n", argv[i]);
 		usage(stderr);

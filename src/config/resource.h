@@ -85,6 +85,8 @@ struct res_binding {
 	bool injection; /* propagation.injection present */
 	char *token_file; /* propagation.tokenFile.path (absolute), NULL when absent */
 	char *token_file_audience; /* propagation.tokenFile.audience, NULL = the source's */
+	char *token_file_uid; /* propagation.tokenFile.uid (decimal, validated), NULL = the
+			       * WorkloadIdentity's single process:uid */
 };
 
 /* An immutable, refcounted set of resources (see registry.h for sharing). */

@@ -894,7 +894,7 @@ static void parse_binding(struct loader *ld, const struct yamltree_node *spec,
 	static const char *const keys[] = {"credentialSource", "workloadID", "propagation"};
 	static const char *const prop_keys[] = {"injection", "tokenFile"};
 	static const char *const inj_keys[] = {"selectors"};
-	static const char *const tf_keys[] = {"path", "audience"};
+	static const char *const tf_keys[] = {"path", "audience", "uid"};
 	const struct yamltree_node *v, *prop, *inj, *tf;
 
 	CHECK_FIELDS(ld, spec, "spec", keys);
@@ -944,6 +944,14 @@ static void parse_binding(struct loader *ld, const struct yamltree_node *spec,
 		}
 		b->token_file_audience =
 		    field_str(ld, tf, "spec.propagation.tokenFile", "audience", false, NULL);
+		b->token_file_uid = field_str(ld, tf, "spec.propagation.tokenFile", "uid", false, &v);
+		if (b->token_file_uid &&
+		    (!is_uint32(b->token_file_uid) || strcmp(b->token_file_uid, "4294967295") == 0 ||
+		     (b->token_file_uid[0] == '0' && b->token_file_uid[1]))) {
+			lerr(ld, v, "spec.propagation.tokenFile.uid",
+			     "expected a numeric uid (0..4294967294, no sign or leading zero)");
+			b->token_file_uid = NULL;
+		}
 	}
 }
 
