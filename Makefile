@@ -7,7 +7,7 @@
 
 BUILD   ?= build
 CC      ?= cc
-PKGS    := openssl libcurl yaml-0.1 jansson
+PKGS    := openssl libcurl yaml-0.1 jansson libnghttp2
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -30,7 +30,7 @@ LDFLAGS += -pie -Wl,-z,relro,-z,now
 
 LIB_SRC := $(sort $(wildcard src/common/*.c src/config/*.c src/registry/*.c src/attest/*.c \
              src/ca/*.c src/oidc/*.c src/broker/*.c src/proxy/*.c src/audit/*.c \
-             src/intercept/*.c))
+             src/intercept/*.c src/workload/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 AGENT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard src/agent/*.c))
 CLI_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard src/cli/*.c))

@@ -1,0 +1,834 @@
+/* test_grpc — the gRPC server core over a real Unix socket, driven by curl and by a raw
+ * nghttp2 client written here (so frames can be shaped precisely and misbehaviour staged). */
+#include "tap.h"
+#include "workload/grpc.h"
+
+#include <errno.h>
+#include <nghttp2/nghttp2.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- the test handler ---- */
+
+#define MAX_HELD 256
+
+struct tctx {
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	struct grpc_call *held[MAX_HELD]; /* referenced Hold calls, in arrival order */
+	int n_held;
+	int n_calls, n_closes;
+	struct grpc_peer peer;
+};
+
+static void t_on_call(void *ctx, struct grpc_call *call, const char *method, const uint8_t *msg,
+		      size_t len)
+{
+	struct tctx *t = ctx;
+
+	pthread_mutex_lock(&t->mu);
+	t->n_calls++;
+	grpc_call_peer(call, &t->peer);
+	pthread_mutex_unlock(&t->mu);
+	if (strcmp(method, "/test.Echo/Unary") == 0) {
+		grpc_call_send(call, msg, len);
+		grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+	} else if (strcmp(method, "/test.Echo/Stream") == 0) {
+		int n = len > 0 ? msg[0] : 0;
+		for (int i = 0; i < n; i++) {
+			char m[32];
+			int l = snprintf(m, sizeof(m), "message %d", i);
+			grpc_call_send(call, m, (size_t)l);
+		}
+		grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+	} else if (strcmp(method, "/test.Echo/Fail") == 0) {
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "bad: 100% \xc3\xbc\n");
+	} else if (strcmp(method, "/test.Echo/Meta") == 0) {
+		const char *v = NULL;
+		size_t n = grpc_call_metadata(call, "workload.spiffe.io", &v);
+		char m[64];
+		int l = snprintf(m, sizeof(m), "%zu:%s", n, n ? v : "");
+		grpc_call_send(call, m, (size_t)l);
+		grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+	} else if (strcmp(method, "/test.Echo/Hold") == 0) {
+		pthread_mutex_lock(&t->mu);
+		if (t->n_held < MAX_HELD) {
+			grpc_call_ref(call);
+			t->held[t->n_held++] = call;
+		}
+		pthread_cond_broadcast(&t->cond);
+		pthread_mutex_unlock(&t->mu);
+	} else {
+		grpc_call_finish(call, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
+	}
+}
+
+static void t_on_close(void *ctx, struct grpc_call *call)
+{
+	struct tctx *t = ctx;
+
+	(void)call;
+	pthread_mutex_lock(&t->mu);
+	t->n_closes++;
+	pthread_cond_broadcast(&t->cond);
+	pthread_mutex_unlock(&t->mu);
+}
+
+static struct tctx T = {.mu = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static int t_count(int *field)
+{
+	pthread_mutex_lock(&T.mu);
+	int v = *field;
+	pthread_mutex_unlock(&T.mu);
+	return v;
+}
+
+/* Wait (bounded, 10 s) until *field >= want. */
+static bool t_wait(int *field, int want)
+{
+	struct timespec dl;
+	bool okk;
+
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += 10;
+	pthread_mutex_lock(&T.mu);
+	while (*field < want && pthread_cond_timedwait(&T.cond, &T.mu, &dl) == 0)
+		;
+	okk = *field >= want;
+	pthread_mutex_unlock(&T.mu);
+	return okk;
+}
+
+/* ---- a raw nghttp2 client ---- */
+
+#define CLI_STREAMS 128
+#define CLI_DATA (512 * 1024)
+
+struct cstream {
+	int32_t id;
+	int http_status, grpc_status, n_blocks;
+	char grpc_message[256], content_type[64];
+	uint8_t *data;
+	size_t data_len;
+	bool closed;
+	uint32_t close_code;
+	const uint8_t *body;
+	size_t body_len, body_off, chunk;
+};
+
+struct cli {
+	int fd;
+	nghttp2_session *s;
+	struct cstream st[CLI_STREAMS];
+	int n;
+	bool dead;
+};
+
+static struct cstream *cli_stream(struct cli *c, int32_t id)
+{
+	for (int i = 0; i < c->n; i++)
+		if (c->st[i].id == id)
+			return &c->st[i];
+	return NULL;
+}
+
+static int c_on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+	struct cstream *st = cli_stream(ud, f->hd.stream_id);
+	(void)s;
+	if (st)
+		st->n_blocks++;
+	return 0;
+}
+
+static void copy_str(char *dst, size_t size, const uint8_t *v, size_t len)
+{
+	if (len >= size)
+		len = size - 1;
+	memcpy(dst, v, len);
+	dst[len] = '\0';
+}
+
+static int c_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
+		       size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *ud)
+{
+	struct cstream *st = cli_stream(ud, f->hd.stream_id);
+	char buf[32];
+
+	(void)s;
+	(void)flags;
+	if (!st)
+		return 0;
+	if (namelen == 7 && memcmp(name, ":status", 7) == 0) {
+		copy_str(buf, sizeof(buf), value, valuelen);
+		st->http_status = (int)strtol(buf, NULL, 10);
+	} else if (namelen == 11 && memcmp(name, "grpc-status", 11) == 0) {
+		copy_str(buf, sizeof(buf), value, valuelen);
+		st->grpc_status = (int)strtol(buf, NULL, 10);
+	} else if (namelen == 12 && memcmp(name, "grpc-message", 12) == 0) {
+		copy_str(st->grpc_message, sizeof(st->grpc_message), value, valuelen);
+	} else if (namelen == 12 && memcmp(name, "content-type", 12) == 0) {
+		copy_str(st->content_type, sizeof(st->content_type), value, valuelen);
+	}
+	return 0;
+}
+
+static int c_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data,
+		     size_t len, void *ud)
+{
+	struct cstream *st = cli_stream(ud, id);
+	(void)s;
+	(void)flags;
+	if (st && st->data_len + len <= CLI_DATA) {
+		memcpy(st->data + st->data_len, data, len);
+		st->data_len += len;
+	}
+	return 0;
+}
+
+static int c_on_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud)
+{
+	struct cstream *st = cli_stream(ud, id);
+	(void)s;
+	if (st) {
+		st->closed = true;
+		st->close_code = code;
+	}
+	return 0;
+}
+
+static ssize_t c_read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length,
+			   uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+	struct cstream *st = src->ptr;
+	size_t n = st->body_len - st->body_off;
+
+	(void)s;
+	(void)id;
+	(void)ud;
+	if (n > length)
+		n = length;
+	if (st->chunk && n > st->chunk)
+		n = st->chunk;
+	if (n)
+		memcpy(buf, st->body + st->body_off, n);
+	st->body_off += n;
+	if (st->body_off == st->body_len)
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+	return (ssize_t)n;
+}
+
+static int unix_connect(const char *path)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static bool cli_open(struct cli *c, const char *path)
+{
+	nghttp2_session_callbacks *cbs;
+	nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0}};
+
+	memset(c, 0, sizeof(*c));
+	c->fd = unix_connect(path);
+	if (c->fd < 0)
+		return false;
+	nghttp2_session_callbacks_new(&cbs);
+	nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, c_on_begin_headers);
+	nghttp2_session_callbacks_set_on_header_callback(cbs, c_on_header);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, c_on_data);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, c_on_close);
+	nghttp2_option *opt;
+	nghttp2_option_new(&opt);
+	/* Until our peer's SETTINGS arrive, let us open more than 100 streams (the default), so
+	 * the server's own limit can be tested. */
+	nghttp2_option_set_peer_max_concurrent_streams(opt, 1000);
+	nghttp2_session_client_new2(&c->s, cbs, c, opt);
+	nghttp2_option_del(opt);
+	nghttp2_session_callbacks_del(cbs);
+	nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, iv, 1);
+	return true;
+}
+
+static void cli_close(struct cli *c)
+{
+	for (int i = 0; i < c->n; i++)
+		free(c->st[i].data);
+	nghttp2_session_del(c->s);
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+}
+
+static void put_prefix(uint8_t *p, uint8_t flag, uint32_t len)
+{
+	p[0] = flag;
+	p[1] = (uint8_t)(len >> 24);
+	p[2] = (uint8_t)(len >> 16);
+	p[3] = (uint8_t)(len >> 8);
+	p[4] = (uint8_t)len;
+}
+
+/* Start a call; body is the raw request body (prefix included), sent chunk bytes per DATA
+ * frame (0: as large as allowed). extra: one optional extra header pair list. */
+static struct cstream *cli_call_raw(struct cli *c, const char *method, const char *http_method,
+				    const char *ctype, const uint8_t *body, size_t len, size_t chunk,
+				    const nghttp2_nv *extra, size_t n_extra)
+{
+	nghttp2_nv nv[16];
+	size_t n = 0;
+	struct cstream *st;
+	nghttp2_data_provider prd;
+
+#define CNV(a, b) (nghttp2_nv){(uint8_t *)(a), (uint8_t *)(b), strlen(a), strlen(b), 0}
+	nv[n++] = CNV(":method", http_method);
+	nv[n++] = CNV(":scheme", "http");
+	nv[n++] = CNV(":authority", "localhost");
+	nv[n++] = CNV(":path", method);
+	nv[n++] = CNV("content-type", ctype);
+	nv[n++] = CNV("te", "trailers");
+	for (size_t i = 0; i < n_extra && n < 16; i++)
+		nv[n++] = extra[i];
+	if (c->n >= CLI_STREAMS)
+		return NULL;
+	st = &c->st[c->n++];
+	memset(st, 0, sizeof(*st));
+	st->data = malloc(CLI_DATA);
+	st->grpc_status = -1;
+	st->body = body;
+	st->body_len = len;
+	st->chunk = chunk;
+	prd.source.ptr = st;
+	prd.read_callback = c_read_body;
+	st->id = nghttp2_submit_request(c->s, NULL, nv, n, &prd, NULL);
+	return st->id > 0 ? st : NULL;
+}
+
+static uint8_t bodies[CLI_STREAMS][128];
+
+static struct cstream *cli_call(struct cli *c, const char *method, const void *msg, size_t len)
+{
+	uint8_t *b = bodies[c->n % CLI_STREAMS];
+	if (len > sizeof(bodies[0]) - 5)
+		return NULL;
+	put_prefix(b, 0, (uint32_t)len);
+	memcpy(b + 5, msg, len);
+	return cli_call_raw(c, method, "POST", "application/grpc", b, 5 + len, 0, NULL, 0);
+}
+
+/* One round of I/O: flush, then read what arrives within wait_ms. */
+static void cli_io(struct cli *c, int wait_ms)
+{
+	const uint8_t *out;
+	ssize_t n;
+	uint8_t buf[16384];
+	struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+
+	if (c->dead)
+		return;
+	while ((n = nghttp2_session_mem_send(c->s, &out)) > 0) {
+		if (send(c->fd, out, (size_t)n, MSG_NOSIGNAL) != n) {
+			c->dead = true;
+			return;
+		}
+	}
+	if (poll(&pfd, 1, wait_ms) <= 0)
+		return;
+	n = recv(c->fd, buf, sizeof(buf), 0);
+	if (n <= 0 || nghttp2_session_mem_recv(c->s, buf, (size_t)n) < 0)
+		c->dead = true;
+}
+
+static bool cli_wait(struct cli *c, struct cstream *st)
+{
+	for (int i = 0; i < 1000 && st && !st->closed && !c->dead; i++)
+		cli_io(c, 10);
+	return st && st->closed;
+}
+
+/* Split a response body into messages; returns the count, message i in (*ret)[i]. */
+static int msgs(const struct cstream *st, const uint8_t *ret_p[], size_t ret_l[], int max)
+{
+	size_t off = 0;
+	int n = 0;
+
+	while (off + 5 <= st->data_len && n < max) {
+		uint32_t l = (uint32_t)st->data[off + 1] << 24 | (uint32_t)st->data[off + 2] << 16 |
+			     (uint32_t)st->data[off + 3] << 8 | st->data[off + 4];
+		if (st->data[off] != 0 || off + 5 + l > st->data_len)
+			return -1;
+		ret_p[n] = st->data + off + 5;
+		ret_l[n++] = l;
+		off += 5 + l;
+	}
+	return off == st->data_len ? n : -1;
+}
+
+static bool is_msg(const struct cstream *st, int idx, const char *want)
+{
+	const uint8_t *p[64];
+	size_t l[64];
+	int n = msgs(st, p, l, 64);
+	return n > idx && l[idx] == strlen(want) && memcmp(p[idx], want, l[idx]) == 0;
+}
+
+/* Read from a raw fd until EOF (true) or 10 s pass (false). */
+static bool raw_wait_eof(int fd)
+{
+	uint8_t buf[4096];
+	for (int i = 0; i < 100; i++) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		if (poll(&pfd, 1, 100) <= 0)
+			continue;
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		if (n <= 0)
+			return true;
+	}
+	return false;
+}
+
+static const char *sock_path;
+
+static bool echo_ok(void)
+{
+	struct cli c;
+	bool r;
+
+	if (!cli_open(&c, sock_path))
+		return false;
+	struct cstream *st = cli_call(&c, "/test.Echo/Unary", "still here", 10);
+	r = cli_wait(&c, st) && st->grpc_status == 0 && is_msg(st, 0, "still here");
+	cli_close(&c);
+	return r;
+}
+
+/* ---- tests ---- */
+
+static void test_curl(void)
+{
+	char cmd[1024], line[512];
+	FILE *p;
+	bool st0 = false, st12 = false;
+
+	if (access("/usr/bin/curl", X_OK) != 0) {
+		skip("curl not installed");
+		return;
+	}
+	char out[256];
+	snprintf(out, sizeof(out), "%.200s.out", sock_path);
+	snprintf(cmd, sizeof(cmd),
+		 "printf '\\0\\0\\0\\0\\3abc' | curl -s --http2-prior-knowledge --unix-socket %s "
+		 "-H 'content-type: application/grpc' -H 'te: trailers' --data-binary @- "
+		 "http://localhost/test.Echo/Unary -o %s --max-time 5 2>&1",
+		 sock_path, out);
+	p = popen(cmd, "r");
+	while (p && fgets(line, sizeof(line), p))
+		;
+	if (p)
+		pclose(p);
+	bool body = false;
+	FILE *f = fopen(out, "rb");
+	if (f) {
+		size_t n = fread(line, 1, sizeof(line), f);
+		body = n == 8 && memcmp(line, "\0\0\0\0\3abc", 8) == 0;
+		fclose(f);
+	}
+	unlink(out);
+	ok(body, "curl: unary echo returns the message");
+	snprintf(cmd, sizeof(cmd),
+		 "printf '\\0\\0\\0\\0\\3abc' | curl -s --http2-prior-knowledge --unix-socket %s "
+		 "-H 'content-type: application/grpc' -H 'te: trailers' --data-binary @- "
+		 "http://localhost/test.Echo/Unary -o /dev/null -v --max-time 5 2>&1; "
+		 "printf '\\0\\0\\0\\0\\0' | curl -s --http2-prior-knowledge --unix-socket %s "
+		 "-H 'content-type: application/grpc' -H 'te: trailers' --data-binary @- "
+		 "http://localhost/Nope/Nothing -o /dev/null -v --max-time 5 2>&1",
+		 sock_path, sock_path);
+	p = popen(cmd, "r");
+	while (p && fgets(line, sizeof(line), p)) {
+		if (strstr(line, "< grpc-status: 0"))
+			st0 = true;
+		if (strstr(line, "< grpc-status: 12"))
+			st12 = true;
+	}
+	if (p)
+		pclose(p);
+	ok(st0, "curl: grpc-status 0 in the trailers");
+	ok(st12, "curl: unknown method gives grpc-status 12 (UNIMPLEMENTED)");
+}
+
+static void test_basic(void)
+{
+	struct cli c;
+	struct cstream *st, *a, *b;
+	uint8_t big[2100];
+
+	ok(cli_open(&c, sock_path), "client connects");
+	/* Reassembly across 1-byte DATA frames. */
+	static uint8_t body[5 + 11];
+	put_prefix(body, 0, 11);
+	memcpy(body + 5, "hello world", 11);
+	st = cli_call_raw(&c, "/test.Echo/Unary", "POST", "application/grpc", body, sizeof(body), 1,
+			  NULL, 0);
+	ok(cli_wait(&c, st), "unary call completes");
+	ok(st->http_status == 200 && strcmp(st->content_type, "application/grpc") == 0,
+	   "unary: 200 application/grpc");
+	ok(is_msg(st, 0, "hello world"), "request reassembled from 1-byte DATA frames is echoed");
+	ok(st->grpc_status == 0 && st->n_blocks == 2, "unary: headers + trailers with grpc-status 0");
+	struct grpc_peer pr;
+	pthread_mutex_lock(&T.mu);
+	pr = T.peer;
+	pthread_mutex_unlock(&T.mu);
+	ok(pr.pid == getpid() && pr.uid == getuid() && pr.gid == getgid(),
+	   "peer credentials come from SO_PEERCRED");
+
+	st = cli_call(&c, "/test.Echo/Fail", "", 0);
+	ok(cli_wait(&c, st) && st->grpc_status == 3 && st->n_blocks == 1 && st->data_len == 0,
+	   "an immediate error is Trailers-Only (one HEADERS block) with grpc-status 3");
+	ok(strcmp(st->grpc_message, "bad: 100%25 %C3%BC%0A") == 0,
+	   "grpc-message is percent-encoded (got '%s')", st->grpc_message);
+
+	st = cli_call(&c, "/No/Such", "x", 1);
+	ok(cli_wait(&c, st) && st->grpc_status == 12, "unknown method: UNIMPLEMENTED");
+
+	/* Streaming, and two streams at once on one connection. */
+	uint8_t five = 5, three = 3;
+	a = cli_call(&c, "/test.Echo/Stream", &five, 1);
+	b = cli_call(&c, "/test.Echo/Stream", &three, 1);
+	st = cli_call(&c, "/test.Echo/Unary", "mixed", 5);
+	ok(cli_wait(&c, a) && cli_wait(&c, b) && cli_wait(&c, st), "three concurrent streams end");
+	const uint8_t *pp[16];
+	size_t ll[16];
+	ok(msgs(a, pp, ll, 16) == 5 && is_msg(a, 4, "message 4") && a->grpc_status == 0,
+	   "server-streaming: 5 messages then OK");
+	ok(msgs(b, pp, ll, 16) == 3 && is_msg(b, 2, "message 2") && b->grpc_status == 0,
+	   "concurrent server-streaming: 3 messages then OK");
+	ok(is_msg(st, 0, "mixed") && st->grpc_status == 0, "concurrent unary answered");
+
+	/* Metadata lookup. */
+	nghttp2_nv one[] = {CNV("workload.spiffe.io", "true")};
+	nghttp2_nv two[] = {CNV("workload.spiffe.io", "true"), CNV("workload.spiffe.io", "false")};
+	static uint8_t empty[5];
+	a = cli_call_raw(&c, "/test.Echo/Meta", "POST", "application/grpc", empty, 5, 0, one, 1);
+	b = cli_call_raw(&c, "/test.Echo/Meta", "POST", "application/grpc+proto", empty, 5, 0, two,
+			 2);
+	st = cli_call_raw(&c, "/test.Echo/Meta", "POST", "application/grpc", empty, 5, 0, NULL, 0);
+	cli_wait(&c, a);
+	cli_wait(&c, b);
+	cli_wait(&c, st);
+	ok(is_msg(a, 0, "1:true"), "metadata: one value found");
+	ok(is_msg(b, 0, "2:true"), "metadata: two values counted, first returned");
+	ok(is_msg(st, 0, "0:"), "metadata: absent header counts 0");
+
+	/* Not gRPC. */
+	a = cli_call_raw(&c, "/test.Echo/Unary", "POST", "text/plain", empty, 5, 0, NULL, 0);
+	b = cli_call_raw(&c, "/test.Echo/Unary", "PUT", "application/grpc", empty, 5, 0, NULL, 0);
+	st = cli_call_raw(&c, "/test.Echo/Unary", "POST", "application/grpcx", empty, 5, 0, NULL, 0);
+	cli_wait(&c, a);
+	cli_wait(&c, b);
+	cli_wait(&c, st);
+	ok(a->http_status == 415, "content-type text/plain: HTTP 415");
+	ok(b->http_status == 405, "method PUT: HTTP 405");
+	ok(st->http_status == 415, "content-type application/grpcx: HTTP 415");
+
+	/* Malformed messages: each fails its own stream, the connection survives. */
+	static uint8_t comp[5 + 3];
+	put_prefix(comp, 1, 3);
+	memcpy(comp + 5, "abc", 3);
+	st = cli_call_raw(&c, "/test.Echo/Unary", "POST", "application/grpc", comp, sizeof(comp), 0,
+			  NULL, 0);
+	ok(cli_wait(&c, st) && st->grpc_status == 13, "compressed flag 1: INTERNAL");
+
+	static uint8_t trunc[5 + 3];
+	put_prefix(trunc, 0, 10);
+	memcpy(trunc + 5, "abc", 3);
+	st = cli_call_raw(&c, "/test.Echo/Unary", "POST", "application/grpc", trunc, sizeof(trunc), 0,
+			  NULL, 0);
+	ok(cli_wait(&c, st) && st->grpc_status == 13, "truncated request message: INTERNAL");
+
+	st = cli_call_raw(&c, "/test.Echo/Unary", "POST", "application/grpc", trunc, 3, 0, NULL, 0);
+	ok(cli_wait(&c, st) && st->grpc_status == 13, "truncated prefix: INTERNAL");
+
+	st = cli_call_raw(&c, "/test.Echo/Unary", "POST", "application/grpc", NULL, 0, 0, NULL, 0);
+	ok(cli_wait(&c, st) && st->grpc_status == 13, "no request message: INTERNAL");
+
+	static uint8_t twomsg[10];
+	put_prefix(twomsg, 0, 0);
+	put_prefix(twomsg + 5, 0, 0);
+	st = cli_call_raw(&c, "/test.Echo/Unary", "POST", "application/grpc", twomsg, 10, 0, NULL,
+			  0);
+	ok(cli_wait(&c, st) && st->grpc_status == 12, "two request messages: UNIMPLEMENTED");
+
+	put_prefix(big, 0, sizeof(big) - 5);
+	memset(big + 5, 'x', sizeof(big) - 5);
+	st = cli_call_raw(&c, "/test.Echo/Unary", "POST", "application/grpc", big, sizeof(big), 100,
+			  NULL, 0);
+	ok(cli_wait(&c, st) && st->grpc_status == 8,
+	   "request over the cap: RESOURCE_EXHAUSTED (got %d)", st->grpc_status);
+	ok(st->n_blocks == 1, "... as Trailers-Only, stream reset before the body was read");
+
+	static uint8_t bigprefix[5];
+	put_prefix(bigprefix, 0, 0x7fffffff);
+	st = cli_call_raw(&c, "/test.Echo/Unary", "POST", "application/grpc", bigprefix, 5, 0, NULL,
+			  0);
+	ok(cli_wait(&c, st) && st->grpc_status == 8, "a 2 GiB length prefix: RESOURCE_EXHAUSTED");
+
+	st = cli_call(&c, "/test.Echo/Unary", "after", 5);
+	ok(cli_wait(&c, st) && is_msg(st, 0, "after") && !c.dead,
+	   "the same connection still serves after every error above");
+	cli_close(&c);
+}
+
+static struct grpc_call *held_at(int i)
+{
+	pthread_mutex_lock(&T.mu);
+	struct grpc_call *call = i < T.n_held ? T.held[i] : NULL;
+	pthread_mutex_unlock(&T.mu);
+	return call;
+}
+
+struct pusher {
+	struct grpc_call *call;
+	int n;
+	int rc;
+};
+
+static void *push_main(void *arg)
+{
+	struct pusher *p = arg;
+	char m[32];
+
+	for (int i = 0; i < p->n; i++) {
+		int l = snprintf(m, sizeof(m), "push %d", i);
+		p->rc = grpc_call_send(p->call, m, (size_t)l);
+	}
+	return NULL;
+}
+
+static void test_push_and_cancel(void)
+{
+	struct cli c;
+	struct cstream *st;
+	pthread_t th;
+	int held0 = t_count(&T.n_held), closes0;
+	struct grpc_call *call;
+
+	cli_open(&c, sock_path);
+	st = cli_call(&c, "/test.Echo/Hold", "", 0);
+	for (int i = 0; i < 500 && t_count(&T.n_held) <= held0; i++)
+		cli_io(&c, 10);
+	call = held_at(held0);
+	ok(call != NULL, "hold call reached the handler");
+	if (!call) {
+		cli_close(&c);
+		return;
+	}
+	struct pusher p = {.call = call, .n = 3};
+	pthread_create(&th, NULL, push_main, &p);
+	pthread_join(th, NULL);
+	ok(p.rc == 0, "pushes from another thread are accepted");
+	for (int i = 0; i < 500 && st->data_len < 3 * 11; i++)
+		cli_io(&c, 10);
+	ok(is_msg(st, 0, "push 0") && is_msg(st, 2, "push 2") && !st->closed,
+	   "pushed messages arrive on the open stream");
+	closes0 = t_count(&T.n_closes);
+	nghttp2_submit_rst_stream(c.s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+	cli_io(&c, 10);
+	ok(t_wait(&T.n_closes, closes0 + 1), "client RST_STREAM CANCEL: on_close called");
+	ok(grpc_call_closed(call), "call reports closed");
+	ok(grpc_call_send(call, "x", 1) == -EPIPE, "send after cancel: -EPIPE");
+	ok(grpc_call_finish(call, GRPC_STATUS_OK, NULL) == -EPIPE, "finish after cancel: -EPIPE");
+	ok(echo_ok() && !c.dead, "others are still served");
+
+	/* Finish from another thread after pushes: normal trailers. */
+	held0 = t_count(&T.n_held);
+	st = cli_call(&c, "/test.Echo/Hold", "", 0);
+	for (int i = 0; i < 500 && t_count(&T.n_held) <= held0; i++)
+		cli_io(&c, 10);
+	call = held_at(held0);
+	if (call) {
+		ok(grpc_call_send(call, "late", 4) == 0, "late push accepted");
+		ok(grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, "bye") == 0, "finish from test thread");
+		ok(grpc_call_finish(call, GRPC_STATUS_OK, NULL) == -EALREADY, "second finish: -EALREADY");
+		ok(grpc_call_send(call, "x", 1) == -EPIPE, "send after finish: -EPIPE");
+	}
+	ok(cli_wait(&c, st) && is_msg(st, 0, "late") && st->grpc_status == 14 &&
+	       strcmp(st->grpc_message, "bye") == 0 && st->n_blocks == 2,
+	   "message then trailers grpc-status 14 'bye'");
+	cli_close(&c);
+}
+
+static void test_slow_reader(void)
+{
+	struct cli c;
+	int held0 = t_count(&T.n_held), closes0;
+	static char blob[16384];
+	int i, rc = 0;
+
+	memset(blob, 'b', sizeof(blob));
+	/* One call, a client that never reads: the per-call cap resets the stream. */
+	cli_open(&c, sock_path);
+	cli_call(&c, "/test.Echo/Hold", "", 0);
+	for (i = 0; i < 500 && t_count(&T.n_held) <= held0; i++)
+		cli_io(&c, 10);
+	struct grpc_call *call = held_at(held0);
+	ok(call != NULL, "slow reader: call held");
+	if (!call)
+		return;
+	closes0 = t_count(&T.n_closes);
+	for (i = 0; i < 10000 && rc == 0; i++)
+		rc = grpc_call_send(call, blob, sizeof(blob));
+	ok(rc == -ENOBUFS, "a client that never reads: send fails with -ENOBUFS after %d messages",
+	   i);
+	ok(i < 200, "... bounded by the per-call queue cap (256 KiB + windows)");
+	ok(t_wait(&T.n_closes, closes0 + 1), "... the stream is reset and on_close called");
+	ok(grpc_call_send(call, "x", 1) == -EPIPE, "... later sends: -EPIPE");
+	ok(echo_ok(), "other clients are still served");
+	cli_close(&c);
+
+	/* Three calls on one connection, round-robin pushes: the per-connection cap drops it. */
+	cli_open(&c, sock_path);
+	held0 = t_count(&T.n_held);
+	for (i = 0; i < 3; i++)
+		cli_call(&c, "/test.Echo/Hold", "", 0);
+	for (i = 0; i < 500 && t_count(&T.n_held) < held0 + 3; i++)
+		cli_io(&c, 10);
+	ok(t_count(&T.n_held) == held0 + 3, "three held calls on one connection");
+	closes0 = t_count(&T.n_closes);
+	rc = 0;
+	for (i = 0; i < 10000 && rc == 0; i++)
+		rc = grpc_call_send(held_at(held0 + i % 3), blob, sizeof(blob));
+	ok(rc == -ENOBUFS, "per-connection cap: -ENOBUFS after %d messages", i);
+	ok(t_wait(&T.n_closes, closes0 + 3), "... the connection is dropped: on_close for all three");
+	ok(raw_wait_eof(c.fd), "... and the client sees EOF");
+	ok(echo_ok(), "other clients are still served");
+	cli_close(&c);
+}
+
+static void test_hostile_connections(void)
+{
+	int fd;
+	static const char garbage[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+	static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+	fd = unix_connect(sock_path);
+	ok(send(fd, garbage, sizeof(garbage) - 1, MSG_NOSIGNAL) > 0 && raw_wait_eof(fd),
+	   "garbage preface: connection closed");
+	close(fd);
+	ok(echo_ok(), "others fine after a garbage preface");
+
+	/* A valid preface, then a SETTINGS frame header announcing 6 bytes with 3 sent, then
+	 * the client half-closes. */
+	fd = unix_connect(sock_path);
+	uint8_t fr[24 + 9 + 3];
+	memcpy(fr, preface, 24);
+	memcpy(fr + 24, "\x00\x00\x06\x04\x00\x00\x00\x00\x00" "abc", 12);
+	ok(send(fd, fr, sizeof(fr), MSG_NOSIGNAL) == (ssize_t)sizeof(fr), "truncated frame sent");
+	shutdown(fd, SHUT_WR);
+	ok(raw_wait_eof(fd), "truncated frame then EOF: connection closed");
+	close(fd);
+
+	/* A frame with an impossible length (16 MiB > MAX_FRAME_SIZE). */
+	fd = unix_connect(sock_path);
+	memcpy(fr + 24, "\xff\xff\xff\x00\x00\x00\x00\x00\x01", 9);
+	send(fd, fr, 24 + 9, MSG_NOSIGNAL);
+	ok(raw_wait_eof(fd), "oversize frame header: connection closed (GOAWAY)");
+	close(fd);
+
+	/* Idle: a preface and nothing else is closed after idle_ms (3 s in this test). */
+	fd = unix_connect(sock_path);
+	send(fd, preface, 24, MSG_NOSIGNAL);
+	ok(raw_wait_eof(fd), "idle connection closed by the idle timeout");
+	close(fd);
+	ok(echo_ok(), "others fine after hostile connections");
+
+	/* Too many streams: 100 held, the 101st is refused. */
+	struct cli c;
+	int held0 = t_count(&T.n_held), i;
+	/* All requests go out before the client reads our SETTINGS (otherwise its own nghttp2
+	 * would queue the extra one), so the server must refuse it itself. */
+	cli_open(&c, sock_path);
+	for (i = 0; i < GRPC_MAX_CONCURRENT_STREAMS + 1; i++)
+		cli_call_raw(&c, "/test.Echo/Hold", "POST", "application/grpc", (const uint8_t *)"\0\0\0\0", 5, 0,
+			     NULL, 0);
+	for (i = 0; i < 300; i++)
+		cli_io(&c, 10);
+	int refused = 0;
+	for (i = 0; i < c.n; i++)
+		refused += c.st[i].closed;
+	ok(t_count(&T.n_held) - held0 <= GRPC_MAX_CONCURRENT_STREAMS && refused >= 1,
+	   "more than MAX_CONCURRENT_STREAMS: extra stream refused (%d held, %d refused)",
+	   t_count(&T.n_held) - held0, refused);
+	ok(echo_ok(), "others fine while one client holds 100 streams");
+	cli_close(&c);
+}
+
+int main(void)
+{
+	char dir[] = "/tmp/vouch-grpc.XXXXXX", path[128];
+	struct grpc_server *srv = NULL;
+	struct grpc_handler h = {.on_call = t_on_call, .on_close = t_on_close};
+	struct grpc_limits lim = {.max_request = 1024,
+				  .max_call_queue = 256 * 1024,
+				  .max_conn_queue = 384 * 1024,
+				  .idle_ms = 3000};
+	struct stat sb;
+
+	if (!mkdtemp(dir))
+		return 1;
+	snprintf(path, sizeof(path), "%s/sub/api.sock", dir);
+	sock_path = path;
+	ok(grpc_server_start(path, &h, &T, &lim, &srv) == 0, "server starts");
+	ok(stat(path, &sb) == 0 && S_ISSOCK(sb.st_mode) && (sb.st_mode & 0777) == 0777,
+	   "socket exists with mode 0777");
+	struct grpc_server *srv2;
+	ok(grpc_server_start(path, &h, &T, &lim, &srv2) == 0, "a stale socket is replaced");
+	grpc_server_stop(srv2);
+	ok(stat(path, &sb) != 0, "stop removes the socket");
+	grpc_server_stop(srv);
+	ok(grpc_server_start(path, &h, &T, &lim, &srv) == 0, "server restarts");
+	char enc[64];
+	ok(grpc_percent_encode("a%b\x01\x7f", 5, enc, sizeof(enc)) == 11 &&
+	       strcmp(enc, "a%25b%01%7F") == 0,
+	   "percent-encoding");
+	ok(grpc_percent_encode("abcd", 4, enc, 4) == -ENOSPC, "percent-encoding: too small");
+	ok(grpc_server_start("/nonexistent-dir/x/y.sock", &h, &T, NULL, &srv2) < 0,
+	   "start fails when the parent cannot be created");
+
+	test_curl();
+	test_basic();
+	test_push_and_cancel();
+	test_slow_reader();
+	test_hostile_connections();
+
+	/* Stop with calls still open: on_close for each, then sends give -EPIPE. */
+	int closes0 = t_count(&T.n_closes), calls = t_count(&T.n_calls);
+	grpc_server_stop(srv);
+	ok(t_count(&T.n_closes) >= closes0, "server stopped (%d calls served)", calls);
+	bool all_epipe = true;
+	for (int i = 0; i < T.n_held; i++) {
+		if (grpc_call_send(T.held[i], "x", 1) != -EPIPE)
+			all_epipe = false;
+		grpc_call_unref(T.held[i]);
+	}
+	ok(all_epipe, "after stop every held call refuses sends with -EPIPE");
+	ok(T.n_closes == T.n_calls, "on_close called exactly once per on_call (%d/%d)", T.n_closes,
+	   T.n_calls);
+	snprintf(path, sizeof(path), "%s/sub", dir);
+	rmdir(path);
+	rmdir(dir);
+	return tap_done();
+}
