@@ -582,20 +582,10 @@ void tokenfiles_sync(struct tokenfiles *t, const struct resource_set *set)
 			xuid = (errno || *end || end == b->token_file_uid) ? 0xffffffffLL
 									    : (int64_t)v;
 		}
-		k = find_path(t, b->token_file);
-		if (k >= 0 && !t->e[k]->adhoc && strcmp(t->e[k]->binding, bname) != 0)
-			continue; /* an earlier binding holds the path (reported below) */
 		r = resolve_uid(set, b->workload_id, xuid, &uid, why, sizeof(why));
 		e = entry_new(b->token_file, b->workload_id, aud, bname, uid, false);
 		if (!e) {
 			log_err("token file %s: out of memory", b->token_file);
-			continue;
-		}
-		if (r < 0) {
-			tf_audit_error(t, e, why);
-			entry_free(e);
-			if (k >= 0)
-				entry_drop(t, (size_t)k);
 			continue;
 		}
 		/* Another binding of this set with the same path, earlier in file order? */
@@ -608,10 +598,18 @@ void tokenfiles_sync(struct tokenfiles *t, const struct resource_set *set)
 			entry_free(e);
 			continue;
 		}
+		k = find_path(t, b->token_file);
+		if (r < 0) {
+			tf_audit_error(t, e, why);
+			entry_free(e);
+			if (k >= 0)
+				entry_drop(t, (size_t)k);
+			continue;
+		}
 		if (k >= 0) {
 			struct tf_entry *o = t->e[k];
 			if (!o->adhoc && o->uid == e->uid && strcmp(o->workload, e->workload) == 0 &&
-			    strcmp(o->aud, e->aud) == 0) {
+			    strcmp(o->aud, e->aud) == 0 && strcmp(o->binding, e->binding) == 0) {
 				entry_free(e); /* unchanged: keep its schedule */
 				continue;
 			}

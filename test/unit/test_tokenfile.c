@@ -13,6 +13,13 @@
 #include <unistd.h>
 
 static char base[256];
+static _Atomic bool revoked_flag;
+
+static bool is_revoked(void *ctx, const char *path)
+{
+	(void)ctx;
+	return revoked_flag && strcmp(path, "demo/app") == 0;
+}
 
 static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
 {
@@ -304,7 +311,8 @@ static void test_manager(void)
 	r = tokenfiles_start(&(struct tokenfiles_opts){.ca = ca,
 						       .audit = au,
 						       .trust_domain = "vouch.test",
-						       .jwt_ttl = 2},
+						       .jwt_ttl = 2,
+						       .revoked = is_revoked},
 			     &t);
 	ok(r == 0, "maintenance thread starts");
 
@@ -393,6 +401,41 @@ static void test_manager(void)
 	ok(set == NULL, "negative tokenFile.uid is a load error");
 	resource_set_unref(set);
 
+	/* Two bindings, one path: the first wins, the second is an error. */
+	snprintf(bind, sizeof(bind),
+		 "---\napiVersion: vouch.dev/v1alpha1\nkind: CredentialBinding\n"
+		 "metadata: {name: one}\nspec:\n  credentialSource: src\n  workloadID: demo/app\n"
+		 "  propagation:\n    tokenFile: {path: %s, audience: first}\n"
+		 "---\napiVersion: vouch.dev/v1alpha1\nkind: CredentialBinding\n"
+		 "metadata: {name: two}\nspec:\n  credentialSource: src\n  workloadID: demo/app\n"
+		 "  propagation:\n    tokenFile: {path: %s, audience: second}\n",
+		 p, p);
+	set = set_with(uidbuf, bind);
+	ok(set != NULL, "two bindings with one path load");
+	if (set) {
+		tokenfiles_sync(t, set);
+		ok(access(p, F_OK) == 0 && tokenfiles_count(t) == 2,
+		   "one file for the two bindings (plus the ad-hoc one)");
+		resource_set_unref(set);
+	}
+	/* Revocation removes a workload's files; lifting it writes them again. */
+	revoked_flag = true;
+	tokenfiles_kick(t, "demo/app");
+	bool gone = false;
+	for (int i = 0; i < 50 && !gone; i++) {
+		gone = access(p, F_OK) != 0;
+		usleep(100000);
+	}
+	ok(gone, "a revoked workload's file is removed");
+	revoked_flag = false;
+	tokenfiles_kick(t, "demo/app");
+	bool back = false;
+	for (int i = 0; i < 50 && !back; i++) {
+		back = access(p, F_OK) == 0;
+		usleep(100000);
+	}
+	ok(back, "written again when the revocation is lifted");
+
 	tokenfiles_stop(t);
 	t = NULL;
 	audit_close(au);
@@ -404,6 +447,8 @@ static void test_manager(void)
 	   "audit: issue records with fingerprint and jti, never the token");
 	ok(aud && strstr(aud, "\"event\":\"error\"") && strstr(aud, "demo/nouid"),
 	   "audit: an error record for the refused binding");
+	ok(aud && strstr(aud, "\"binding\":\"default/two\",\"path\""),
+	   "audit: an error record for the binding that repeats a path");
 out:
 	tokenfiles_stop(t);
 	audit_close(au);
