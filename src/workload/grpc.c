@@ -28,6 +28,7 @@
 #define GRPC_PREFIX 5		 /* compressed flag + 4-byte big-endian length */
 #define GRPC_READ_CHUNK 16384	 /* bytes read from the socket per poll round */
 #define GRPC_DEF_MAX_REQUEST (64 * 1024)
+#define GRPC_DEF_CONN_REQUEST (1024 * 1024)
 #define GRPC_DEF_CALL_QUEUE (1024 * 1024)
 #define GRPC_DEF_CONN_QUEUE (4 * 1024 * 1024)
 #define GRPC_DEF_MAX_CONNS 256
@@ -57,8 +58,10 @@ struct grpc_call {
 	struct md md[GRPC_MAX_METADATA];
 	size_t n_md, md_bytes;
 	bool is_post, ct_ok;
-	uint8_t *req;
-	size_t req_len;
+	uint8_t pfx[GRPC_PREFIX]; /* the request's Length-Prefixed-Message prefix */
+	size_t pfx_len;
+	uint8_t *req; /* its payload: req_want bytes allocated, req_len received */
+	size_t req_want, req_len;
 	bool failed;	   /* an error reply was submitted before dispatch */
 	bool remote_done;  /* the client half-closed */
 	bool dispatched;   /* handed (or queued to be handed) to on_call */
@@ -84,6 +87,7 @@ struct conn {
 	struct grpc_call *calls;
 	struct grpc_call *ready_head, *ready_tail, *close_head, *close_tail;
 	size_t queued;
+	size_t req_bytes;  /* request payload bytes allocated for calls not yet dispatched */
 	unsigned n_active; /* open calls owned by the handler */
 	bool doomed;	   /* drop the connection at the next loop turn */
 	atomic_bool stopping;
@@ -213,6 +217,16 @@ bool grpc_call_closed(const struct grpc_call *call)
 	return closed;
 }
 
+/* Drop the request payload buffer and return its bytes to the connection's budget. */
+static void call_free_request(struct conn *c, struct grpc_call *call)
+{
+	if (call->req)
+		c->req_bytes -= call->req_want;
+	free(call->req);
+	call->req = NULL;
+	call->req_len = call->req_want = 0;
+}
+
 /* Mark the call closed, drop its queue and its connection's reference, and queue on_close
  * if the handler knows it. Under c->mu. */
 static void call_close_locked(struct conn *c, struct grpc_call *call)
@@ -221,6 +235,8 @@ static void call_close_locked(struct conn *c, struct grpc_call *call)
 		return;
 	call->closed = true;
 	queue_free(c, call);
+	if (!call->dispatched)
+		call_free_request(c, call); /* a dispatched one is freed after on_call */
 	if (call->prev)
 		call->prev->next = call->next;
 	else
@@ -285,9 +301,7 @@ static void call_fail_locked(struct conn *c, struct grpc_call *call, enum grpc_s
 	if (call->failed || call->dispatched)
 		return;
 	call->failed = call->finished = true;
-	free(call->req);
-	call->req = NULL;
-	call->req_len = 0;
+	call_free_request(c, call);
 	call_set_status(call, status, message);
 	if (call_reply_status_locked(c, call) < 0)
 		nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, call->stream_id,
@@ -390,6 +404,10 @@ int grpc_call_send(struct grpc_call *call, const void *msg, size_t len)
 		queue_free(c, call);
 		nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, call->stream_id,
 					  NGHTTP2_ENHANCE_YOUR_CALM);
+		r = -ENOBUFS;
+		goto out;
+	}
+	if (c->doomed) {
 		r = -ENOBUFS;
 		goto out;
 	}
@@ -543,70 +561,61 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 	return 0;
 }
 
-/* Check the request's framing so far; fail the call early on a bad prefix. */
-static void call_check_request_locked(struct conn *c, struct grpc_call *call)
-{
-	const size_t max = c->srv->lim.max_request;
-	uint32_t mlen;
-
-	if (call->req_len < GRPC_PREFIX)
-		return;
-	if (call->req[0] != 0) {
-		call_fail_locked(c, call, GRPC_STATUS_INTERNAL,
-				 "compressed request messages are not supported");
-		return;
-	}
-	mlen = (uint32_t)call->req[1] << 24 | (uint32_t)call->req[2] << 16 |
-	       (uint32_t)call->req[3] << 8 | call->req[4];
-	if (mlen > max) {
-		call_fail_locked(c, call, GRPC_STATUS_RESOURCE_EXHAUSTED,
-				 "request message larger than the server accepts");
-		return;
-	}
-	if (call->req_len > GRPC_PREFIX + (size_t)mlen)
-		call_fail_locked(c, call, GRPC_STATUS_UNIMPLEMENTED,
-				 "only one request message per call is supported");
-}
-
+/* Request reassembly: the 5-byte prefix is collected first, then exactly the declared
+ * payload is allocated (after checking it against max_request and the connection's budget
+ * of request bytes in flight), so a client's partial requests cost at most what it sent
+ * plus what the caps allow. */
 static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream_id,
 			 const uint8_t *data, size_t len, void *user_data)
 {
 	struct conn *c = user_data;
 	struct grpc_call *call = nghttp2_session_get_stream_user_data(session, stream_id);
-	size_t cap = GRPC_PREFIX + c->srv->lim.max_request;
+	size_t n;
 
 	(void)flags;
-	if (!call || call->failed || call->dispatched || len == 0)
+	if (!call || call->failed || call->dispatched)
 		return 0;
-	if (len > cap - call->req_len) {
-		/* More bytes than one maximal message: too big or more than one message. */
-		size_t keep = call->req_len < GRPC_PREFIX ? GRPC_PREFIX - call->req_len : 0;
-
-		if (keep > len)
-			keep = len;
-		if (call->req_len < GRPC_PREFIX) {
-			/* Look at the prefix first so the status names the real problem. */
-			if (!call->req) {
-				call->req = malloc(cap);
-				if (!call->req)
-					return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-			}
-			memcpy(call->req + call->req_len, data, keep);
-			call->req_len += keep;
-			call_check_request_locked(c, call);
+	if (call->pfx_len < GRPC_PREFIX) {
+		n = GRPC_PREFIX - call->pfx_len;
+		if (n > len)
+			n = len;
+		memcpy(call->pfx + call->pfx_len, data, n);
+		call->pfx_len += n;
+		data += n;
+		len -= n;
+		if (call->pfx_len < GRPC_PREFIX)
+			return 0;
+		if (call->pfx[0] != 0) {
+			call_fail_locked(c, call, GRPC_STATUS_INTERNAL,
+					 "compressed request messages are not supported");
+			return 0;
 		}
-		call_fail_locked(c, call, GRPC_STATUS_RESOURCE_EXHAUSTED,
-				 "request message larger than the server accepts");
-		return 0;
-	}
-	if (!call->req) {
-		call->req = malloc(cap);
+		call->req_want = (uint32_t)call->pfx[1] << 24 | (uint32_t)call->pfx[2] << 16 |
+				 (uint32_t)call->pfx[3] << 8 | call->pfx[4];
+		if (call->req_want > c->srv->lim.max_request) {
+			call_fail_locked(c, call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+					 "request message larger than the server accepts");
+			return 0;
+		}
+		if (call->req_want > c->srv->lim.max_conn_request - c->req_bytes) {
+			call_fail_locked(c, call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+					 "too many request bytes in flight on this connection");
+			return 0;
+		}
+		call->req = malloc(call->req_want ? call->req_want : 1);
 		if (!call->req)
 			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+		c->req_bytes += call->req_want;
 	}
-	memcpy(call->req + call->req_len, data, len);
-	call->req_len += len;
-	call_check_request_locked(c, call);
+	if (len > call->req_want - call->req_len) {
+		call_fail_locked(c, call, GRPC_STATUS_UNIMPLEMENTED,
+				 "only one request message per call is supported");
+		return 0;
+	}
+	if (len) {
+		memcpy(call->req + call->req_len, data, len);
+		call->req_len += len;
+	}
 	return 0;
 }
 
@@ -626,7 +635,6 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
 {
 	struct conn *c = user_data;
 	struct grpc_call *call;
-	uint32_t mlen;
 
 	if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
 		return 0;
@@ -646,14 +654,11 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
 	}
 	if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM) || call->failed || call->dispatched)
 		return 0;
-	if (call->req_len < GRPC_PREFIX) {
-		call_fail_locked(c, call, GRPC_STATUS_INTERNAL,
-				 call->req_len ? "truncated request message" : "request message missing");
+	if (call->pfx_len == 0) {
+		call_fail_locked(c, call, GRPC_STATUS_INTERNAL, "request message missing");
 		return 0;
 	}
-	mlen = (uint32_t)call->req[1] << 24 | (uint32_t)call->req[2] << 16 |
-	       (uint32_t)call->req[3] << 8 | call->req[4];
-	if (call->req_len != GRPC_PREFIX + (size_t)mlen) {
+	if (call->pfx_len < GRPC_PREFIX || call->req_len != call->req_want) {
 		call_fail_locked(c, call, GRPC_STATUS_INTERNAL, "truncated request message");
 		return 0;
 	}
@@ -732,11 +737,9 @@ static void conn_dispatch(struct conn *c)
 			return;
 		if (ready) {
 			/* method and req are frozen since the call was queued */
-			h->on_call(c->srv->ctx, call, call->method, call->req + GRPC_PREFIX,
-				   call->req_len - GRPC_PREFIX);
+			h->on_call(c->srv->ctx, call, call->method, call->req, call->req_len);
 			pthread_mutex_lock(&c->mu);
-			free(call->req);
-			call->req = NULL;
+			call_free_request(c, call);
 			pthread_mutex_unlock(&c->mu);
 		} else if (h->on_close) {
 			h->on_close(c->srv->ctx, call);
@@ -1071,6 +1074,8 @@ int grpc_server_start(const char *path, const struct grpc_handler *handler, void
 		srv->lim.max_call_queue = GRPC_DEF_CALL_QUEUE;
 	if (!srv->lim.max_conn_queue)
 		srv->lim.max_conn_queue = GRPC_DEF_CONN_QUEUE;
+	if (!srv->lim.max_conn_request)
+		srv->lim.max_conn_request = GRPC_DEF_CONN_REQUEST;
 	if (!srv->lim.max_conns)
 		srv->lim.max_conns = GRPC_DEF_MAX_CONNS;
 	if (!srv->lim.idle_ms)

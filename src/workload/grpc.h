@@ -12,7 +12,8 @@
  * thread-safe; handlers push server-streaming messages from any thread.
  *
  * Hostile input costs only its own client: truncated frames or a garbage preface close that
- * connection; an oversize request message (> max_request) gets RESOURCE_EXHAUSTED and the
+ * connection; an oversize request message (> max_request, or beyond the connection's
+ * max_conn_request budget of partly received requests) gets RESOURCE_EXHAUSTED and the
  * stream reset; a client that never reads hits the per-call queue cap (that stream is reset
  * with ENHANCE_YOUR_CALM) or the per-connection cap / write-stall timeout (that connection
  * is dropped); a connection with no call in progress is closed after idle_ms. */
@@ -55,6 +56,7 @@ enum grpc_status {
 /* Limits; a zero field takes the default shown. */
 struct grpc_limits {
 	size_t max_request;    /* request message payload bytes (64 KiB) */
+	size_t max_conn_request; /* request bytes being received per connection (1 MiB) */
 	size_t max_call_queue; /* queued response bytes per call (1 MiB) */
 	size_t max_conn_queue; /* queued response bytes per connection (4 MiB) */
 	unsigned max_conns;    /* concurrent connections; more are closed at accept (256) */

@@ -121,6 +121,7 @@ struct cstream {
 	uint32_t close_code;
 	const uint8_t *body;
 	size_t body_len, body_off, chunk;
+	bool hold_open; /* never end the request body */
 };
 
 struct cli {
@@ -213,6 +214,8 @@ static ssize_t c_read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t 
 	(void)s;
 	(void)id;
 	(void)ud;
+	if (n == 0 && st->hold_open)
+		return NGHTTP2_ERR_DEFERRED;
 	if (n > length)
 		n = length;
 	if (st->chunk && n > st->chunk)
@@ -220,7 +223,7 @@ static ssize_t c_read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t 
 	if (n)
 		memcpy(buf, st->body + st->body_off, n);
 	st->body_off += n;
-	if (st->body_off == st->body_len)
+	if (st->body_off == st->body_len && !st->hold_open)
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
 	return (ssize_t)n;
 }
@@ -312,6 +315,36 @@ static struct cstream *cli_call_raw(struct cli *c, const char *method, const cha
 	st->body = body;
 	st->body_len = len;
 	st->chunk = chunk;
+	prd.source.ptr = st;
+	prd.read_callback = c_read_body;
+	st->id = nghttp2_submit_request(c->s, NULL, nv, n, &prd, NULL);
+	return st->id > 0 ? st : NULL;
+}
+
+/* A Unary call with n_extra (up to 48) extra header fields. */
+static struct cstream *cli_call_raw_many(struct cli *c, const nghttp2_nv *extra, size_t n_extra)
+{
+	static uint8_t empty5[5];
+	nghttp2_nv nv[64];
+	size_t n = 0;
+	struct cstream *st;
+	nghttp2_data_provider prd;
+
+	nv[n++] = CNV(":method", "POST");
+	nv[n++] = CNV(":scheme", "http");
+	nv[n++] = CNV(":authority", "localhost");
+	nv[n++] = CNV(":path", "/test.Echo/Unary");
+	nv[n++] = CNV("content-type", "application/grpc");
+	for (size_t i = 0; i < n_extra && n < 64; i++)
+		nv[n++] = extra[i];
+	if (c->n >= CLI_STREAMS)
+		return NULL;
+	st = &c->st[c->n++];
+	memset(st, 0, sizeof(*st));
+	st->data = malloc(CLI_DATA);
+	st->grpc_status = -1;
+	st->body = empty5;
+	st->body_len = 5;
 	prd.source.ptr = st;
 	prd.read_callback = c_read_body;
 	st->id = nghttp2_submit_request(c->s, NULL, nv, n, &prd, NULL);
@@ -586,6 +619,38 @@ static void test_basic(void)
 			  0);
 	ok(cli_wait(&c, st) && st->grpc_status == 8, "a 2 GiB length prefix: RESOURCE_EXHAUSTED");
 
+	/* Partly received requests share a per-connection budget (4 KiB here): four streams
+	 * each announce 1000 bytes and send 10; the fifth is refused. */
+	static uint8_t partial[5 + 10];
+	put_prefix(partial, 0, 1000);
+	memset(partial + 5, 'p', 10);
+	struct cstream *part[5];
+	for (int i = 0; i < 5; i++) {
+		part[i] = cli_call_raw(&c, "/test.Echo/Unary", "POST", "application/grpc", partial,
+				       sizeof(partial), 0, NULL, 0);
+		if (part[i])
+			part[i]->hold_open = true;
+	}
+	ok(part[4] && cli_wait(&c, part[4]) && part[4]->grpc_status == 8,
+	   "request bytes in flight over the connection budget: RESOURCE_EXHAUSTED");
+	ok(part[0] && !part[0]->closed, "... the first four are still open");
+	for (int i = 0; i < 4; i++)
+		if (part[i])
+			nghttp2_submit_rst_stream(c.s, NGHTTP2_FLAG_NONE, part[i]->id, NGHTTP2_CANCEL);
+
+	/* Too much metadata: that stream is reset, the connection survives. */
+	nghttp2_nv many[40];
+	char names[40][24];
+	for (int i = 0; i < 40; i++) {
+		snprintf(names[i], sizeof(names[i]), "x-md-%d", i);
+		many[i] = CNV(names[i], "v");
+	}
+	st = cli_call_raw(&c, "/test.Echo/Unary", "POST", "application/grpc", empty, 5, 0, many, 10);
+	ok(cli_wait(&c, st) && is_msg(st, 0, ""), "10 metadata entries are fine");
+	st = cli_call_raw_many(&c, many, 40);
+	ok(cli_wait(&c, st) && st->http_status == 0 && st->close_code != 0,
+	   "40 metadata entries: stream reset (code %u)", st ? st->close_code : 0);
+
 	st = cli_call(&c, "/test.Echo/Unary", "after", 5);
 	ok(cli_wait(&c, st) && is_msg(st, 0, "after") && !c.dead,
 	   "the same connection still serves after every error above");
@@ -782,6 +847,7 @@ int main(void)
 	struct grpc_server *srv = NULL;
 	struct grpc_handler h = {.on_call = t_on_call, .on_close = t_on_close};
 	struct grpc_limits lim = {.max_request = 1024,
+				  .max_conn_request = 4096,
 				  .max_call_queue = 256 * 1024,
 				  .max_conn_queue = 384 * 1024,
 				  .idle_ms = 3000};
