@@ -671,8 +671,9 @@ int tokenfiles_add(struct tokenfiles *t, const struct resource_set *set,
 		snprintf(err, err_cap, "cannot keep %s: %s", path,
 			 r == -EPERM ? "the directory must be owned by root or the workload and "
 				       "not writable by others unless sticky"
-			 : r == -ELOOP ? "the path is a symbolic link"
-				       : strerror(-r));
+			 : r == -ELOOP	 ? "the path is a symbolic link"
+			 : r == -EACCES ? "the workload is revoked (vouch unrevoke)"
+					 : strerror(-r));
 		goto out;
 	}
 	if (k >= 0) {
