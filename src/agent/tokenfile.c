@@ -47,8 +47,8 @@ struct tokenfiles {
 	pthread_cond_t cv;
 	pthread_t thread;
 	bool stop;
-	const void *synced_set; /* the last set synced (compared, never dereferenced) */
-	uint64_t synced_gen;
+	struct resource_set *synced; /* the last set synced, referenced so that its address
+				      * cannot be reused by another set while compared */
 	struct tf_entry **e;
 	size_t n;
 };
@@ -521,6 +521,7 @@ void tokenfiles_stop(struct tokenfiles *t)
 	 * gets a clear "cannot read the token file" instead of a JWT nobody refreshes. */
 	while (t->n)
 		entry_drop(t, t->n - 1);
+	resource_set_unref(t->synced);
 	free(t->e);
 	free(t->td);
 	pthread_cond_destroy(&t->cv);
@@ -535,12 +536,12 @@ void tokenfiles_sync(struct tokenfiles *t, const struct resource_set *set)
 	if (!t)
 		return;
 	pthread_mutex_lock(&t->mu);
-	if (t->synced_set == set && t->synced_gen == set->generation) {
+	if (t->synced == set) {
 		pthread_mutex_unlock(&t->mu);
 		return;
 	}
-	t->synced_set = set;
-	t->synced_gen = set->generation;
+	resource_set_unref(t->synced);
+	t->synced = resource_set_ref((struct resource_set *)set);
 	/* Binding files no longer declared (or declared differently) go first. */
 	for (size_t i = t->n; i-- > 0;) {
 		struct tf_entry *e = t->e[i];

@@ -48,8 +48,8 @@ int tokenfiles_start(const struct tokenfiles_opts *o, struct tokenfiles **ret);
  * same device and inode) and free t. NULL is a no-op. */
 void tokenfiles_stop(struct tokenfiles *t);
 
-/* Reconcile the binding files with set (a no-op when set->generation was synced
- * last; call it freely): new bindings with tokenFile get their file
+/* Reconcile the binding files with set (a no-op when set is the one synced last, which
+ * t keeps a reference to; call it freely): new bindings with tokenFile get their file
  * written now, changed ones are rewritten, files of bindings that are gone are removed.
  * Ad-hoc files are left alone unless a binding claims the same path (the binding wins).
  * A binding that cannot be served (no single uid, bad directory, duplicate path) is
