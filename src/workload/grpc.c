@@ -25,8 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define GRPC_PREFIX 5		 /* compressed flag + 4-byte big-endian length */
-#define GRPC_READ_CHUNK 16384	 /* bytes read from the socket per poll round */
+#define GRPC_PREFIX 5	      /* compressed flag + 4-byte big-endian length */
+#define GRPC_READ_CHUNK 16384 /* bytes read from the socket per poll round */
 #define GRPC_DEF_MAX_REQUEST (64 * 1024)
 #define GRPC_DEF_CONN_REQUEST (1024 * 1024)
 #define GRPC_DEF_CALL_QUEUE (1024 * 1024)
@@ -51,7 +51,7 @@ struct grpc_call {
 	atomic_int refs;
 	struct conn *conn;
 	int32_t stream_id;
-	struct grpc_call *prev, *next;	       /* conn->calls, while open */
+	struct grpc_call *prev, *next;		   /* conn->calls, while open */
 	struct grpc_call *ready_next, *close_next; /* pending handler events */
 	/* Request side: written by the connection thread only, frozen once dispatched. */
 	char *method;
@@ -62,9 +62,9 @@ struct grpc_call {
 	size_t pfx_len;
 	uint8_t *req; /* its payload: req_want bytes allocated, req_len received */
 	size_t req_want, req_len;
-	bool failed;	   /* an error reply was submitted before dispatch */
-	bool remote_done;  /* the client half-closed */
-	bool dispatched;   /* handed (or queued to be handed) to on_call */
+	bool failed;	  /* an error reply was submitted before dispatch */
+	bool remote_done; /* the client half-closed */
+	bool dispatched;  /* handed (or queued to be handed) to on_call */
 	/* Response side: under conn->mu. */
 	bool response_started; /* HEADERS with a data provider submitted */
 	bool finished;	       /* finish called (or the stream was reset by us) */
@@ -186,7 +186,10 @@ void grpc_call_unref(struct grpc_call *call)
 	free(call);
 }
 
-const char *grpc_call_method(const struct grpc_call *call) { return call->method ? call->method : ""; }
+const char *grpc_call_method(const struct grpc_call *call)
+{
+	return call->method ? call->method : "";
+}
 
 void grpc_call_peer(const struct grpc_call *call, struct grpc_peer *ret_peer)
 {
@@ -262,7 +265,10 @@ static const char *status_str(enum grpc_status s, char buf[static 4])
 	return buf;
 }
 
-#define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), strlen(n), strlen(v), NGHTTP2_NV_FLAG_NONE}
+#define NV(n, v)                                                                                   \
+	{                                                                                          \
+		(uint8_t *)(n), (uint8_t *)(v), strlen(n), strlen(v), NGHTTP2_NV_FLAG_NONE         \
+	}
 
 /* Trailers-Only reply (a single HEADERS with END_STREAM); when the client has not
  * half-closed, the stream is then reset with NO_ERROR (PROTOCOL-HTTP2.md). Under c->mu. */
@@ -275,8 +281,8 @@ static int call_reply_status_locked(struct conn *c, struct grpc_call *call)
 	    NV("grpc-status", status_str(call->status, st)),
 	    NV("grpc-message", call->status_msg),
 	};
-	int r = nghttp2_submit_response(c->session, call->stream_id, nv, call->status_msg[0] ? 4 : 3,
-					NULL);
+	int r = nghttp2_submit_response(c->session, call->stream_id, nv,
+					call->status_msg[0] ? 4 : 3, NULL);
 
 	/* A RST_STREAM submitted now could overtake the HEADERS: on_frame_send sends it. */
 	if (r == 0 && !call->remote_done)
@@ -291,7 +297,8 @@ static void call_set_status(struct grpc_call *call, enum grpc_status status, con
 	call->status = status;
 	if (grpc_percent_encode(message ? message : "", n, call->status_msg,
 				sizeof(call->status_msg)) < 0)
-		call->status_msg[0] = '\0'; /* cannot happen: the buffer fits 3 bytes per input byte */
+		call->status_msg[0] =
+		    '\0'; /* cannot happen: the buffer fits 3 bytes per input byte */
 }
 
 /* An error found before the handler saw the call (bad framing, too big, ...). */
@@ -355,7 +362,8 @@ static ssize_t call_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
 
 		*data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
 		call->finishing = false;
-		if (nghttp2_submit_trailer(session, stream_id, nv, call->status_msg[0] ? 2 : 1) != 0)
+		if (nghttp2_submit_trailer(session, stream_id, nv, call->status_msg[0] ? 2 : 1) !=
+		    0)
 			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 		return (ssize_t)copied;
 	}
@@ -911,8 +919,8 @@ static int conn_session_new(struct conn *c)
 	nghttp2_option_set_max_outbound_ack(opt, 1000);
 	if (nghttp2_session_server_new2(&c->session, cbs, c, opt) != 0)
 		goto out;
-	if (nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])) !=
-	    0)
+	if (nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, iv,
+				    sizeof(iv) / sizeof(iv[0])) != 0)
 		goto out;
 	r = 0;
 out:

@@ -16,7 +16,12 @@
  * max_conn_request budget of partly received requests) gets RESOURCE_EXHAUSTED and the
  * stream reset; a client that never reads hits the per-call queue cap (that stream is reset
  * with ENHANCE_YOUR_CALM) or the per-connection cap / write-stall timeout (that connection
- * is dropped); a connection with no call in progress is closed after idle_ms. */
+ * is dropped); a connection with no call in progress is closed after idle_ms. A request
+ * with more than GRPC_MAX_METADATA fields or GRPC_MAX_METADATA_BYTES of them, or a :path
+ * over GRPC_MAX_METHOD, is reset (RST_STREAM) without reaching the handler. A request that
+ * is not POST gets HTTP 405, a content-type not starting with application/grpc HTTP 415.
+ * grpc-timeout is not enforced (calls end when the handler finishes or the client
+ * cancels). Compressed request messages (flag 1) get INTERNAL: we advertise no encoding. */
 #ifndef VOUCH_GRPC_H
 #define VOUCH_GRPC_H
 
@@ -47,21 +52,21 @@ enum grpc_status {
 };
 
 #define GRPC_MAX_SEND_MESSAGE (4u * 1024 * 1024 - 64) /* clients' default receive cap is 4 MiB */
-#define GRPC_MAX_STATUS_MESSAGE 1024                  /* grpc-message bytes before encoding */
-#define GRPC_MAX_METHOD 256                           /* :path bytes */
-#define GRPC_MAX_METADATA 32                          /* request header fields kept per call */
-#define GRPC_MAX_METADATA_BYTES 8192                  /* sum of their names and values */
-#define GRPC_MAX_CONCURRENT_STREAMS 100               /* our SETTINGS_MAX_CONCURRENT_STREAMS */
+#define GRPC_MAX_STATUS_MESSAGE 1024		      /* grpc-message bytes before encoding */
+#define GRPC_MAX_METHOD 256			      /* :path bytes */
+#define GRPC_MAX_METADATA 32			      /* request header fields kept per call */
+#define GRPC_MAX_METADATA_BYTES 8192		      /* sum of their names and values */
+#define GRPC_MAX_CONCURRENT_STREAMS 100		      /* our SETTINGS_MAX_CONCURRENT_STREAMS */
 
 /* Limits; a zero field takes the default shown. */
 struct grpc_limits {
-	size_t max_request;    /* request message payload bytes (64 KiB) */
+	size_t max_request;	 /* request message payload bytes (64 KiB) */
 	size_t max_conn_request; /* request bytes being received per connection (1 MiB) */
-	size_t max_call_queue; /* queued response bytes per call (1 MiB) */
-	size_t max_conn_queue; /* queued response bytes per connection (4 MiB) */
-	unsigned max_conns;    /* concurrent connections; more are closed at accept (256) */
-	unsigned idle_ms;      /* close a connection with no call in progress after this (60 s) */
-	unsigned stall_ms;     /* drop a connection whose pending output makes no progress (30 s) */
+	size_t max_call_queue;	 /* queued response bytes per call (1 MiB) */
+	size_t max_conn_queue;	 /* queued response bytes per connection (4 MiB) */
+	unsigned max_conns;	 /* concurrent connections; more are closed at accept (256) */
+	unsigned idle_ms;	 /* close a connection with no call in progress after this (60 s) */
+	unsigned stall_ms; /* drop a connection whose pending output makes no progress (30 s) */
 };
 
 /* The peer's SO_PEERCRED, taken at accept. */

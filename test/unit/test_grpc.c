@@ -158,7 +158,8 @@ static void copy_str(char *dst, size_t size, const uint8_t *v, size_t len)
 }
 
 static int c_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
-		       size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *ud)
+		       size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+		       void *ud)
 {
 	struct cstream *st = cli_stream(ud, f->hd.stream_id);
 	char buf[32];
@@ -181,8 +182,8 @@ static int c_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t
 	return 0;
 }
 
-static int c_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data,
-		     size_t len, void *ud)
+static int c_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
+		     void *ud)
 {
 	struct cstream *st = cli_stream(ud, id);
 	(void)s;
@@ -289,8 +290,8 @@ static void put_prefix(uint8_t *p, uint8_t flag, uint32_t len)
 /* Start a call; body is the raw request body (prefix included), sent chunk bytes per DATA
  * frame (0: as large as allowed). extra: one optional extra header pair list. */
 static struct cstream *cli_call_raw(struct cli *c, const char *method, const char *http_method,
-				    const char *ctype, const uint8_t *body, size_t len, size_t chunk,
-				    const nghttp2_nv *extra, size_t n_extra)
+				    const char *ctype, const uint8_t *body, size_t len,
+				    size_t chunk, const nghttp2_nv *extra, size_t n_extra)
 {
 	nghttp2_nv nv[16];
 	size_t n = 0;
@@ -520,7 +521,8 @@ static void test_basic(void)
 	ok(st->http_status == 200 && strcmp(st->content_type, "application/grpc") == 0,
 	   "unary: 200 application/grpc");
 	ok(is_msg(st, 0, "hello world"), "request reassembled from 1-byte DATA frames is echoed");
-	ok(st->grpc_status == 0 && st->n_blocks == 2, "unary: headers + trailers with grpc-status 0");
+	ok(st->grpc_status == 0 && st->n_blocks == 2,
+	   "unary: headers + trailers with grpc-status 0");
 	struct grpc_peer pr;
 	pthread_mutex_lock(&T.mu);
 	pr = T.peer;
@@ -569,7 +571,8 @@ static void test_basic(void)
 	/* Not gRPC. */
 	a = cli_call_raw(&c, "/test.Echo/Unary", "POST", "text/plain", empty, 5, 0, NULL, 0);
 	b = cli_call_raw(&c, "/test.Echo/Unary", "PUT", "application/grpc", empty, 5, 0, NULL, 0);
-	st = cli_call_raw(&c, "/test.Echo/Unary", "POST", "application/grpcx", empty, 5, 0, NULL, 0);
+	st =
+	    cli_call_raw(&c, "/test.Echo/Unary", "POST", "application/grpcx", empty, 5, 0, NULL, 0);
 	cli_wait(&c, a);
 	cli_wait(&c, b);
 	cli_wait(&c, st);
@@ -588,8 +591,8 @@ static void test_basic(void)
 	static uint8_t trunc[5 + 3];
 	put_prefix(trunc, 0, 10);
 	memcpy(trunc + 5, "abc", 3);
-	st = cli_call_raw(&c, "/test.Echo/Unary", "POST", "application/grpc", trunc, sizeof(trunc), 0,
-			  NULL, 0);
+	st = cli_call_raw(&c, "/test.Echo/Unary", "POST", "application/grpc", trunc, sizeof(trunc),
+			  0, NULL, 0);
 	ok(cli_wait(&c, st) && st->grpc_status == 13, "truncated request message: INTERNAL");
 
 	st = cli_call_raw(&c, "/test.Echo/Unary", "POST", "application/grpc", trunc, 3, 0, NULL, 0);
@@ -636,7 +639,8 @@ static void test_basic(void)
 	ok(part[0] && !part[0]->closed, "... the first four are still open");
 	for (int i = 0; i < 4; i++)
 		if (part[i])
-			nghttp2_submit_rst_stream(c.s, NGHTTP2_FLAG_NONE, part[i]->id, NGHTTP2_CANCEL);
+			nghttp2_submit_rst_stream(c.s, NGHTTP2_FLAG_NONE, part[i]->id,
+						  NGHTTP2_CANCEL);
 
 	/* Too much metadata: that stream is reset, the connection survives. */
 	nghttp2_nv many[40];
@@ -645,7 +649,8 @@ static void test_basic(void)
 		snprintf(names[i], sizeof(names[i]), "x-md-%d", i);
 		many[i] = CNV(names[i], "v");
 	}
-	st = cli_call_raw(&c, "/test.Echo/Unary", "POST", "application/grpc", empty, 5, 0, many, 10);
+	st =
+	    cli_call_raw(&c, "/test.Echo/Unary", "POST", "application/grpc", empty, 5, 0, many, 10);
 	ok(cli_wait(&c, st) && is_msg(st, 0, ""), "10 metadata entries are fine");
 	st = cli_call_raw_many(&c, many, 40);
 	ok(cli_wait(&c, st) && st->http_status == 0 && st->close_code != 0,
@@ -726,8 +731,10 @@ static void test_push_and_cancel(void)
 	call = held_at(held0);
 	if (call) {
 		ok(grpc_call_send(call, "late", 4) == 0, "late push accepted");
-		ok(grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, "bye") == 0, "finish from test thread");
-		ok(grpc_call_finish(call, GRPC_STATUS_OK, NULL) == -EALREADY, "second finish: -EALREADY");
+		ok(grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, "bye") == 0,
+		   "finish from test thread");
+		ok(grpc_call_finish(call, GRPC_STATUS_OK, NULL) == -EALREADY,
+		   "second finish: -EALREADY");
 		ok(grpc_call_send(call, "x", 1) == -EPIPE, "send after finish: -EPIPE");
 	}
 	ok(cli_wait(&c, st) && is_msg(st, 0, "late") && st->grpc_status == 14 &&
@@ -777,7 +784,8 @@ static void test_slow_reader(void)
 	for (i = 0; i < 10000 && rc == 0; i++)
 		rc = grpc_call_send(held_at(held0 + i % 3), blob, sizeof(blob));
 	ok(rc == -ENOBUFS, "per-connection cap: -ENOBUFS after %d messages", i);
-	ok(t_wait(&T.n_closes, closes0 + 3), "... the connection is dropped: on_close for all three");
+	ok(t_wait(&T.n_closes, closes0 + 3),
+	   "... the connection is dropped: on_close for all three");
 	ok(raw_wait_eof(c.fd), "... and the client sees EOF");
 	ok(echo_ok(), "other clients are still served");
 	cli_close(&c);
@@ -800,7 +808,10 @@ static void test_hostile_connections(void)
 	fd = unix_connect(sock_path);
 	uint8_t fr[24 + 9 + 3];
 	memcpy(fr, preface, 24);
-	memcpy(fr + 24, "\x00\x00\x06\x04\x00\x00\x00\x00\x00" "abc", 12);
+	memcpy(fr + 24,
+	       "\x00\x00\x06\x04\x00\x00\x00\x00\x00"
+	       "abc",
+	       12);
 	ok(send(fd, fr, sizeof(fr), MSG_NOSIGNAL) == (ssize_t)sizeof(fr), "truncated frame sent");
 	shutdown(fd, SHUT_WR);
 	ok(raw_wait_eof(fd), "truncated frame then EOF: connection closed");
@@ -827,8 +838,8 @@ static void test_hostile_connections(void)
 	 * would queue the extra one), so the server must refuse it itself. */
 	cli_open(&c, sock_path);
 	for (i = 0; i < GRPC_MAX_CONCURRENT_STREAMS + 1; i++)
-		cli_call_raw(&c, "/test.Echo/Hold", "POST", "application/grpc", (const uint8_t *)"\0\0\0\0", 5, 0,
-			     NULL, 0);
+		cli_call_raw(&c, "/test.Echo/Hold", "POST", "application/grpc",
+			     (const uint8_t *)"\0\0\0\0", 5, 0, NULL, 0);
 	for (i = 0; i < 300; i++)
 		cli_io(&c, 10);
 	int refused = 0;
