@@ -423,11 +423,13 @@ static bool is_msg(const struct cstream *st, int idx, const char *want)
 /* Read from a raw fd until EOF (true) or 10 s pass (false). */
 static bool raw_wait_eof(int fd)
 {
-	uint8_t buf[4096];
-	for (int i = 0; i < 100; i++) {
+	static uint8_t buf[65536];
+	for (int idle = 0; idle < 100;) {
 		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		if (poll(&pfd, 1, 100) <= 0)
+		if (poll(&pfd, 1, 100) <= 0) {
+			idle++;
 			continue;
+		}
 		ssize_t n = recv(fd, buf, sizeof(buf), 0);
 		if (n <= 0)
 			return true;
@@ -791,6 +793,40 @@ static void test_slow_reader(void)
 	cli_close(&c);
 }
 
+/* A client with huge flow-control windows (grpcio opens 4 MiB ones) that stops reading:
+ * the socket fills, output stalls; the call queue cap trips, and the write-stall timeout
+ * (2 s in this test) drops the connection. */
+static void test_stalled_writer(void)
+{
+	struct cli c;
+	nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, (1u << 31) - 1}};
+	int held0 = t_count(&T.n_held), closes0, i, rc = 0;
+	static char blob[16384];
+
+	memset(blob, 's', sizeof(blob));
+	cli_open(&c, sock_path);
+	nghttp2_submit_settings(c.s, NGHTTP2_FLAG_NONE, iv, 1);
+	nghttp2_session_set_local_window_size(c.s, NGHTTP2_FLAG_NONE, 0, (1 << 30));
+	cli_call(&c, "/test.Echo/Hold", "", 0);
+	for (i = 0; i < 500 && t_count(&T.n_held) <= held0; i++)
+		cli_io(&c, 10);
+	struct grpc_call *call = held_at(held0);
+	ok(call != NULL, "stalled writer: call held");
+	if (!call) {
+		cli_close(&c);
+		return;
+	}
+	closes0 = t_count(&T.n_closes);
+	for (i = 0; i < 10000 && rc == 0; i++)
+		rc = grpc_call_send(call, blob, sizeof(blob));
+	ok(rc == -ENOBUFS || rc == -EPIPE, "stalled writer: sends fail after %d messages (%d)", i,
+	   rc);
+	ok(t_wait(&T.n_closes, closes0 + 1), "stalled writer: the call is closed (on_close)");
+	ok(raw_wait_eof(c.fd), "stalled writer: the connection is dropped");
+	ok(echo_ok(), "other clients are still served");
+	cli_close(&c);
+}
+
 static void test_hostile_connections(void)
 {
 	int fd;
@@ -861,7 +897,8 @@ int main(void)
 				  .max_conn_request = 4096,
 				  .max_call_queue = 256 * 1024,
 				  .max_conn_queue = 384 * 1024,
-				  .idle_ms = 3000};
+				  .idle_ms = 3000,
+				  .stall_ms = 2000};
 	struct stat sb;
 
 	if (!mkdtemp(dir))
@@ -889,6 +926,7 @@ int main(void)
 	test_basic();
 	test_push_and_cancel();
 	test_slow_reader();
+	test_stalled_writer();
 	test_hostile_connections();
 
 	/* Stop with calls still open: on_close for each, then sends give -EPIPE. */
