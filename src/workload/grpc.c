@@ -29,6 +29,7 @@
 #define GRPC_READ_CHUNK 16384 /* bytes read from the socket per poll round */
 #define GRPC_DEF_MAX_REQUEST (64 * 1024)
 #define GRPC_DEF_CONN_REQUEST (1024 * 1024)
+#define GRPC_MAX_TIMEOUT_MS (24u * 3600 * 1000) /* keeps poll()'s int timeout positive */
 #define GRPC_DEF_CALL_QUEUE (1024 * 1024)
 #define GRPC_DEF_CONN_QUEUE (4 * 1024 * 1024)
 #define GRPC_DEF_MAX_CONNS 256
@@ -406,7 +407,9 @@ int grpc_call_send(struct grpc_call *call, const void *msg, size_t len)
 		r = -EPIPE;
 		goto out;
 	}
-	if (call->queued + total > lim->max_call_queue) {
+	/* A single message larger than a cap is accepted into an empty queue, so the bound is
+	 * cap + GRPC_MAX_SEND_MESSAGE. */
+	if (call->queued > 0 && call->queued + total > lim->max_call_queue) {
 		/* This client does not read this stream: reset it, free its backlog. */
 		call->finished = true;
 		queue_free(c, call);
@@ -419,7 +422,7 @@ int grpc_call_send(struct grpc_call *call, const void *msg, size_t len)
 		r = -ENOBUFS;
 		goto out;
 	}
-	if (c->queued + total > lim->max_conn_queue) {
+	if (c->queued > 0 && c->queued + total > lim->max_conn_queue) {
 		c->doomed = true;
 		r = -ENOBUFS;
 		goto out;
@@ -1090,7 +1093,8 @@ int grpc_server_start(const char *path, const struct grpc_handler *handler, void
 		srv->lim.idle_ms = GRPC_DEF_IDLE_MS;
 	if (!srv->lim.stall_ms)
 		srv->lim.stall_ms = GRPC_DEF_STALL_MS;
-	if (srv->lim.max_request > 64 * 1024 * 1024) {
+	if (srv->lim.max_request > 64 * 1024 * 1024 || srv->lim.idle_ms > GRPC_MAX_TIMEOUT_MS ||
+	    srv->lim.stall_ms > GRPC_MAX_TIMEOUT_MS) {
 		free(srv);
 		return -EINVAL;
 	}

@@ -58,7 +58,9 @@ enum grpc_status {
 #define GRPC_MAX_METADATA_BYTES 8192		      /* sum of their names and values */
 #define GRPC_MAX_CONCURRENT_STREAMS 100		      /* our SETTINGS_MAX_CONCURRENT_STREAMS */
 
-/* Limits; a zero field takes the default shown. */
+/* Limits; a zero field takes the default shown. The queue caps are checked before a
+ * message joins a non-empty queue, so one message larger than a cap still goes out alone
+ * (memory bound: cap + GRPC_MAX_SEND_MESSAGE). idle_ms/stall_ms over 24 h give -EINVAL. */
 struct grpc_limits {
 	size_t max_request;	 /* request message payload bytes (64 KiB) */
 	size_t max_conn_request; /* request bytes being received per connection (1 MiB) */

@@ -47,6 +47,12 @@ static void t_on_call(void *ctx, struct grpc_call *call, const char *method, con
 			grpc_call_send(call, m, (size_t)l);
 		}
 		grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+	} else if (strcmp(method, "/test.Echo/Big") == 0) {
+		/* One message larger than the per-call queue cap (256 KiB in this test). */
+		static uint8_t big[300000];
+		memset(big, 'B', sizeof(big));
+		grpc_call_send(call, big, sizeof(big));
+		grpc_call_finish(call, GRPC_STATUS_OK, NULL);
 	} else if (strcmp(method, "/test.Echo/Fail") == 0) {
 		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "bad: 100% \xc3\xbc\n");
 	} else if (strcmp(method, "/test.Echo/Meta") == 0) {
@@ -538,6 +544,13 @@ static void test_basic(void)
 	ok(strcmp(st->grpc_message, "bad: 100%25 %C3%BC%0A") == 0,
 	   "grpc-message is percent-encoded (got '%s')", st->grpc_message);
 
+	st = cli_call(&c, "/test.Echo/Big", "", 0);
+	const uint8_t *bp[4];
+	size_t bl[4];
+	ok(cli_wait(&c, st) && msgs(st, bp, bl, 4) == 1 && bl[0] == 300000 &&
+	       bp[0][299999] == 'B' && st->grpc_status == 0,
+	   "a message larger than the queue cap and the 64 KiB window goes out whole");
+
 	st = cli_call(&c, "/No/Such", "x", 1);
 	ok(cli_wait(&c, st) && st->grpc_status == 12, "unknown method: UNIMPLEMENTED");
 
@@ -921,6 +934,10 @@ int main(void)
 	ok(grpc_percent_encode("abcd", 4, enc, 4) == -ENOSPC, "percent-encoding: too small");
 	ok(grpc_server_start("/nonexistent-dir/x/y.sock", &h, &T, NULL, &srv2) < 0,
 	   "start fails when the parent cannot be created");
+
+	struct grpc_limits bad = {.idle_ms = 25u * 3600 * 1000};
+	ok(grpc_server_start(path, &h, &T, &bad, &srv2) == -EINVAL,
+	   "an idle timeout over 24 h: -EINVAL");
 
 	test_curl();
 	test_basic();
