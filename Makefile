@@ -7,7 +7,7 @@
 
 BUILD   ?= build
 CC      ?= cc
-PKGS    := openssl libcurl yaml-0.1 jansson libnghttp2
+PKGS    := openssl libcurl yaml-0.1 jansson libnghttp2 libprotobuf-c
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -72,6 +72,31 @@ $(BUILD)/intercept.skel.h: $(BUILD)/intercept.bpf.o
 	@mv $@.tmp $@
 
 $(BUILD)/obj/src/intercept/intercept.o: $(BUILD)/intercept.skel.h
+
+# ---- protobuf (src/workload/workload.proto; STYLE §17) ----
+# protoc-c generates the Workload API messages into $(BUILD)/gen, and google.protobuf.Struct
+# (ValidateJWTSVIDResponse.claims) from the .proto Debian ships in libprotobuf-dev. Generated
+# code is compiled without our -W flags (it is not ours to fix) and goes into libvouch.a.
+PROTOC_C   ?= protoc-c
+PROTO_INC  ?= /usr/include
+GEN        := $(BUILD)/gen
+GEN_SRC    := $(GEN)/workload.pb-c.c $(GEN)/google/protobuf/struct.pb-c.c
+GEN_HDR    := $(GEN_SRC:.c=.h)
+GEN_OBJ    := $(GEN_SRC:$(BUILD)/%.c=$(BUILD)/obj/%.o)
+LIB_OBJ    += $(GEN_OBJ)
+CPPFLAGS   += -I$(GEN)
+
+$(GEN)/workload.pb-c.c: src/workload/workload.proto
+	@mkdir -p $(GEN)
+	$(PROTOC_C) -Isrc/workload -I$(PROTO_INC) --c_out=$(GEN) workload.proto google/protobuf/struct.proto
+$(GEN)/workload.pb-c.h $(GEN)/google/protobuf/struct.pb-c.c $(GEN)/google/protobuf/struct.pb-c.h: $(GEN)/workload.pb-c.c
+
+$(BUILD)/obj/gen/%.o: $(GEN)/%.c $(GEN_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -w $(HARDEN) $(CFLAGS) $(SAN_FLAGS) -c $< -o $@
+
+# Every object of ours may include the generated headers.
+$(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(AGENT_OBJ) $(CLI_OBJ) $(UNIT_BIN): | $(GEN_HDR)
 
 .PHONY: all test check demo deps clean format unit bench
 all: $(BUILD)/vouchd $(BUILD)/vouch

@@ -5,7 +5,13 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 debs=(build-essential pkg-config libssl-dev libcurl4-openssl-dev libyaml-dev libjansson-dev libnghttp2-dev
       openssl curl nodejs npm iproute2 procps util-linux
-      clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev)
+      clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
+      libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev
+      # Workload API test clients nobody here wrote (reference/spiffe.md §8): grpc-go in GOPATH
+      # mode (the protobuf 1.5 API package is required), Python grpcio (C-core), protoc for
+      # their generated code.
+      golang-go golang-google-grpc-dev golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev
+      protobuf-compiler protoc-gen-go protoc-gen-go-grpc python3-grpcio python3-protobuf)
 missing=()
 for p in "${debs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -23,7 +29,7 @@ if [ ${#pkgs[@]} -gt 0 ]; then
 	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${pkgs[@]}"
 fi
 cd "$top"
-if [ ! -d node_modules/@anthropic-ai/sdk ] || [ ! -d node_modules/jose ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+if [ ! -d node_modules/@anthropic-ai/sdk ] || [ ! -d node_modules/jose ] || [ ! -d node_modules/@grpc/grpc-js ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
 	echo "install-deps: npm ci"
 	npm ci --no-audit --no-fund --loglevel=error
 fi
