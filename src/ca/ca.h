@@ -61,6 +61,30 @@ int ca_cert_pem(struct ca *ca, char **ret);
  * every still-published retired key. Caller frees (free()). */
 int ca_jwks_json(struct ca *ca, char **ret);
 
+/* Validate a JWT-SVID this CA issued (Workload API ValidateJWTSVID; JWT-SVID.md, and
+ * what go-spiffe's jwtsvid.ParseAndValidate checks). token is untrusted, token_len ≤
+ * CA_MAX_JWT (16 KiB) bytes. Holds when all of:
+ *   - compact JWS: exactly three non-empty base64url (no padding) parts;
+ *   - header a JSON object with alg "ES256", a string kid, optionally typ "JWT" or "JOSE",
+ *     and no other member;
+ *   - kid names the current signing key or a retired key still published in the JWKS,
+ *     and the raw r||s signature (64 bytes) verifies over "<header>.<payload>";
+ *   - payload a JSON object; sub a SPIFFE ID of this trust domain with a non-empty valid
+ *     path (reference/spiffe.md §3); aud a string or a non-empty array of strings that
+ *     contains audience (exact match; audience non-empty);
+ *   - exp a number and now < exp + CA_JWT_LEEWAY; nbf and iat, when present, numbers
+ *     ≤ now + CA_JWT_LEEWAY.
+ * On success returns 0, *ret_sub the SPIFFE ID and *ret_claims the payload as compact
+ * JSON text (both malloc'd, caller frees; the claims hold no secret). On failure returns
+ * -EINVAL (malformed, wrong alg/typ, bad claims), -EKEYREJECTED (unknown kid or bad
+ * signature), -EKEYEXPIRED (expired or not yet valid), -EACCES (audience not in aud),
+ * -E2BIG (too long), -ENOMEM; *ret_why (if given) is a static one-line reason fit for a
+ * gRPC status message. Thread-safe. */
+#define CA_MAX_JWT 16384
+#define CA_JWT_LEEWAY 30
+int ca_verify_jwt(struct ca *ca, const char *token, size_t token_len, const char *audience,
+		  char **ret_sub, char **ret_claims, const char **ret_why);
+
 /* Rotate the JWT signing key now (also done automatically by ca_tick()). */
 int ca_rotate_jwt_key(struct ca *ca);
 /* Periodic housekeeping: rotate when due, drop retired keys whose tokens have all
