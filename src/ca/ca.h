@@ -80,7 +80,7 @@ int ca_jwks_json(struct ca *ca, char **ret);
  * signature), -EKEYEXPIRED (expired or not yet valid), -EACCES (audience not in aud),
  * -E2BIG (too long), -ENOMEM; *ret_why (if given) is a static one-line reason fit for a
  * gRPC status message. Thread-safe. */
-#define CA_MAX_JWT 16384
+#define CA_MAX_JWT (16 * 1024)
 #define CA_JWT_LEEWAY 30
 int ca_verify_jwt(struct ca *ca, const char *token, size_t token_len, const char *audience,
 		  char **ret_sub, char **ret_claims, const char **ret_why);

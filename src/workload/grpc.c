@@ -42,6 +42,13 @@ struct msgbuf {
 	uint8_t data[];
 };
 
+/* Response messages may carry private keys (X509SVIDResponse): wipe before freeing. */
+static void msgbuf_free(struct msgbuf *m)
+{
+	explicit_bzero(m->data, m->len);
+	free(m);
+}
+
 struct md {
 	char *name, *value;
 };
@@ -162,7 +169,7 @@ static void queue_free(struct conn *c, struct grpc_call *call)
 
 	for (; m; m = next) {
 		next = m->next;
-		free(m);
+		msgbuf_free(m);
 	}
 	call->qhead = call->qtail = NULL;
 	c->queued -= call->queued;
@@ -351,7 +358,7 @@ static ssize_t call_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
 			call->qhead = m->next;
 			if (!call->qhead)
 				call->qtail = NULL;
-			free(m);
+			msgbuf_free(m);
 		}
 	}
 	if (!call->qhead && call->finishing) {
