@@ -103,7 +103,8 @@ struct grpc_handler {
 };
 
 /* Listen on the Unix socket at path and serve it on background threads. A stale socket at
- * path is replaced (anything else there gives -EEXIST); a missing parent directory is
+ * path is replaced; a live one (a server accepts on it) gives -EADDRINUSE, anything else
+ * there -EEXIST; a missing parent directory is
  * created 0755. The socket is made 0777: every workload may connect, callers are told
  * apart by SO_PEERCRED. handler is copied; ctx is passed to it untouched. limits may be
  * NULL. On success *ret_srv owns the socket and threads. -errno on failure. */
