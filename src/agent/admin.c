@@ -93,6 +93,17 @@ static json_t *cmd_stats(struct agent *a)
 	json_object_set_new(o, "tracker",
 			    json_pack("{s:I,s:I,s:I}", "pids", (json_int_t)ts.pids, "workloads",
 				      (json_int_t)ts.workloads, "drops", (json_int_t)ts.drops));
+	json_t *wl = json_null();
+	if (a->wlapi) {
+		struct wlapi_stats ws;
+		wlapi_stats(a->wlapi, &ws);
+		wl = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:i}", "socket",
+			       a->cfg.workload_api_socket, "calls", (json_int_t)ws.calls, "denied",
+			       (json_int_t)ws.denied, "x509_minted", (json_int_t)ws.x509_minted,
+			       "jwt_minted", (json_int_t)ws.jwt_minted, "pushes",
+			       (json_int_t)ws.pushes, "open_streams", (int)ws.open_streams);
+	}
+	json_object_set_new(o, "workload_api", wl ? wl : json_null());
 	return o;
 }
 
@@ -304,10 +315,11 @@ static json_t *cmd_run_info(struct agent *a)
 	char *pem = read_ca_pem(ca);
 	json_t *o;
 
-	o = json_pack("{s:o,s:s,s:o,s:s}", "cgroup",
+	o = json_pack("{s:o,s:s,s:o,s:s,s:o}", "cgroup",
 		      a->intercept_cgroup ? json_string(a->intercept_cgroup) : json_null(), "ca",
 		      ca, "ca_pem", pem ? json_string(pem) : json_null(), "intercept",
-		      a->intercept_state);
+		      a->intercept_state, "workload_api",
+		      a->wlapi ? json_string(a->cfg.workload_api_socket) : json_null());
 	free(pem);
 	return o ? o : err_json("out of memory");
 }

@@ -15,6 +15,7 @@
 #include "proxy/proxy.h"
 #include "registry/registry.h"
 #include "registry/revoke.h"
+#include "workload/wlapi.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -32,6 +33,7 @@ struct agent {
 	struct tracker *tracker;	 /* drops a workload's tokens after its last process */
 	struct intercept *intercept;	 /* NULL: explicit mode only */
 	struct resolver *resolver;	 /* feeds the intercept's destinations (when on) */
+	struct wlapi *wlapi;		 /* SPIFFE Workload API; NULL when turned off */
 	char *intercept_cgroup;		 /* the cgroup the hooks are attached to (when on) */
 	char intercept_state[320];	 /* "on" | "off: <cause>"; set before the admin
 					  * socket starts, constant afterwards */
@@ -55,8 +57,11 @@ void agent_serve_sequential(struct agent *a, int listen_fd, void (*serve)(struct
  * {"error": TEXT}):
  *   revoke   {"revoked": SPIFFE_ID, "workload": PATH, "reason": TEXT, "already": BOOL}
  *   unrevoke {"unrevoked": SPIFFE_ID, "workload": PATH, "was_revoked": BOOL}
- *   run-info {"cgroup": PATH|null, "ca": PATH, "ca_pem": PEM, "intercept": "on"|"off: .."}
- *   stats    {..., "intercept": "on"|"off: ..", "resolver": {...}|null, "tracker": {...}}
+ *   run-info {"cgroup": PATH|null, "ca": PATH, "ca_pem": PEM, "intercept": "on"|"off: ..",
+ *             "workload_api": SOCKET_PATH|null}
+ *   stats    {..., "intercept": "on"|"off: ..", "resolver": {...}|null, "tracker": {...},
+ *             "workload_api": {socket, calls, denied, x509_minted, jwt_minted, pushes,
+ *             open_streams}|null}
  * Callers must be root or vouchd's own uid (SO_PEERCRED). */
 int admin_start(struct agent *a);
 void admin_stop(struct agent *a);

@@ -389,6 +389,22 @@ static int agent_start(struct agent *a)
 	struct resource_set *set = registry_get(a->registry);
 	tokenfiles_sync(tokenfiles_agent, set);
 	resource_set_unref(set);
+	if (a->cfg.workload_api_socket[0]) {
+		r = wlapi_start(&(struct wlapi_config){.socket_path = a->cfg.workload_api_socket,
+						       .ca = a->ca,
+						       .registry = a->registry,
+						       .attest = a->attest,
+						       .revocations = a->revocations,
+						       .audit = a->audit,
+						       .x509_ttl = a->cfg.x509_ttl},
+				&a->wlapi);
+		if (r < 0) {
+			log_err("workload API socket %s: %s", a->cfg.workload_api_socket,
+				strerror(-r));
+			return r;
+		}
+		log_info("SPIFFE Workload API on unix://%s", a->cfg.workload_api_socket);
+	}
 	r = admin_start(a);
 	if (r < 0) {
 		log_err("admin socket %s: %s", a->cfg.admin_socket, strerror(-r));
@@ -426,6 +442,8 @@ static void housekeeping(struct agent *a, bool force)
 	tokenfiles_sync(tokenfiles_agent, cur);
 	resource_set_unref(cur);
 	ca_tick(a->ca);
+	if (a->wlapi)
+		wlapi_tick(a->wlapi); /* after ca_tick: pushes a rotated JWKS at once */
 	attest_cache_prune(a->attest);
 }
 
@@ -433,6 +451,8 @@ static void agent_stop(struct agent *a)
 {
 	atomic_store(&a->stopping, true);
 	proxy_stop(a->proxy);
+	wlapi_stop(a->wlapi); /* ends the streams, removes the socket */
+	a->wlapi = NULL;
 	resolver_stop(a->resolver);
 	intercept_close(a->intercept); /* detaches the hooks: nothing is redirected any more */
 	free(a->intercept_cgroup);

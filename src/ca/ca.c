@@ -741,6 +741,253 @@ out:
 	return r;
 }
 
+/* ---- JWT-SVID validation ---- */
+
+/* The public key for kid: the current signing key or a retired one still published.
+ * NULL when unknown. Caller frees. */
+static EVP_PKEY *verify_key(struct ca *ca, const char *kid)
+{
+	EVP_PKEY *k = NULL;
+	char *pem = NULL;
+
+	pthread_mutex_lock(&ca->lock);
+	if (strcmp(kid, ca->cur.kid) == 0) {
+		if (EVP_PKEY_up_ref(ca->jwt_key))
+			k = ca->jwt_key;
+	} else {
+		for (size_t i = 0; i < ca->n_retired; i++)
+			if (strcmp(kid, ca->retired[i].kid) == 0 && ca->retired[i].pem) {
+				pem = strdup(ca->retired[i].pem);
+				break;
+			}
+	}
+	pthread_mutex_unlock(&ca->lock);
+	if (pem && certbuild_pubkey_from_pem(pem, strlen(pem), &k) < 0)
+		k = NULL;
+	free(pem);
+	return k;
+}
+
+/* ES256 verification of a raw r||s signature (RFC 7518 §3.4). */
+static bool es256_verify(EVP_PKEY *k, const void *tbs, size_t n, const unsigned char sig[64])
+{
+	ECDSA_SIG *es = ECDSA_SIG_new();
+	BIGNUM *r = BN_bin2bn(sig, 32, NULL), *s = BN_bin2bn(sig + 32, 32, NULL);
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned char *der = NULL;
+	int dlen;
+	bool good = false;
+
+	if (!es || !r || !s || !md || ECDSA_SIG_set0(es, r, s) != 1)
+		goto out;
+	r = s = NULL; /* owned by es */
+	dlen = i2d_ECDSA_SIG(es, &der);
+	good = dlen > 0 && EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, k) == 1 &&
+	       EVP_DigestVerify(md, der, (size_t)dlen, tbs, n) == 1;
+out:
+	ossl_drain();
+	OPENSSL_free(der);
+	EVP_MD_CTX_free(md);
+	BN_free(r);
+	BN_free(s);
+	ECDSA_SIG_free(es);
+	return good;
+}
+
+/* Decode one base64url JWS part (no padding) that must be a JSON object. */
+static json_t *jws_json_part(const char *p, size_t n)
+{
+	unsigned char buf[CA_MAX_JWT];
+	long dn;
+
+	if (n == 0 || n > CA_MAX_JWT)
+		return NULL;
+	dn = base64url_decode(p, n, buf, sizeof(buf));
+	if (dn <= 0)
+		return NULL;
+	json_t *j = json_loadb((const char *)buf, (size_t)dn, JSON_REJECT_DUPLICATES, NULL);
+	if (j && !json_is_object(j)) {
+		json_decref(j);
+		j = NULL;
+	}
+	return j;
+}
+
+static bool json_num(json_t *j, double *ret)
+{
+	if (!json_is_number(j))
+		return false;
+	*ret = json_number_value(j);
+	return true;
+}
+
+int ca_verify_jwt(struct ca *ca, const char *token, size_t token_len, const char *audience,
+		  char **ret_sub, char **ret_claims, const char **ret_why)
+{
+	const char *why = "malformed token", *dot1, *dot2, *end = token + token_len;
+	json_t *hdr = NULL, *claims = NULL, *v;
+	EVP_PKEY *key = NULL;
+	unsigned char sig[66];
+	char *sub = NULL, *out = NULL;
+	const char *k;
+	double exp, t;
+	time_t now;
+	int r = -EINVAL;
+
+	if (!token || !audience || !audience[0] || !ret_sub || !ret_claims) {
+		why = "audience must be specified";
+		goto out;
+	}
+	if (token_len > CA_MAX_JWT) {
+		why = "token too long";
+		r = -E2BIG;
+		goto out;
+	}
+	if (memchr(token, '\0', token_len))
+		goto out;
+	dot1 = memchr(token, '.', token_len);
+	dot2 = dot1 ? memchr(dot1 + 1, '.', (size_t)(end - dot1 - 1)) : NULL;
+	if (!dot1 || !dot2 || memchr(dot2 + 1, '.', (size_t)(end - dot2 - 1)) || dot1 == token ||
+	    dot2 == dot1 + 1 || dot2 + 1 == end) {
+		why = "not a compact JWS (three non-empty parts)";
+		goto out;
+	}
+	/* header: {alg: ES256, kid, typ?: JWT|JOSE}, nothing else (JWT-SVID §2) */
+	hdr = jws_json_part(token, (size_t)(dot1 - token));
+	if (!hdr) {
+		why = "the JOSE header is not a JSON object";
+		goto out;
+	}
+	json_object_foreach(hdr, k, v)
+	{
+		if (strcmp(k, "alg") == 0) {
+			if (!json_is_string(v) || strcmp(json_string_value(v), "ES256") != 0) {
+				why = "unsupported alg (vouch signs ES256)";
+				goto out;
+			}
+		} else if (strcmp(k, "typ") == 0) {
+			if (!json_is_string(v) || (strcmp(json_string_value(v), "JWT") != 0 &&
+						   strcmp(json_string_value(v), "JOSE") != 0)) {
+				why = "typ must be JWT or JOSE";
+				goto out;
+			}
+		} else if (strcmp(k, "kid") != 0) {
+			why = "unexpected JOSE header parameter";
+			goto out;
+		}
+	}
+	if (!json_object_get(hdr, "alg")) {
+		why = "no alg";
+		goto out;
+	}
+	v = json_object_get(hdr, "kid");
+	if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) >= CA_B64_32 + 16) {
+		why = "token header missing key id";
+		goto out;
+	}
+	/* signature */
+	long sn = base64url_decode(dot2 + 1, (size_t)(end - dot2 - 1), sig, sizeof(sig));
+	if (sn != 64) {
+		why = "malformed ES256 signature";
+		goto out;
+	}
+	key = verify_key(ca, json_string_value(v));
+	if (!key) {
+		why = "unknown key id (not a key of this trust domain's JWKS)";
+		r = -EKEYREJECTED;
+		goto out;
+	}
+	if (!es256_verify(key, token, (size_t)(dot2 - token), sig)) {
+		why = "bad signature";
+		r = -EKEYREJECTED;
+		goto out;
+	}
+	/* claims */
+	claims = jws_json_part(dot1 + 1, (size_t)(dot2 - dot1 - 1));
+	if (!claims) {
+		why = "the claims are not a JSON object";
+		goto out;
+	}
+	v = json_object_get(claims, "sub");
+	size_t tdl = strlen(ca->td);
+	const char *sv = json_string_value(v);
+	const char *reason = NULL;
+	if (!sv || strncmp(sv, "spiffe://", 9) != 0 || strncmp(sv + 9, ca->td, tdl) != 0 ||
+	    sv[9 + tdl] != '/' || strlen(sv) > CA_MAX_ID ||
+	    resources_check_spiffe_path(sv + 9 + tdl + 1, &reason) < 0) {
+		why = "sub is not a workload SPIFFE ID of this trust domain";
+		goto out;
+	}
+	v = json_object_get(claims, "aud");
+	bool aud_ok = false;
+	if (json_is_string(v)) {
+		aud_ok = strcmp(json_string_value(v), audience) == 0;
+	} else if (json_is_array(v) && json_array_size(v) > 0) {
+		size_t i;
+		json_t *a;
+		json_array_foreach(v, i, a)
+		{
+			if (!json_is_string(a)) {
+				why = "aud holds a non-string";
+				goto out;
+			}
+			aud_ok = aud_ok || strcmp(json_string_value(a), audience) == 0;
+		}
+	} else {
+		why = "aud missing or empty";
+		goto out;
+	}
+	if (!json_num(json_object_get(claims, "exp"), &exp)) {
+		why = "exp missing or not a number";
+		goto out;
+	}
+	for (const char *nm = "nbf"; nm; nm = strcmp(nm, "nbf") == 0 ? "iat" : NULL) {
+		v = json_object_get(claims, nm);
+		if (v && !json_is_number(v)) {
+			why = "nbf/iat not a number";
+			goto out;
+		}
+	}
+	now = ca->clock();
+	if ((double)now >= exp + CA_JWT_LEEWAY) {
+		why = "token expired";
+		r = -EKEYEXPIRED;
+		goto out;
+	}
+	if ((json_num(json_object_get(claims, "nbf"), &t) && t > (double)now + CA_JWT_LEEWAY) ||
+	    (json_num(json_object_get(claims, "iat"), &t) && t > (double)now + CA_JWT_LEEWAY)) {
+		why = "token not valid yet";
+		r = -EKEYEXPIRED;
+		goto out;
+	}
+	if (!aud_ok) {
+		why = "audience mismatch";
+		r = -EACCES;
+		goto out;
+	}
+	sub = strdup(sv);
+	out = json_dumps(claims, JSON_COMPACT);
+	if (!sub || !out) {
+		why = "out of memory";
+		r = -ENOMEM;
+		goto out;
+	}
+	*ret_sub = sub;
+	*ret_claims = out;
+	sub = out = NULL;
+	why = NULL;
+	r = 0;
+out:
+	free(sub);
+	free(out);
+	EVP_PKEY_free(key);
+	json_decref(claims);
+	json_decref(hdr);
+	if (ret_why)
+		*ret_why = why;
+	return r;
+}
+
 /* ---- JWKS and rotation ---- */
 
 static json_t *jwk_json(const struct jwt_pub *p)

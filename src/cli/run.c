@@ -9,7 +9,9 @@
  *   4. sets SSL_CERT_FILE, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE (the bundle),
  *      NODE_EXTRA_CA_CERTS (the CA: Node adds it to its built-in roots; a value the
  *      caller had is combined with it), and ANTHROPIC_API_KEY=vouch-managed unless
- *      already set (the SDK needs some key; the proxy strips it);
+ *      already set (the SDK needs some key; the proxy strips it), and
+ *      SPIFFE_ENDPOINT_SOCKET=unix://<socket> when vouchd serves the Workload API and the
+ *      caller did not set it;
  *   5. execs CMD. With --workload-hint, CMD is started stopped at its first instruction
  *      (ptrace exec stop), vouchd attests that very process, and CMD runs only if the
  *      WorkloadIdentity it matched is NAME (name, workloadID or SPIFFE ID); otherwise it
@@ -465,6 +467,14 @@ int cli_run(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	const char *key = getenv("ANTHROPIC_API_KEY");
+	const char *wl = json_string_value(json_object_get(info, "workload_api"));
+	char wl_uri[160];
+	if (wl && !getenv("SPIFFE_ENDPOINT_SOCKET") && wl[0] == '/' &&
+	    (size_t)snprintf(wl_uri, sizeof(wl_uri), "unix://%s", wl) < sizeof(wl_uri) &&
+	    setenv("SPIFFE_ENDPOINT_SOCKET", wl_uri, 1) < 0) {
+		fprintf(stderr, "vouch run: setenv: %s\n", strerror(errno));
+		goto out;
+	}
 	if (setenv("SSL_CERT_FILE", bundle_path, 1) < 0 ||
 	    setenv("REQUESTS_CA_BUNDLE", bundle_path, 1) < 0 ||
 	    setenv("CURL_CA_BUNDLE", bundle_path, 1) < 0 ||

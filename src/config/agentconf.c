@@ -159,6 +159,15 @@ static const char *check_socket_path(const char *s)
 	return NULL;
 }
 
+static const char *check_socket_path_or_off(const char *s)
+{
+	if (!*s)
+		return NULL;
+	if (*s != '/')
+		return "expected an absolute path (or \"\" to turn it off)";
+	return check_socket_path(s);
+}
+
 static const char *check_log_level(const char *s)
 {
 	static const char *const levels[] = {"debug", "info", "warn", "error"};
@@ -186,6 +195,7 @@ static const struct conf_key conf_keys[] = {
     STR("auditLog", audit_log, NULL, false),
     STR("adminSocket", admin_socket, check_socket_path, false),
     STR("oidcListen", oidc_listen, check_listen_or_off, true),
+    STR("workloadApiSocket", workload_api_socket, check_socket_path_or_off, true),
     STR("proxyListen", proxy_listen, check_listen_or_off, true),
     STR("upstreamCAFile", upstream_ca_file, NULL, false),
     STR("caCertFile", ca_cert_file, NULL, false),
@@ -208,6 +218,7 @@ static const char *const all_keys[] = {
     "auditLog",
     "adminSocket",
     "oidcListen",
+    "workloadApiSocket",
     "proxyListen",
     "plainListeners",
     "upstreamCAFile",
@@ -273,6 +284,7 @@ int agentconf_defaults(struct agentconf *ret)
 	r |= set_str(&c.audit_log, "/var/lib/vouch/audit.log");
 	r |= set_str(&c.admin_socket, "/run/vouch/admin.sock");
 	r |= set_str(&c.oidc_listen, "127.0.0.1:7802");
+	r |= set_str(&c.workload_api_socket, "/run/vouch/workload.sock");
 	r |= set_str(&c.proxy_listen, "127.0.0.1:7800");
 	r |= set_str(&c.log_level, "info");
 	r |= set_str(&c.intercept.listen4, "127.0.0.1:7803");

@@ -35,6 +35,8 @@ struct agentconf {
 	char *audit_log;     /* default "<stateDir>/audit.log"; "-" = stderr */
 	char *admin_socket;  /* default "/run/vouch/admin.sock" */
 	char *oidc_listen;   /* default "127.0.0.1:7802"; "" disables */
+	char *workload_api_socket; /* SPIFFE Workload API, default "/run/vouch/workload.sock";
+				    * "" disables */
 	char *proxy_listen;  /* HTTPS proxy (CONNECT), default "127.0.0.1:7800"; "" disables */
 	struct agentconf_plain
 	    *plain; /* plaintext listeners; default anthropic-api on 127.0.0.1:7801 */

@@ -237,6 +237,7 @@ export async function startVouchd(t, opts = {}) {
 		resourcesDir,
 		auditLog: join(dir, 'audit.log'),
 		adminSocket: join(dir, 'admin.sock'),
+		workloadApiSocket: join(dir, 'workload.sock'),
 		oidcListen: `127.0.0.1:${oidcPort}`,
 		proxyListen: `127.0.0.1:${proxyPort}`,
 		plainListeners: [{ service: 'anthropic-api', listen: `127.0.0.1:${plainPort}` }],
@@ -273,7 +274,7 @@ export async function startVouchd(t, opts = {}) {
 	};
 	const v = {
 		proc, pid: proc.pid, dir, configFile, config, stateDir, resourcesDir, auditLog: config.auditLog,
-		adminSocket: config.adminSocket, stderrFile, oidcPort, plainPort, proxyPort, issuer,
+		adminSocket: config.adminSocket, workloadApiSocket: config.workloadApiSocket, stderrFile, oidcPort, plainPort, proxyPort, issuer,
 		plainUrl: `http://127.0.0.1:${plainPort}`, proxyUrl: `http://127.0.0.1:${proxyPort}`,
 		get exited() { return exited; },
 		/** stdout+stderr of vouchd so far (also written to stderrFile). */

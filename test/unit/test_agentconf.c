@@ -76,6 +76,7 @@ static void test_defaults(void)
 	       strcmp(c.resources_dir, "/etc/vouch/resources.d") == 0 &&
 	       strcmp(c.audit_log, "/var/lib/vouch/audit.log") == 0 &&
 	       strcmp(c.admin_socket, "/run/vouch/admin.sock") == 0 &&
+	       strcmp(c.workload_api_socket, "/run/vouch/workload.sock") == 0 &&
 	       strcmp(c.oidc_listen, "127.0.0.1:7802") == 0 &&
 	       strcmp(c.proxy_listen, "127.0.0.1:7800") == 0 && strcmp(c.log_level, "info") == 0,
 	   "string defaults as documented");
@@ -108,6 +109,7 @@ static void test_full(void)
 				   "stateDir: /tmp/vouch-state\n"
 				   "resourcesDir: /tmp/vouch-res\n"
 				   "adminSocket: /tmp/vouch.sock\n"
+				   "workloadApiSocket: ''\n"
 				   "oidcListen: 127.0.0.1:9802\n"
 				   "proxyListen: \"\"\n"
 				   "plainListeners:\n"
@@ -137,6 +139,7 @@ static void test_full(void)
 		       strcmp(c.state_dir, "/tmp/vouch-state") == 0 &&
 		       strcmp(c.resources_dir, "/tmp/vouch-res") == 0 &&
 		       strcmp(c.admin_socket, "/tmp/vouch.sock") == 0 &&
+		       c.workload_api_socket[0] == '\0' &&
 		       strcmp(c.oidc_listen, "127.0.0.1:9802") == 0 && c.proxy_listen[0] == '\0' &&
 		       strcmp(c.upstream_ca_file, "/tmp/ca.pem") == 0 &&
 		       strcmp(c.ca_cert_file, "/tmp/idca.pem") == 0 &&
@@ -224,6 +227,12 @@ static void test_intercept(void)
 		      "unknown field 'enable', did you mean 'enabled'?");
 	expect_errors("intercept.enabled not a bool", "intercept: {enabled: yes}\n", 1, 1u, 22u,
 		      "intercept.enabled: expected true or false");
+	expect_errors("workloadApiSocket relative", "workloadApiSocket: wl.sock\n", 1, 1u, 20u,
+		      "expected an absolute path");
+	expect_errors("workloadApiSocket too long",
+		      "workloadApiSocket: /run/vouch/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\n",
+		      1, 1u, 20u, "longer than a Unix socket path");
 	expect_errors("intercept.cgroup relative", "intercept: {cgroup: vouch}\n", 1, 1u, 21u,
 		      "expected an absolute path");
 	expect_errors("intercept.cgroup with ..", "intercept: {cgroup: /sys/fs/cgroup/../x}\n", 1,
