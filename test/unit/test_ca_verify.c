@@ -1,0 +1,314 @@
+/* test_ca_verify — ca_verify_jwt (Workload API ValidateJWTSVID): tokens minted by the CA
+ * validate; every malformed, forged, expired or misaddressed token is refused with the
+ * documented code and a reason. Tokens with arbitrary claims are signed here with the CA's
+ * own signing key, read from its state directory, so the claim checks are reached with a
+ * valid signature. */
+#include "tap.h"
+
+#include "ca/ca.h"
+#include "common/base64.h"
+
+#include <errno.h>
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Test tables of formats and deliberately reshaped tokens. */
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+
+static char base[] = "/tmp/vouch-cav-XXXXXX";
+static struct ca *ca;
+static time_t fake_now;
+static time_t fake_clock(void) { return fake_now; }
+
+/* The CA's current signing key, from <state>/jwt-keys (first PRIVATE KEY block). */
+static EVP_PKEY *ca_signing_key(void)
+{
+	char p[400], buf[65536];
+	FILE *f;
+	size_t n;
+
+	snprintf(p, sizeof(p), "%s/state/jwt-keys", base);
+	f = fopen(p, "r");
+	if (!f)
+		return NULL;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	char *b = strstr(buf, "-----BEGIN PRIVATE KEY-----");
+	if (!b)
+		return NULL;
+	BIO *bio = BIO_new_mem_buf(b, -1);
+	EVP_PKEY *k = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	return k;
+}
+
+/* base64url(header).base64url(claims).base64url(raw r||s ES256 by key) into out. */
+static void sign_token(EVP_PKEY *key, const char *header, const char *claims, char *out, size_t cap)
+{
+	char h[4096], c[8192], s[128];
+	unsigned char der[128], raw[64];
+	size_t dlen = sizeof(der);
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+
+	base64url_encode(header, strlen(header), h, sizeof(h));
+	base64url_encode(claims, strlen(claims), c, sizeof(c));
+	snprintf(out, cap, "%s.%s", h, c);
+	EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key);
+	EVP_DigestSign(md, der, &dlen, (unsigned char *)out, strlen(out));
+	EVP_MD_CTX_free(md);
+	const unsigned char *p = der;
+	ECDSA_SIG *sig = d2i_ECDSA_SIG(NULL, &p, (long)dlen);
+	const BIGNUM *r, *sv;
+	ECDSA_SIG_get0(sig, &r, &sv);
+	BN_bn2binpad(r, raw, 32);
+	BN_bn2binpad(sv, raw + 32, 32);
+	ECDSA_SIG_free(sig);
+	base64url_encode(raw, 64, s, sizeof(s));
+	size_t l = strlen(out);
+	snprintf(out + l, cap - l, ".%s", s);
+}
+
+static char kid[64];
+
+/* The kid of the current key, from a freshly minted token's header. */
+static void read_kid(void)
+{
+	const char *aud[] = {"x"};
+	struct secret *t = NULL;
+	char jti[33], hdr[256];
+	unsigned char dec[256];
+
+	ca_mint_jwt(ca, "k/k", aud, 1, 0, &t, jti);
+	const char *dot = strchr((char *)t->data, '.');
+	long n = base64url_decode((char *)t->data, (size_t)(dot - (char *)t->data), dec, sizeof(dec) - 1);
+	dec[n] = '\0';
+	snprintf(hdr, sizeof(hdr), "%s", (char *)dec);
+	char *k = strstr(hdr, "\"kid\":\"");
+	char *e = k ? strchr(k + 7, '"') : NULL;
+	if (k && e) {
+		*e = '\0';
+		snprintf(kid, sizeof(kid), "%s", k + 7);
+	}
+	secret_free(t);
+}
+
+/* Expect code for token; prints the reason. */
+static void expect(const char *tok, const char *aud, int want, const char *desc)
+{
+	char *sub = NULL, *claims = NULL;
+	const char *why = NULL;
+	int r = ca_verify_jwt(ca, tok, strlen(tok), aud, &sub, &claims, &why);
+
+	ok(r == want && (r == 0 ? why == NULL && sub && claims : why != NULL && !sub && !claims),
+	   "%s: %d (want %d), why: %s", desc, r, want, why ? why : "-");
+	free(sub);
+	free(claims);
+}
+
+static void test_minted(void)
+{
+	const char *aud[] = {"https://api.example", "other"};
+	struct secret *t = NULL;
+	char jti[33], *sub = NULL, *claims = NULL;
+	const char *why = "x";
+
+	ok(ca_mint_jwt(ca, "team/app", aud, 2, 0, &t, jti) == 0, "mint");
+	int r = ca_verify_jwt(ca, (char *)t->data, t->len, "other", &sub, &claims, &why);
+	ok(r == 0 && why == NULL, "a minted token validates (%d %s)", r, why ? why : "");
+	ok(sub && strcmp(sub, "spiffe://vouch.test/team/app") == 0, "sub: %s", sub ? sub : "");
+	ok(claims && strstr(claims, "\"aud\":[\"https://api.example\",\"other\"]") &&
+	       strstr(claims, "\"exp\":") && strstr(claims, "\"iat\":") && strstr(claims, jti),
+	   "claims carry aud, exp, iat, jti: %s", claims ? claims : "");
+	free(sub);
+	free(claims);
+	expect((char *)t->data, "https://wrong.example", -EACCES, "wrong audience");
+	expect((char *)t->data, "", -EINVAL, "empty audience");
+
+	/* tampering */
+	char buf[CA_MAX_JWT + 64];
+	snprintf(buf, sizeof(buf), "%s", (char *)t->data);
+	char *dot2 = strrchr(buf, '.');
+	dot2[5] = dot2[5] == 'A' ? 'B' : 'A';
+	expect(buf, "other", -EKEYREJECTED, "tampered signature");
+	snprintf(buf, sizeof(buf), "%s", (char *)t->data);
+	char *dot1 = strchr(buf, '.');
+	dot1[3] = dot1[3] == 'A' ? 'B' : 'A';
+	expect(buf, "other", -EKEYREJECTED, "tampered payload (the signature is checked first)");
+
+	/* expiry, with the clock moved */
+	fake_now = time(NULL) + 300 + CA_JWT_LEEWAY - 5;
+	ca_set_clock_for_test(ca, fake_clock);
+	expect((char *)t->data, "other", 0, "just past exp but within the leeway");
+	fake_now = time(NULL) + 300 + CA_JWT_LEEWAY + 5;
+	expect((char *)t->data, "other", -EKEYEXPIRED, "expired");
+	ca_set_clock_for_test(ca, NULL);
+
+	/* a token signed by the key that was current, after a rotation: still published */
+	ok(ca_rotate_jwt_key(ca) == 0, "rotate the signing key");
+	expect((char *)t->data, "other", 0, "signed by a retired, still published key");
+	/* after the retired key's publication ends it is pruned: the token no longer validates */
+	fake_now = time(NULL) + 2 * 300 + 3600;
+	ca_set_clock_for_test(ca, fake_clock);
+	ca_tick(ca);
+	ca_set_clock_for_test(ca, NULL);
+	expect((char *)t->data, "other", -EKEYREJECTED, "its key pruned from the JWKS: unknown kid");
+	secret_free(t);
+	read_kid();
+}
+
+static void test_crafted(void)
+{
+	EVP_PKEY *key = ca_signing_key(), *foreign = EVP_EC_gen("P-256");
+	char tok[CA_MAX_JWT * 2], hdr[256], cl[1024];
+	long now = (long)time(NULL);
+
+	ok(key && foreign && kid[0], "the CA's signing key and kid, and a foreign key");
+	if (!key || !foreign)
+		return;
+	snprintf(hdr, sizeof(hdr), "{\"alg\":\"ES256\",\"kid\":\"%s\",\"typ\":\"JWT\"}", kid);
+#define CLAIMS(fmt, ...) snprintf(cl, sizeof(cl), fmt, __VA_ARGS__)
+	CLAIMS("{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":\"x\",\"exp\":%ld}", now + 60);
+	sign_token(key, hdr, cl, tok, sizeof(tok));
+	expect(tok, "x", 0, "crafted with the CA key: aud as a string is accepted");
+
+	sign_token(foreign, hdr, cl, tok, sizeof(tok));
+	expect(tok, "x", -EKEYREJECTED, "same kid, signed by a foreign key");
+
+	char h2[256];
+	snprintf(h2, sizeof(h2), "{\"alg\":\"ES256\",\"kid\":\"%s\"}", kid);
+	sign_token(key, h2, cl, tok, sizeof(tok));
+	expect(tok, "x", 0, "no typ is fine");
+	snprintf(h2, sizeof(h2), "{\"alg\":\"ES256\",\"kid\":\"%s\",\"typ\":\"JOSE\"}", kid);
+	sign_token(key, h2, cl, tok, sizeof(tok));
+	expect(tok, "x", 0, "typ JOSE is fine");
+
+	static const char *const bad_headers[] = {
+	    "{\"alg\":\"none\",\"kid\":\"%s\"}",
+	    "{\"alg\":\"HS256\",\"kid\":\"%s\"}",
+	    "{\"alg\":\"RS256\",\"kid\":\"%s\"}",
+	    "{\"alg\":\"ES256\",\"kid\":\"%s\",\"typ\":\"foo\"}",
+	    "{\"alg\":\"ES256\",\"kid\":\"%s\",\"jku\":\"https://evil\"}",
+	    "{\"alg\":\"ES256\",\"kid\":\"%s\",\"alg\":\"ES256\"}", /* duplicate member */
+	    "{\"kid\":\"%s\"}",
+	    "[\"%s\"]",
+	};
+	for (size_t i = 0; i < sizeof(bad_headers) / sizeof(bad_headers[0]); i++) {
+		char d[128];
+		snprintf(h2, sizeof(h2), bad_headers[i], kid);
+		sign_token(key, h2, cl, tok, sizeof(tok));
+		snprintf(d, sizeof(d), "bad header %zu %.60s", i, h2);
+		expect(tok, "x", -EINVAL, d);
+	}
+	sign_token(key, "{\"alg\":\"ES256\"}", cl, tok, sizeof(tok));
+	expect(tok, "x", -EINVAL, "no kid");
+	sign_token(key, "{\"alg\":\"ES256\",\"kid\":\"nope\"}", cl, tok, sizeof(tok));
+	expect(tok, "x", -EKEYREJECTED, "unknown kid");
+
+	static const char *const bad_claims[] = {
+	    "{\"sub\":\"spiffe://vouch.test/a/b\",\"exp\":%ld}",			/* no aud */
+	    "{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":[],\"exp\":%ld}",		/* empty */
+	    "{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":[\"x\",1],\"exp\":%ld}",	/* non-string */
+	    "{\"sub\":\"spiffe://other.test/a/b\",\"aud\":\"x\",\"exp\":%ld}",		/* other td */
+	    "{\"sub\":\"spiffe://vouch.test\",\"aud\":\"x\",\"exp\":%ld}",		/* root */
+	    "{\"sub\":\"spiffe://vouch.test/\",\"aud\":\"x\",\"exp\":%ld}",
+	    "{\"sub\":\"spiffe://vouch.test/a/../b\",\"aud\":\"x\",\"exp\":%ld}",
+	    "{\"sub\":\"spiffe://vouch.testx/a\",\"aud\":\"x\",\"exp\":%ld}",
+	    "{\"sub\":42,\"aud\":\"x\",\"exp\":%ld}",
+	    "{\"aud\":\"x\",\"exp\":%ld}",
+	    "{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":\"x\",\"exp\":\"%ld\"}", /* string exp */
+	    "{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":\"x\",\"nbf\":\"0\",\"exp\":%ld}",
+	};
+	for (size_t i = 0; i < sizeof(bad_claims) / sizeof(bad_claims[0]); i++) {
+		char d[160];
+		CLAIMS(bad_claims[i], now + 60);
+		sign_token(key, hdr, cl, tok, sizeof(tok));
+		snprintf(d, sizeof(d), "bad claims %zu %.90s", i, cl);
+		expect(tok, "x", -EINVAL, d);
+	}
+	CLAIMS("{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":\"x\"%s}", "");
+	sign_token(key, hdr, cl, tok, sizeof(tok));
+	expect(tok, "x", -EINVAL, "exp missing");
+	CLAIMS("{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":\"x\",\"exp\":%ld,\"iat\":%ld}", now + 600,
+	       now + 300);
+	sign_token(key, hdr, cl, tok, sizeof(tok));
+	expect(tok, "x", -EKEYEXPIRED, "iat in the future");
+	CLAIMS("{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":\"x\",\"exp\":%ld,\"nbf\":%ld}", now + 600,
+	       now + 10);
+	sign_token(key, hdr, cl, tok, sizeof(tok));
+	expect(tok, "x", 0, "nbf within the leeway");
+	snprintf(cl, sizeof(cl), "[1,2]");
+	sign_token(key, hdr, cl, tok, sizeof(tok));
+	expect(tok, "x", -EINVAL, "claims not an object");
+
+	/* structure */
+	CLAIMS("{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":\"x\",\"exp\":%ld}", now + 60);
+	sign_token(key, hdr, cl, tok, sizeof(tok));
+	char t2[CA_MAX_JWT * 2];
+	char *d1 = strchr(tok, '.'), *d2 = strrchr(tok, '.');
+	snprintf(t2, sizeof(t2), "%.*s", (int)(d2 - tok), tok);
+	expect(t2, "x", -EINVAL, "two parts");
+	snprintf(t2, sizeof(t2), "%s.AAAA", tok);
+	expect(t2, "x", -EINVAL, "four parts");
+	snprintf(t2, sizeof(t2), "%.*s.%s", (int)(d1 - tok), tok, d2);
+	expect(t2, "x", -EINVAL, "empty payload part");
+	snprintf(t2, sizeof(t2), "%.*s.", (int)(d2 - tok), tok);
+	expect(t2, "x", -EINVAL, "empty signature part");
+	snprintf(t2, sizeof(t2), "%s=", tok);
+	expect(t2, "x", -EINVAL, "padding in the signature");
+	snprintf(t2, sizeof(t2), "%.*s", (int)(strlen(tok) - 4), tok);
+	expect(t2, "x", -EINVAL, "short signature");
+	expect("not a token", "x", -EINVAL, "not a JWS");
+	expect("", "x", -EINVAL, "empty");
+	expect("e30.e30.AAAA", "x", -EINVAL, "{} header");
+
+	char *huge = malloc(CA_MAX_JWT + 2);
+	memset(huge, 'A', CA_MAX_JWT + 1);
+	huge[10] = '.';
+	huge[20] = '.';
+	huge[CA_MAX_JWT + 1] = '\0';
+	expect(huge, "x", -E2BIG, "over CA_MAX_JWT");
+	free(huge);
+	/* an embedded NUL is not hidden behind the length */
+	char *why = NULL;
+	const char *w = NULL;
+	char *s2 = NULL;
+	char withnul[64] = "e30.e30\0.AAAA";
+	ok(ca_verify_jwt(ca, withnul, 13, "x", &s2, &why, &w) == -EINVAL && w,
+	   "an embedded NUL: -EINVAL (%s)", w ? w : "");
+	EVP_PKEY_free(foreign);
+	EVP_PKEY_free(key);
+}
+
+int main(void)
+{
+	char state[300];
+
+	if (!mkdtemp(base)) {
+		ok(0, "mkdtemp");
+		return tap_done();
+	}
+	snprintf(state, sizeof(state), "%s/state", base);
+	struct ca_config cc = {.state_dir = state,
+			       .trust_domain = "vouch.test",
+			       .issuer = "https://issuer.example"};
+	ok(ca_open(&cc, &ca) == 0, "CA");
+	if (ca) {
+		test_minted();
+		test_crafted();
+		ca_free(ca);
+	}
+	char cmd[400];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", base);
+	if (system(cmd) != 0)
+		ok(0, "cleanup");
+	return tap_done();
+}
