@@ -14,8 +14,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import net from 'node:net';
-import { existsSync } from 'node:fs';
-import { haveVouchd, onCleanup, runVouch, sleep, spiffeId, startVouchd, waitFor, workloadResource, yamlDocs } from './lib.mjs';
+import { spawn } from 'node:child_process';
+import { chmodSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+	HERE, NODE, haveVouchd, isRoot, onCleanup, runVouch, sleep, spiffeId, startVouchd, waitFor, workloadResource, yamlDocs,
+} from './lib.mjs';
 import {
 	F, H2ERR, PREFACE, RawH2, T, WellBehaved, frame, grpcHeaders, grpcMessage, h2Call, headersFrames, hpack,
 	jwtSvidRequest, settings,
@@ -336,4 +340,49 @@ test('Workload API: hostile clients cost only themselves', { skip: !haveVouchd()
 		assert.equal(s.open_streams, 1);
 		assert.equal(v.exited, null);
 	});
+});
+
+// A connection flood: vouchd serves at most 256 connections (grpc_limits.max_conns) and closes
+// any further one at accept, for everybody. One local process (any uid: the socket is 0777)
+// that opens 256 connections and keeps them (an idle one lasts 60 s, and any byte resets that
+// clock) denies the Workload API to every workload that connects afterwards. As root the
+// flooder runs as uid 65534 and the victim is a new root workload.
+test('Workload API: a connection flood from one client does not lock out new workloads', { skip: !haveVouchd() && 'no vouchd (run make)', timeout: 60000 }, async (t) => {
+	const v = await startVouchd(t, {
+		resources: { 'wl.yaml': yamlDocs(workloadResource({ name: 'victim', workloadID: PATH, selectors: [{ 'process:uid': String(UID) }] })) },
+	});
+	const sock = v.workloadApiSocket;
+	await waitFor(() => existsSync(sock), { what: 'the workload socket' });
+	chmodSync(v.dir, 0o755); // the flooder's uid must reach the socket
+	{ // control: before the flood, a new workload is served
+		const c = new WellBehaved(sock);
+		const r0 = await c.jwt('spiffe://vouch.test/aud', 10000).finally(() => c.close());
+		assert.equal(r0.svids[0].spiffe_id, spiffeId(PATH));
+	}
+	const flooderUid = isRoot ? 65534 : UID;
+	const lib = join(HERE, 'clients', 'wl-h2.mjs');
+	const code = `import { connectionFlood } from ${JSON.stringify(lib)};
+		const f = await connectionFlood(${JSON.stringify(sock)}, 300);
+		process.stdout.write('open ' + f.open + '\\n');
+		setInterval(() => {}, 1000);`;
+	const flooder = spawn(NODE, ['--input-type=module', '-e', code], { uid: flooderUid, gid: isRoot ? 65534 : process.getgid(), stdio: ['ignore', 'pipe', 'pipe'] });
+	onCleanup(t, () => flooder.kill('SIGKILL'));
+	let out = '', err = '';
+	flooder.stdout.on('data', (d) => (out += d));
+	flooder.stderr.on('data', (d) => (err += d));
+	await waitFor(() => /open \d+/.test(out), { timeoutMs: 20000, what: `the flooder (uid ${flooderUid}) to connect: ${err}` });
+	t.diagnostic(`flooder uid ${flooderUid} holds ${out.trim()} connections`);
+
+	// A workload that starts now (a new channel) must still get its JWT-SVID.
+	const victim = new WellBehaved(sock);
+	onCleanup(t, () => victim.close());
+	let r, e;
+	try {
+		r = await victim.jwt('spiffe://vouch.test/aud', 10000);
+	} catch (x) {
+		e = x;
+	}
+	assert.equal(e, undefined, `a new workload is locked out while uid ${flooderUid} holds its connections: ${e?.code} ${e?.details}`);
+	assert.equal(r.svids[0].spiffe_id, spiffeId(PATH));
+	flooder.kill('SIGKILL');
 });

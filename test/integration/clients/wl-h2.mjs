@@ -352,3 +352,28 @@ export class WellBehaved {
 		this.client.close();
 	}
 }
+
+/**
+ * Open n connections to the socket, each sending the preface and an empty SETTINGS (a valid
+ * HTTP/2 client that then does nothing). Resolves {sockets, open} once every connect settled
+ * and settleMs passed; open counts those the server has not closed.
+ */
+export async function connectionFlood(path, n, { settleMs = 1000 } = {}) {
+	const sockets = [];
+	await Promise.all(Array.from({ length: n }, () => new Promise((res) => {
+		const s = net.connect(path);
+		s.on('error', () => {});
+		s.on('data', () => {});
+		s.on('close', () => {
+			s.gone = true;
+		});
+		s.once('connect', () => {
+			s.write(Buffer.concat([PREFACE, settings()]));
+			res();
+		});
+		s.once('error', res);
+		sockets.push(s);
+	})));
+	await new Promise((r) => setTimeout(r, settleMs));
+	return { sockets, open: sockets.filter((s) => !s.gone && !s.destroyed).length };
+}
