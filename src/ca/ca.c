@@ -1105,7 +1105,7 @@ int ca_mint_x509(struct ca *ca, const char *workload_path, struct secret **ret_k
 	if (na <= now)
 		return -EKEYEXPIRED;
 	if ((r = certbuild_keygen(&key)) < 0 ||
-	    (r = certbuild_new("vouch", NULL, key, now - 10, na, &x)) < 0)
+	    (r = certbuild_new("vouch", NULL, key, now - 10, na, true, &x)) < 0)
 		goto out;
 	r = -EIO;
 	if (!X509_set_issuer_name(x, X509_get_subject_name(ca->ca_cert))) {

@@ -25,9 +25,13 @@ bool certbuild_is_p256(const EVP_PKEY *key);
 
 /* A new v3 certificate: positive random 128-bit serial, subject O=<o>, CN=<cn> (cn may
  * be NULL), public key of pub, validity [nb, na]. Issuer is set to the subject (the
- * caller overrides it for a leaf). No extensions. */
+ * caller overrides it for a leaf). No extensions.
+ * der_only: the certificate will only be signed and serialized (certbuild_cert_der), never
+ * used as an object (SSL_CTX, X509_get0_pubkey, X509_check_private_key): a P-256 key is
+ * then set without OpenSSL's encoder (about 200 µs less per certificate with OpenSSL 3.0)
+ * and the object has no decoded public key. */
 int certbuild_new(const char *o, const char *cn, EVP_PKEY *pub, time_t nb, time_t na,
-		  X509 **ret);
+		  bool der_only, X509 **ret);
 /* Add extension nid from its OpenSSL config string (e.g. "critical,CA:TRUE"), with
  * issuer as the signing certificate for authorityKeyIdentifier (NULL = self). */
 int certbuild_add_ext(X509 *x, X509 *issuer, int nid, const char *value);

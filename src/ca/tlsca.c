@@ -143,7 +143,7 @@ static int issue(struct tlsca *t, const char *name, bool ip, time_t now, SSL_CTX
 	/* CN only when it fits (ub-common-name 64); clients match the SAN anyway. */
 	if ((r = certbuild_keygen(&key)) < 0 ||
 	    (r = certbuild_new("vouch", strlen(name) <= 64 ? name : NULL, key,
-			       now - TLSCA_LEAF_BACKDATE, na, &x)) < 0)
+			       now - TLSCA_LEAF_BACKDATE, na, false, &x)) < 0)
 		goto out;
 	r = -EIO;
 	if (!X509_set_issuer_name(x, X509_get_subject_name(t->cert)))

@@ -1,0 +1,380 @@
+/* wl_bench — SPIFFE Workload API answer latency, one client, sequential calls, against one
+ * or more servers side by side (bench/run.sh: vouchd and the grpc-go reference server).
+ *
+ *   wl_bench [-n CALLS] [-w WARMUP] [-r ROUNDS] LABEL=SOCKET [LABEL=SOCKET...]
+ *
+ * Operations (each timed from submitting the request to the moment the answer is complete):
+ *   x509      FetchX509SVID: first message of the stream (the SVID from cache), then
+ *             RST_STREAM(CANCEL), as go-spiffe's one-shot FetchX509SVID does
+ *   jwtbundle FetchJWTBundles: first message, then cancel
+ *   jwtsvid   FetchJWTSVID (unary; one JWT-SVID minted per call)
+ *   unimpl    FetchWITBundles: answered UNIMPLEMENTED by both servers: the gRPC round trip
+ *             with no Workload API work (the baseline)
+ *   x509-new  connect + FetchX509SVID first message + close: a fresh connection per call
+ * on one connection per target (except x509-new); rounds alternate between targets so that
+ * drift on a noisy VM hits all of them alike. Prints a Markdown table of p50 / p99 / mean in
+ * microseconds. A client of our own on libnghttp2 (a real HTTP/2 implementation), not a
+ * test helper. Exit 1 when a call fails (with the reason). */
+#include <errno.h>
+#include <getopt.h>
+#include <nghttp2/nghttp2.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_TARGETS 4
+#define N_OPS 5
+#define RECONNECT 250
+
+struct conn {
+	int fd;
+	nghttp2_session *s;
+	int32_t id;	    /* the call in flight */
+	size_t got;	    /* DATA bytes of it */
+	size_t need;	    /* bytes of the first message once its prefix is known; 0 = unknown */
+	uint8_t prefix[5];
+	bool closed;	    /* the call's stream closed */
+	int grpc_status;    /* from trailers, -1 = none */
+	uint32_t close_code; /* RST_STREAM error code, 0 = none */
+	bool server_rst, goaway;
+	const uint8_t *body;
+	size_t body_len, body_off;
+	bool dead;
+};
+
+static double now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
+		   void *ud)
+{
+	struct conn *c = ud;
+	(void)s;
+	(void)flags;
+	if (id != c->id)
+		return 0;
+	while (len > 0 && c->got < 5) {
+		c->prefix[c->got++] = *data++;
+		len--;
+	}
+	if (c->got >= 5 && !c->need)
+		c->need = 5 + ((size_t)c->prefix[1] << 24 | (size_t)c->prefix[2] << 16 |
+			       (size_t)c->prefix[3] << 8 | c->prefix[4]);
+	c->got += len;
+	return 0;
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nl,
+		     const uint8_t *value, size_t vl, uint8_t flags, void *ud)
+{
+	struct conn *c = ud;
+	(void)s;
+	(void)flags;
+	if (f->hd.stream_id == c->id && nl == 11 && memcmp(name, "grpc-status", 11) == 0 && vl < 4) {
+		char b[4];
+		memcpy(b, value, vl);
+		b[vl] = '\0';
+		c->grpc_status = atoi(b);
+	}
+	return 0;
+}
+
+static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+	struct conn *c = ud;
+	(void)s;
+	if (f->hd.type == NGHTTP2_RST_STREAM && f->hd.stream_id == c->id)
+		c->server_rst = true;
+	if (f->hd.type == NGHTTP2_GOAWAY)
+		c->goaway = true;
+	return 0;
+}
+
+static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud)
+{
+	struct conn *c = ud;
+	(void)s;
+	if (id == c->id) {
+		c->closed = true;
+		c->close_code = code;
+	}
+	return 0;
+}
+
+static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length,
+			 uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+	struct conn *c = ud;
+	size_t n = c->body_len - c->body_off;
+	(void)s;
+	(void)id;
+	(void)src;
+	if (n > length)
+		n = length;
+	memcpy(buf, c->body + c->body_off, n);
+	c->body_off += n;
+	if (c->body_off == c->body_len)
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+	return (ssize_t)n;
+}
+
+static int conn_open(struct conn *c, const char *path)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	nghttp2_session_callbacks *cb;
+
+	memset(c, 0, sizeof(*c));
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		int e = errno;
+		if (c->fd >= 0)
+			close(c->fd);
+		return -e;
+	}
+	nghttp2_session_callbacks_new(&cb);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
+	nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_close);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+	nghttp2_session_client_new(&c->s, cb, c);
+	nghttp2_session_callbacks_del(cb);
+	nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+				       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 4 << 20}};
+	nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, iv, 2);
+	nghttp2_session_set_local_window_size(c->s, NGHTTP2_FLAG_NONE, 0, 16 << 20);
+	return 0;
+}
+
+static void conn_close(struct conn *c)
+{
+	nghttp2_session_del(c->s);
+	close(c->fd);
+}
+
+static bool io(struct conn *c)
+{
+	const uint8_t *out;
+	ssize_t n;
+	uint8_t buf[65536];
+	struct pollfd p = {.fd = c->fd, .events = POLLIN};
+
+	while ((n = nghttp2_session_mem_send(c->s, &out)) > 0)
+		if (send(c->fd, out, (size_t)n, MSG_NOSIGNAL) != n)
+			return false;
+	if (poll(&p, 1, 5000) <= 0)
+		return false;
+	n = recv(c->fd, buf, sizeof(buf), 0);
+	return n > 0 && nghttp2_session_mem_recv(c->s, buf, (size_t)n) == n;
+}
+
+/* One call; stream=true: until the first message is complete, then cancel. Returns the
+ * latency in µs, or a negative value on failure. */
+static double call(struct conn *c, const char *method, const uint8_t *msg, size_t len, bool stream,
+		   int want_status)
+{
+	static uint8_t body[256];
+	nghttp2_nv nv[] = {
+#define NV(a, b) {(uint8_t *)(a), (uint8_t *)(b), sizeof(a) - 1, strlen(b), NGHTTP2_NV_FLAG_NONE}
+	    NV(":method", "POST"),	 NV(":scheme", "http"),	     NV(":authority", "localhost"),
+	    NV(":path", method),	 NV("content-type", "application/grpc"), NV("te", "trailers"),
+	    NV("workload.spiffe.io", "true"),
+	};
+	nghttp2_data_provider prd = {.read_callback = read_body};
+
+	body[0] = 0;
+	body[1] = body[2] = 0;
+	body[3] = (uint8_t)(len >> 8);
+	body[4] = (uint8_t)len;
+	memcpy(body + 5, msg, len);
+	c->body = body;
+	c->body_len = 5 + len;
+	c->body_off = 0;
+	c->got = c->need = 0;
+	c->closed = false;
+	c->grpc_status = -1;
+	c->server_rst = false;
+	double t0 = now_us();
+	c->id = nghttp2_submit_request(c->s, NULL, nv, sizeof(nv) / sizeof(nv[0]), &prd, NULL);
+	if (c->id < 0)
+		return -1;
+	for (;;) {
+		if (stream && c->need && c->got >= c->need) {
+			double t = now_us() - t0;
+			nghttp2_submit_rst_stream(c->s, NGHTTP2_FLAG_NONE, c->id, NGHTTP2_CANCEL);
+			return t;
+		}
+		if (c->closed) {
+			if (stream || c->grpc_status != want_status) {
+				fprintf(stderr,
+					"wl_bench: %s (stream %d) ended with grpc-status %d "
+					"(stream error %u %s, %zu bytes%s)\n",
+					method, c->id, c->grpc_status, c->close_code,
+					c->server_rst ? "from the server" : "local", c->got,
+					c->goaway ? ", GOAWAY received" : "");
+				return -1;
+			}
+			return now_us() - t0;
+		}
+		if (!io(c))
+			return -1;
+	}
+}
+
+struct op {
+	const char *name, *method, *what;
+	const uint8_t *msg;
+	size_t len;
+	bool stream, fresh;
+	int want;
+	const char *goal;
+};
+
+static const uint8_t jwt_req[] = {0x0a, 0x05, 'b', 'e', 'n', 'c', 'h'}; /* audience: "bench" */
+
+static const struct op ops[N_OPS] = {
+    {"x509", "/SpiffeWorkloadAPI/FetchX509SVID", "FetchX509SVID, first message (SVID from cache)",
+     NULL, 0, true, false, 0, "p99 ≤ 1 ms"},
+    {"jwtbundle", "/SpiffeWorkloadAPI/FetchJWTBundles", "FetchJWTBundles, first message", NULL, 0,
+     true, false, 0, "p99 ≤ 1 ms"},
+    {"jwtsvid", "/SpiffeWorkloadAPI/FetchJWTSVID", "FetchJWTSVID (mints a JWT-SVID per call)",
+     jwt_req, sizeof(jwt_req), false, false, 0, "—"},
+    {"unimpl", "/SpiffeWorkloadAPI/FetchWITBundles",
+     "FetchWITBundles → UNIMPLEMENTED (gRPC round trip only: the baseline)", NULL, 0, false, false,
+     12, "—"},
+    {"x509-new", "/SpiffeWorkloadAPI/FetchX509SVID",
+     "connect + FetchX509SVID first message + close", NULL, 0, true, true, 0, "—"},
+};
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+	int n = 2000, warm = 200, rounds = 3, opt;
+	const char *only = NULL; /* -o NAME: one operation only */
+	const char *label[MAX_TARGETS], *path[MAX_TARGETS];
+	int nt = 0;
+
+	while ((opt = getopt(argc, argv, "n:w:r:o:")) != -1) {
+		if (opt == 'o')
+			only = optarg;
+		else if (opt == 'n')
+			n = atoi(optarg);
+		else if (opt == 'w')
+			warm = atoi(optarg);
+		else if (opt == 'r')
+			rounds = atoi(optarg);
+		else
+			return 2;
+	}
+	for (int i = optind; i < argc && nt < MAX_TARGETS; i++) {
+		char *eq = strchr(argv[i], '=');
+		if (!eq)
+			return 2;
+		*eq = '\0';
+		label[nt] = argv[i];
+		path[nt++] = eq + 1;
+	}
+	if (nt == 0 || n <= 0 || rounds <= 0) {
+		fprintf(stderr, "usage: wl_bench [-n CALLS] [-w WARMUP] [-r ROUNDS] [-o OP] LABEL=SOCKET...\n");
+		return 2;
+	}
+	size_t per = (size_t)n * (size_t)rounds;
+	double *lat[MAX_TARGETS][N_OPS];
+	for (int t = 0; t < nt; t++)
+		for (int o = 0; o < N_OPS; o++)
+			lat[t][o] = calloc(per, sizeof(double));
+
+	for (int r = 0; r < rounds; r++)
+		for (int t = 0; t < nt; t++) {
+			struct conn c;
+			int e = conn_open(&c, path[t]);
+			if (e < 0) {
+				fprintf(stderr, "wl_bench: %s (%s): %s\n", label[t], path[t], strerror(-e));
+				return 1;
+			}
+			for (int o = 0; o < N_OPS; o++) {
+				const struct op *op = &ops[o];
+				if (only && strcmp(only, op->name) != 0)
+					continue;
+				for (int i = -warm; i < n; i++) {
+					double us;
+					if (op->fresh) {
+						struct conn f;
+						double t0 = now_us();
+						if (conn_open(&f, path[t]) < 0)
+							return 1;
+						us = call(&f, op->method, op->msg, op->len, op->stream,
+							  op->want);
+						conn_close(&f);
+						if (us >= 0)
+							us = now_us() - t0;
+					} else {
+						/* libnghttp2 (Debian's, with the CVE-2023-44487
+						 * "rapid reset" fix) answers a burst of ~1000 client
+						 * cancels on one connection with GOAWAY: a stream op
+						 * moves to a new connection every RECONNECT calls
+						 * (outside the timing). */
+						if (op->stream && i > -warm && (i + warm) % RECONNECT == 0) {
+							conn_close(&c);
+							if (conn_open(&c, path[t]) < 0)
+								return 1;
+						}
+						us = call(&c, op->method, op->msg, op->len, op->stream,
+							  op->want);
+					}
+					if (us < 0) {
+						fprintf(stderr, "wl_bench: %s: %s failed\n", label[t],
+							op->name);
+						return 1;
+					}
+					if (i >= 0)
+						lat[t][o][(size_t)r * (size_t)n + (size_t)i] = us;
+				}
+			}
+			conn_close(&c);
+		}
+
+	printf("| operation |");
+	for (int t = 0; t < nt; t++)
+		printf(" %s p50 / p99 / mean (µs) |", label[t]);
+	printf(" goal |\n|---|");
+	for (int t = 0; t < nt; t++)
+		printf("---:|");
+	printf("---|\n");
+	for (int o = 0; o < N_OPS; o++) {
+		if (only && strcmp(only, ops[o].name) != 0)
+			continue;
+		printf("| %s |", ops[o].what);
+		for (int t = 0; t < nt; t++) {
+			double *v = lat[t][o], sum = 0;
+			qsort(v, per, sizeof(double), cmp_d);
+			for (size_t i = 0; i < per; i++)
+				sum += v[i];
+			printf(" %.0f / %.0f / %.0f |", v[per / 2], v[(size_t)((double)per * 0.99)],
+			       sum / (double)per);
+		}
+		printf(" %s |\n", ops[o].goal);
+	}
+	printf("\n%d rounds × %d calls per operation and server (after %d warm-up calls), "
+	       "sequential, one client.\n",
+	       rounds, n, warm);
+	return 0;
+}

@@ -1,0 +1,177 @@
+// refserver.go: a reference SPIFFE Workload API server on grpc-go 1.33 (Debian), the peer of
+// `make bench` (bench/run.sh). It answers from an in-memory cache made at start: a P-256 CA,
+// one X.509-SVID (PKCS#8 key), the CA as the X.509 bundle and a JWKS; FetchJWTSVID signs a
+// fresh ES256 JWT per call (raw r||s), as vouchd mints one per call. It checks the security
+// header like SPIRE and does no caller attestation: it is the cost of a gRPC-Go server with
+// nothing to decide, not a Workload API implementation.
+//   refserver --socket /path.sock
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"math/big"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	pb "wlclient/workload"
+)
+
+const td = "spiffe://ref.test"
+
+type server struct {
+	pb.UnimplementedSpiffeWorkloadAPIServer
+	x509    *pb.X509SVIDResponse
+	bundles *pb.X509BundlesResponse
+	jwks    *pb.JWTBundlesResponse
+	jwtKey  *ecdsa.PrivateKey
+	kid     string
+}
+
+func header(ctx context.Context) error {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get("workload.spiffe.io"); len(v) != 1 || v[0] != "true" {
+		return status.Error(codes.InvalidArgument, "security header missing from request")
+	}
+	return nil
+}
+
+func (s *server) FetchX509SVID(_ *pb.X509SVIDRequest, st pb.SpiffeWorkloadAPI_FetchX509SVIDServer) error {
+	if err := header(st.Context()); err != nil {
+		return err
+	}
+	if err := st.Send(s.x509); err != nil {
+		return err
+	}
+	<-st.Context().Done()
+	return nil
+}
+
+func (s *server) FetchX509Bundles(_ *pb.X509BundlesRequest, st pb.SpiffeWorkloadAPI_FetchX509BundlesServer) error {
+	if err := header(st.Context()); err != nil {
+		return err
+	}
+	if err := st.Send(s.bundles); err != nil {
+		return err
+	}
+	<-st.Context().Done()
+	return nil
+}
+
+func (s *server) FetchJWTBundles(_ *pb.JWTBundlesRequest, st pb.SpiffeWorkloadAPI_FetchJWTBundlesServer) error {
+	if err := header(st.Context()); err != nil {
+		return err
+	}
+	if err := st.Send(s.jwks); err != nil {
+		return err
+	}
+	<-st.Context().Done()
+	return nil
+}
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+func (s *server) FetchJWTSVID(ctx context.Context, req *pb.JWTSVIDRequest) (*pb.JWTSVIDResponse, error) {
+	if err := header(ctx); err != nil {
+		return nil, err
+	}
+	if len(req.Audience) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "audience must be specified")
+	}
+	now := time.Now().Unix()
+	jti := make([]byte, 16)
+	rand.Read(jti)
+	h, _ := json.Marshal(map[string]string{"alg": "ES256", "kid": s.kid, "typ": "JWT"})
+	c, _ := json.Marshal(map[string]interface{}{"sub": td + "/bench", "aud": req.Audience, "iat": now,
+		"exp": now + 300, "jti": fmt.Sprintf("%x", jti)})
+	signing := b64(h) + "." + b64(c)
+	d := sha256.Sum256([]byte(signing))
+	r, ss, err := ecdsa.Sign(rand.Reader, s.jwtKey, d[:])
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	sig := make([]byte, 64)
+	r.FillBytes(sig[:32])
+	ss.FillBytes(sig[32:])
+	return &pb.JWTSVIDResponse{Svids: []*pb.JWTSVID{{SpiffeId: td + "/bench", Svid: signing + "." + b64(sig)}}}, nil
+}
+
+func must(err error) {
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
+func main() {
+	sock := flag.String("socket", "", "Unix socket path")
+	flag.Parse()
+	if *sock == "" {
+		log.Fatal("--socket is required")
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	must(err)
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{Organization: []string{"ref"}},
+		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
+	caDer, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	must(err)
+	ca, _ := x509.ParseCertificate(caDer)
+	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	must(err)
+	id, _ := url.Parse(td + "/bench")
+	leafTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{Organization: []string{"ref"}},
+		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour), URIs: []*url.URL{id},
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment | x509.KeyUsageKeyAgreement,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	leafDer, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &leafKey.PublicKey, caKey)
+	must(err)
+	p8, err := x509.MarshalPKCS8PrivateKey(leafKey)
+	must(err)
+	jwtKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	must(err)
+	kid := b64(jwtKey.PublicKey.X.Bytes()[:8])
+	jwks, _ := json.Marshal(map[string]interface{}{"keys": []map[string]string{{"kty": "EC", "crv": "P-256", "kid": kid,
+		"x": b64(jwtKey.PublicKey.X.FillBytes(make([]byte, 32))), "y": b64(jwtKey.PublicKey.Y.FillBytes(make([]byte, 32)))}}})
+	s := &server{
+		x509: &pb.X509SVIDResponse{Svids: []*pb.X509SVID{{SpiffeId: id.String(), X509Svid: leafDer, X509SvidKey: p8, Bundle: caDer}}},
+		bundles: &pb.X509BundlesResponse{Bundles: map[string][]byte{td: caDer}},
+		jwks:    &pb.JWTBundlesResponse{Bundles: map[string][]byte{td: jwks}},
+		jwtKey:  jwtKey, kid: kid,
+	}
+	os.Remove(*sock)
+	l, err := net.Listen("unix", *sock)
+	must(err)
+	os.Chmod(*sock, 0777)
+	g := grpc.NewServer()
+	pb.RegisterSpiffeWorkloadAPIServer(g, s)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-sig
+		g.Stop()
+	}()
+	fmt.Println("refserver: serving on", *sock)
+	if err := g.Serve(l); err != nil {
+		log.Fatal(err)
+	}
+}
