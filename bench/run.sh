@@ -7,7 +7,8 @@
 #
 # Knobs (environment): BENCH_ITERS (connects per configuration per round, default 20000),
 # BENCH_ROUNDS (default 5), BENCH_WARMUP (default 1000), BENCH_CPU (CPU to pin to; default
-# the highest-numbered CPU this process may run on).
+# the highest-numbered CPU this process may run on); WL_CALLS (Workload API calls per
+# operation, server and round, default 2000), WL_ROUNDS (default 3), MINT_CALLS (default 5000).
 set -euo pipefail
 build=${1:-build}
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,13 +25,23 @@ rounds=${BENCH_ROUNDS:-5}
 warmup=${BENCH_WARMUP:-1000}
 cpu=${BENCH_CPU:-}
 
-make --no-print-directory -f Makefile -f bench/bench.mk BUILD="$build" "$build/bench/connect_bench"
+make --no-print-directory -f Makefile -f bench/bench.mk BUILD="$build" "$build/bench/connect_bench" \
+	"$build/bench/mint_bench" "$build/bench/wl_bench"
 
 args=(-n "$iters" -r "$rounds" -w "$warmup")
 [ -n "$cpu" ] && args+=(-c "$cpu")
 
 out=$(mktemp /tmp/vouch-bench.XXXXXX)
-trap 'rm -f "$out" "$doc.tmp"' EXIT
+wl_out=$(mktemp /tmp/vouch-bench-wl.XXXXXX)
+mint_out=$(mktemp /tmp/vouch-bench-mint.XXXXXX)
+wl_dir=$(mktemp -d /tmp/vouch-bench-wlapi.XXXXXX)
+wl_pids=()
+cleanup() {
+	for p in "${wl_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$out" "$wl_out" "$mint_out" "$wl_dir" "$doc.tmp"
+}
+trap cleanup EXIT
 
 # The machine, taken before the run (the load average is the one the bench started with).
 cpu_model=$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | head -1)
@@ -68,6 +79,73 @@ case $rc in
 	exit 1
 	;;
 esac
+
+# ---- SPIFFE Workload API (issue 4): answer latency side by side, SVID mint cost ----
+wl_calls=${WL_CALLS:-2000}
+wl_rounds=${WL_ROUNDS:-3}
+mint_calls=${MINT_CALLS:-5000}
+pin=()
+[ -n "$cpu" ] && pin=(taskset -c "$cpu")
+mint_cmd="$build/bench/mint_bench -n $mint_calls -w 500"
+echo "bench: $mint_cmd"
+"${pin[@]}" "$build/bench/mint_bench" -n "$mint_calls" -w 500 >"$mint_out"
+floor=$(openssl speed -seconds 2 ecdsap256 2>/dev/null | awk '/nistp256/ {printf "%.1f / %.1f", 1e6 / $(NF-1), 1e6 / $NF}')
+
+# vouchd with only the Workload API on, one WorkloadIdentity selecting uid 0 (this shell).
+mkdir -p "$wl_dir/res" "$wl_dir/state"
+chmod 700 "$wl_dir/state"
+cat >"$wl_dir/vouchd.yaml" <<CONF
+trustDomain: bench.test
+stateDir: $wl_dir/state
+resourcesDir: $wl_dir/res
+auditLog: $wl_dir/audit.log
+adminSocket: $wl_dir/admin.sock
+workloadApiSocket: $wl_dir/wl.sock
+oidcListen: ""
+proxyListen: ""
+plainListeners: []
+logLevel: warn
+intercept: {enabled: false}
+CONF
+cat >"$wl_dir/res/bench.yaml" <<CONF
+apiVersion: vouch.dev/v1alpha1
+kind: WorkloadIdentity
+metadata: {name: bench}
+spec:
+  workloadID: bench/client
+  selectors:
+    - process:uid: "0"
+CONF
+"$build/vouchd" -c "$wl_dir/vouchd.yaml" 2>"$wl_dir/vouchd.log" &
+wl_pids+=($!)
+peer_note="grpc-go peer: not run, no Go toolchain (scripts/install-deps.sh installs golang-go and the grpc-go packages)"
+if command -v go >/dev/null && test/integration/clients/wl/build-go.sh "$build" >"$wl_dir/go-build.log" 2>&1; then
+	"$build/wlclient-go/refserver" --socket "$wl_dir/ref.sock" >/dev/null 2>&1 &
+	wl_pids+=($!)
+	peer_note="grpc-go 1.33 (Debian) reference server answering from memory (test/integration/clients/wl/refserver.go)"
+elif command -v go >/dev/null; then
+	peer_note="grpc-go peer: not run, building the reference server failed ($(tail -1 "$wl_dir/go-build.log"))"
+fi
+for _ in $(seq 100); do
+	if [ -S "$wl_dir/wl.sock" ] && { [ ${#wl_pids[@]} -lt 2 ] || [ -S "$wl_dir/ref.sock" ]; }; then break; fi
+	sleep 0.1
+done
+targets=("vouchd=$wl_dir/wl.sock")
+[ -S "$wl_dir/ref.sock" ] && targets+=("grpc-go=$wl_dir/ref.sock")
+wl_cmd="$build/bench/wl_bench -n $wl_calls -w 200 -r $wl_rounds ${targets[*]}"
+echo "bench: $wl_cmd"
+if ! "${pin[@]}" "$build/bench/wl_bench" -n "$wl_calls" -w 200 -r "$wl_rounds" "${targets[@]}" >"$wl_out"; then
+	echo "bench: the Workload API bench failed; vouchd said:" >&2
+	cat "$wl_dir/vouchd.log" >&2
+	exit 1
+fi
+vouchd_rss=$(awk '/^VmHWM/ {print $2 " " $3}' "/proc/${wl_pids[0]}/status" 2>/dev/null || true)
+peer_rss=
+[ ${#wl_pids[@]} -ge 2 ] && peer_rss=$(awk '/^VmHWM/ {print $2 " " $3}' "/proc/${wl_pids[1]}/status" 2>/dev/null || true)
+for p in "${wl_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+wait 2>/dev/null || true
+wl_pids=()
+wl_cmd_doc=$(echo "$wl_cmd" | sed "s|$wl_dir|\$TMP|g")
 
 {
 	cat <<EOF
@@ -120,6 +198,46 @@ these numbers (performance-anchors §5.1 explains why they would dominate on the
 EOF
 	cat "$out"
 	cat <<EOF
+
+## SPIFFE Workload API (issue 4)
+
+### Answer latency, side by side
+
+One client on libnghttp2 (\`bench/wl_bench.c\`), sequential calls over the Unix socket, the
+same calls against each server in alternating rounds. vouchd does per call what it does for
+a real workload: the security header, SO_PEERCRED, attestation of the calling process
+(re-read from /proc on every call: exec and setuid must be seen), the WorkloadIdentity
+match and the revocation check, then the answer from its SVID cache. The peer is the
+$peer_note: the same gRPC answers with no attestation and no policy, i.e. the cost of a
+well-kept gRPC server with nothing to decide. The UNIMPLEMENTED row is the gRPC round trip
+alone on each side. The one-shot calls cancel their stream after the first message, as
+go-spiffe's FetchX509SVID does; the bench moves to a new connection every 250 of them
+because libnghttp2 answers a burst of ~1000 cancels on one connection with GOAWAY (its
+CVE-2023-44487 "rapid reset" guard, which the Workload API keeps).
+
+Command: \`$wl_cmd_doc\` (\$TMP: a temporary directory).
+
+EOF
+	cat "$wl_out"
+	cat <<EOF
+
+Peak resident memory (VmHWM) at the end of the run: vouchd ${vouchd_rss:-?}${peer_rss:+; grpc-go reference server $peer_rss}.
+
+### SVID mint and validation cost
+
+\`bench/mint_bench.c\`: the CA functions called in a loop on one thread (no I/O).
+Command: \`$mint_cmd\`.
+
+EOF
+	cat "$mint_out"
+	cat <<EOF
+
+Floor on this machine: one P-256 ECDSA sign / verify with OpenSSL alone (\`openssl speed
+ecdsap256\`) takes ${floor:-?} µs. A JWT-SVID is one signature; an X.509-SVID is one key
+generation (a scalar multiplication, about the cost of a signature) plus one signature, so
+on this VM the goals sit at (JWT) or under (X.509) that floor. What is left above it is
+OpenSSL 3.0's per-call algorithm fetching, the extension encoding and, for JWTs, the claims
+JSON and the random jti.
 
 ## Proxy, HAProxy and no-proxy baseline (issue 5)
 
