@@ -363,7 +363,7 @@ test('Workload API: a connection flood from one client does not lock out new wor
 	const lib = join(HERE, 'clients', 'wl-h2.mjs');
 	const code = `import { connectionFlood } from ${JSON.stringify(lib)};
 		const f = await connectionFlood(${JSON.stringify(sock)}, 300);
-		process.stdout.write('open ' + f.open + '\\n');
+		process.stdout.write('open ' + f.open + (f.saturated ? ' (the server takes no more)' : '') + '\\n');
 		setInterval(() => {}, 1000);`;
 	const flooder = spawn(NODE, ['--input-type=module', '-e', code], { uid: flooderUid, gid: isRoot ? 65534 : process.getgid(), stdio: ['ignore', 'pipe', 'pipe'] });
 	onCleanup(t, () => flooder.kill('SIGKILL'));

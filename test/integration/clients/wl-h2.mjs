@@ -353,27 +353,42 @@ export class WellBehaved {
 	}
 }
 
-/**
- * Open n connections to the socket, each sending the preface and an empty SETTINGS (a valid
- * HTTP/2 client that then does nothing). Resolves {sockets, open} once every connect settled
- * and settleMs passed; open counts those the server has not closed.
- */
-export async function connectionFlood(path, n, { settleMs = 1000 } = {}) {
-	const sockets = [];
-	await Promise.all(Array.from({ length: n }, () => new Promise((res) => {
+function openIdle(path) {
+	return new Promise((res) => {
 		const s = net.connect(path);
-		s.on('error', () => {});
 		s.on('data', () => {});
 		s.on('close', () => {
 			s.gone = true;
 		});
 		s.once('connect', () => {
 			s.write(Buffer.concat([PREFACE, settings()]));
-			res();
+			res(s);
 		});
-		s.once('error', res);
-		sockets.push(s);
-	})));
-	await new Promise((r) => setTimeout(r, settleMs));
-	return { sockets, open: sockets.filter((s) => !s.gone && !s.destroyed).length };
+		s.once('error', () => {
+			s.gone = true;
+			res(s);
+		});
+	});
+}
+
+/**
+ * Hold up to n connections to the socket, each a valid HTTP/2 client that sent the preface
+ * and an empty SETTINGS and then does nothing. Opened in batches (the listen backlog is
+ * finite) until n are open or the server closes every connection of a batch (it is full).
+ * Resolves {sockets, open (how many the server has not closed), saturated}.
+ */
+export async function connectionFlood(path, n, { batch = 32, settleMs = 300, rounds = 60 } = {}) {
+	const sockets = [];
+	const live = () => sockets.filter((s) => !s.gone).length;
+	let saturated = false;
+	for (let r = 0; r < rounds && live() < n; r++) {
+		const fresh = await Promise.all(Array.from({ length: Math.min(batch, n - live()) }, () => openIdle(path)));
+		sockets.push(...fresh);
+		await new Promise((res) => setTimeout(res, settleMs));
+		if (fresh.every((s) => s.gone)) {
+			saturated = true;
+			break;
+		}
+	}
+	return { sockets, open: live(), saturated };
 }
