@@ -33,6 +33,8 @@
 #define GRPC_DEF_CALL_QUEUE (1024 * 1024)
 #define GRPC_DEF_CONN_QUEUE (4 * 1024 * 1024)
 #define GRPC_DEF_MAX_CONNS 256
+#define GRPC_DEF_MAX_CONNS_PER_UID 32
+#define GRPC_MAX_EVICTING 16 /* displaced connections still winding down */
 #define GRPC_DEF_IDLE_MS 60000
 #define GRPC_DEF_STALL_MS 30000
 
@@ -99,6 +101,7 @@ struct conn {
 	unsigned n_active; /* open calls owned by the handler */
 	bool doomed;	   /* drop the connection at the next loop turn */
 	atomic_bool stopping;
+	bool evicted; /* displaced by a newer connection (srv->mu) */
 	struct conn *srv_prev, *srv_next;
 	uint8_t *pend; /* output nghttp2 produced that the socket has not taken yet */
 	size_t pend_len, pend_off;
@@ -113,8 +116,9 @@ struct grpc_server {
 	pthread_t accept_thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
-	struct conn *conns;
+	struct conn *conns; /* newest first */
 	unsigned n_conns;
+	unsigned n_evicting; /* of n_conns, displaced and winding down */
 };
 
 static uint64_t now_ms(void)
@@ -899,6 +903,8 @@ static void *conn_main(void *arg)
 	if (c->srv_next)
 		c->srv_next->srv_prev = c->srv_prev;
 	srv->n_conns--;
+	if (c->evicted)
+		srv->n_evicting--;
 	pthread_cond_broadcast(&srv->cond);
 	pthread_mutex_unlock(&srv->mu);
 	conn_unref(c);
@@ -941,6 +947,75 @@ out:
 
 /* ---- server ---- */
 
+/* Connections of uid that count (not being displaced). srv->mu held. */
+static unsigned uid_conns(const struct grpc_server *srv, uid_t uid)
+{
+	unsigned n = 0;
+
+	for (const struct conn *c = srv->conns; c; c = c->srv_next)
+		n += !c->evicted && c->peer.uid == uid;
+	return n;
+}
+
+/* The oldest connection of uid with no call in progress, or NULL. srv->mu held; a
+ * connection whose lock is busy counts as busy. */
+static struct conn *oldest_idle(struct grpc_server *srv, uid_t uid)
+{
+	struct conn *found = NULL;
+
+	for (struct conn *c = srv->conns; c; c = c->srv_next) {
+		if (c->evicted || c->peer.uid != uid || pthread_mutex_trylock(&c->mu) != 0)
+			continue;
+		if (c->n_active == 0 && !c->calls)
+			found = c; /* the list is newest first: the last match is the oldest */
+		pthread_mutex_unlock(&c->mu);
+	}
+	return found;
+}
+
+/* Admission of a new connection from uid (srv->mu held). Limits: max_conns_per_uid per
+ * uid, max_conns in all. A new connection over a limit displaces the oldest idle
+ * connection (no call in progress) of its own uid when that uid is at its cap, else of
+ * the uid holding the most connections; with nothing idle to displace it is refused. So
+ * one local user (the socket is 0777) flooding the socket with idle connections cannot
+ * lock other workloads out, and a workload of the flooder's own uid still gets in.
+ * Returns false to refuse. */
+static bool admit(struct grpc_server *srv, uid_t uid)
+{
+	unsigned live = srv->n_conns - srv->n_evicting, mine = uid_conns(srv, uid);
+	struct conn *victim = NULL;
+
+	if (mine < srv->lim.max_conns_per_uid && live < srv->lim.max_conns)
+		return true;
+	if (srv->n_evicting >= GRPC_MAX_EVICTING)
+		return false;
+	if (mine >= srv->lim.max_conns_per_uid) {
+		victim = oldest_idle(srv, uid);
+	} else {
+		/* The uid with the most connections gives one up (ties: the first found). */
+		uid_t top = uid;
+		unsigned top_n = 0;
+
+		for (struct conn *c = srv->conns; c; c = c->srv_next) {
+			if (c->evicted)
+				continue;
+			unsigned n = uid_conns(srv, c->peer.uid);
+			if (n > top_n) {
+				top_n = n;
+				top = c->peer.uid;
+			}
+		}
+		victim = oldest_idle(srv, top);
+	}
+	if (!victim)
+		return false;
+	victim->evicted = true;
+	srv->n_evicting++;
+	atomic_store(&victim->stopping, true);
+	wake(victim->efd);
+	return true;
+}
+
 static void server_accept_one(struct grpc_server *srv)
 {
 	struct ucred cred;
@@ -957,7 +1032,7 @@ static void server_accept_one(struct grpc_server *srv)
 		return;
 	}
 	pthread_mutex_lock(&srv->mu);
-	if (srv->n_conns >= srv->lim.max_conns) {
+	if (!admit(srv, cred.uid)) {
 		pthread_mutex_unlock(&srv->mu);
 		close(fd);
 		return;
@@ -1104,6 +1179,10 @@ int grpc_server_start(const char *path, const struct grpc_handler *handler, void
 		srv->lim.max_conn_request = GRPC_DEF_CONN_REQUEST;
 	if (!srv->lim.max_conns)
 		srv->lim.max_conns = GRPC_DEF_MAX_CONNS;
+	if (!srv->lim.max_conns_per_uid)
+		srv->lim.max_conns_per_uid = GRPC_DEF_MAX_CONNS_PER_UID;
+	if (srv->lim.max_conns_per_uid > srv->lim.max_conns)
+		srv->lim.max_conns_per_uid = srv->lim.max_conns;
 	if (!srv->lim.idle_ms)
 		srv->lim.idle_ms = GRPC_DEF_IDLE_MS;
 	if (!srv->lim.stall_ms)

@@ -16,7 +16,8 @@
  * max_conn_request budget of partly received requests) gets RESOURCE_EXHAUSTED and the
  * stream reset; a client that never reads hits the per-call queue cap (that stream is reset
  * with ENHANCE_YOUR_CALM) or the per-connection cap / write-stall timeout (that connection
- * is dropped); a connection with no call in progress is closed after idle_ms. A request
+ * is dropped); a connection with no call in progress is closed after idle_ms, or
+ * earlier when a newer connection needs its place (max_conns, max_conns_per_uid). A request
  * with more than GRPC_MAX_METADATA fields or GRPC_MAX_METADATA_BYTES of them, or a :path
  * over GRPC_MAX_METHOD, is reset (RST_STREAM) without reaching the handler. A request that
  * is not POST gets HTTP 405, a content-type not starting with application/grpc HTTP 415.
@@ -66,7 +67,11 @@ struct grpc_limits {
 	size_t max_conn_request; /* request bytes being received per connection (1 MiB) */
 	size_t max_call_queue;	 /* queued response bytes per call (1 MiB) */
 	size_t max_conn_queue;	 /* queued response bytes per connection (4 MiB) */
-	unsigned max_conns;	 /* concurrent connections; more are closed at accept (256) */
+	unsigned max_conns;	 /* concurrent connections (256) */
+	unsigned max_conns_per_uid; /* concurrent connections of one uid (32; at most max_conns).
+				     * A connection over either limit displaces the oldest idle
+				     * connection of its uid (at its cap) or of the uid holding
+				     * the most; with none idle it is closed at accept. */
 	unsigned idle_ms;	 /* close a connection with no call in progress after this (60 s) */
 	unsigned stall_ms; /* drop a connection whose pending output makes no progress (30 s) */
 };

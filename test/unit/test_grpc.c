@@ -573,6 +573,59 @@ static void test_hostile_connections(void)
 	cli_close(&c);
 }
 
+/* Admission (max_conns_per_uid 2, max_conns 3 here): a new connection over a limit
+ * displaces the oldest idle connection; busy ones are never displaced, so with nothing
+ * idle the newcomer is refused. Every connection here is this process's uid. */
+static void test_admission(const char *dir, const struct grpc_handler *h)
+{
+	char p2[160];
+	struct grpc_server *s2 = NULL;
+	struct grpc_limits lim = {.max_conns = 3, .max_conns_per_uid = 2, .idle_ms = 10000};
+	static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+	const char *saved = sock_path;
+
+	snprintf(p2, sizeof(p2), "%s/adm.sock", dir);
+	ok(grpc_server_start(p2, h, &T, &lim, &s2) == 0, "admission server starts");
+	sock_path = p2;
+	int a = unix_connect(p2), b;
+	send(a, preface, 24, MSG_NOSIGNAL);
+	usleep(100000);
+	b = unix_connect(p2);
+	send(b, preface, 24, MSG_NOSIGNAL);
+	usleep(100000);
+	/* a third connection of the uid: the oldest idle one (a) makes room */
+	ok(echo_ok(), "a new connection over the per-uid cap is served");
+	ok(raw_wait_eof(a), "... and the oldest idle connection of the uid was displaced");
+	close(a);
+	/* two connections holding calls: nothing idle to displace, a newcomer is refused */
+	struct cli c1, c2;
+	int held0 = t_count(&T.n_held);
+	cli_open(&c1, p2);
+	cli_call_raw(&c1, "/test.Echo/Hold", "POST", "application/grpc",
+		     (const uint8_t *)"\0\0\0\0", 5, 0, NULL, 0);
+	cli_open(&c2, p2);
+	cli_call_raw(&c2, "/test.Echo/Hold", "POST", "application/grpc",
+		     (const uint8_t *)"\0\0\0\0", 5, 0, NULL, 0);
+	for (int i = 0; i < 100 && t_count(&T.n_held) < held0 + 2; i++) {
+		cli_io(&c1, 5);
+		cli_io(&c2, 5);
+	}
+	ok(t_count(&T.n_held) == held0 + 2, "two connections hold a call each");
+	ok(raw_wait_eof(b), "b (idle) was displaced for them");
+	close(b);
+	int d = unix_connect(p2);
+	send(d, preface, 24, MSG_NOSIGNAL);
+	ok(d >= 0 && raw_wait_eof(d), "with every connection busy a newcomer is closed at accept");
+	close(d);
+	cli_io(&c1, 50);
+	cli_io(&c2, 50);
+	ok(!c1.dead && !c2.dead, "the busy connections were never displaced");
+	cli_close(&c1);
+	cli_close(&c2);
+	sock_path = saved;
+	grpc_server_stop(s2);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/vouch-grpc.XXXXXX", path[128];
@@ -629,6 +682,7 @@ int main(void)
 	test_slow_reader();
 	test_stalled_writer();
 	test_hostile_connections();
+	test_admission(dir, &h);
 
 	/* Stop with calls still open: on_close for each, then sends give -EPIPE. */
 	int closes0 = t_count(&T.n_closes), calls = t_count(&T.n_calls);
