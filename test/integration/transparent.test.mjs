@@ -85,6 +85,7 @@ async function sdkUnderVouchRun(t, st, family) {
 		assert.ok(hello?.hello, diag(st, r));
 		assert.equal(hello.baseURL, 'https://api.anthropic.com', 'the SDK uses its default base URL');
 		for (const v of CA_VARS) assert.ok(hello.env[v], `${v} is set by vouch run`);
+		assert.equal(hello.env.SPIFFE_ENDPOINT_SOCKET, `unix://${st.vouchd.workloadApiSocket}`, 'SPIFFE_ENDPOINT_SOCKET names vouchd\'s Workload API');
 		assert.equal(hello.placeholderKey, true, 'ANTHROPIC_API_KEY=vouch-managed');
 	});
 	await t.test(`(v${family}) the unmodified SDK: messages.create and messages.stream succeed`, () => {

@@ -14,7 +14,7 @@ if (process.env.ANTHROPIC_BASE_URL) {
 }
 const spec = JSON.parse(process.argv[2] ?? '{"plan":[{"op":"create"}]}');
 const client = new Anthropic(spec.maxRetries === undefined ? {} : { maxRetries: spec.maxRetries });
-const vars = ['SSL_CERT_FILE', 'NODE_EXTRA_CA_CERTS', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE'];
+const vars = ['SSL_CERT_FILE', 'NODE_EXTRA_CA_CERTS', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE', 'SPIFFE_ENDPOINT_SOCKET'];
 process.stdout.write(JSON.stringify({
 	hello: true, pid: process.pid, baseURL: client.baseURL,
 	env: Object.fromEntries(vars.map((v) => [v, process.env[v] ?? null])),
