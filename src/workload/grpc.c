@@ -957,8 +957,8 @@ static unsigned uid_conns(const struct grpc_server *srv, uid_t uid)
 	return n;
 }
 
-/* The oldest connection of uid with no call in progress, or NULL. srv->mu held; a
- * connection whose lock is busy counts as busy. */
+/* The oldest connection of uid with no call in the handler's hands, or NULL. srv->mu
+ * held; a connection whose lock is busy counts as busy. */
 static struct conn *oldest_idle(struct grpc_server *srv, uid_t uid)
 {
 	struct conn *found = NULL;
@@ -966,7 +966,9 @@ static struct conn *oldest_idle(struct grpc_server *srv, uid_t uid)
 	for (struct conn *c = srv->conns; c; c = c->srv_next) {
 		if (c->evicted || c->peer.uid != uid || pthread_mutex_trylock(&c->mu) != 0)
 			continue;
-		if (c->n_active == 0 && !c->calls)
+		/* A request still arriving (no END_STREAM yet) does not count: holding one
+		 * open costs a flooder nothing. */
+		if (c->n_active == 0)
 			found = c; /* the list is newest first: the last match is the oldest */
 		pthread_mutex_unlock(&c->mu);
 	}
