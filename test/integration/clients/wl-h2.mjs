@@ -353,7 +353,11 @@ export class WellBehaved {
 	}
 }
 
-function openIdle(path) {
+// busy: also open stream 1 with a request that never ends (HEADERS without END_STREAM), so
+// the connection has a call in progress.
+const BUSY_REQ = () => frame(T.HEADERS, F.END_HEADERS, 1, hpack([...grpcHeaders('/SpiffeWorkloadAPI/FetchJWTBundles'), ['workload.spiffe.io', 'true']]));
+
+function openIdle(path, busy) {
 	return new Promise((res) => {
 		const s = net.connect(path);
 		s.on('data', () => {});
@@ -361,7 +365,7 @@ function openIdle(path) {
 			s.gone = true;
 		});
 		s.once('connect', () => {
-			s.write(Buffer.concat([PREFACE, settings()]));
+			s.write(Buffer.concat([PREFACE, settings(), ...(busy ? [BUSY_REQ()] : [])]));
 			res(s);
 		});
 		s.once('error', () => {
@@ -373,19 +377,21 @@ function openIdle(path) {
 
 /**
  * Hold up to n connections to the socket, each a valid HTTP/2 client that sent the preface
- * and an empty SETTINGS and then does nothing. Opened in batches (the listen backlog is
- * finite) until n are open or the server closes every connection of a batch (it is full).
+ * and an empty SETTINGS and then does nothing (busy: except open a request it never ends). Opened in batches (the listen backlog is
+ * finite) until n are open or a batch gains nothing (the server refused the new connections
+ * or closed as many old ones: it is full).
  * Resolves {sockets, open (how many the server has not closed), saturated}.
  */
-export async function connectionFlood(path, n, { batch = 32, settleMs = 300, rounds = 60 } = {}) {
+export async function connectionFlood(path, n, { batch = 32, settleMs = 300, rounds = 60, busy = false } = {}) {
 	const sockets = [];
 	const live = () => sockets.filter((s) => !s.gone).length;
 	let saturated = false;
 	for (let r = 0; r < rounds && live() < n; r++) {
-		const fresh = await Promise.all(Array.from({ length: Math.min(batch, n - live()) }, () => openIdle(path)));
+		const before = live();
+		const fresh = await Promise.all(Array.from({ length: Math.min(batch, n - before) }, () => openIdle(path, busy)));
 		sockets.push(...fresh);
 		await new Promise((res) => setTimeout(res, settleMs));
-		if (fresh.every((s) => s.gone)) {
+		if (live() <= before) { // refused, or each new one displaced an old one
 			saturated = true;
 			break;
 		}
