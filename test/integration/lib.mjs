@@ -527,3 +527,21 @@ export function filesUnder(dir) {
 	if (existsSync(dir) && statSync(dir).isDirectory()) walk(dir);
 	return out;
 }
+
+/** Split concatenated DER certificates (Workload API x509_svid / bundle fields) into Buffers. */
+export function splitDer(buf) {
+	const out = [];
+	for (let off = 0; off < buf.length;) {
+		if (buf[off] !== 0x30) throw new Error(`not a DER SEQUENCE at ${off}`);
+		let len = buf[off + 1], hdr = 2;
+		if (len & 0x80) {
+			const n = len & 0x7f;
+			len = 0;
+			for (let i = 0; i < n; i++) len = len * 256 + buf[off + 2 + i];
+			hdr = 2 + n;
+		}
+		out.push(buf.subarray(off, off + hdr + len));
+		off += hdr + len;
+	}
+	return out;
+}

@@ -12,7 +12,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import {
-	BUILD, HERE, NODE, REPO, TRUST_DOMAIN, haveVouchd, isRoot, runProcess, spiffeId, startVouchd, waitFor,
+	BUILD, HERE, NODE, REPO, TRUST_DOMAIN, haveVouchd, isRoot, runProcess, spiffeId, splitDer, startVouchd, waitFor,
 	workloadResource, yamlDocs,
 } from './lib.mjs';
 
@@ -74,27 +74,13 @@ async function run(c, sock, args, { uid = UID, gid = GID } = {}) {
 	return { code: r.code, lines, stderr: r.stderr, out: r.stdout };
 }
 
-function splitDer(buf) {
-	const out = [];
-	for (let off = 0; off < buf.length;) {
-		let len = buf[off + 1], hdr = 2;
-		if (len & 0x80) {
-			const n = len & 0x7f;
-			len = 0;
-			for (let i = 0; i < n; i++) len = len * 256 + buf[off + 2 + i];
-			hdr = 2 + n;
-		}
-		out.push(new X509Certificate(buf.subarray(off, off + hdr + len)));
-		off += hdr + len;
-	}
-	return out;
-}
+const certs = (buf) => splitDer(buf).map((d) => new X509Certificate(d));
 
 /** The checks go-spiffe makes, here with Node's crypto; returns the leaf. */
 function checkSvid(s) {
 	assert.equal(s.spiffe_id, spiffeId(PATH));
-	const chain = splitDer(Buffer.from(s.x509_svid, 'base64'));
-	const roots = splitDer(Buffer.from(s.bundle, 'base64'));
+	const chain = certs(Buffer.from(s.x509_svid, 'base64'));
+	const roots = certs(Buffer.from(s.bundle, 'base64'));
 	const leaf = chain[0];
 	const uris = leaf.subjectAltName.split(', ').filter((x) => x.startsWith('URI:'));
 	assert.deepEqual(uris, [`URI:${s.spiffe_id}`], 'exactly one URI SAN, the SPIFFE ID');
@@ -135,7 +121,7 @@ for (const c of CLIENTS.length ? CLIENTS : [{ name: 'all clients', skip: need }]
 			assert.equal(r.code, 0, r.out + r.stderr);
 			assert.deepEqual(Object.keys(r.lines[0].bundles), [TD_ID]);
 			bundleDer = Buffer.from(r.lines[0].bundles[TD_ID], 'base64');
-			const [ca] = splitDer(bundleDer);
+			const [ca] = certs(bundleDer);
 			assert.equal(ca.ca, true);
 			const s = await run(c, sock, ['x509svid', '1']);
 			assert.equal(s.lines[0].svids[0].bundle, r.lines[0].bundles[TD_ID], 'the same bundle as in the SVID response');

@@ -11,7 +11,7 @@ import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn, execFileSync } from 'node:child_process';
 import {
-	HERE, NODE, freePort, haveVouchd, isRoot, makeTempDir, runProcess, spiffeId, startVouchd, waitFor,
+	HERE, NODE, freePort, haveVouchd, isRoot, makeTempDir, runProcess, spiffeId, splitDer, startVouchd, waitFor,
 	workloadResource, yamlDocs,
 } from './lib.mjs';
 
@@ -20,24 +20,6 @@ const A = { uid: 65534, gid: 65534, path: 'mtls/server' };
 const B = { uid: 65533, gid: 65533, path: 'mtls/client' };
 
 const pem = (label, der) => `-----BEGIN ${label}-----\n${der.toString('base64').replace(/.{1,64}/g, '$&\n')}-----END ${label}-----\n`;
-
-/** Split concatenated DER certificates. */
-function splitDer(buf) {
-	const out = [];
-	for (let off = 0; off < buf.length;) {
-		assert.equal(buf[off], 0x30, 'DER SEQUENCE');
-		let len = buf[off + 1], hdr = 2;
-		if (len & 0x80) {
-			const n = len & 0x7f;
-			len = 0;
-			for (let i = 0; i < n; i++) len = len * 256 + buf[off + 2 + i];
-			hdr = 2 + n;
-		}
-		out.push(buf.subarray(off, off + hdr + len));
-		off += hdr + len;
-	}
-	return out;
-}
 
 const uris = (cert) => (cert.subjectAltName ?? '').split(', ').filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
 
