@@ -371,7 +371,7 @@ test('Workload API: hostile clients cost only themselves', { skip: !haveVouchd()
 		}
 		await rr.write(Buffer.concat(out));
 		await served('rapid reset');
-		await sleep(500);
+		await closedByServer(rr, 'rapid reset');
 		t.diagnostic(`rapid reset: goaway ${JSON.stringify(rr.goaway())} closed: ${rr.closeReason ?? 'no'}; PING flood: goaway ${JSON.stringify(ping.goaway())}`);
 		rr.destroy();
 		await served('rapid reset, closed');
@@ -386,6 +386,16 @@ test('Workload API: hostile clients cost only themselves', { skip: !haveVouchd()
 		const s = await stats(v);
 		assert.equal(s.open_streams, 1);
 		assert.equal(v.exited, null);
+		const log = v.stderr();
+		t.diagnostic(`vouchd wrote ${log.split('\n').length} log lines; workload_api stats ${JSON.stringify(s)}`);
+		assert.doesNotMatch(log, /eyJ[\w-]+\.eyJ/, 'no JWT in vouchd\'s output');
+		assert.doesNotMatch(log, /PRIVATE KEY/, 'no key in vouchd\'s output');
+		// A clean shutdown after all that (under `make check` also: no sanitizer report).
+		good.close();
+		const ex = await v.stop();
+		const tail = v.stderr().slice(-3000);
+		assert.deepEqual(ex, { code: 0, signal: null }, tail);
+		assert.doesNotMatch(tail, /Sanitizer|runtime error/, tail);
 	});
 });
 
