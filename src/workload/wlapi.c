@@ -850,6 +850,10 @@ static void on_call(void *ctx, struct grpc_call *call, const char *method, const
 	const char *hdr = NULL;
 
 	atomic_fetch_add(&w->calls, 1);
+	/* Cancelled before it reached us (a client resetting streams as fast as it opens
+	 * them): nobody would receive an answer, so mint nothing. */
+	if (grpc_call_closed(call))
+		return;
 	if (strncmp(method, WL_PREFIX, sizeof(WL_PREFIX) - 1) != 0) {
 		finish(call, GRPC_STATUS_UNIMPLEMENTED, "unknown service");
 		return;

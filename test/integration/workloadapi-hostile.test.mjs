@@ -356,9 +356,10 @@ test('Workload API: hostile clients cost only themselves', { skip: !haveVouchd()
 		await closedByServer(st, 'SETTINGS frames with 40 entries each');
 		await served('SETTINGS flood');
 
-		// Rapid reset (CVE-2023-44487): complete requests cancelled at once, 3000 times. Each
-		// may reach the handler (a JWT-SVID minted for nothing); nghttp2's reset rate limit
-		// ends the connection; the bystander must not be starved meanwhile.
+		// Rapid reset (CVE-2023-44487): complete requests cancelled at once, 3000 times.
+		// nghttp2's reset rate limit ends the connection; a call already cancelled when it
+		// reaches the service mints nothing; the bystander must not be starved meanwhile.
+		const minted0 = (await stats(v)).jwt_minted;
 		const rr = new RawH2(sock);
 		onCleanup(t, () => rr.destroy());
 		const block = hpack([...grpcHeaders(`${SVC}FetchJWTSVID`), ['workload.spiffe.io', 'true']]);
@@ -375,6 +376,10 @@ test('Workload API: hostile clients cost only themselves', { skip: !haveVouchd()
 		t.diagnostic(`rapid reset: goaway ${JSON.stringify(rr.goaway())} closed: ${rr.closeReason ?? 'no'}; PING flood: goaway ${JSON.stringify(ping.goaway())}`);
 		rr.destroy();
 		await served('rapid reset, closed');
+		// The bystander asks for one JWT-SVID every 100 ms; the 2000 cancelled calls that
+		// reached vouchd before the GOAWAY must not have been minted (they used to be).
+		const minted = (await stats(v)).jwt_minted - minted0;
+		assert.ok(minted < 500, `${minted} JWT-SVIDs minted during the rapid reset (cancelled calls must mint nothing)`);
 	});
 
 	await t.test('the bystander was served throughout', async () => {
