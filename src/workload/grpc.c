@@ -97,6 +97,7 @@ struct conn {
 	struct grpc_call *calls;
 	struct grpc_call *ready_head, *ready_tail, *close_head, *close_tail;
 	size_t queued;
+	uint64_t drained_ms; /* when queued last shrank or went from empty to non-empty */
 	size_t req_bytes;  /* request payload bytes allocated for calls not yet dispatched */
 	unsigned n_active; /* open calls owned by the handler */
 	bool doomed;	   /* drop the connection at the next loop turn */
@@ -358,6 +359,7 @@ static ssize_t call_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
 		copied += n;
 		call->queued -= n;
 		c->queued -= n;
+		c->drained_ms = now_ms();
 		if (m->off == m->len) {
 			call->qhead = m->next;
 			if (!call->qhead)
@@ -459,6 +461,8 @@ int grpc_call_send(struct grpc_call *call, const void *msg, size_t len)
 		call->qhead = m;
 	call->qtail = m;
 	call->queued += total;
+	if (c->queued == 0)
+		c->drained_ms = now_ms();
 	c->queued += total;
 	r = call_start_response_locked(c, call);
 	if (r < 0) {
@@ -837,7 +841,8 @@ static void *conn_main(void *arg)
 
 	while (buf && !atomic_load(&c->stopping)) {
 		struct pollfd pfd[2] = {{.fd = c->fd}, {.fd = c->efd, .events = POLLIN}};
-		bool progress = false, want_read, pending, active;
+		bool progress = false, want_read, pending, active, held;
+		uint64_t held_since;
 		int timeout = -1, r;
 		uint64_t now;
 
@@ -846,6 +851,11 @@ static void *conn_main(void *arg)
 		want_read = nghttp2_session_want_read(c->session);
 		pending = c->pend_len > c->pend_off;
 		active = c->n_active > 0;
+		/* Responses queued that the peer does not let us send (it grants no flow-control
+		 * window): the socket shows no backlog, so the write-stall clock below never
+		 * starts. Same limit, measured on our queue. */
+		held = c->queued > 0;
+		held_since = c->drained_ms;
 		if (!pending && !nghttp2_session_want_write(c->session) && !want_read)
 			r = -ECONNRESET; /* the session is over (GOAWAY exchanged or fatal error) */
 		pthread_mutex_unlock(&c->mu);
@@ -859,6 +869,13 @@ static void *conn_main(void *arg)
 			if (now - last_write >= srv->lim.stall_ms)
 				break;
 			timeout = (int)(srv->lim.stall_ms - (now - last_write));
+		}
+		if (held && !pending) {
+			if (now - held_since >= srv->lim.stall_ms)
+				break; /* a client that never opens its window */
+			int t = (int)(srv->lim.stall_ms - (now - held_since));
+			if (timeout < 0 || t < timeout)
+				timeout = t;
 		}
 		if (!active) {
 			if (now - last_read >= srv->lim.idle_ms)

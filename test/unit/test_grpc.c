@@ -481,6 +481,39 @@ static void test_slow_reader(void)
 /* A client with huge flow-control windows (grpcio opens 4 MiB ones) that stops reading:
  * the socket fills, output stalls; the call queue cap trips, and the write-stall timeout
  * (2 s in this test) drops the connection. */
+/* A client that grants no flow-control window at all: the socket never backs up (nothing
+ * can be written), yet responses pile up in our queue; the same stall limit drops it. */
+static void test_zero_window(void)
+{
+	struct cli c;
+	nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 0}};
+	int held0 = t_count(&T.n_held), closes0, i;
+
+	cli_open(&c, sock_path);
+	nghttp2_submit_settings(c.s, NGHTTP2_FLAG_NONE, iv, 1);
+	cli_call(&c, "/test.Echo/Hold", "", 0);
+	for (i = 0; i < 500 && t_count(&T.n_held) <= held0; i++)
+		cli_io(&c, 10);
+	struct grpc_call *call = held_at(held0);
+	ok(call != NULL, "zero window: call held");
+	if (!call) {
+		cli_close(&c);
+		return;
+	}
+	closes0 = t_count(&T.n_closes);
+	ok(grpc_call_send(call, "held", 4) == 0, "zero window: a message is queued");
+	/* keep reading (so the socket is drained and PINGs answered) but never grant window */
+	bool eof = false;
+	for (i = 0; i < 600 && !eof; i++) {
+		cli_io(&c, 10);
+		eof = c.dead;
+	}
+	ok(eof, "zero window: the connection is dropped after the stall limit (2 s here)");
+	ok(t_wait(&T.n_closes, closes0 + 1), "zero window: the call is closed (on_close)");
+	ok(echo_ok(), "other clients are still served");
+	cli_close(&c);
+}
+
 static void test_stalled_writer(void)
 {
 	struct cli c;
@@ -681,6 +714,7 @@ int main(void)
 	test_push_and_cancel();
 	test_slow_reader();
 	test_stalled_writer();
+	test_zero_window();
 	test_hostile_connections();
 	test_admission(dir, &h);
 
