@@ -51,6 +51,8 @@ int upstream_pool_new(const char *ca_file, struct upstream_pool **ret, char *err
 	/* An until-EOF response body ends with a TCP close that many servers send without
 	 * close_notify; report that as EOF instead of an error. */
 	SSL_CTX_set_options(p->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
+	/* Pooled idle connections hold no 16 KiB record buffers. */
+	SSL_CTX_set_mode(p->ctx, SSL_MODE_RELEASE_BUFFERS);
 	if (SSL_CTX_set_default_verify_paths(p->ctx) != 1) {
 		snprintf(err, err_cap, "cannot load the system CA store");
 		r = -EIO;
