@@ -1112,15 +1112,11 @@ int ca_mint_x509(struct ca *ca, const char *workload_path, struct secret **ret_k
 		ossl_drain();
 		goto out;
 	}
-	if ((r = certbuild_add_ext(x, ca->ca_cert, NID_basic_constraints, "critical,CA:FALSE")) <
-		    0 ||
-	    (r = certbuild_add_ext(x, ca->ca_cert, NID_key_usage,
-				   "critical,digitalSignature,keyEncipherment,keyAgreement")) < 0 ||
-	    (r = certbuild_add_ext(x, ca->ca_cert, NID_ext_key_usage, "serverAuth,clientAuth")) <
-		    0 ||
-	    (r = certbuild_add_ext(x, ca->ca_cert, NID_subject_key_identifier, "hash")) < 0 ||
-	    (r = certbuild_add_ext(x, ca->ca_cert, NID_authority_key_identifier, "keyid:always")) <
-		    0 ||
+	/* X509-SVID §4: cA=false; KU digitalSignature (+ keyEncipherment, keyAgreement, as
+	 * SPIRE sets), no keyCertSign/cRLSign; EKU serverAuth and clientAuth. */
+	if ((r = certbuild_leaf_exts(x, ca->ca_cert,
+				     CERTBUILD_KU_KEY_ENCIPHERMENT | CERTBUILD_KU_KEY_AGREEMENT,
+				     true)) < 0 ||
 	    (r = certbuild_add_san(x, CERTBUILD_SAN_URI, id)) < 0 ||
 	    (r = certbuild_sign(x, ca->ca_key)) < 0 ||
 	    (r = certbuild_cert_der(x, &der, &der_len)) < 0 ||

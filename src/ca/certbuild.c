@@ -11,6 +11,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -182,6 +183,61 @@ int certbuild_add_ext(X509 *x, X509 *issuer, int nid, const char *value)
 	ok = X509_add_ext(x, ext, -1);
 	X509_EXTENSION_free(ext);
 	return ok ? 0 : ossl_fail(-EIO);
+}
+
+int certbuild_leaf_exts(X509 *x, X509 *issuer, unsigned ku, bool client_auth)
+{
+	BASIC_CONSTRAINTS *bc = BASIC_CONSTRAINTS_new();
+	ASN1_BIT_STRING *kus = ASN1_BIT_STRING_new();
+	EXTENDED_KEY_USAGE *eku = sk_ASN1_OBJECT_new_null();
+	ASN1_OCTET_STRING *ski = ASN1_OCTET_STRING_new();
+	AUTHORITY_KEYID *akid = AUTHORITY_KEYID_new();
+	const ASN1_OCTET_STRING *issuer_ski = X509_get0_subject_key_id(issuer);
+	const unsigned char *pk = NULL;
+	unsigned char md[SHA_DIGEST_LENGTH];
+	unsigned int mdlen = 0;
+	int pklen = 0, r = -EIO;
+
+	if (!bc || !kus || !eku || !ski || !akid)
+		goto out;
+	if (!issuer_ski) {
+		r = -EINVAL; /* the issuer must carry a subjectKeyIdentifier (ours all do) */
+		goto out;
+	}
+	bc->ca = 0;
+	/* KeyUsage bit numbers (RFC 5280 §4.2.1.3): digitalSignature 0, keyEncipherment 2,
+	 * keyAgreement 4. */
+	if (!ASN1_BIT_STRING_set_bit(kus, 0, 1) ||
+	    ((ku & CERTBUILD_KU_KEY_ENCIPHERMENT) && !ASN1_BIT_STRING_set_bit(kus, 2, 1)) ||
+	    ((ku & CERTBUILD_KU_KEY_AGREEMENT) && !ASN1_BIT_STRING_set_bit(kus, 4, 1)))
+		goto out;
+	if (!sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_server_auth)) ||
+	    (client_auth && !sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_client_auth))))
+		goto out;
+	/* subjectKeyIdentifier: SHA-1 of the subjectPublicKey BIT STRING (RFC 5280
+	 * §4.2.1.2 method 1, what OpenSSL's "hash" computes); authorityKeyIdentifier: the
+	 * issuer's. */
+	if (!X509_PUBKEY_get0_param(NULL, &pk, &pklen, NULL, X509_get_X509_PUBKEY(x)) || !pk ||
+	    EVP_Digest(pk, (size_t)pklen, md, &mdlen, EVP_sha1(), NULL) != 1 ||
+	    !ASN1_OCTET_STRING_set(ski, md, (int)mdlen))
+		goto out;
+	akid->keyid = ASN1_OCTET_STRING_dup(issuer_ski);
+	if (!akid->keyid)
+		goto out;
+	if (X509_add1_ext_i2d(x, NID_basic_constraints, bc, 1, X509V3_ADD_DEFAULT) != 1 ||
+	    X509_add1_ext_i2d(x, NID_key_usage, kus, 1, X509V3_ADD_DEFAULT) != 1 ||
+	    X509_add1_ext_i2d(x, NID_ext_key_usage, eku, 0, X509V3_ADD_DEFAULT) != 1 ||
+	    X509_add1_ext_i2d(x, NID_subject_key_identifier, ski, 0, X509V3_ADD_DEFAULT) != 1 ||
+	    X509_add1_ext_i2d(x, NID_authority_key_identifier, akid, 0, X509V3_ADD_DEFAULT) != 1)
+		goto out;
+	r = 0;
+out:
+	AUTHORITY_KEYID_free(akid);
+	ASN1_OCTET_STRING_free(ski);
+	sk_ASN1_OBJECT_free(eku); /* the objects are OpenSSL's static ones */
+	ASN1_BIT_STRING_free(kus);
+	BASIC_CONSTRAINTS_free(bc);
+	return r < 0 ? ossl_fail(r) : 0;
 }
 
 int certbuild_add_san(X509 *x, enum certbuild_san kind, const char *value)

@@ -38,6 +38,14 @@ int certbuild_add_ext(X509 *x, X509 *issuer, int nid, const char *value);
 /* Add a subjectAltName extension holding exactly one name. For CERTBUILD_SAN_IP, value
  * is an IPv4 or IPv6 literal. -EINVAL when value does not fit the kind. */
 int certbuild_add_san(X509 *x, enum certbuild_san kind, const char *value);
+/* The extensions of an end-entity certificate issued by issuer, built directly (no
+ * config-string parsing): basicConstraints critical cA=false; keyUsage critical
+ * digitalSignature plus the CERTBUILD_KU_* bits given; extendedKeyUsage serverAuth (and
+ * clientAuth when client_auth); subjectKeyIdentifier (SHA-1 of the public key bits);
+ * authorityKeyIdentifier = issuer's subjectKeyIdentifier (-EINVAL if it has none). */
+#define CERTBUILD_KU_KEY_ENCIPHERMENT 0x1u
+#define CERTBUILD_KU_KEY_AGREEMENT 0x2u
+int certbuild_leaf_exts(X509 *x, X509 *issuer, unsigned ku, bool client_auth);
 /* Sign x with key (ECDSA with SHA-256). */
 int certbuild_sign(X509 *x, EVP_PKEY *key);
 

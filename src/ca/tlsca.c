@@ -148,11 +148,7 @@ static int issue(struct tlsca *t, const char *name, bool ip, time_t now, SSL_CTX
 	r = -EIO;
 	if (!X509_set_issuer_name(x, X509_get_subject_name(t->cert)))
 		goto out;
-	if ((r = certbuild_add_ext(x, t->cert, NID_basic_constraints, "critical,CA:FALSE")) < 0 ||
-	    (r = certbuild_add_ext(x, t->cert, NID_key_usage, "critical,digitalSignature")) < 0 ||
-	    (r = certbuild_add_ext(x, t->cert, NID_ext_key_usage, "serverAuth")) < 0 ||
-	    (r = certbuild_add_ext(x, t->cert, NID_subject_key_identifier, "hash")) < 0 ||
-	    (r = certbuild_add_ext(x, t->cert, NID_authority_key_identifier, "keyid:always")) < 0 ||
+	if ((r = certbuild_leaf_exts(x, t->cert, 0, false)) < 0 ||
 	    (r = certbuild_add_san(x, ip ? CERTBUILD_SAN_IP : CERTBUILD_SAN_DNS, name)) < 0 ||
 	    (r = certbuild_sign(x, t->key)) < 0)
 		goto out;
