@@ -138,6 +138,33 @@ else
 	tail -30 "$demo/vouchd.log"
 	exit 1
 fi
+
+# The same workload identity, over the SPIFFE Workload API (a real gRPC client: @grpc/grpc-js).
+say "the workload's own SVIDs from the SPIFFE Workload API (SPIFFE_ENDPOINT_SOCKET=unix://$demo/workload.sock)"
+wl="$top/test/integration/clients/wl/wlclient.mjs"
+wl_ok=
+if "$node_bin" "$wl" "unix://$demo/workload.sock" x509svid 1 >"$demo/x509.json" 2>"$demo/wl.err" &&
+	"$node_bin" "$wl" "unix://$demo/workload.sock" jwtsvid https://api.anthropic.com >"$demo/jwt.json" 2>>"$demo/wl.err"; then
+	token=$("$node_bin" -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).svids[0].svid)' "$demo/jwt.json")
+	if "$node_bin" "$wl" "unix://$demo/workload.sock" validate https://api.anthropic.com "$token" >"$demo/validate.json" 2>>"$demo/wl.err"; then
+		"$node_bin" -e '
+			const fs = require("fs"), { X509Certificate } = require("crypto");
+			const x = JSON.parse(fs.readFileSync(process.argv[1])).svids[0];
+			const leaf = new X509Certificate(Buffer.from(x.x509_svid, "base64"));
+			const v = JSON.parse(fs.readFileSync(process.argv[2]));
+			console.log(`X.509-SVID: ${x.spiffe_id}, ${leaf.subjectAltName}, valid until ${leaf.validTo} (re-issued at half life)`);
+			console.log(`private key: PKCS#8, ${Buffer.from(x.x509_svid_key, "base64").length} bytes (handed to this process only; never logged)`);
+			console.log(`JWT-SVID for https://api.anthropic.com validated by vouchd: sub ${v.claims.sub}, exp in ${Math.round(v.claims.exp - Date.now() / 1000)} s`);
+		' "$demo/x509.json" "$demo/validate.json" && wl_ok=1
+	fi
+fi
+rm -f "$demo/x509.json" "$demo/jwt.json" # they hold a key and a token
+if [ -z "$wl_ok" ]; then
+	say "demo FAILED (Workload API); client said:"
+	tail -20 "$demo/wl.err"
+	tail -30 "$demo/vouchd.log"
+	exit 1
+fi
 kill -TERM "$vouchd_pid" 2>/dev/null || true
 wait "$vouchd_pid" 2>/dev/null || true
 vouchd_pid=
