@@ -9,6 +9,7 @@
  * Prints a Markdown table: operation | p50 / p99 / mean (µs) | goal. */
 #include "ca/ca.h"
 
+#include <ftw.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,22 @@ static double now_us(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+/* A positive count from an option, or -1. */
+static int count_arg(const char *s)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+	return *s && !*end && v >= 0 && v <= 100000000 ? (int)v : -1;
 }
 
 static int cmp_d(const void *a, const void *b)
@@ -48,13 +65,13 @@ int main(int argc, char **argv)
 
 	while ((opt = getopt(argc, argv, "n:w:")) != -1) {
 		if (opt == 'n')
-			n = atoi(optarg);
+			n = count_arg(optarg);
 		else if (opt == 'w')
-			warm = atoi(optarg);
+			warm = count_arg(optarg);
 		else
 			return 2;
 	}
-	if (n <= 0 || !mkdtemp(dir))
+	if (n <= 0 || warm < 0 || !mkdtemp(dir))
 		return 1;
 	snprintf(state, sizeof(state), "%s/state", dir);
 	struct ca_config cc = {
@@ -112,7 +129,5 @@ int main(int argc, char **argv)
 	printf("\n%d calls each after %d warm-up calls, one thread.\n", n, warm);
 	secret_free(tok);
 	ca_free(ca);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	return system(cmd) == 0 ? 0 : 1;
+	return nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS) == 0 ? 0 : 1;
 }

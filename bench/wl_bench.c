@@ -85,7 +85,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 		char b[4];
 		memcpy(b, value, vl);
 		b[vl] = '\0';
-		c->grpc_status = atoi(b);
+		c->grpc_status = (int)strtol(b, NULL, 10);
 	}
 	return 0;
 }
@@ -259,6 +259,14 @@ static const struct op ops[N_OPS] = {
      "connect + FetchX509SVID first message + close", NULL, 0, true, true, 0, "—"},
 };
 
+/* A positive count from an option, or -1. */
+static int count_arg(const char *s)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+	return *s && !*end && v >= 0 && v <= 100000000 ? (int)v : -1;
+}
+
 static int cmp_d(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -276,11 +284,11 @@ int main(int argc, char **argv)
 		if (opt == 'o')
 			only = optarg;
 		else if (opt == 'n')
-			n = atoi(optarg);
+			n = count_arg(optarg);
 		else if (opt == 'w')
-			warm = atoi(optarg);
+			warm = count_arg(optarg);
 		else if (opt == 'r')
-			rounds = atoi(optarg);
+			rounds = count_arg(optarg);
 		else
 			return 2;
 	}
@@ -292,7 +300,7 @@ int main(int argc, char **argv)
 		label[nt] = argv[i];
 		path[nt++] = eq + 1;
 	}
-	if (nt == 0 || n <= 0 || rounds <= 0) {
+	if (nt == 0 || n <= 0 || rounds <= 0 || warm < 0) {
 		fprintf(stderr, "usage: wl_bench [-n CALLS] [-w WARMUP] [-r ROUNDS] [-o OP] LABEL=SOCKET...\n");
 		return 2;
 	}

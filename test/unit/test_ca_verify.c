@@ -4,6 +4,7 @@
  * own signing key, read from its state directory, so the claim checks are reached with a
  * valid signature. */
 #include "tap.h"
+#include "tmpdir.h"
 
 #include "ca/ca.h"
 #include "common/base64.h"
@@ -306,9 +307,7 @@ int main(void)
 		test_crafted();
 		ca_free(ca);
 	}
-	char cmd[400];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", base);
-	if (system(cmd) != 0)
+	if (tmpdir_remove(base) != 0)
 		ok(0, "cleanup");
 	return tap_done();
 }

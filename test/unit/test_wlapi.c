@@ -4,6 +4,7 @@
  * test/integration/workloadapi*.test.mjs. */
 #include "h2cli.h"
 #include "tap.h"
+#include "tmpdir.h"
 
 #include "attest/attest.h"
 #include "audit/audit.h"
@@ -588,9 +589,7 @@ int main(void)
 	attest_cache_free(ac);
 	registry_free(reg);
 	ca_free(ca);
-	char cmd[400];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", base);
-	if (system(cmd) != 0)
+	if (tmpdir_remove(base) != 0)
 		ok(0, "cleanup");
 	return tap_done();
 }
