@@ -69,8 +69,8 @@ static int p256_point(const EVP_PKEY *key, unsigned char out[static 65])
 	size_t n = 0;
 
 	if (!certbuild_is_p256(key) ||
-	    EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, out, 65,
-					    &n) != 1 ||
+	    EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, out, 65, &n) !=
+		1 ||
 	    n != 65 || out[0] != 0x04)
 		return -EINVAL;
 	return 0;
@@ -136,8 +136,8 @@ out:
 	return ret;
 }
 
-int certbuild_new(const char *o, const char *cn, EVP_PKEY *pub, time_t nb, time_t na,
-		  bool der_only, X509 **ret)
+int certbuild_new(const char *o, const char *cn, EVP_PKEY *pub, time_t nb, time_t na, bool der_only,
+		  X509 **ret)
 {
 	X509 *x = X509_new();
 	X509_NAME *name = NULL;
@@ -148,18 +148,17 @@ int certbuild_new(const char *o, const char *cn, EVP_PKEY *pub, time_t nb, time_
 	name = X509_NAME_new();
 	if (!name)
 		goto out;
-	if (!X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (const unsigned char *)o, -1,
-					-1, 0))
+	if (!X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (const unsigned char *)o, -1, -1,
+					0))
 		goto out;
-	if (cn && !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
-					      (const unsigned char *)cn, -1, -1, 0)) {
+	if (cn && !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn,
+					      -1, -1, 0)) {
 		r = -EINVAL;
 		goto out;
 	}
 	if (!X509_set_subject_name(x, name) || !X509_set_issuer_name(x, name) ||
 	    (der_only ? set_pubkey(x, pub) < 0 : !X509_set_pubkey(x, pub)) ||
-	    !ASN1_TIME_set(X509_getm_notBefore(x), nb) ||
-	    !ASN1_TIME_set(X509_getm_notAfter(x), na))
+	    !ASN1_TIME_set(X509_getm_notBefore(x), nb) || !ASN1_TIME_set(X509_getm_notAfter(x), na))
 		goto out;
 	*ret = x;
 	x = NULL;
@@ -403,10 +402,10 @@ out:
  * test_certbuild. */
 static int generic_pkcs8(EVP_PKEY *key, struct secret **ret);
 
-static const unsigned char p8_head[] = {
-    0x30, 0x81, 0x87, 0x02, 0x01, 0x00, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d,
-    0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x04, 0x6d, 0x30,
-    0x6b, 0x02, 0x01, 0x01, 0x04, 0x20};
+static const unsigned char p8_head[] = {0x30, 0x81, 0x87, 0x02, 0x01, 0x00, 0x30, 0x13, 0x06,
+					0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+					0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+					0x04, 0x6d, 0x30, 0x6b, 0x02, 0x01, 0x01, 0x04, 0x20};
 static const unsigned char p8_mid[] = {0xa1, 0x44, 0x03, 0x42, 0x00};
 #define P8_P256_LEN (sizeof(p8_head) + 32 + sizeof(p8_mid) + 65)
 
@@ -417,7 +416,8 @@ static int p256_pkcs8(EVP_PKEY *key, struct secret **ret)
 	struct secret *s;
 	int r = -EIO;
 
-	if (p256_point(key, pt) < 0 || EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &d) != 1)
+	if (p256_point(key, pt) < 0 ||
+	    EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &d) != 1)
 		return -EINVAL;
 	s = secret_new(P8_P256_LEN);
 	if (!s) {
@@ -608,8 +608,8 @@ int certbuild_read_cert(const char *path, bool follow, X509 **ret)
 int certbuild_read_key(const char *path, bool follow, EVP_PKEY **ret)
 {
 	struct secret *s = NULL;
-	int r = keyfile_read(path, KEYFILE_MAX, KEYFILE_PRIVATE | (follow ? KEYFILE_FOLLOW : 0),
-			     &s);
+	int r =
+	    keyfile_read(path, KEYFILE_MAX, KEYFILE_PRIVATE | (follow ? KEYFILE_FOLLOW : 0), &s);
 
 	if (r < 0)
 		return r;

@@ -30,8 +30,8 @@ bool certbuild_is_p256(const EVP_PKEY *key);
  * used as an object (SSL_CTX, X509_get0_pubkey, X509_check_private_key): a P-256 key is
  * then set without OpenSSL's encoder (about 200 µs less per certificate with OpenSSL 3.0)
  * and the object has no decoded public key. */
-int certbuild_new(const char *o, const char *cn, EVP_PKEY *pub, time_t nb, time_t na,
-		  bool der_only, X509 **ret);
+int certbuild_new(const char *o, const char *cn, EVP_PKEY *pub, time_t nb, time_t na, bool der_only,
+		  X509 **ret);
 /* Add extension nid from its OpenSSL config string (e.g. "critical,CA:TRUE"), with
  * issuer as the signing certificate for authorityKeyIdentifier (NULL = self). */
 int certbuild_add_ext(X509 *x, X509 *issuer, int nid, const char *value);
@@ -83,11 +83,12 @@ int certbuild_check_ca_pair(X509 *cert, EVP_PKEY *key, time_t now);
 
 /* A self-signed CA kept in a state dir (created by the caller). */
 struct certbuild_ca_spec {
-	const char *dir, *key_name, *cert_name; /* files dir/key_name (0600), dir/cert_name (0644) */
-	const char *o, *cn, *uri_san;           /* subject and optional URI SAN */
-	int pathlen;                            /* basicConstraints pathlen, -1 for none */
-	uint32_t lifetime;                      /* validity of a newly issued certificate, s */
-	uint32_t renew;                         /* re-issue when less than this is left, s */
+	const char *dir, *key_name,
+	    *cert_name;		      /* files dir/key_name (0600), dir/cert_name (0644) */
+	const char *o, *cn, *uri_san; /* subject and optional URI SAN */
+	int pathlen;		      /* basicConstraints pathlen, -1 for none */
+	uint32_t lifetime;	      /* validity of a newly issued certificate, s */
+	uint32_t renew;		      /* re-issue when less than this is left, s */
 };
 /* Load the key and certificate, or create both on first start. A missing, expired or
  * nearly expired certificate is re-issued for the existing key. A corrupt key or one with

@@ -98,9 +98,9 @@ struct conn {
 	struct grpc_call *ready_head, *ready_tail, *close_head, *close_tail;
 	size_t queued;
 	uint64_t drained_ms; /* when queued last shrank or went from empty to non-empty */
-	size_t req_bytes;  /* request payload bytes allocated for calls not yet dispatched */
-	unsigned n_active; /* open calls owned by the handler */
-	bool doomed;	   /* drop the connection at the next loop turn */
+	size_t req_bytes;    /* request payload bytes allocated for calls not yet dispatched */
+	unsigned n_active;   /* open calls owned by the handler */
+	bool doomed;	     /* drop the connection at the next loop turn */
 	atomic_bool stopping;
 	bool evicted; /* displaced by a newer connection (srv->mu) */
 	struct conn *srv_prev, *srv_next;

@@ -36,7 +36,7 @@
 
 #define WL_PREFIX "/SpiffeWorkloadAPI/"
 #define WL_MSG_MAX GRPC_MAX_STATUS_MESSAGE /* status messages we compose */
-#define WL_MAX_CLAIMS_DEPTH 16	 /* Struct nesting we build from validated claims */
+#define WL_MAX_CLAIMS_DEPTH 16		   /* Struct nesting we build from validated claims */
 
 enum stream_kind { ST_X509_SVID, ST_X509_BUNDLES, ST_JWT_BUNDLES };
 
@@ -155,9 +155,10 @@ static enum grpc_status identify(struct wlapi *w, pid_t pid, struct caller *c, c
 	memset(c, 0, sizeof(*c));
 	c->pid = pid;
 	if (pid <= 0) {
-		snprintf(msg, msg_cap,
-			 "no identity issued: the caller's pid is not visible to vouchd (another pid "
-			 "namespace?)");
+		snprintf(
+		    msg, msg_cap,
+		    "no identity issued: the caller's pid is not visible to vouchd (another pid "
+		    "namespace?)");
 		return GRPC_STATUS_PERMISSION_DENIED;
 	}
 	int r = attest_cached(w->cfg.attest, pid, &c->facts);
@@ -178,11 +179,12 @@ static enum grpc_status identify(struct wlapi *w, pid_t pid, struct caller *c, c
 		c->path = strdup(wl->workload_id);
 	resource_set_unref(set);
 	if (!wl) {
-		snprintf(msg, msg_cap,
-			 "no identity issued: process %d (%.300s, uid %u) matches no WorkloadIdentity; "
-			 "run `vouch explain %d` on this node to see which selectors failed",
-			 (int)pid, c->facts.exe[0] ? c->facts.exe : c->facts.name,
-			 (unsigned)c->facts.uid, (int)pid);
+		snprintf(
+		    msg, msg_cap,
+		    "no identity issued: process %d (%.300s, uid %u) matches no WorkloadIdentity; "
+		    "run `vouch explain %d` on this node to see which selectors failed",
+		    (int)pid, c->facts.exe[0] ? c->facts.exe : c->facts.name,
+		    (unsigned)c->facts.uid, (int)pid);
 		return GRPC_STATUS_PERMISSION_DENIED;
 	}
 	if (!c->path) {
@@ -194,8 +196,8 @@ static enum grpc_status identify(struct wlapi *w, pid_t pid, struct caller *c, c
 
 	if (w->cfg.revocations &&
 	    revocations_check(w->cfg.revocations, c->path, reason, sizeof(reason))) {
-		snprintf(msg, msg_cap, "no identity issued: workload %.400s is revoked (%.200s)", c->id,
-			 reason[0] ? reason : "no reason given");
+		snprintf(msg, msg_cap, "no identity issued: workload %.400s is revoked (%.200s)",
+			 c->id, reason[0] ? reason : "no reason given");
 		return GRPC_STATUS_PERMISSION_DENIED;
 	}
 	return GRPC_STATUS_OK;
@@ -521,8 +523,8 @@ static void deny(struct wlapi *w, struct grpc_call *call, const struct caller *c
 {
 	if (st == GRPC_STATUS_PERMISSION_DENIED)
 		atomic_fetch_add(&w->denied, 1);
-	emit(w, "deny", c->id[0] ? c->id : NULL, c->pid, c->facts.exe,
-	     grpc_call_method(call), NULL, msg, NULL, NULL);
+	emit(w, "deny", c->id[0] ? c->id : NULL, c->pid, c->facts.exe, grpc_call_method(call), NULL,
+	     msg, NULL, NULL);
 	finish(call, st, msg);
 }
 
@@ -608,9 +610,10 @@ static void on_fetch_jwt(struct wlapi *w, struct grpc_call *call, const uint8_t 
 		    resources_check_spiffe_path(p + tdl + 1, &reason) < 0) {
 			if (strncmp(p, "spiffe://", 9) || strncasecmp(p, w->td_id, tdl) ||
 			    p[tdl] != '/') {
-				snprintf(why, sizeof(why),
-					 "invalid requested SPIFFE ID: not an ID of trust domain %s",
-					 w->td_id + 9);
+				snprintf(
+				    why, sizeof(why),
+				    "invalid requested SPIFFE ID: not an ID of trust domain %s",
+				    w->td_id + 9);
 			} else {
 				snprintf(why, sizeof(why), "invalid requested SPIFFE ID: %s",
 					 reason ? reason : "malformed");
@@ -626,8 +629,8 @@ static void on_fetch_jwt(struct wlapi *w, struct grpc_call *call, const uint8_t 
 		goto out;
 	}
 	if (req->spiffe_id[0] && strcmp(req->spiffe_id + strlen(w->td_id) + 1, c.path) != 0) {
-		snprintf(why, sizeof(why), "no identity issued: the caller is %.400s, not %.400s", c.id,
-			 req->spiffe_id);
+		snprintf(why, sizeof(why), "no identity issued: the caller is %.400s, not %.400s",
+			 c.id, req->spiffe_id);
 		deny(w, call, &c, GRPC_STATUS_PERMISSION_DENIED, why);
 		goto out;
 	}
@@ -658,8 +661,8 @@ static void on_fetch_jwt(struct wlapi *w, struct grpc_call *call, const uint8_t 
 		char fp[17];
 
 		secret_fingerprint(jwt, fp);
-		emit(w, "issue", c.id, c.pid, c.facts.exe, WL_PREFIX "FetchJWTSVID", req->audience[0],
-		     NULL, jti, fp);
+		emit(w, "issue", c.id, c.pid, c.facts.exe, WL_PREFIX "FetchJWTSVID",
+		     req->audience[0], NULL, jti, fp);
 		finish(call, GRPC_STATUS_OK, NULL);
 	} else if (r != -EPIPE) {
 		finish(call, status_of(r), "cannot send the JWT-SVID");
@@ -800,10 +803,9 @@ static void on_validate(struct wlapi *w, struct grpc_call *call, const uint8_t *
 			      &reason);
 
 	if (r < 0) {
-		snprintf(why, sizeof(why), "invalid JWT-SVID: %s",
-			 reason ? reason : strerror(-r));
-		finish(call, r == -ENOMEM ? GRPC_STATUS_RESOURCE_EXHAUSTED
-					  : GRPC_STATUS_INVALID_ARGUMENT,
+		snprintf(why, sizeof(why), "invalid JWT-SVID: %s", reason ? reason : strerror(-r));
+		finish(call,
+		       r == -ENOMEM ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INVALID_ARGUMENT,
 		       why);
 		goto out;
 	}
@@ -906,8 +908,7 @@ static void on_close(void *ctx, struct grpc_call *call)
 /* ---- tick ---- */
 
 /* Push what changed on one stream; false when the stream was ended. */
-static void stream_update(struct wlapi *w, struct stream *s, uint64_t bundle_gen,
-			  uint64_t jwks_gen)
+static void stream_update(struct wlapi *w, struct stream *s, uint64_t bundle_gen, uint64_t jwks_gen)
 {
 	char why[WL_MSG_MAX];
 	struct caller c;
@@ -1070,8 +1071,8 @@ int wlapi_start(const struct wlapi_config *cfg, struct wlapi **ret)
 	w->cfg.limits = NULL;
 	w->socket_path = strdup(cfg->socket_path);
 	pthread_mutex_init(&w->lock, NULL);
-	if ((size_t)snprintf(w->td_id, sizeof(w->td_id), "spiffe://%s",
-			     ca_trust_domain(cfg->ca)) >= sizeof(w->td_id)) {
+	if ((size_t)snprintf(w->td_id, sizeof(w->td_id), "spiffe://%s", ca_trust_domain(cfg->ca)) >=
+	    sizeof(w->td_id)) {
 		r = -EINVAL;
 		goto fail;
 	}

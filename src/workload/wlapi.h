@@ -46,9 +46,9 @@ struct wlapi_config {
 	struct ca *ca;
 	struct registry *registry;
 	struct attest_cache *attest;
-	struct revocations *revocations; /* may be NULL */
-	struct audit *audit;		 /* may be NULL */
-	uint32_t x509_ttl;		 /* X.509-SVID lifetime, s; re-minted at half of it */
+	struct revocations *revocations;  /* may be NULL */
+	struct audit *audit;		  /* may be NULL */
+	uint32_t x509_ttl;		  /* X.509-SVID lifetime, s; re-minted at half of it */
 	const struct grpc_limits *limits; /* NULL: grpc defaults */
 };
 
@@ -66,12 +66,12 @@ int wlapi_start(const struct wlapi_config *cfg, struct wlapi **ret);
 void wlapi_tick(struct wlapi *w);
 
 struct wlapi_stats {
-	uint64_t calls;		/* calls handled */
-	uint64_t denied;	/* PERMISSION_DENIED answers */
-	uint64_t x509_minted;	/* X.509-SVIDs minted */
-	uint64_t jwt_minted;	/* JWT-SVIDs minted */
-	uint64_t pushes;	/* stream updates sent after the first message */
-	unsigned open_streams;	/* streams open now */
+	uint64_t calls;	       /* calls handled */
+	uint64_t denied;       /* PERMISSION_DENIED answers */
+	uint64_t x509_minted;  /* X.509-SVIDs minted */
+	uint64_t jwt_minted;   /* JWT-SVIDs minted */
+	uint64_t pushes;       /* stream updates sent after the first message */
+	unsigned open_streams; /* streams open now */
 };
 void wlapi_stats(struct wlapi *w, struct wlapi_stats *ret);
 

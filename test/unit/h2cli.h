@@ -66,8 +66,8 @@ H2CLI_FN void copy_str(char *dst, size_t size, const uint8_t *v, size_t len)
 }
 
 H2CLI_FN int c_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
-		       size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
-		       void *ud)
+			 size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+			 void *ud)
 {
 	struct cstream *st = cli_stream(ud, f->hd.stream_id);
 	char buf[32];
@@ -90,8 +90,8 @@ H2CLI_FN int c_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8
 	return 0;
 }
 
-H2CLI_FN int c_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
-		     void *ud)
+H2CLI_FN int c_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data,
+		       size_t len, void *ud)
 {
 	struct cstream *st = cli_stream(ud, id);
 	(void)s;
@@ -115,7 +115,7 @@ H2CLI_FN int c_on_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud)
 }
 
 H2CLI_FN ssize_t c_read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length,
-			   uint32_t *flags, nghttp2_data_source *src, void *ud)
+			     uint32_t *flags, nghttp2_data_source *src, void *ud)
 {
 	struct cstream *st = src->ptr;
 	size_t n = st->body_len - st->body_off;
@@ -203,8 +203,8 @@ H2CLI_FN void put_prefix(uint8_t *p, uint8_t flag, uint32_t len)
 /* Start a call; body is the raw request body (prefix included), sent chunk bytes per DATA
  * frame (0: as large as allowed). extra: one optional extra header pair list. */
 H2CLI_FN struct cstream *cli_call_raw(struct cli *c, const char *method, const char *http_method,
-				    const char *ctype, const uint8_t *body, size_t len,
-				    size_t chunk, const nghttp2_nv *extra, size_t n_extra)
+				      const char *ctype, const uint8_t *body, size_t len,
+				      size_t chunk, const nghttp2_nv *extra, size_t n_extra)
 {
 	nghttp2_nv nv[16];
 	size_t n = 0;

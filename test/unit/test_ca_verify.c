@@ -90,7 +90,8 @@ static void read_kid(void)
 
 	ca_mint_jwt(ca, "k/k", aud, 1, 0, &t, jti);
 	const char *dot = strchr((char *)t->data, '.');
-	long n = base64url_decode((char *)t->data, (size_t)(dot - (char *)t->data), dec, sizeof(dec) - 1);
+	long n = base64url_decode((char *)t->data, (size_t)(dot - (char *)t->data), dec,
+				  sizeof(dec) - 1);
 	dec[n] = '\0';
 	snprintf(hdr, sizeof(hdr), "%s", (char *)dec);
 	char *k = strstr(hdr, "\"kid\":\"");
@@ -161,7 +162,8 @@ static void test_minted(void)
 	ca_set_clock_for_test(ca, fake_clock);
 	ca_tick(ca);
 	ca_set_clock_for_test(ca, NULL);
-	expect((char *)t->data, "other", -EKEYREJECTED, "its key pruned from the JWKS: unknown kid");
+	expect((char *)t->data, "other", -EKEYREJECTED,
+	       "its key pruned from the JWKS: unknown kid");
 	secret_free(t);
 	read_kid();
 }
@@ -215,11 +217,11 @@ static void test_crafted(void)
 	expect(tok, "x", -EKEYREJECTED, "unknown kid");
 
 	static const char *const bad_claims[] = {
-	    "{\"sub\":\"spiffe://vouch.test/a/b\",\"exp\":%ld}",			/* no aud */
-	    "{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":[],\"exp\":%ld}",		/* empty */
-	    "{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":[\"x\",1],\"exp\":%ld}",	/* non-string */
-	    "{\"sub\":\"spiffe://other.test/a/b\",\"aud\":\"x\",\"exp\":%ld}",		/* other td */
-	    "{\"sub\":\"spiffe://vouch.test\",\"aud\":\"x\",\"exp\":%ld}",		/* root */
+	    "{\"sub\":\"spiffe://vouch.test/a/b\",\"exp\":%ld}",		   /* no aud */
+	    "{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":[],\"exp\":%ld}",	   /* empty */
+	    "{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":[\"x\",1],\"exp\":%ld}", /* non-string */
+	    "{\"sub\":\"spiffe://other.test/a/b\",\"aud\":\"x\",\"exp\":%ld}",	   /* other td */
+	    "{\"sub\":\"spiffe://vouch.test\",\"aud\":\"x\",\"exp\":%ld}",	   /* root */
 	    "{\"sub\":\"spiffe://vouch.test/\",\"aud\":\"x\",\"exp\":%ld}",
 	    "{\"sub\":\"spiffe://vouch.test/a/../b\",\"aud\":\"x\",\"exp\":%ld}",
 	    "{\"sub\":\"spiffe://vouch.testx/a\",\"aud\":\"x\",\"exp\":%ld}",
@@ -238,12 +240,12 @@ static void test_crafted(void)
 	CLAIMS("{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":\"x\"%s}", "");
 	sign_token(key, hdr, cl, tok, sizeof(tok));
 	expect(tok, "x", -EINVAL, "exp missing");
-	CLAIMS("{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":\"x\",\"exp\":%ld,\"iat\":%ld}", now + 600,
-	       now + 300);
+	CLAIMS("{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":\"x\",\"exp\":%ld,\"iat\":%ld}",
+	       now + 600, now + 300);
 	sign_token(key, hdr, cl, tok, sizeof(tok));
 	expect(tok, "x", -EKEYEXPIRED, "iat in the future");
-	CLAIMS("{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":\"x\",\"exp\":%ld,\"nbf\":%ld}", now + 600,
-	       now + 10);
+	CLAIMS("{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":\"x\",\"exp\":%ld,\"nbf\":%ld}",
+	       now + 600, now + 10);
 	sign_token(key, hdr, cl, tok, sizeof(tok));
 	expect(tok, "x", 0, "nbf within the leeway");
 	snprintf(cl, sizeof(cl), "[1,2]");
@@ -298,9 +300,8 @@ int main(void)
 		return tap_done();
 	}
 	snprintf(state, sizeof(state), "%s/state", base);
-	struct ca_config cc = {.state_dir = state,
-			       .trust_domain = "vouch.test",
-			       .issuer = "https://issuer.example"};
+	struct ca_config cc = {
+	    .state_dir = state, .trust_domain = "vouch.test", .issuer = "https://issuer.example"};
 	ok(ca_open(&cc, &ca) == 0, "CA");
 	if (ca) {
 		test_minted();

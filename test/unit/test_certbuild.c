@@ -34,7 +34,8 @@ int main(void)
 		EVP_PKEY *k2 = back ? EVP_PKCS82PKEY(back) : NULL;
 		if (!quiet || !same || !k2 || EVP_PKEY_eq(k, k2) != 1)
 			ok(same && k2 && EVP_PKEY_eq(k, k2) == 1,
-			   "key %d: PKCS#8 template = OpenSSL's encoding (%d vs %zu bytes), parses back "
+			   "key %d: PKCS#8 template = OpenSSL's encoding (%d vs %zu bytes), parses "
+			   "back "
 			   "to the same key",
 			   i, rl, p8->len);
 		/* SPKI: a der_only certificate carries the same SubjectPublicKeyInfo */
@@ -82,29 +83,35 @@ int main(void)
 		EVP_PKEY *ik = NULL, *lk = NULL;
 		X509 *issuer = NULL, *a = NULL, *b = NULL;
 		time_t now = time(NULL);
-		bool same = certbuild_keygen(&ik) == 0 && certbuild_keygen(&lk) == 0 &&
-			    certbuild_self_signed_ca(ik, "ca", "issuer", NULL, 0, now, 3600, &issuer) == 0 &&
-			    certbuild_new("t", NULL, lk, now, now + 60, true, &a) == 0 &&
-			    certbuild_new("t", NULL, lk, now, now + 60, true, &b) == 0 &&
-			    certbuild_leaf_exts(a, issuer,
-						CERTBUILD_KU_KEY_ENCIPHERMENT | CERTBUILD_KU_KEY_AGREEMENT,
-						true) == 0 &&
-			    certbuild_add_ext(b, issuer, NID_basic_constraints, "critical,CA:FALSE") == 0 &&
-			    certbuild_add_ext(b, issuer, NID_key_usage,
-					      "critical,digitalSignature,keyEncipherment,keyAgreement") == 0 &&
-			    certbuild_add_ext(b, issuer, NID_ext_key_usage, "serverAuth,clientAuth") == 0 &&
-			    certbuild_add_ext(b, issuer, NID_subject_key_identifier, "hash") == 0 &&
-			    certbuild_add_ext(b, issuer, NID_authority_key_identifier, "keyid:always") == 0 &&
-			    X509_get_ext_count(a) == 5 && X509_get_ext_count(b) == 5;
+		bool same =
+		    certbuild_keygen(&ik) == 0 && certbuild_keygen(&lk) == 0 &&
+		    certbuild_self_signed_ca(ik, "ca", "issuer", NULL, 0, now, 3600, &issuer) ==
+			0 &&
+		    certbuild_new("t", NULL, lk, now, now + 60, true, &a) == 0 &&
+		    certbuild_new("t", NULL, lk, now, now + 60, true, &b) == 0 &&
+		    certbuild_leaf_exts(a, issuer,
+					CERTBUILD_KU_KEY_ENCIPHERMENT | CERTBUILD_KU_KEY_AGREEMENT,
+					true) == 0 &&
+		    certbuild_add_ext(b, issuer, NID_basic_constraints, "critical,CA:FALSE") == 0 &&
+		    certbuild_add_ext(b, issuer, NID_key_usage,
+				      "critical,digitalSignature,keyEncipherment,keyAgreement") ==
+			0 &&
+		    certbuild_add_ext(b, issuer, NID_ext_key_usage, "serverAuth,clientAuth") == 0 &&
+		    certbuild_add_ext(b, issuer, NID_subject_key_identifier, "hash") == 0 &&
+		    certbuild_add_ext(b, issuer, NID_authority_key_identifier, "keyid:always") ==
+			0 &&
+		    X509_get_ext_count(a) == 5 && X509_get_ext_count(b) == 5;
 		for (int i = 0; same && i < 5; i++) {
 			X509_EXTENSION *ea = X509_get_ext(a, i), *eb = X509_get_ext(b, i);
 			const ASN1_OCTET_STRING *da = X509_EXTENSION_get_data(ea),
 						*db = X509_EXTENSION_get_data(eb);
-			same = OBJ_cmp(X509_EXTENSION_get_object(ea), X509_EXTENSION_get_object(eb)) == 0 &&
+			same = OBJ_cmp(X509_EXTENSION_get_object(ea),
+				       X509_EXTENSION_get_object(eb)) == 0 &&
 			       X509_EXTENSION_get_critical(ea) == X509_EXTENSION_get_critical(eb) &&
 			       ASN1_STRING_cmp(da, db) == 0;
 		}
-		ok(same, "certbuild_leaf_exts = the config-string extensions, byte for byte (5 of them)");
+		ok(same,
+		   "certbuild_leaf_exts = the config-string extensions, byte for byte (5 of them)");
 		X509_free(a);
 		X509_free(b);
 		X509_free(issuer);

@@ -126,7 +126,8 @@ static bool uri_san_is(X509 *x, const char *want)
 		GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
 		if (g->type == GEN_URI) {
 			n_uri++;
-			match = strcmp((const char *)ASN1_STRING_get0_data(g->d.uniformResourceIdentifier),
+			match = strcmp((const char *)ASN1_STRING_get0_data(
+					   g->d.uniformResourceIdentifier),
 				       want) == 0;
 		}
 	}
@@ -220,8 +221,8 @@ static void test_header_and_methods(void)
 			  empty5, 5, 0, two, 2);
 	cli_wait(&c, st);
 	ok(st && st->grpc_status == 3, "the header twice: INVALID_ARGUMENT");
-	st = cli_call_raw(&c, "/SpiffeWorkloadAPI/FetchJWTSVID", "POST", "application/grpc",
-			  empty5, 5, 0, cap, 1);
+	st = cli_call_raw(&c, "/SpiffeWorkloadAPI/FetchJWTSVID", "POST", "application/grpc", empty5,
+			  5, 0, cap, 1);
 	cli_wait(&c, st);
 	ok(st && st->grpc_status == 3 && strstr(st->grpc_message, "security header"),
 	   "header value \"True\": INVALID_ARGUMENT before any request check");
@@ -335,7 +336,8 @@ static void test_jwt(void)
 
 	ok(cli_open(&c, sock), "connect");
 	st = status_call(&c, "/SpiffeWorkloadAPI/FetchJWTSVID", "", 0, true);
-	ok(st && st->grpc_status == 3 && strcmp(st->grpc_message, "audience must be specified") == 0,
+	ok(st && st->grpc_status == 3 &&
+	       strcmp(st->grpc_message, "audience must be specified") == 0,
 	   "FetchJWTSVID without audience: INVALID_ARGUMENT");
 
 	JWTSVIDRequest req = JWTSVIDREQUEST__INIT;
@@ -350,9 +352,10 @@ static void test_jwt(void)
 	st = status_call(&c, "/SpiffeWorkloadAPI/FetchJWTSVID", buf, n, true);
 	ok(st && st->grpc_status == 0 && nth_msg(st, 0, &p, &l), "FetchJWTSVID: OK (%d %s)",
 	   st ? st->grpc_status : -1, st ? st->grpc_message : "");
-	JWTSVIDResponse *r = st && st->grpc_status == 0 ? jwtsvidresponse__unpack(NULL, l, p) : NULL;
-	ok(r && r->n_svids == 1 && strcmp(r->svids[0]->spiffe_id, ME) == 0,
-	   "one JWT-SVID for %s", ME);
+	JWTSVIDResponse *r =
+	    st && st->grpc_status == 0 ? jwtsvidresponse__unpack(NULL, l, p) : NULL;
+	ok(r && r->n_svids == 1 && strcmp(r->svids[0]->spiffe_id, ME) == 0, "one JWT-SVID for %s",
+	   ME);
 	if (r && r->n_svids == 1) {
 		token = strdup(r->svids[0]->svid);
 		/* claims: sub, aud (both requested audiences) */
@@ -436,8 +439,9 @@ static void test_jwt(void)
 		ok(st && st->grpc_status == 0 && nth_msg(st, 0, &p, &l),
 		   "ValidateJWTSVID (token signed by the now retired key): OK (%d %s)",
 		   st ? st->grpc_status : -1, st ? st->grpc_message : "");
-		ValidateJWTSVIDResponse *vresp =
-		    st && st->grpc_status == 0 ? validate_jwtsvidresponse__unpack(NULL, l, p) : NULL;
+		ValidateJWTSVIDResponse *vresp = st && st->grpc_status == 0
+						     ? validate_jwtsvidresponse__unpack(NULL, l, p)
+						     : NULL;
 		bool aud_list = false, sub_ok = false;
 		for (size_t i = 0; vresp && vresp->claims && i < vresp->claims->n_fields; i++) {
 			Google__Protobuf__Struct__FieldsEntry *e = vresp->claims->fields[i];
@@ -469,7 +473,8 @@ static void test_jwt(void)
 		vr.svid = "";
 		n = validate_jwtsvidrequest__pack(&vr, vbuf);
 		st = status_call(&c, "/SpiffeWorkloadAPI/ValidateJWTSVID", vbuf, n, true);
-		ok(st && st->grpc_status == 3 && strcmp(st->grpc_message, "svid must be specified") == 0,
+		ok(st && st->grpc_status == 3 &&
+		       strcmp(st->grpc_message, "svid must be specified") == 0,
 		   "empty svid: INVALID_ARGUMENT");
 		token[strlen(token) - 3] ^= 1; /* break the signature */
 		vr.svid = token;
