@@ -21,6 +21,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,6 +33,9 @@
 #define GRPC_MAX_TIMEOUT_MS (24u * 3600 * 1000) /* keeps poll()'s int timeout positive */
 #define GRPC_DEF_CALL_QUEUE (1024 * 1024)
 #define GRPC_DEF_CONN_QUEUE (4 * 1024 * 1024)
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77 /* Linux 6.5 (asm-generic/socket.h); glibc 2.36 lacks it */
+#endif
 #define GRPC_DEF_MAX_CONNS 256
 #define GRPC_DEF_MAX_CONNS_PER_UID 32
 #define GRPC_MAX_EVICTING 16 /* displaced connections still winding down */
@@ -90,6 +94,7 @@ struct grpc_call {
 struct conn {
 	atomic_int refs;
 	struct grpc_server *srv;
+	int peer_pidfd; /* the connecting process, pinned at accept; -1 if unavailable */
 	pthread_mutex_t mu;
 	nghttp2_session *session;
 	int fd, efd;
@@ -207,6 +212,20 @@ const char *grpc_call_method(const struct grpc_call *call)
 void grpc_call_peer(const struct grpc_call *call, struct grpc_peer *ret_peer)
 {
 	*ret_peer = call->conn->peer;
+}
+
+bool grpc_call_peer_alive(const struct grpc_call *call)
+{
+	int pfd = call->conn->peer_pidfd;
+	struct pollfd p = {.fd = pfd, .events = POLLIN};
+	int r;
+
+	if (pfd < 0)
+		return false;
+	do
+		r = poll(&p, 1, 0);
+	while (r < 0 && errno == EINTR);
+	return r == 0; /* a pidfd turns readable when its process exits */
 }
 
 size_t grpc_call_metadata(const struct grpc_call *call, const char *name, const char **ret_first)
@@ -729,6 +748,8 @@ static void conn_unref(struct conn *c)
 	if (atomic_fetch_sub(&c->refs, 1) != 1)
 		return;
 	close(c->efd);
+	if (c->peer_pidfd >= 0)
+		close(c->peer_pidfd);
 	pthread_mutex_destroy(&c->mu);
 	free(c->pend);
 	free(c);
@@ -964,6 +985,24 @@ out:
 
 /* ---- server ---- */
 
+/* A pidfd for the process that connected: SO_PEERPIDFD names the very process that
+ * called connect() (no race with pid reuse); on older kernels pidfd_open(pid) right
+ * away narrows the window to the time since connect(). -1 when neither works. */
+static int peer_pidfd(int fd, pid_t pid)
+{
+	int pfd = -1;
+	socklen_t len = sizeof(pfd);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pfd, &len) == 0 && pfd >= 0)
+		return pfd;
+	if (pid <= 0)
+		return -1;
+	pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pfd >= 0)
+		(void)fcntl(pfd, F_SETFD, FD_CLOEXEC);
+	return pfd;
+}
+
 /* Connections of uid that count (not being displaced). srv->mu held. */
 static unsigned uid_conns(const struct grpc_server *srv, uid_t uid)
 {
@@ -1068,6 +1107,7 @@ static void server_accept_one(struct grpc_server *srv)
 		close(fd);
 		return;
 	}
+	c->peer_pidfd = peer_pidfd(fd, cred.pid);
 	atomic_init(&c->refs, 1); /* the connection thread's */
 	atomic_init(&c->stopping, false);
 	pthread_mutex_init(&c->mu, NULL);

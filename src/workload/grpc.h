@@ -147,6 +147,11 @@ const char *grpc_call_method(const struct grpc_call *call);
 
 /* The connecting process's credentials, as taken at accept. */
 void grpc_call_peer(const struct grpc_call *call, struct grpc_peer *ret_peer);
+/* Is the process that opened this connection still running? The server pins it at
+ * accept with SO_PEERPIDFD (pidfd_open on older kernels), so a pid recycled after that
+ * process exited (its socket inherited by a child, say) never passes for it. False also
+ * when no pidfd could be taken. Check it after reading anything about the pid. */
+bool grpc_call_peer_alive(const struct grpc_call *call);
 
 /* Request metadata: the number of header fields named name (lower case; pseudo-headers are
  * not metadata) and, when it is > 0 and ret_first is not NULL, the first one's value in

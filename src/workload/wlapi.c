@@ -149,8 +149,8 @@ struct caller {
 };
 
 /* Attest the caller and find its identity. 0, or a gRPC status with msg filled. */
-static enum grpc_status identify(struct wlapi *w, pid_t pid, struct caller *c, char *msg,
-				 size_t msg_cap)
+static enum grpc_status identify(struct wlapi *w, struct grpc_call *call, pid_t pid,
+				 struct caller *c, char *msg, size_t msg_cap)
 {
 	memset(c, 0, sizeof(*c));
 	c->pid = pid;
@@ -163,8 +163,15 @@ static enum grpc_status identify(struct wlapi *w, pid_t pid, struct caller *c, c
 	}
 	int r = attest_cached(w->cfg.attest, pid, &c->facts);
 
+	/* The facts are of whatever process holds this pid now: they count only if that is
+	 * still the process that connected (checked after reading them). */
+	if (r == 0 && !grpc_call_peer_alive(call))
+		r = -ESRCH;
 	if (r == -ESRCH) {
-		snprintf(msg, msg_cap, "no identity issued: process %d is gone", (int)pid);
+		snprintf(msg, msg_cap,
+			 "no identity issued: the process that opened this connection (pid %d) has "
+			 "exited",
+			 (int)pid);
 		return GRPC_STATUS_PERMISSION_DENIED;
 	}
 	if (r < 0) {
@@ -555,7 +562,7 @@ static void on_stream(struct wlapi *w, struct grpc_call *call, enum stream_kind 
 		return;
 	}
 	protobuf_c_message_free_unpacked(req, NULL);
-	enum grpc_status st = identify(w, pid, &c, why, sizeof(why));
+	enum grpc_status st = identify(w, call, pid, &c, why, sizeof(why));
 
 	if (st != GRPC_STATUS_OK) {
 		deny(w, call, &c, st, why);
@@ -622,7 +629,7 @@ static void on_fetch_jwt(struct wlapi *w, struct grpc_call *call, const uint8_t 
 			goto out_req;
 		}
 	}
-	enum grpc_status st = identify(w, pid, &c, why, sizeof(why));
+	enum grpc_status st = identify(w, call, pid, &c, why, sizeof(why));
 
 	if (st != GRPC_STATUS_OK) {
 		deny(w, call, &c, st, why);
@@ -792,7 +799,7 @@ static void on_validate(struct wlapi *w, struct grpc_call *call, const uint8_t *
 		finish(call, GRPC_STATUS_INVALID_ARGUMENT, "svid must be specified");
 		goto out_req;
 	}
-	enum grpc_status st = identify(w, pid, &c, why, sizeof(why));
+	enum grpc_status st = identify(w, call, pid, &c, why, sizeof(why));
 
 	if (st != GRPC_STATUS_OK) {
 		deny(w, call, &c, st, why);
@@ -912,7 +919,7 @@ static void stream_update(struct wlapi *w, struct stream *s, uint64_t bundle_gen
 {
 	char why[WL_MSG_MAX];
 	struct caller c;
-	enum grpc_status st = identify(w, s->pid, &c, why, sizeof(why));
+	enum grpc_status st = identify(w, s->call, s->pid, &c, why, sizeof(why));
 	int r = 0;
 	bool pushed = false;
 

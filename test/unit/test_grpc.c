@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,6 +27,7 @@ struct tctx {
 	int n_held;
 	int n_calls, n_closes;
 	struct grpc_peer peer;
+	bool peer_alive; /* grpc_call_peer_alive() of the last call */
 };
 
 static void t_on_call(void *ctx, struct grpc_call *call, const char *method, const uint8_t *msg,
@@ -36,6 +38,7 @@ static void t_on_call(void *ctx, struct grpc_call *call, const char *method, con
 	pthread_mutex_lock(&t->mu);
 	t->n_calls++;
 	grpc_call_peer(call, &t->peer);
+	t->peer_alive = grpc_call_peer_alive(call);
 	pthread_mutex_unlock(&t->mu);
 	if (strcmp(method, "/test.Echo/Unary") == 0) {
 		grpc_call_send(call, msg, len);
@@ -209,6 +212,10 @@ static void test_basic(void)
 	pthread_mutex_unlock(&T.mu);
 	ok(pr.pid == getpid() && pr.uid == getuid() && pr.gid == getgid(),
 	   "peer credentials come from SO_PEERCRED");
+	pthread_mutex_lock(&T.mu);
+	bool alive = T.peer_alive;
+	pthread_mutex_unlock(&T.mu);
+	ok(alive, "the connecting process is alive (peer pidfd)");
 
 	st = cli_call(&c, "/test.Echo/Fail", "", 0);
 	ok(cli_wait(&c, st) && st->grpc_status == 3 && st->n_blocks == 1 && st->data_len == 0,
@@ -514,6 +521,55 @@ static void test_zero_window(void)
 	cli_close(&c);
 }
 
+/* The process that connected exits; its child, which inherited the connection, makes
+ * the call: the call's peer pid names a dead process (which a recycled pid could later
+ * impersonate), and grpc_call_peer_alive says so. */
+static void test_peer_exited(void)
+{
+	int pfd[2];
+	pid_t child;
+	char res[2] = {0, 0};
+
+	if (pipe(pfd) < 0) {
+		ok(0, "pipe");
+		return;
+	}
+	child = fork();
+	if (child == 0) {
+		struct cli c;
+		pid_t me = getpid();
+
+		close(pfd[0]);
+		if (!cli_open(&c, sock_path))
+			_exit(1);
+		if (fork() == 0) {
+			/* the grandchild: wait for its parent (the connector) to be gone */
+			for (int i = 0; i < 1000 && getppid() == me; i++)
+				usleep(5000);
+			struct cstream *st = cli_call(&c, "/test.Echo/Unary", "orphan", 6);
+			bool done = cli_wait(&c, st) && st->grpc_status == 0;
+			res[0] = done ? 'y' : 'n';
+			if (write(pfd[1], res, 1) != 1)
+				_exit(1);
+			_exit(0);
+		}
+		_exit(0);
+	}
+	close(pfd[1]);
+	waitpid(child, NULL, 0);
+	struct pollfd p = {.fd = pfd[0], .events = POLLIN};
+	bool got = poll(&p, 1, 10000) == 1 && read(pfd[0], res, 1) == 1;
+	close(pfd[0]);
+	pthread_mutex_lock(&T.mu);
+	struct grpc_peer pr = T.peer;
+	bool alive = T.peer_alive;
+	pthread_mutex_unlock(&T.mu);
+	ok(got && res[0] == 'y', "the orphaned connection is still served");
+	ok(pr.pid == child && !alive,
+	   "its peer is the exited connector (pid %d), and grpc_call_peer_alive() is false",
+	   (int)pr.pid);
+}
+
 static void test_stalled_writer(void)
 {
 	struct cli c;
@@ -714,6 +770,7 @@ int main(void)
 	test_push_and_cancel();
 	test_slow_reader();
 	test_stalled_writer();
+	test_peer_exited();
 	test_zero_window();
 	test_hostile_connections();
 	test_admission(dir, &h);
