@@ -7,7 +7,10 @@
  * Then the caller is attested: SO_PEERCRED pid (taken at accept) → attest_cached → the
  * first WorkloadIdentity whose selectors hold. No identity → PERMISSION_DENIED with a
  * message naming the pid and `vouch explain --pid N`; a revoked workload →
- * PERMISSION_DENIED "workload ... is revoked". The caller is re-attested on every call.
+ * PERMISSION_DENIED "workload ... is revoked". The caller is re-attested on every call,
+ * and only while the process that opened the connection is alive (pinned by a pidfd at
+ * accept; as SPIRE's peer tracker does): a connection inherited by a child whose parent
+ * has exited gets PERMISSION_DENIED, and the client must reconnect.
  *
  *   FetchX509SVID    stream; the caller's X.509-SVID (leaf, PKCS#8 key, bundle = the CA
  *                    certificate DER), sent at once and again whenever it is re-minted
