@@ -39,7 +39,7 @@ wl_pids=()
 cleanup() {
 	for p in "${wl_pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
-	rm -rf "$out" "$wl_out" "$mint_out" "$wl_dir" "$doc.tmp"
+	rm -rf "$out" "$wl_out" "$wl_out.one" "$wl_out.any" "$mint_out" "$wl_dir" "$doc.tmp"
 }
 trap cleanup EXIT
 
@@ -58,7 +58,7 @@ halt=$(grep -o 'haltpoll[^ ]*' /proc/cmdline | tr '\n' ' ' | sed 's/ $//' || tru
 mem=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD -- src/intercept bench 2>/dev/null || commit="$commit (uncommitted changes under src/intercept or bench/)"
+git diff --quiet HEAD -- src bench 2>/dev/null || commit="$commit (uncommitted changes under src/ or bench/)"
 when=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 cmd="$build/bench/connect_bench ${args[*]}"
 
@@ -84,11 +84,13 @@ esac
 wl_calls=${WL_CALLS:-2000}
 wl_rounds=${WL_ROUNDS:-3}
 mint_calls=${MINT_CALLS:-5000}
-pin=()
-[ -n "$cpu" ] && pin=(taskset -c "$cpu")
+# The CPU of the one-CPU pass (and of mint_bench): BENCH_CPU, else the highest-numbered one
+# this shell may run on, as connect_bench picks it.
+allowed=$(awk '/^Cpus_allowed_list:/ {print $2}' /proc/self/status)
+one_cpu=${cpu:-$(echo "$allowed" | awk -F'[,-]' '{print $NF}')}
 mint_cmd="$build/bench/mint_bench -n $mint_calls -w 500"
-echo "bench: $mint_cmd"
-"${pin[@]}" "$build/bench/mint_bench" -n "$mint_calls" -w 500 >"$mint_out"
+echo "bench: taskset -c $one_cpu $mint_cmd"
+taskset -c "$one_cpu" "$build/bench/mint_bench" -n "$mint_calls" -w 500 >"$mint_out"
 floor=$(openssl speed -seconds 2 ecdsap256 2>/dev/null | awk '/nistp256/ {printf "%.1f / %.1f", 1e6 / $(NF-1), 1e6 / $NF}')
 
 # vouchd with only the Workload API on, one WorkloadIdentity selecting uid 0 (this shell).
@@ -118,27 +120,49 @@ spec:
 CONF
 "$build/vouchd" -c "$wl_dir/vouchd.yaml" 2>"$wl_dir/vouchd.log" &
 wl_pids+=($!)
-peer_note="grpc-go peer: not run, no Go toolchain (scripts/install-deps.sh installs golang-go and the grpc-go packages)"
-if command -v go >/dev/null && test/integration/clients/wl/build-go.sh "$build" >"$wl_dir/go-build.log" 2>&1; then
+# The peer: the grpc-go reference server, when its source is in the tree and Go can build it.
+peer_src=test/integration/clients/wl/refserver.go
+peer_note=
+if [ ! -f "$peer_src" ]; then
+	peer_note="not run: $peer_src is not in this tree"
+elif ! command -v go >/dev/null; then
+	peer_note="not run: no Go toolchain (scripts/install-deps.sh installs golang-go and the grpc-go packages)"
+elif ! test/integration/clients/wl/build-go.sh "$build" >"$wl_dir/go-build.log" 2>&1; then
+	peer_note="not run: building it failed ($(tail -1 "$wl_dir/go-build.log"))"
+else
 	"$build/wlclient-go/refserver" --socket "$wl_dir/ref.sock" >/dev/null 2>&1 &
 	wl_pids+=($!)
-	peer_note="grpc-go 1.33 (Debian) reference server answering from memory (test/integration/clients/wl/refserver.go)"
-elif command -v go >/dev/null; then
-	peer_note="grpc-go peer: not run, building the reference server failed ($(tail -1 "$wl_dir/go-build.log"))"
 fi
 for _ in $(seq 100); do
 	if [ -S "$wl_dir/wl.sock" ] && { [ ${#wl_pids[@]} -lt 2 ] || [ -S "$wl_dir/ref.sock" ]; }; then break; fi
 	sleep 0.1
 done
 targets=("vouchd=$wl_dir/wl.sock")
-[ -S "$wl_dir/ref.sock" ] && targets+=("grpc-go=$wl_dir/ref.sock")
-wl_cmd="$build/bench/wl_bench -n $wl_calls -w 200 -r $wl_rounds ${targets[*]}"
-echo "bench: $wl_cmd"
-if ! "${pin[@]}" "$build/bench/wl_bench" -n "$wl_calls" -w 200 -r "$wl_rounds" "${targets[@]}" >"$wl_out"; then
-	echo "bench: the Workload API bench failed; vouchd said:" >&2
-	cat "$wl_dir/vouchd.log" >&2
-	exit 1
+if [ -S "$wl_dir/ref.sock" ]; then
+	targets+=("grpc-go=$wl_dir/ref.sock")
+elif [ -z "$peer_note" ]; then
+	peer_note="not run: it did not open its socket within 10 s"
 fi
+[ -n "$peer_note" ] && echo "bench: grpc-go reference server (the peer) $peer_note"
+wl_cmd="$build/bench/wl_bench -n $wl_calls -w 200 -r $wl_rounds ${targets[*]}"
+# Two placements: everything on one CPU (servers re-pinned with taskset -a -p: what each
+# side's code costs, no cross-CPU wake-ups), then wherever the scheduler puts it (what a
+# workload on this VM sees: a wake-up on an idle vCPU is a VM exit and a halt-poll).
+wl_run() { # wl_run OUT [taskset -c CPU]
+	local o=$1
+	shift
+	if ! "$@" "$build/bench/wl_bench" -n "$wl_calls" -w 200 -r "$wl_rounds" "${targets[@]}" >"$o"; then
+		echo "bench: the Workload API bench failed; vouchd said:" >&2
+		cat "$wl_dir/vouchd.log" >&2
+		exit 1
+	fi
+}
+for p in "${wl_pids[@]}"; do taskset -a -p -c "$one_cpu" "$p" >/dev/null; done
+echo "bench: taskset -c $one_cpu $wl_cmd (servers on CPU $one_cpu too)"
+wl_run "$wl_out.one" taskset -c "$one_cpu"
+for p in "${wl_pids[@]}"; do taskset -a -p -c "$allowed" "$p" >/dev/null; done
+echo "bench: $wl_cmd (CPUs $allowed, the scheduler's choice)"
+wl_run "$wl_out.any"
 vouchd_rss=$(awk '/^VmHWM/ {print $2 " " $3}' "/proc/${wl_pids[0]}/status" 2>/dev/null || true)
 peer_rss=
 [ ${#wl_pids[@]} -ge 2 ] && peer_rss=$(awk '/^VmHWM/ {print $2 " " $3}' "/proc/${wl_pids[1]}/status" 2>/dev/null || true)
@@ -146,6 +170,63 @@ for p in "${wl_pids[@]}"; do kill "$p" 2>/dev/null || true; done
 wait 2>/dev/null || true
 wl_pids=()
 wl_cmd_doc=$(echo "$wl_cmd" | sed "s|$wl_dir|\$TMP|g")
+
+# wl_table FILE: wl_bench's lines as a Markdown table, vouchd first, the peer (if any) next.
+# The goal verdict is vouchd's p99; "over its baseline" is vouchd's p50 minus the p50 of its
+# UNIMPLEMENTED answer (the gRPC round trip alone): what the Workload API work adds.
+wl_table() {
+	awk -v peer="${targets[1]:+grpc-go}" '
+	function f(x) { return sprintf("%.0f", x) }
+	{
+		for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+		k = v["target"] SUBSEP v["op"]
+		p50[k] = v["p50"]; p99[k] = v["p99"]; mean[k] = v["mean"]; mx[k] = v["max"]; n[k] = v["n"]
+		if (!(v["op"] in seen)) { seen[v["op"]] = 1; order[++nops] = v["op"] }
+	}
+	END {
+		what["x509"] = "FetchX509SVID, first message (X.509-SVID from cache)"; goal["x509"] = 1000
+		what["jwtbundle"] = "FetchJWTBundles, first message (JWKS from cache)"; goal["jwtbundle"] = 1000
+		what["jwtsvid"] = "FetchJWTSVID (unary; one JWT-SVID minted per call)"
+		what["unimpl"] = "FetchWITBundles → UNIMPLEMENTED (the gRPC round trip alone: baseline)"
+		what["x509-new"] = "connect + FetchX509SVID first message + close"
+		what["jwtsvid-new"] = "connect + FetchJWTSVID + close"
+		printf "| operation | vouchd p50 / p99 / mean (µs) |"
+		if (peer != "") printf " grpc-go 1.33, canned answers: p50 / p99 / mean (µs) |"
+		printf " vouchd p50 over its baseline (µs) | goal |\n|---|---:|"
+		if (peer != "") printf "---:|"
+		printf "---:|---|\n"
+		base = p50["vouchd" SUBSEP "unimpl"]
+		for (j = 1; j <= nops; j++) {
+			o = order[j]; k = "vouchd" SUBSEP o; q = "grpc-go" SUBSEP o
+			printf "| %s | %s / %s / %s |", (o in what ? what[o] : o), f(p50[k]), f(p99[k]), f(mean[k])
+			if (peer != "") printf " %s / %s / %s |", f(p50[q]), f(p99[q]), f(mean[q])
+			printf " %s |", (o == "unimpl" || base == "") ? "—" : sprintf("%+.0f", p50[k] - base)
+			if (o in goal)
+				printf " p99 ≤ %d ms: **%s** |\n", goal[o] / 1000, p99[k] <= goal[o] ? "met" : "NOT met"
+			else
+				printf " — |\n"
+		}
+		printf "\nSlowest single call (max, µs):"
+		for (j = 1; j <= nops; j++) {
+			o = order[j]
+			printf "%s %s %s", (j > 1 ? ";" : ""), o, f(mx["vouchd" SUBSEP o])
+			if (peer != "") printf " (grpc-go %s)", f(mx["grpc-go" SUBSEP o])
+		}
+		printf ". %d calls per operation and server.\n", n["vouchd" SUBSEP order[1]]
+	}' "$1"
+}
+
+# mint_bench's table with a verdict on the goals (p50 and mean both within the goal).
+mint_table() {
+	awk -F'|' '
+	/^\| / && $4 ~ /≤ [0-9.]+ µs/ {
+		split($3, s, "/"); g = $4; sub(/^[^0-9]*/, "", g); g += 0
+		ok = s[1] + 0 <= g && s[3] + 0 <= g
+		printf "|%s|%s| ≤ %g µs (p50 and mean): **%s** |\n", $2, $3, g, ok ? "met" : "NOT met"
+		next
+	}
+	{ print }' "$1"
+}
 
 {
 	cat <<EOF
@@ -204,40 +285,64 @@ EOF
 ### Answer latency, side by side
 
 One client on libnghttp2 (\`bench/wl_bench.c\`), sequential calls over the Unix socket, the
-same calls against each server in alternating rounds. vouchd does per call what it does for
-a real workload: the security header, SO_PEERCRED, attestation of the calling process
+same calls against each server in alternating rounds; every answer is decoded after its
+timing and must carry what was asked for (an X.509-SVID with its key and bundle, a JWKS, a
+JWT), so an error answered fast is never measured. vouchd does per call what it does for a
+real workload: the security header, SO_PEERCRED, attestation of the calling process
 (re-read from /proc on every call: exec and setuid must be seen), the WorkloadIdentity
-match and the revocation check, then the answer from its SVID cache. The peer is the
-$peer_note: the same gRPC answers with no attestation and no policy, i.e. the cost of a
-well-kept gRPC server with nothing to decide. The UNIMPLEMENTED row is the gRPC round trip
-alone on each side. The one-shot calls cancel their stream after the first message, as
-go-spiffe's FetchX509SVID does; the bench moves to a new connection every 250 of them
-because libnghttp2 answers a burst of ~1000 cancels on one connection with GOAWAY (its
-CVE-2023-44487 "rapid reset" guard, which the Workload API keeps).
+match and the revocation check, then the answer from its SVID cache (FetchJWTSVID mints
+one JWT-SVID per call). The peer, grpc-go 1.33 (Debian) with canned answers
+(\`$peer_src\`${peer_note:+: $peer_note}), serves the same methods from memory with no
+attestation and no policy: the cost of a gRPC-Go server with nothing to decide; it signs a
+fresh ES256 JWT per FetchJWTSVID call too. The UNIMPLEMENTED row is the gRPC round trip
+alone on each side; "over its baseline" subtracts vouchd's from each vouchd row, which
+isolates the Workload API's own work. The one-shot stream calls cancel their stream
+(RST_STREAM CANCEL) after the first message, as go-spiffe's FetchX509SVID does; the bench
+moves to a new connection every 250 of them, outside the timing, because libnghttp2
+answers a burst of ~1000 cancels on one connection with GOAWAY (its CVE-2023-44487 "rapid
+reset" guard, which the Workload API keeps). The "connect +" rows open a new connection per
+call, timed from connect() to close().
 
-Command: \`$wl_cmd_doc\` (\$TMP: a temporary directory).
+Knobs: \`WL_CALLS\` (calls per operation, server and round; default 2000), \`WL_ROUNDS\`
+(default 3).
+
+Command: \`$wl_cmd_doc\` (\$TMP: a temporary directory), run twice against the same servers.
+
+#### Client and servers on one CPU
+
+The client under \`taskset -c $one_cpu\`, both servers moved to CPU $one_cpu (\`taskset -a -p\`):
+no cross-CPU wake-ups, so the figures are the CPU work of each side plus context switches.
 
 EOF
-	cat "$wl_out"
+	wl_table "$wl_out.one"
+	cat <<EOF
+
+#### Scheduler's choice (CPUs $allowed)
+
+Nothing pinned: what a workload on this VM sees. A wake-up of an idle vCPU is a VM exit
+and a halt-poll, so these figures carry the virtualization's wake-up latency on top.
+
+EOF
+	wl_table "$wl_out.any"
 	cat <<EOF
 
 Peak resident memory (VmHWM) at the end of the run: vouchd ${vouchd_rss:-?}${peer_rss:+; grpc-go reference server $peer_rss}.
 
 ### SVID mint and validation cost
 
-\`bench/mint_bench.c\`: the CA functions called in a loop on one thread (no I/O).
-Command: \`$mint_cmd\`.
+\`bench/mint_bench.c\`: the CA functions called in a loop on one thread (no I/O), pinned to
+CPU $one_cpu. Knob: \`MINT_CALLS\` (default 5000). Command: \`taskset -c $one_cpu $mint_cmd\`.
 
 EOF
-	cat "$mint_out"
+	mint_table "$mint_out"
 	cat <<EOF
 
 Floor on this machine: one P-256 ECDSA sign / verify with OpenSSL alone (\`openssl speed
 ecdsap256\`) takes ${floor:-?} µs. A JWT-SVID is one signature; an X.509-SVID is one key
-generation (a scalar multiplication, about the cost of a signature) plus one signature, so
-on this VM the goals sit at (JWT) or under (X.509) that floor. What is left above it is
-OpenSSL 3.0's per-call algorithm fetching, the extension encoding and, for JWTs, the claims
-JSON and the random jti.
+generation (a scalar multiplication, about the cost of a signature) plus one signature:
+compare the goals with that floor. What a mint costs above it is OpenSSL 3.0's per-call
+algorithm fetching, the extension encoding and, for JWTs, the claims JSON and the random
+jti.
 
 ## Proxy, HAProxy and no-proxy baseline (issue 5)
 
