@@ -794,7 +794,56 @@ out:
 	return good;
 }
 
-/* Decode one base64url JWS part (no padding) that must be a JSON object. */
+/* Whether the JSON text s[0..n) nests arrays/objects at most max deep. A JWT-SVID header
+ * is depth 1 and its claims depth 2; jansson's own limit (2048) is far above what a token
+ * needs, so the header (parsed before the signature is checked) is bounded here first.
+ * Brackets inside strings do not count; malformed text is left to the parser. */
+static bool json_depth_ok(const unsigned char *s, size_t n, int max)
+{
+	bool in_str = false, esc = false;
+	int depth = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = s[i];
+		if (in_str) {
+			if (esc)
+				esc = false;
+			else if (c == '\\')
+				esc = true;
+			else if (c == '"')
+				in_str = false;
+		} else if (c == '"') {
+			in_str = true;
+		} else if (c == '[' || c == '{') {
+			if (++depth > max)
+				return false;
+		} else if ((c == ']' || c == '}') && depth > 0) {
+			depth--;
+		}
+	}
+	return true;
+}
+
+#define CA_JWT_MAX_DEPTH 8
+
+/* Whether p[0..n) can be unpadded base64url (RFC 7515 §2): non-empty, alphabet only, a
+ * length that encodes whole bytes. Checked for all three parts before any key lookup, so
+ * a malformed token is -EINVAL whatever its signature. */
+static bool b64url_part_ok(const char *p, size_t n)
+{
+	if (n == 0 || n % 4 == 1)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = p[i];
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_'))
+			return false;
+	}
+	return true;
+}
+
+/* Decode one base64url JWS part (no padding) that must be a JSON object, duplicate
+ * members rejected (RFC 7515 §5.2 step 4), nesting at most CA_JWT_MAX_DEPTH. */
 static json_t *jws_json_part(const char *p, size_t n)
 {
 	unsigned char buf[CA_MAX_JWT];
@@ -803,7 +852,7 @@ static json_t *jws_json_part(const char *p, size_t n)
 	if (n == 0 || n > CA_MAX_JWT)
 		return NULL;
 	dn = base64url_decode(p, n, buf, sizeof(buf));
-	if (dn <= 0)
+	if (dn <= 0 || !json_depth_ok(buf, (size_t)dn, CA_JWT_MAX_DEPTH))
 		return NULL;
 	json_t *j = json_loadb((const char *)buf, (size_t)dn, JSON_REJECT_DUPLICATES, NULL);
 	if (j && !json_is_object(j)) {
@@ -824,17 +873,21 @@ static bool json_num(json_t *j, double *ret)
 int ca_verify_jwt(struct ca *ca, const char *token, size_t token_len, const char *audience,
 		  char **ret_sub, char **ret_claims, const char **ret_why)
 {
-	const char *why = "malformed token", *dot1, *dot2, *end = token + token_len;
+	const char *why = "malformed token", *dot1, *dot2, *end;
 	json_t *hdr = NULL, *claims = NULL, *v;
 	EVP_PKEY *key = NULL;
 	unsigned char sig[66];
-	char *sub = NULL, *out = NULL;
+	char *sub = NULL, *out = NULL, id[CA_MAX_ID + 1];
 	const char *k;
 	double exp, t;
 	time_t now;
 	int r = -EINVAL;
 
-	if (!token || !audience || !audience[0] || !ret_sub || !ret_claims) {
+	if (!token || !ret_sub || !ret_claims) {
+		why = "svid must be specified";
+		goto out;
+	}
+	if (!audience || !audience[0]) {
 		why = "audience must be specified";
 		goto out;
 	}
@@ -843,6 +896,7 @@ int ca_verify_jwt(struct ca *ca, const char *token, size_t token_len, const char
 		r = -E2BIG;
 		goto out;
 	}
+	end = token + token_len;
 	if (memchr(token, '\0', token_len))
 		goto out;
 	dot1 = memchr(token, '.', token_len);
@@ -850,6 +904,12 @@ int ca_verify_jwt(struct ca *ca, const char *token, size_t token_len, const char
 	if (!dot1 || !dot2 || memchr(dot2 + 1, '.', (size_t)(end - dot2 - 1)) || dot1 == token ||
 	    dot2 == dot1 + 1 || dot2 + 1 == end) {
 		why = "not a compact JWS (three non-empty parts)";
+		goto out;
+	}
+	if (!b64url_part_ok(token, (size_t)(dot1 - token)) ||
+	    !b64url_part_ok(dot1 + 1, (size_t)(dot2 - dot1 - 1)) ||
+	    !b64url_part_ok(dot2 + 1, (size_t)(end - dot2 - 1))) {
+		why = "a part is not unpadded base64url";
 		goto out;
 	}
 	/* header: {alg: ES256, kid, typ?: JWT|JOSE}, nothing else (JWT-SVID §2) */
@@ -881,7 +941,8 @@ int ca_verify_jwt(struct ca *ca, const char *token, size_t token_len, const char
 		goto out;
 	}
 	v = json_object_get(hdr, "kid");
-	if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) >= CA_B64_32 + 16) {
+	/* any other length is simply not one of ours: verify_key() finds no match */
+	if (!json_is_string(v) || json_string_length(v) == 0) {
 		why = "token header missing key id";
 		goto out;
 	}
@@ -908,13 +969,12 @@ int ca_verify_jwt(struct ca *ca, const char *token, size_t token_len, const char
 		why = "the claims are not a JSON object";
 		goto out;
 	}
-	v = json_object_get(claims, "sub");
+	/* sub: rebuilt from its path by the minting rules (spiffe_id) and compared, so a
+	 * token validates only with an ID this CA could have issued. */
+	const char *sv = json_string_value(json_object_get(claims, "sub"));
 	size_t tdl = strlen(ca->td);
-	const char *sv = json_string_value(v);
-	const char *reason = NULL;
 	if (!sv || strncmp(sv, "spiffe://", 9) != 0 || strncmp(sv + 9, ca->td, tdl) != 0 ||
-	    sv[9 + tdl] != '/' || strlen(sv) > CA_MAX_ID ||
-	    resources_check_spiffe_path(sv + 9 + tdl + 1, &reason) < 0) {
+	    sv[9 + tdl] != '/' || spiffe_id(ca, sv + 9 + tdl + 1, id) < 0 || strcmp(id, sv) != 0) {
 		why = "sub is not a workload SPIFFE ID of this trust domain";
 		goto out;
 	}

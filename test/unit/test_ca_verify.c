@@ -10,6 +10,7 @@
 #include "common/base64.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/ec.h>
@@ -17,6 +18,7 @@
 #include <openssl/pem.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -215,6 +217,13 @@ static void test_crafted(void)
 	expect(tok, "x", -EINVAL, "no kid");
 	sign_token(key, "{\"alg\":\"ES256\",\"kid\":\"nope\"}", cl, tok, sizeof(tok));
 	expect(tok, "x", -EKEYREJECTED, "unknown kid");
+	snprintf(h2, sizeof(h2), "{\"alg\":\"ES256\",\"kid\":\"%s%s\"}", kid, kid);
+	sign_token(key, h2, cl, tok, sizeof(tok));
+	expect(tok, "x", -EKEYREJECTED, "a kid that starts with the CA's kid");
+	sign_token(key, "{\"alg\":\"ES256\",\"kid\":\"\"}", cl, tok, sizeof(tok));
+	expect(tok, "x", -EINVAL, "empty kid");
+	sign_token(key, "{\"alg\":\"ES256\",\"kid\":7}", cl, tok, sizeof(tok));
+	expect(tok, "x", -EINVAL, "kid not a string");
 
 	static const char *const bad_claims[] = {
 	    "{\"sub\":\"spiffe://vouch.test/a/b\",\"exp\":%ld}",		   /* no aud */
@@ -229,6 +238,18 @@ static void test_crafted(void)
 	    "{\"aud\":\"x\",\"exp\":%ld}",
 	    "{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":\"x\",\"exp\":\"%ld\"}", /* string exp */
 	    "{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":\"x\",\"nbf\":\"0\",\"exp\":%ld}",
+	    "{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":42,\"exp\":%ld}", /* aud a number */
+	    "{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":[\"x\",[\"x\"]],\"exp\":%ld}",
+	    "{\"sub\":\"spiffe://vouch.test/a//b\",\"aud\":\"x\",\"exp\":%ld}",
+	    "{\"sub\":\"spiffe://vouch.test/a/b/\",\"aud\":\"x\",\"exp\":%ld}",
+	    "{\"sub\":\"spiffe://vouch.test/a/b?q\",\"aud\":\"x\",\"exp\":%ld}",
+	    "{\"sub\":\"SPIFFE://vouch.test/a/b\",\"aud\":\"x\",\"exp\":%ld}",
+	    "{\"sub\":\"spiffe://VOUCH.test/a/b\",\"aud\":\"x\",\"exp\":%ld}",
+	    "{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":\"x\",\"exp\":%ld,\"iat\":null}",
+	    "{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":\"x\",\"exp\":%ld,\"sub\":\"x\"}",
+	    /* nesting over the cap (8): the object plus nine arrays */
+	    "{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":\"x\",\"exp\":%ld,"
+	    "\"n\":[[[[[[[[[1]]]]]]]]]}",
 	};
 	for (size_t i = 0; i < sizeof(bad_claims) / sizeof(bad_claims[0]); i++) {
 		char d[160];
@@ -248,6 +269,45 @@ static void test_crafted(void)
 	       now + 600, now + 10);
 	sign_token(key, hdr, cl, tok, sizeof(tok));
 	expect(tok, "x", 0, "nbf within the leeway");
+	CLAIMS("{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":\"x\",\"exp\":%ld,"
+	       "\"n\":[[[[[[[1]]]]]]],\"s\":\"[[[[[[[[[[[[{{{{\\\"\"}",
+	       now + 60);
+	sign_token(key, hdr, cl, tok, sizeof(tok));
+	expect(tok, "x", 0, "nesting at the cap; brackets inside strings do not count");
+	CLAIMS("{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":\"x\",\"exp\":%ld.5}", now + 60);
+	sign_token(key, hdr, cl, tok, sizeof(tok));
+	expect(tok, "x", 0, "a fractional exp is a number");
+	CLAIMS("{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":\"x\",\"exp\":%ld}", now - 60);
+	sign_token(key, hdr, cl, tok, sizeof(tok));
+	expect(tok, "x", -EKEYEXPIRED, "exp a minute ago (past the leeway)");
+	CLAIMS("{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":\"x\",\"exp\":%ld}", now - 10);
+	sign_token(key, hdr, cl, tok, sizeof(tok));
+	expect(tok, "x", 0, "exp ten seconds ago (within the leeway)");
+	{
+		/* a sub over the SPIFFE ID limit (2048 bytes) */
+		char longsub[2100], big[2400];
+		memset(longsub, 'a', sizeof(longsub) - 1);
+		longsub[sizeof(longsub) - 1] = '\0';
+		snprintf(big, sizeof(big),
+			 "{\"sub\":\"spiffe://vouch.test/%s\",\"aud\":\"x\",\"exp\":%ld}", longsub,
+			 now + 60);
+		sign_token(key, hdr, big, tok, sizeof(tok));
+		expect(tok, "x", -EINVAL, "sub over 2048 bytes");
+	}
+	snprintf(cl, sizeof(cl),
+		 "{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":\"x\",\"exp\":%ld} x", now + 60);
+	sign_token(key, hdr, cl, tok, sizeof(tok));
+	expect(tok, "x", -EINVAL, "trailing bytes after the claims object");
+	CLAIMS("{\"sub\":\"spiffe://vouch.test/a/b\",\"aud\":\"x\",\"exp\":%ld}", now + 60);
+	sign_token(key, "not json", cl, tok, sizeof(tok));
+	expect(tok, "x", -EINVAL, "header not JSON");
+	snprintf(h2, sizeof(h2), "{\"alg\":\"ES256\",\"kid\":\"%s\"} x", kid);
+	sign_token(key, h2, cl, tok, sizeof(tok));
+	expect(tok, "x", -EINVAL, "trailing bytes after the header object");
+	snprintf(h2, sizeof(h2), "{\"alg\":\"ES256\",\"kid\":\"%s\",\"typ\":[[[[[[[[[1]]]]]]]]]}",
+		 kid);
+	sign_token(key, h2, cl, tok, sizeof(tok));
+	expect(tok, "x", -EINVAL, "header nested over the cap");
 	snprintf(cl, sizeof(cl), "[1,2]");
 	sign_token(key, hdr, cl, tok, sizeof(tok));
 	expect(tok, "x", -EINVAL, "claims not an object");
@@ -267,6 +327,16 @@ static void test_crafted(void)
 	expect(t2, "x", -EINVAL, "empty signature part");
 	snprintf(t2, sizeof(t2), "%s=", tok);
 	expect(t2, "x", -EINVAL, "padding in the signature");
+	snprintf(t2, sizeof(t2), "%.*s=%s", (int)(d1 - tok), tok, d1);
+	expect(t2, "x", -EINVAL, "padding in the header");
+	snprintf(t2, sizeof(t2), "%.*s==%s", (int)(d2 - tok), tok, d2);
+	expect(t2, "x", -EINVAL, "padding in the payload (malformed, whatever the signature)");
+	snprintf(t2, sizeof(t2), "%s", tok);
+	t2[d1 - tok + 2] = '+';
+	expect(t2, "x", -EINVAL, "standard-base64 '+' in the payload");
+	snprintf(t2, sizeof(t2), "%.*s%s", (int)(d2 - tok), tok, d2);
+	t2[d1 - tok + 2] = ' ';
+	expect(t2, "x", -EINVAL, "whitespace in the payload");
 	snprintf(t2, sizeof(t2), "%.*s", (int)(strlen(tok) - 4), tok);
 	expect(t2, "x", -EINVAL, "short signature");
 	expect("not a token", "x", -EINVAL, "not a JWS");
@@ -291,6 +361,88 @@ static void test_crafted(void)
 	EVP_PKEY_free(key);
 }
 
+/* Sign claims with the npm jose library (an independent JOSE implementation; node
+ * resolves it from the repository root, where the tests run): key_file a PKCS#8 PEM, or
+ * "-" for a fresh P-256 key of its own; header {alg: ES256, kid, typ: JWT}. The token
+ * goes to out. Returns false when node/jose did not produce one. */
+static bool jose_sign(const char *key_file, const char *claims, char *out, size_t cap)
+{
+	static const char js[] =
+	    "import {readFileSync, writeFileSync} from 'node:fs';"
+	    "import {SignJWT, importPKCS8, generateKeyPair} from 'jose';"
+	    "const [keyFile, kid, claims, outFile] = process.argv.slice(1);"
+	    "const key = keyFile === '-' ? (await generateKeyPair('ES256')).privateKey"
+	    "  : await importPKCS8(readFileSync(keyFile, 'utf8'), 'ES256');"
+	    "writeFileSync(outFile, await new SignJWT(JSON.parse(claims))"
+	    "  .setProtectedHeader({alg: 'ES256', kid, typ: 'JWT'}).sign(key));";
+	char outfile[300];
+	int st;
+	FILE *f;
+	size_t n;
+
+	snprintf(outfile, sizeof(outfile), "%s/jose.jwt", base);
+	unlink(outfile);
+	char *argv[] = {"node", "--input-type=module", "-e",	(char *)js, (char *)key_file,
+			kid,	(char *)claims,	       outfile, NULL};
+	pid_t pid = fork();
+	if (pid < 0)
+		return false;
+	if (pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		return false;
+	f = fopen(outfile, "r");
+	if (!f)
+		return false;
+	n = fread(out, 1, cap - 1, f);
+	fclose(f);
+	out[n] = '\0';
+	return n > 0;
+}
+
+/* Tokens produced by another JOSE implementation: with the CA's key they validate, with a
+ * foreign P-256 key under the CA's kid they are refused. */
+static void test_jose(void)
+{
+	EVP_PKEY *key = ca_signing_key();
+	char pem[300], cl[512], tok[4096];
+	long now = (long)time(NULL);
+	FILE *f;
+	bool wrote;
+
+	snprintf(pem, sizeof(pem), "%s/ca-jwt.pem", base);
+	f = fopen(pem, "w");
+	wrote = f && key && PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL) == 1;
+	if (f)
+		fclose(f);
+	EVP_PKEY_free(key);
+	ok(wrote, "the CA's signing key as PKCS#8 for jose");
+	snprintf(cl, sizeof(cl),
+		 "{\"sub\":\"spiffe://vouch.test/jose/app\",\"aud\":[\"x\"],\"iat\":%ld,"
+		 "\"exp\":%ld,\"jti\":\"j1\"}",
+		 now, now + 120);
+	if (!jose_sign(pem, cl, tok, sizeof(tok))) {
+		skip("node or npm jose not available: jose-signed tokens");
+		return;
+	}
+	char *sub = NULL, *claims = NULL;
+	const char *why = NULL;
+	int r = ca_verify_jwt(ca, tok, strlen(tok), "x", &sub, &claims, &why);
+	ok(r == 0 && sub && strcmp(sub, "spiffe://vouch.test/jose/app") == 0 && claims &&
+	       strstr(claims, "\"jti\":\"j1\""),
+	   "signed by npm jose with the CA key: valid (%d %s)", r, why ? why : "-");
+	free(sub);
+	free(claims);
+	expect(tok, "y", -EACCES, "jose-signed, another audience");
+	ok(jose_sign("-", cl, tok, sizeof(tok)), "npm jose signs with a foreign P-256 key");
+	expect(tok, "x", -EKEYREJECTED, "jose-signed by a foreign key under the CA's kid");
+}
+
 int main(void)
 {
 	char state[300];
@@ -306,6 +458,7 @@ int main(void)
 	if (ca) {
 		test_minted();
 		test_crafted();
+		test_jose();
 		ca_free(ca);
 	}
 	if (tmpdir_remove(base) != 0)
