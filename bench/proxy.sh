@@ -1,0 +1,391 @@
+#!/usr/bin/env bash
+# bench/proxy.sh [BUILD_DIR] — vouchd's proxy side by side with HAProxy (Debian 12: 2.6) and
+# a no-proxy baseline, on one host, one upstream, one client and one CPU placement
+# (issue 5). Writes docs/BENCH-PROXY.md (exact commands, machine, tables) and prints it.
+#
+#   baseline  loadgen --TLS--> upstream
+#   haproxy   loadgen --TLS--> haproxy (strip x-api-key, set Authorization, TLS out, reuse) --> upstream
+#   vouchd    loadgen --CONNECT+TLS--> vouchd explicit proxy (interception CA, attestation,
+#             header strip + Bearer from its token exchange with the Claude stand-in) --> upstream
+#
+# The upstream (bench/upstream.c) runs with --require-bearer: a request that still carries
+# x-api-key or lacks "Authorization: Bearer" gets a 401, which loadgen counts as an error,
+# so a proxy that does not do its job cannot look fast. Each case runs BENCH_REPS times,
+# interleaved across targets; tables give the median and min-max.
+#
+# Placement: loadgen and the upstream on CPU PROXY_LOAD_CPU (default 0), the proxy under test
+# on PROXY_CPU (default 1); with one CPU, everything on CPU 0. Knobs (environment):
+# BENCH_REPS (3), PROXY_DURATION (4 s per fixed-rate run), PROXY_MAX_DURATION (3 s for --max
+# and --new-conns), PROXY_WARMUP (1 s), PROXY_TARGETS ("baseline haproxy vouchd").
+# Needs root (apt-get for haproxy, pinning); without it, it says so and exits 0.
+set -euo pipefail
+build=${1:-build}
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+doc=docs/BENCH-PROXY.md
+
+if [ "$(id -u)" != 0 ]; then
+	echo "bench/proxy.sh: skipped: needs root (apt-get install haproxy, CPU pinning). $doc left as is."
+	exit 0
+fi
+
+reps=${BENCH_REPS:-3}
+dur=${PROXY_DURATION:-4}
+maxdur=${PROXY_MAX_DURATION:-3}
+warm=${PROXY_WARMUP:-1}
+targets=${PROXY_TARGETS:-baseline haproxy vouchd}
+ncpu=$(nproc)
+load_cpu=${PROXY_LOAD_CPU:-0}
+proxy_cpu=${PROXY_CPU:-$([ "$ncpu" -ge 2 ] && echo 1 || echo 0)}
+token="sk-ant-oat01-bench-fixed-token-0123456789abcdef"
+api_key="sk-ant-api03-bench-placeholder"
+
+if ! command -v haproxy >/dev/null; then
+	echo "bench/proxy.sh: installing haproxy (apt-get)"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y haproxy >/dev/null
+fi
+[ -x "$build/vouchd" ] || make --no-print-directory -j2 BUILD="$build"
+make --no-print-directory -f Makefile -f bench/bench.mk BUILD="$build" "$build/bench/loadgen" \
+	"$build/bench/upstream" >/dev/null
+loadgen=$(realpath "$build/bench/loadgen")
+upstream_bin=$(realpath "$build/bench/upstream")
+vouchd_bin=$(realpath "$build/vouchd")
+
+tmp=$(mktemp -d /tmp/vouch-bench-proxy.XXXXXX)
+chmod 755 "$tmp"
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	[ "${BENCH_KEEP_TMP:-0}" = 1 ] || rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+free_port() {
+	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+# wait_port PORT: until something accepts on 127.0.0.1:PORT (10 s)
+wait_port() {
+	for _ in $(seq 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "bench/proxy.sh: nothing listens on 127.0.0.1:$1" >&2
+	return 1
+}
+
+# --- certificates: one throwaway CA; one leaf (localhost, 127.0.0.1) for the upstream, the
+# HAProxy frontend and the Claude stand-in. ECDSA P-256, as certs.mjs makes for the tests.
+c=$tmp/certs
+mkdir -p "$c"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$c/ca.key" -out "$c/ca.crt" \
+	-days 2 -subj "/CN=vouch bench CA" -addext basicConstraints=critical,CA:TRUE \
+	-addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$c/server.key" \
+	-out "$c/server.csr" -subj /CN=localhost 2>/dev/null
+printf '%s\n' basicConstraints=critical,CA:FALSE keyUsage=critical,digitalSignature \
+	extendedKeyUsage=serverAuth subjectAltName=DNS:localhost,IP:127.0.0.1 >"$c/ext"
+openssl x509 -req -in "$c/server.csr" -CA "$c/ca.crt" -CAkey "$c/ca.key" -set_serial 0x$RANDOM$RANDOM \
+	-days 2 -sha256 -extfile "$c/ext" -out "$c/server.crt" 2>/dev/null
+cat "$c/server.crt" "$c/server.key" >"$c/server.pem"
+chmod 600 "$c"/*.key "$c/server.pem"
+
+# --- upstream
+up_port=$(free_port)
+up_cmd=(taskset -c "$load_cpu" "$upstream_bin" --port "$up_port" --cert "$c/server.crt" --key "$c/server.key"
+	--require-bearer)
+"${up_cmd[@]}" >"$tmp/upstream.log" 2>&1 &
+pids+=($!)
+wait_port "$up_port"
+
+# --- HAProxy
+ha_port=$(free_port)
+ha_pid=
+if [[ " $targets " == *" haproxy "* ]]; then
+	sed -e "s|@HAPROXY_PORT@|$ha_port|" -e "s|@HAPROXY_PEM@|$c/server.pem|" -e "s|@TOKEN@|$token|" \
+		-e "s|@UPSTREAM_PORT@|$up_port|" -e "s|@CA_FILE@|$c/ca.crt|" bench/haproxy.cfg.in >"$tmp/haproxy.cfg"
+	haproxy -c -q -f "$tmp/haproxy.cfg"
+	taskset -c "$proxy_cpu" haproxy -db -f "$tmp/haproxy.cfg" >"$tmp/haproxy.log" 2>&1 &
+	ha_pid=$!
+	pids+=("$ha_pid")
+	wait_port "$ha_port"
+fi
+
+# --- vouchd, explicit proxy mode, with the Claude stand-in for its token exchange
+# (as test/integration/lib.mjs startStack does: a Service pointing at the upstream, a
+# CredentialSource pointing at the stand-in, the loadgen binary as the workload).
+v_pid=
+v_note=
+v_proxy_port=$(free_port)
+v_ca=
+if [[ " $targets " == *" vouchd "* ]]; then
+	v=$tmp/vouchd
+	mkdir -p "$v/state" "$v/resources"
+	chmod 700 "$v/state"
+	oidc_port=$(free_port)
+	org=5b7b9c2e-2f8a-4e36-9a43-1f2d3c4b5a69
+	rule=fdrl_01StandinRuleNode
+	sa=svac_01StandinServiceAcct
+	cat >"$tmp/standin.json" <<-EOF
+		{"certFile": "$c/server.crt", "keyFile": "$c/server.key", "issuer": "http://127.0.0.1:$oidc_port",
+		 "expiresIn": 3600,
+		 "rules": {"$rule": {"organizationId": "$org", "serviceAccountId": "$sa", "workspaces": ["default"],
+		   "subjectPrefix": "spiffe://vouch.test/*", "audience": "https://api.anthropic.com"}}}
+	EOF
+	taskset -c "$load_cpu" node test/standin/standin.mjs --config "$tmp/standin.json" >"$tmp/standin.out" \
+		2>"$tmp/standin.err" &
+	pids+=($!)
+	for _ in $(seq 100); do [ -s "$tmp/standin.out" ] && break; sleep 0.1; done
+	standin_port=$(sed -n 's/.*"port":\([0-9]*\).*/\1/p' "$tmp/standin.out")
+	cat >"$v/resources/bench.yaml" <<-EOF
+		---
+		apiVersion: vouch.dev/v1alpha1
+		kind: Service
+		metadata: {name: anthropic-api}
+		spec:
+		  labels: {name: anthropic-api}
+		  addresses: [{address: localhost, port: $up_port}]
+		  tls: true
+		---
+		apiVersion: vouch.dev/v1alpha1
+		kind: CredentialSource
+		metadata: {name: standin}
+		spec:
+		  anthropic: {organizationId: "$org", federationRuleId: "$rule", serviceAccountId: "$sa",
+		    workspaceId: default, baseURL: "https://localhost:$standin_port"}
+		---
+		apiVersion: vouch.dev/v1alpha1
+		kind: WorkloadIdentity
+		metadata: {name: loadgen}
+		spec:
+		  workloadID: bench/loadgen
+		  selectors: [{"process:binary:path": "$loadgen"}]
+		---
+		apiVersion: vouch.dev/v1alpha1
+		kind: CredentialBinding
+		metadata: {name: loadgen}
+		spec:
+		  credentialSource: standin
+		  workloadID: bench/loadgen
+		  propagation: {injection: {selectors: [{"svc:name": anthropic-api}]}}
+	EOF
+	cat >"$v/vouchd.yaml" <<-EOF
+		trustDomain: vouch.test
+		issuer: "http://127.0.0.1:$oidc_port"
+		stateDir: "$v/state"
+		resourcesDir: "$v/resources"
+		auditLog: "$v/audit.log"
+		adminSocket: "$v/admin.sock"
+		workloadApiSocket: "$v/workload.sock"
+		oidcListen: "127.0.0.1:$oidc_port"
+		proxyListen: "127.0.0.1:$v_proxy_port"
+		upstreamCAFile: "$c/ca.crt"
+		jwtTTL: 300
+		logLevel: warn
+		intercept: {enabled: false}
+	EOF
+	if [ -z "$standin_port" ]; then
+		v_note="the Claude stand-in did not start: $(tail -c 300 "$tmp/standin.err")"
+	else
+		taskset -c "$proxy_cpu" "$vouchd_bin" -c "$v/vouchd.yaml" >"$tmp/vouchd.log" 2>&1 &
+		v_pid=$!
+		pids+=("$v_pid")
+		if wait_port "$v_proxy_port" && wait_port "$oidc_port"; then
+			v_ca=$v/state/intercept-ca.crt
+			# one request so the token exchange and attestation cache are warm before timing
+			if ! "$loadgen" --target "localhost:$up_port" --proxy-connect "127.0.0.1:$v_proxy_port" \
+				--ca "$v_ca" --api-key "$api_key" --rate 10 --duration 1 --warmup 0 \
+				--label vouchd-warmup >"$tmp/vouchd-warm.out" 2>&1; then
+				v_note="warm-up through vouchd failed: $(tail -c 400 "$tmp/vouchd-warm.out"); vouchd: $(tail -c 600 "$tmp/vouchd.log")"
+			fi
+		else
+			v_note="vouchd did not start: $(tail -c 600 "$tmp/vouchd.log")"
+		fi
+	fi
+	if [ -n "$v_note" ]; then
+		echo "bench/proxy.sh: vouchd skipped: $v_note" >&2
+		targets=${targets//vouchd/}
+	fi
+fi
+
+# set_target_args TARGET: loadgen's address arguments for that target, in targs
+set_target_args() {
+	case $1 in
+	baseline) targs=(--target "localhost:$up_port" --ca "$c/ca.crt" --header "Authorization: Bearer $token") ;;
+	haproxy) targs=(--target "localhost:$ha_port" --ca "$c/ca.crt" --api-key "$api_key") ;;
+	vouchd) targs=(--target "localhost:$up_port" --proxy-connect "127.0.0.1:$v_proxy_port" --ca "$v_ca"
+		--api-key "$api_key") ;;
+	esac
+}
+target_pid() {
+	case $1 in
+	haproxy) echo "$ha_pid" ;;
+	vouchd) echo "$v_pid" ;;
+	*) echo "" ;;
+	esac
+}
+# cpu_ns PID: CPU time used by PID so far, every thread including those that have exited
+# (vouchd runs a thread per connection), in ns: utime + stime of /proc/PID/stat, in clock
+# ticks (10 ms at USER_HZ 100; runs last seconds, so the error is under 1 % of a CPU)
+hz=$(getconf CLK_TCK)
+cpu_ns() {
+	[ -n "$1" ] || { echo 0; return; }
+	# the command name (field 2) may hold spaces: count fields after its closing parenthesis
+	sed 's/.*) //' /proc/"$1"/stat | awk -v hz="$hz" '{printf "%d\n", ($12 + $13) * 1e9 / hz}'
+}
+rss_kb() {
+	[ -n "$1" ] || { echo 0; return; }
+	awk '/^VmRSS:/ {print $2}' /proc/"$1"/status
+}
+
+cases=(r500c1 r500c16 r1000c1 r1000c16 max newconn)
+case_args() {
+	case $1 in
+	r500c1) echo "--rate 500 --conns 1 --duration $dur --warmup $warm" ;;
+	r500c16) echo "--rate 500 --conns 16 --duration $dur --warmup $warm" ;;
+	r1000c1) echo "--rate 1000 --conns 1 --duration $dur --warmup $warm" ;;
+	r1000c16) echo "--rate 1000 --conns 16 --duration $dur --warmup $warm" ;;
+	max) echo "--max --conns 16 --duration $maxdur --warmup 0.5" ;;
+	newconn) echo "--new-conns --conns 4 --duration $maxdur --warmup 0.5" ;;
+	esac
+}
+
+results=$tmp/results
+: >"$results"
+declare -A rss_idle
+for t in $targets; do rss_idle[$t]=$(rss_kb "$(target_pid "$t")"); done
+t_start=$(date +%s)
+echo "bench/proxy.sh: targets: $targets; $reps repetitions; loadgen+upstream on CPU $load_cpu, proxy on CPU $proxy_cpu"
+for rep in $(seq "$reps"); do
+	for cs in "${cases[@]}"; do
+		for t in $targets; do
+			pid=$(target_pid "$t")
+			set_target_args "$t"
+			read -ra cargs <<<"$(case_args "$cs")"
+			args=("${targs[@]}" "${cargs[@]}")
+			c0=$(cpu_ns "$pid")
+			w0=$(date +%s%N)
+			out=$(taskset -c "$load_cpu" "$loadgen" "${args[@]}" --label "$t/$cs" 2>"$tmp/lg.err") || true
+			w1=$(date +%s%N)
+			c1=$(cpu_ns "$pid")
+			err=$(tr '\n' ' ' <"$tmp/lg.err")
+			[ -n "$err" ] && echo "  $t/$cs: $err" >&2
+			[ -n "$out" ] || out="loadgen label=$t/$cs failed=1"
+			echo "$out rep=$rep target=$t case=$cs proxy_cpu_ns=$((c1 - c0)) wall_ns=$((w1 - w0)) rss_kb=$(rss_kb "$pid")" >>"$results"
+			echo "  $out"
+		done
+	done
+done
+t_total=$(($(date +%s) - t_start))
+
+# --- the document
+cpu_model=$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | head -1)
+virt="bare metal or unknown"
+grep -qw hypervisor /proc/cpuinfo && virt="virtual machine"
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=$(git status --porcelain -- src bench 2>/dev/null | head -1)
+[ -n "$dirty" ] && commit="$commit (+ uncommitted changes under src/ or bench/)"
+ha_ver=$(haproxy -v 2>/dev/null | head -1 | awk '{print $3}')
+ssl_ver=$(openssl version | awk '{print $2}')
+for t in $targets; do echo "rss_idle target=$t kb=${rss_idle[$t]}" >>"$results"; done
+
+/usr/bin/python3 - "$results" >"$doc.tmp" <<PYEOF
+import sys, statistics as st
+rows = []
+rss_idle = {}
+for line in open(sys.argv[1]):
+    kv = dict(p.split("=", 1) for p in line.split()[1:] if "=" in p)
+    if line.startswith("rss_idle"):
+        rss_idle[kv["target"]] = int(kv["kb"] or 0)
+        continue
+    rows.append(kv)
+targets = "$targets".split()
+cases = ["r500c1", "r500c16", "r1000c1", "r1000c16", "max", "newconn"]
+def vals(t, c, k):
+    return [float(r[k]) for r in rows if r.get("target") == t and r.get("case") == c and k in r and "failed" not in r]
+def med(v):
+    return st.median(v) if v else None
+def fmt(v, unit=""):
+    if not v:
+        return "n/a"
+    m = med(v)
+    d = 0 if m >= 100 else 1
+    return f"{m:.{d}f}{unit} [{min(v):.{d}f}–{max(v):.{d}f}]"
+def errs(t, c):
+    return int(sum(vals(t, c, "errors")))
+P = print
+P("# vouchd proxy vs HAProxy vs no proxy (bench/proxy.sh)")
+P()
+P("Scratch results written by \`bench/proxy.sh\` (issue 5); to be merged into docs/BENCHMARKS.md.")
+P()
+P("## How it was run")
+P()
+P("\`\`\`")
+P("sudo bench/proxy.sh $build     # BENCH_REPS=$reps PROXY_DURATION=$dur PROXY_MAX_DURATION=$maxdur PROXY_WARMUP=$warm")
+P("\`\`\`")
+P()
+P("- Machine: $cpu_model, $ncpu CPUs, $virt; kernel $(uname -r); OpenSSL $ssl_ver; HAProxy $ha_ver; vouch $commit; $(date -u '+%Y-%m-%d %H:%M UTC'); whole run ${t_total} s.")
+P("- Placement: loadgen and upstream pinned to CPU $load_cpu, the proxy under test pinned to CPU $proxy_cpu (\`taskset\`). On this VM a wake-up across CPUs costs ~25–30 µs each way (performance-anchors.md §5.1), so the added latency below includes two cross-CPU hops per direction that a same-CPU placement would not pay.")
+P("- Upstream: \`build/bench/upstream --port P --cert server.crt --key server.key --require-bearer\` (TLS 1.3, ECDSA P-256, 1 KB body, keep-alive, one epoll thread). \`--require-bearer\` answers 401 to any request that still has \`x-api-key\` or has no \`Authorization: Bearer\`: every 200 below went through a proxy that stripped and injected.")
+P("- Client: \`build/bench/loadgen\`, one thread, HTTP/1.1 over TLS, POST \`/v1/messages\` with a 64-byte body, verifying the server certificate. Fixed-rate runs are open loop with coordinated-omission correction (latency from the scheduled send time, as wrk2); \`--max\` is closed loop with 16 connections; \`--new-conns\` is a closed loop of 4 parallel whole connections, each a TCP connect (+ CONNECT for vouchd), full TLS handshake (no session cache, no tickets), one request, close.")
+P("- baseline: \`loadgen --target localhost:UP --ca ca.crt --header 'Authorization: Bearer …'\`")
+P("- haproxy: \`loadgen --target localhost:HA --ca ca.crt --api-key K\`; HAProxy from bench/haproxy.cfg.in (\`nbthread 1\`, TLS in, \`del-header x-api-key\`, \`set-header Authorization\`, \`ssl verify required ca-file\`, \`http-reuse always\`, no logging).")
+P("- vouchd: \`loadgen --target localhost:UP --proxy-connect 127.0.0.1:VP --ca state/intercept-ca.crt --api-key K\`; vouchd in explicit mode (\`intercept.enabled: false\`, \`logLevel: warn\`, audit log on), Service = the upstream, token from the Claude stand-in (\`node test/standin/standin.mjs\`), warmed by one run before timing.")
+P("- Each case ran $reps times, interleaved (case by case, target by target); cells are **median [min–max]** over the repetitions. Fixed-rate runs: ${warm} s warm-up + ${dur} s measured; \`--max\`/\`--new-conns\`: 0.5 s + ${maxdur} s. *Added* = median(proxied) − median(baseline).")
+note = """$v_note"""
+if note.strip():
+    P(f"- **vouchd not measured**: {note.strip()}")
+P()
+P("## Latency at fixed rates (µs, 1 KB response)")
+P()
+hdr = "| rate, conns | percentile | " + " | ".join(targets) + " | " + " | ".join(f"added {t}" for t in targets if t != "baseline") + " |"
+P(hdr)
+P("|" + "---|" * (2 + len(targets) + len([t for t in targets if t != "baseline"])))
+for c in cases[:4]:
+    rate = c[1:].split("c")[0]; conns = c.split("c")[-1]
+    for k, name in (("p50_us", "p50"), ("p90_us", "p90"), ("p99_us", "p99"), ("max_us", "max")):
+        cells = [fmt(vals(t, c, k)) for t in targets]
+        b = med(vals("baseline", c, k))
+        adds = []
+        for t in targets:
+            if t == "baseline":
+                continue
+            m = med(vals(t, c, k))
+            adds.append(f"{m - b:+.0f}" if m is not None and b is not None else "n/a")
+        P(f"| {rate} rps, {conns} | {name} | " + " | ".join(cells) + " | " + " | ".join(adds) + " |")
+P()
+P("Errors (non-200, failed or unanswered requests, summed over repetitions): " + "; ".join(
+    f"{t} " + ", ".join(f"{c} {errs(t, c)}" for c in cases) for t in targets) + ".")
+P()
+P("## Throughput, connections and CPU")
+P()
+P("| metric | " + " | ".join(targets) + " |")
+P("|---|" + "---|" * len(targets))
+P("| max requests/s (16 conns, closed loop) | " + " | ".join(fmt(vals(t, "max", "rps")) for t in targets) + " |")
+def cpu_pct(t, c):
+    return [100.0 * float(r["proxy_cpu_ns"]) / float(r["wall_ns"]) for r in rows if r.get("target") == t and r.get("case") == c and float(r.get("wall_ns", 0)) > 0]
+P("| proxy CPU during --max (% of one CPU) | " + " | ".join("—" if t == "baseline" else fmt(cpu_pct(t, "max"), "%") for t in targets) + " |")
+P("| p50 / p99 latency during --max (µs) | " + " | ".join(f"{fmt(vals(t, 'max', 'p50_us'))} / {fmt(vals(t, 'max', 'p99_us'))}" for t in targets) + " |")
+P("| new connections/s (4 in parallel, full handshakes) | " + " | ".join(fmt(vals(t, "newconn", "rps")) for t in targets) + " |")
+P("| proxy CPU during --new-conns (% of one CPU) | " + " | ".join("—" if t == "baseline" else fmt(cpu_pct(t, "newconn"), "%") for t in targets) + " |")
+P("| p50 connect-to-answer during --new-conns (µs) | " + " | ".join(fmt(vals(t, "newconn", "p50_us")) for t in targets) + " |")
+def cpu_per_k(t, c, rate):
+    return [float(r["proxy_cpu_ns"]) / float(r["wall_ns"]) * 1000.0 / rate for r in rows if r.get("target") == t and r.get("case") == c and float(r.get("wall_ns", 0)) > 0]
+P("| proxy vCPU per 1000 rps (1000 rps, 16 conns; whole loadgen run incl. connection setup) | " + " | ".join("—" if t == "baseline" else fmt(cpu_per_k(t, "r1000c16", 1000.0)).replace("[", "[") for t in targets) + " |")
+P("| proxy RSS idle / after the run (KB) | " + " | ".join("—" if t == "baseline" else f"{rss_idle.get(t, 0)} / {int(max(vals(t, 'newconn', 'rss_kb') or [0]))}" for t in targets) + " |")
+P()
+P("The proxy CPU share is the proxy process's CPU time (utime + stime of /proc/PID/stat: all threads, also those that exited, 10 ms resolution) over the loadgen run's wall time. When it is well under 100% during --max, the proxy was not the bottleneck: loadgen and the upstream share one CPU, so --max measures the whole chain on two CPUs.")
+P()
+P("## Raw results")
+P()
+P("One loadgen line per run (\`rep\`, \`target\`, \`case\`, proxy CPU ns, wall ns, proxy RSS KB appended by the script).")
+P()
+P("\`\`\`")
+for line in open(sys.argv[1]):
+    if not line.startswith("rss_idle"):
+        P(line.rstrip())
+P("\`\`\`")
+PYEOF
+mv "$doc.tmp" "$doc"
+echo
+cat "$doc"
