@@ -1,10 +1,12 @@
 // refserver.go: a reference SPIFFE Workload API server on grpc-go 1.33 (Debian), the peer of
 // `make bench` (bench/run.sh). It answers from an in-memory cache made at start: a P-256 CA,
 // one X.509-SVID (PKCS#8 key), the CA as the X.509 bundle and a JWKS; FetchJWTSVID signs a
-// fresh ES256 JWT per call (raw r||s), as vouchd mints one per call. It checks the security
-// header like SPIRE and does no caller attestation: it is the cost of a gRPC-Go server with
-// nothing to decide, not a Workload API implementation.
-//   refserver --socket /path.sock
+// fresh ES256 JWT per call (raw r||s), as vouchd mints one per call; ValidateJWTSVID checks
+// its own tokens (signature, audience, expiry). It checks the security header like SPIRE and
+// does no caller attestation: it is the cost of a gRPC-Go server with nothing to decide, not a
+// Workload API implementation. The FetchWIT* methods are grpc-go's UNIMPLEMENTED.
+//
+//	refserver --socket /path.sock
 package main
 
 import (
@@ -25,6 +27,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -32,6 +35,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	pb "wlclient/workload"
 )
@@ -115,6 +119,57 @@ func (s *server) FetchJWTSVID(ctx context.Context, req *pb.JWTSVIDRequest) (*pb.
 	return &pb.JWTSVIDResponse{Svids: []*pb.JWTSVID{{SpiffeId: td + "/bench", Svid: signing + "." + b64(sig)}}}, nil
 }
 
+// ValidateJWTSVID accepts only tokens this server signed: ES256 over its own key, raw r||s.
+func (s *server) ValidateJWTSVID(ctx context.Context, req *pb.ValidateJWTSVIDRequest) (*pb.ValidateJWTSVIDResponse, error) {
+	if err := header(ctx); err != nil {
+		return nil, err
+	}
+	if req.Audience == "" {
+		return nil, status.Error(codes.InvalidArgument, "audience must be specified")
+	}
+	if req.Svid == "" {
+		return nil, status.Error(codes.InvalidArgument, "svid must be specified")
+	}
+	bad := func(why string) error { return status.Error(codes.InvalidArgument, "invalid JWT-SVID: "+why) }
+	parts := strings.Split(req.Svid, ".")
+	if len(parts) != 3 {
+		return nil, bad("not a compact JWS")
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil || len(sig) != 64 {
+		return nil, bad("signature")
+	}
+	d := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
+	if !ecdsa.Verify(&s.jwtKey.PublicKey, d[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])) {
+		return nil, bad("signature")
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil, bad("claims")
+	}
+	var claims map[string]interface{}
+	if err := json.Unmarshal(raw, &claims); err != nil {
+		return nil, bad("claims")
+	}
+	if exp, _ := claims["exp"].(float64); exp < float64(time.Now().Unix()) {
+		return nil, bad("expired")
+	}
+	aud, _ := claims["aud"].([]interface{})
+	found := false
+	for _, a := range aud {
+		found = found || a == req.Audience
+	}
+	if !found {
+		return nil, bad("audience not accepted")
+	}
+	st, err := structpb.NewStruct(claims)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	sub, _ := claims["sub"].(string)
+	return &pb.ValidateJWTSVIDResponse{SpiffeId: sub, Claims: st}, nil
+}
+
 func must(err error) {
 	if err != nil {
 		log.Fatal(err)
@@ -153,7 +208,7 @@ func main() {
 	jwks, _ := json.Marshal(map[string]interface{}{"keys": []map[string]string{{"kty": "EC", "crv": "P-256", "kid": kid,
 		"x": b64(jwtKey.PublicKey.X.FillBytes(make([]byte, 32))), "y": b64(jwtKey.PublicKey.Y.FillBytes(make([]byte, 32)))}}})
 	s := &server{
-		x509: &pb.X509SVIDResponse{Svids: []*pb.X509SVID{{SpiffeId: id.String(), X509Svid: leafDer, X509SvidKey: p8, Bundle: caDer}}},
+		x509:    &pb.X509SVIDResponse{Svids: []*pb.X509SVID{{SpiffeId: id.String(), X509Svid: leafDer, X509SvidKey: p8, Bundle: caDer}}},
 		bundles: &pb.X509BundlesResponse{Bundles: map[string][]byte{td: caDer}},
 		jwks:    &pb.JWTBundlesResponse{Bundles: map[string][]byte{td: jwks}},
 		jwtKey:  jwtKey, kid: kid,

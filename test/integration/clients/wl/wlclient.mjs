@@ -69,6 +69,11 @@ async function main() {
 	const deadline = new Date(Date.now() + o.timeoutMs);
 	const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
 
+	const count = () => {
+		const n = Number(o.rest[0] ?? 1);
+		if (!Number.isInteger(n) || n < 1) throw new Error(`a message count, not ${o.rest[0]}`);
+		return n;
+	};
 	const stream = (method, n, shape) => new Promise((res, rej) => {
 		let got = 0;
 		const call = client[method]({}, md, { deadline });
@@ -86,16 +91,16 @@ async function main() {
 
 	switch (cmd) {
 	case 'x509svid':
-		await stream('FetchX509SVID', Number(o.rest[0] ?? 1), (m) => ({
+		await stream('FetchX509SVID', count(), (m) => ({
 			svids: m.svids.map((s) => ({ spiffe_id: s.spiffe_id, x509_svid: b64(s.x509_svid), x509_svid_key: b64(s.x509_svid_key), bundle: b64(s.bundle), hint: s.hint })),
 			federated_bundles: b64map(m.federated_bundles),
 		}));
 		break;
 	case 'x509bundles':
-		await stream('FetchX509Bundles', Number(o.rest[0] ?? 1), (m) => ({ bundles: b64map(m.bundles) }));
+		await stream('FetchX509Bundles', count(), (m) => ({ bundles: b64map(m.bundles) }));
 		break;
 	case 'jwtbundles':
-		await stream('FetchJWTBundles', Number(o.rest[0] ?? 1), (m) => ({ bundles: b64map(m.bundles) }));
+		await stream('FetchJWTBundles', count(), (m) => ({ bundles: b64map(m.bundles) }));
 		break;
 	case 'jwtsvid': {
 		const r = await unary('FetchJWTSVID', { audience: o.rest, spiffe_id: o.spiffeId });

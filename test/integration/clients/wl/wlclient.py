@@ -49,6 +49,12 @@ def main(argv):
     md = [("workload.spiffe.io", "true")] if header else []
     ch = grpc.insecure_channel(target)
 
+    def count():
+        n = int(args[0]) if args else 1
+        if n < 1:
+            raise ValueError("a message count, not %d" % n)
+        return n
+
     def stream(method, req, resp_cls, n, shape):
         call = ch.unary_stream("/SpiffeWorkloadAPI/" + method,
                                request_serializer=lambda m: m.SerializeToString(),
@@ -69,7 +75,7 @@ def main(argv):
 
     try:
         if cmd == "x509svid":
-            stream("FetchX509SVID", pb.X509SVIDRequest(), pb.X509SVIDResponse, int(args[0]) if args else 1,
+            stream("FetchX509SVID", pb.X509SVIDRequest(), pb.X509SVIDResponse, count(),
                    lambda m: {"svids": [{"spiffe_id": s.spiffe_id, "x509_svid": b64(s.x509_svid),
                                          "x509_svid_key": b64(s.x509_svid_key), "bundle": b64(s.bundle),
                                          "hint": s.hint} for s in m.svids],
@@ -78,7 +84,7 @@ def main(argv):
             method, req, resp = (("FetchX509Bundles", pb.X509BundlesRequest(), pb.X509BundlesResponse)
                                  if cmd == "x509bundles" else
                                  ("FetchJWTBundles", pb.JWTBundlesRequest(), pb.JWTBundlesResponse))
-            stream(method, req, resp, int(args[0]) if args else 1,
+            stream(method, req, resp, count(),
                    lambda m: {"bundles": {k: b64(v) for k, v in m.bundles.items()}})
         elif cmd == "jwtsvid":
             r = unary("FetchJWTSVID", pb.JWTSVIDRequest(audience=args, spiffe_id=spiffe_id), pb.JWTSVIDResponse)
