@@ -12,7 +12,7 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { createLocalJWKSet, jwtVerify } from 'jose';
+import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import {
 	BUILD, HERE, NODE, REPO, TRUST_DOMAIN, haveVouchd, isRoot, makeTempDir, onCleanup, runProcess, spiffeId, splitDer,
 	startVouchd, waitFor, workloadResource, yamlDocs,
@@ -83,6 +83,48 @@ async function run(c, sock, args, { uid = UID, gid = GID } = {}) {
 
 const certs = (buf) => splitDer(buf).map((d) => new X509Certificate(d));
 
+/** One DER TLV at off: {tag, start, end} of its content (short and long lengths). */
+function tlv(buf, off) {
+	let len = buf[off + 1], start = off + 2;
+	if (len & 0x80) {
+		const n = len & 0x7f;
+		len = 0;
+		for (let i = 0; i < n; i++) len = len * 256 + buf[start + i];
+		start += n;
+	}
+	assert.ok(start + len <= buf.length, 'DER length inside the buffer');
+	return { tag: buf[off], start, end: start + len };
+}
+const children = (buf, { start, end }) => {
+	const out = [];
+	for (let off = start; off < end; off = out.at(-1).end) out.push(tlv(buf, off));
+	return out;
+};
+
+/** What Node's X509Certificate does not show (its .ca is OpenSSL's X509_check_ca, which says
+ *  false for cA=TRUE without keyCertSign): the serial's sign, basicConstraints cA and the
+ *  keyUsage bits (RFC 5280 §4.2.1.3 bit order: digitalSignature is the top bit). */
+function certBits(der) {
+	const tbs = children(der, tlv(der, 0))[0];
+	const fields = children(der, tbs);
+	const serial = fields[fields[0].tag === 0xa0 ? 1 : 0];
+	const r = { negativeSerial: (der[serial.start] & 0x80) !== 0, cA: false, ku: null };
+	const extsTag = fields.find((f) => f.tag === 0xa3);
+	for (const ext of extsTag ? children(der, children(der, extsTag)[0]) : []) {
+		const [oid, ...rest] = children(der, ext);
+		const oidHex = der.subarray(oid.start, oid.end).toString('hex');
+		const value = rest.at(-1); // OCTET STRING after the optional critical flag
+		const inner = tlv(der, value.start);
+		if (oidHex === '551d13') { // basicConstraints: SEQUENCE { cA BOOLEAN DEFAULT FALSE, ... }
+			const bc = children(der, inner);
+			r.cA = bc.length > 0 && bc[0].tag === 0x01 && der[bc[0].start] !== 0;
+		} else if (oidHex === '551d0f') { // keyUsage: BIT STRING, first content byte = unused bits
+			r.ku = inner.end - inner.start > 1 ? der[inner.start + 1] : 0;
+		}
+	}
+	return r;
+}
+
 /** The checks go-spiffe makes, here with Node's crypto; returns the leaf. */
 function checkSvid(s, id = spiffeId(PATH)) {
 	assert.equal(s.spiffe_id, id);
@@ -92,6 +134,12 @@ function checkSvid(s, id = spiffeId(PATH)) {
 	const uris = leaf.subjectAltName.split(', ').filter((x) => x.startsWith('URI:'));
 	assert.deepEqual(uris, [`URI:${s.spiffe_id}`], 'exactly one URI SAN, the SPIFFE ID');
 	assert.equal(leaf.ca, false);
+	const bits = certBits(leaf.raw);
+	assert.equal(bits.cA, false, 'leaf basicConstraints cA is not TRUE');
+	assert.ok(bits.ku !== null && (bits.ku & 0x80), 'leaf keyUsage has digitalSignature');
+	assert.equal(bits.ku & 0x06, 0, 'leaf keyUsage has neither keyCertSign nor cRLSign');
+	assert.equal(bits.negativeSerial, false, 'positive serial number');
+	for (const ca of chain.slice(1)) assert.ok(certBits(ca.raw).cA, 'intermediates are CAs');
 	const key = createPrivateKey({ key: Buffer.from(s.x509_svid_key, 'base64'), format: 'der', type: 'pkcs8' });
 	assert.ok(leaf.checkPrivateKey(key), 'the PKCS#8 key matches the leaf');
 	assert.ok(roots.some((r) => leaf.checkIssued(r) && leaf.verify(r.publicKey)), 'the leaf is signed by a bundle root');
@@ -99,9 +147,9 @@ function checkSvid(s, id = spiffeId(PATH)) {
 }
 
 /** Start refserver (grpc-go's server) on a socket in a fresh temp dir; stopped after t. */
-async function startRefserver(t) {
+async function startRefserver(t, flaw) {
 	const sock = join(makeTempDir(t, 'wl-ref-'), 'ref.sock');
-	const child = spawn(REFSERVER, ['--socket', sock], { stdio: ['ignore', 'ignore', 'pipe'] });
+	const child = spawn(REFSERVER, ['--socket', sock, ...(flaw ? ['--flaw', flaw] : [])], { stdio: ['ignore', 'ignore', 'pipe'] });
 	let err = '';
 	child.stderr.on('data', (d) => (err += d));
 	const exited = new Promise((r) => child.on('exit', r));
@@ -111,6 +159,13 @@ async function startRefserver(t) {
 	});
 	await waitFor(() => existsSync(sock), { what: `refserver's socket (${err})` });
 	return sock;
+}
+
+/** go-spiffe's header rules, which jose does not apply (it picks the only key when kid is absent). */
+function checkJwtHeader(token) {
+	const h = decodeProtectedHeader(token);
+	assert.equal(h.alg, 'ES256');
+	assert.ok(typeof h.kid === 'string' && h.kid.length > 0, 'the JWT-SVID header has a kid');
 }
 
 /** The JWT-SVID round trip: FetchJWTSVID, FetchJWTBundles (jose verifies), ValidateJWTSVID. */
@@ -129,9 +184,9 @@ async function jwtRoundTrip(c, sock, td, wantId) {
 	if (c.name === 'grpc-go') assert.equal(b.lines[0].checked, true);
 	const jwks = JSON.parse(Buffer.from(b.lines[0].bundles[td], 'base64').toString('utf8'));
 	assert.ok(jwks.keys.length >= 1 && jwks.keys.every((k) => k.kid && !('use' in k)), 'keys with kid, none with use');
-	const { payload, protectedHeader } = await jwtVerify(token, createLocalJWKSet(jwks), { audience: aud[0] });
+	checkJwtHeader(token);
+	const { payload } = await jwtVerify(token, createLocalJWKSet(jwks), { audience: aud[0] });
 	assert.equal(payload.sub, id);
-	assert.equal(protectedHeader.alg, 'ES256');
 
 	const ok = await run(c, sock, ['validate', aud[1], token]);
 	assert.equal(ok.code, 0, ok.out + ok.stderr);
@@ -243,3 +298,47 @@ for (const c of CLIENTS.length ? CLIENTS : [{ name: 'all clients', skip: need }]
 		assert.ok(!/eyJ[A-Za-z0-9_-]{10,}\./.test(raw) && !/PRIVATE KEY/.test(raw), 'no token or key in the audit log');
 	});
 }
+
+// The checks above must be able to fail: refserver --flaw serves one defect at a time. The
+// grpc-go client (go-spiffe's checks) refuses each with its reason; grpc-js has no checks, so
+// what it receives goes through this file's own checkSvid, which must throw.
+const FLAWS = [
+	// [flaw, go client's reason, what checkSvid is given as the expected ID]
+	['sec1-key', /not PKCS#8/],
+	['wrong-key', /key does not match the leaf/],
+	['two-uris', /leaf has 2 URI SANs/],
+	['id-mismatch', /does not match spiffe_id/],
+	['ca-leaf', /must not have CA flag/],
+	['cert-sign', /must not have 'keyCertSign'/],
+	['foreign-root', /does not verify against the bundle/],
+	['no-kid', /missing key id/],
+];
+// checkSvid's assertion that catches each X.509 flaw (a different one failing would hide a gap)
+const reasonJs = {
+	'sec1-key': /wrong tag/, // OpenSSL's ASN.1 decoder: a SEC1 ECPrivateKey is not a PrivateKeyInfo
+	'wrong-key': /PKCS#8 key matches the leaf/,
+	'two-uris': /exactly one URI SAN/,
+	'id-mismatch': /exactly one URI SAN/,
+	'ca-leaf': /cA is not TRUE/,
+	'cert-sign': /neither keyCertSign nor cRLSign/,
+	'foreign-root': /signed by a bundle root/,
+};
+const flawSkip = need || CLIENTS.find((c) => c.name === 'grpc-go')?.skip || CLIENTS.find((c) => c.name === 'grpc-go')?.refSkip;
+test('client-side checks refuse a flawed server (refserver --flaw)', { skip: flawSkip ?? false, timeout: 60000 }, async (t) => {
+	const go = CLIENTS.find((c) => c.name === 'grpc-go');
+	const js = CLIENTS.find((c) => c.name === 'grpc-js');
+	for (const [flaw, reason] of FLAWS) {
+		await t.test(flaw, async (t2) => {
+			const sock = await startRefserver(t2, flaw);
+			const args = flaw === 'no-kid' ? ['jwtsvid', 'a'] : ['x509svid', '1'];
+			const g = await run(go, sock, args);
+			assert.equal(g.code, 1, `the grpc-go client refuses: ${g.out}${g.stderr}`);
+			assert.equal(g.out, '', 'nothing printed for a refused answer');
+			assert.match(g.stderr, reason);
+			const j = await run(js, sock, args);
+			assert.equal(j.code, 0, j.out + j.stderr);
+			if (flaw === 'no-kid') assert.throws(() => checkJwtHeader(j.lines[0].svids[0].svid), /kid/);
+			else assert.throws(() => checkSvid(j.lines[0].svids[0], j.lines[0].svids[0].spiffe_id), reasonJs[flaw]);
+		});
+	}
+});

@@ -6,7 +6,11 @@
 // does no caller attestation: it is the cost of a gRPC-Go server with nothing to decide, not a
 // Workload API implementation. The FetchWIT* methods are grpc-go's UNIMPLEMENTED.
 //
-//	refserver --socket /path.sock
+//	refserver --socket /path.sock [--flaw NAME]
+//
+// --flaw serves one defect that a SPIFFE client library must refuse, so that the client-side
+// checks of the tests' clients are themselves tested: sec1-key, wrong-key, two-uris, id-mismatch,
+// ca-leaf, cert-sign, foreign-root (X.509-SVID) and no-kid (JWT-SVID header).
 package main
 
 import (
@@ -49,6 +53,7 @@ type server struct {
 	jwks    *pb.JWTBundlesResponse
 	jwtKey  *ecdsa.PrivateKey
 	kid     string
+	noKid   bool
 }
 
 func header(ctx context.Context) error {
@@ -104,7 +109,11 @@ func (s *server) FetchJWTSVID(ctx context.Context, req *pb.JWTSVIDRequest) (*pb.
 	now := time.Now().Unix()
 	jti := make([]byte, 16)
 	rand.Read(jti)
-	h, _ := json.Marshal(map[string]string{"alg": "ES256", "kid": s.kid, "typ": "JWT"})
+	hdr := map[string]string{"alg": "ES256", "kid": s.kid, "typ": "JWT"}
+	if s.noKid {
+		delete(hdr, "kid")
+	}
+	h, _ := json.Marshal(hdr)
 	c, _ := json.Marshal(map[string]interface{}{"sub": td + "/bench", "aud": req.Audience, "iat": now,
 		"exp": now + 300, "jti": fmt.Sprintf("%x", jti)})
 	signing := b64(h) + "." + b64(c)
@@ -178,6 +187,7 @@ func must(err error) {
 
 func main() {
 	sock := flag.String("socket", "", "Unix socket path")
+	flaw := flag.String("flaw", "", "serve this defect (see the top of refserver.go)")
 	flag.Parse()
 	if *sock == "" {
 		log.Fatal("--socket is required")
@@ -198,9 +208,40 @@ func main() {
 		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour), URIs: []*url.URL{id},
 		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment | x509.KeyUsageKeyAgreement,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	svidID, bundleDer := id.String(), caDer
+	switch *flaw {
+	case "two-uris":
+		other, _ := url.Parse(td + "/other")
+		leafTmpl.URIs = append(leafTmpl.URIs, other)
+	case "id-mismatch":
+		svidID = td + "/other"
+	case "ca-leaf":
+		leafTmpl.IsCA, leafTmpl.BasicConstraintsValid = true, true
+	case "cert-sign":
+		leafTmpl.KeyUsage |= x509.KeyUsageCertSign
+	case "foreign-root":
+		// The bundle is another CA with the same name, which did not sign the leaf.
+		otherKey, gerr := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		must(gerr)
+		bundleDer, err = x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &otherKey.PublicKey, otherKey)
+		must(err)
+	case "", "sec1-key", "wrong-key", "no-kid":
+	default:
+		log.Fatalf("unknown --flaw %q", *flaw)
+	}
 	leafDer, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &leafKey.PublicKey, caKey)
 	must(err)
-	p8, err := x509.MarshalPKCS8PrivateKey(leafKey)
+	var keyDer []byte
+	switch *flaw {
+	case "sec1-key":
+		keyDer, err = x509.MarshalECPrivateKey(leafKey)
+	case "wrong-key":
+		other, gerr := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		must(gerr)
+		keyDer, err = x509.MarshalPKCS8PrivateKey(other)
+	default:
+		keyDer, err = x509.MarshalPKCS8PrivateKey(leafKey)
+	}
 	must(err)
 	jwtKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	must(err)
@@ -208,10 +249,10 @@ func main() {
 	jwks, _ := json.Marshal(map[string]interface{}{"keys": []map[string]string{{"kty": "EC", "crv": "P-256", "kid": kid,
 		"x": b64(jwtKey.PublicKey.X.FillBytes(make([]byte, 32))), "y": b64(jwtKey.PublicKey.Y.FillBytes(make([]byte, 32)))}}})
 	s := &server{
-		x509:    &pb.X509SVIDResponse{Svids: []*pb.X509SVID{{SpiffeId: id.String(), X509Svid: leafDer, X509SvidKey: p8, Bundle: caDer}}},
-		bundles: &pb.X509BundlesResponse{Bundles: map[string][]byte{td: caDer}},
+		x509:    &pb.X509SVIDResponse{Svids: []*pb.X509SVID{{SpiffeId: svidID, X509Svid: leafDer, X509SvidKey: keyDer, Bundle: bundleDer}}},
+		bundles: &pb.X509BundlesResponse{Bundles: map[string][]byte{td: bundleDer}},
 		jwks:    &pb.JWTBundlesResponse{Bundles: map[string][]byte{td: jwks}},
-		jwtKey:  jwtKey, kid: kid,
+		jwtKey:  jwtKey, kid: kid, noKid: *flaw == "no-kid",
 	}
 	os.Remove(*sock)
 	l, err := net.Listen("unix", *sock)
