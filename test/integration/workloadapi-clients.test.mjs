@@ -14,7 +14,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import {
-	BUILD, HERE, NODE, REPO, TRUST_DOMAIN, haveVouchd, isRoot, makeTempDir, onCleanup, runProcess, spiffeId, splitDer,
+	BUILD, HERE, NODE, REPO, TRUST_DOMAIN, haveVouchd, isRoot, makeTempDir, onCleanup, runProcess, runVouch, spiffeId, splitDer,
 	startVouchd, waitFor, workloadResource, yamlDocs,
 } from './lib.mjs';
 
@@ -79,6 +79,13 @@ async function run(c, sock, args, { uid = UID, gid = GID } = {}) {
 		{ uid, gid, env: { ...process.env, ...(c.env ?? {}) }, timeoutMs: 30000 });
 	const lines = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
 	return { code: r.code, lines, stderr: r.stderr, out: r.stdout };
+}
+
+/** vouchd's Workload API counters (vouch stats). */
+async function wlStats(v) {
+	const r = await runVouch(['stats'], { adminSocket: v.adminSocket });
+	assert.equal(r.code, 0, r.stderr);
+	return JSON.parse(r.stdout).workload_api;
 }
 
 const certs = (buf) => splitDer(buf).map((d) => new X509Certificate(d));
@@ -223,8 +230,10 @@ for (const c of CLIENTS.length ? CLIENTS : [{ name: 'all clients', skip: need }]
 		await waitFor(() => existsSync(sock), { what: 'the workload socket' });
 
 		await t.test('FetchX509SVID: an SVID at once, a rotated one on the same open stream', async () => {
+			const before = await wlStats(v);
 			const r = await run(c, sock, ['x509svid', '2']);
 			assert.equal(r.code, 0, r.out + r.stderr);
+			assert.ok((await wlStats(v)).pushes > before.pushes, 'the second message was pushed on the open stream');
 			assert.equal(r.lines.length, 2);
 			if (c.name === 'grpc-go') assert.ok(r.lines.every((l) => l.checked === true), 'go-spiffe-style checks passed');
 			const [a, b] = r.lines.map((l) => {
@@ -288,6 +297,9 @@ for (const c of CLIENTS.length ? CLIENTS : [{ name: 'all clients', skip: need }]
 				else assert.equal(ours.lines[0].error.code, theirs.lines[0].error.code, `${args}: same status code`);
 			}
 		});
+
+		// Every stream above ended by the library's cancel (or the client's exit): none left open.
+		await waitFor(async () => (await wlStats(v)).open_streams === 0, { timeoutMs: 10000, what: 'no open streams' });
 
 		// What was handed out is in the audit log, without the keys or tokens.
 		const audit = v.audit();
