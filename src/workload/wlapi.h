@@ -6,7 +6,7 @@
  * value, exactly "true"), else INVALID_ARGUMENT "security header missing from request".
  * Then the caller is attested: SO_PEERCRED pid (taken at accept) → attest_cached → the
  * first WorkloadIdentity whose selectors hold. No identity → PERMISSION_DENIED with a
- * message naming the pid and `vouch explain --pid N`; a revoked workload →
+ * message naming the pid and `vouch explain N`; a revoked workload →
  * PERMISSION_DENIED "workload ... is revoked". The caller is re-attested on every call,
  * and only while the process that opened the connection is alive (pinned by a pidfd at
  * accept; as SPIRE's peer tracker does): a connection inherited by a child whose parent
