@@ -26,6 +26,11 @@
  * an error. Prints one line on stdout, key=value pairs (times in microseconds):
  *   loadgen label=.. mode=.. conns=.. target_rps=.. duration_s=.. ok=.. errors=..
  *           reconnects=.. late=.. rps=.. p50_us=.. p90_us=.. p99_us=.. p999_us=.. max_us=.. mean_us=..
+ *           send_lag_p50_us=.. send_lag_p99_us=..
+ * (send_lag: rate mode, how long after its scheduled time each request's first byte was
+ * written: the client's own timer and wake-up delay plus waiting for a free connection; it
+ * is part of the latency, as coordinated-omission correction requires, and shown to tell the
+ * client's share from the server's.)
  * Exit status 0 when at least one request succeeded and none failed, 1 otherwise.
  */
 #include <arpa/inet.h>
@@ -102,6 +107,8 @@ struct lg {
 	/* results */
 	uint64_t *lat;
 	size_t nlat, caplat;
+	uint64_t *lag; /* rate mode: first write minus scheduled time (the client's own delay) */
+	size_t nlag, caplag;
 	uint64_t ok, errors, reconnects, late;
 	uint64_t last_done;
 	int bad_status;
@@ -128,17 +135,22 @@ static void lg_err(struct lg *g, const char *what)
 	ERR_clear_error();
 }
 
-static void lg_record(struct lg *g, uint64_t lat)
+static void lg_push(uint64_t **v, size_t *n, size_t *cap, uint64_t x)
 {
-	if (g->nlat == g->caplat) {
-		size_t n = g->caplat ? g->caplat * 2 : 65536;
-		uint64_t *p = realloc(g->lat, n * sizeof(*p));
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 65536;
+		uint64_t *p = realloc(*v, c * sizeof(*p));
 		if (!p)
 			return;
-		g->lat = p;
-		g->caplat = n;
+		*v = p;
+		*cap = c;
 	}
-	g->lat[g->nlat++] = lat;
+	(*v)[(*n)++] = x;
+}
+
+static void lg_record(struct lg *g, uint64_t lat)
+{
+	lg_push(&g->lat, &g->nlat, &g->caplat, lat);
 }
 
 static void lg_close(struct lg *g, struct lg_conn *c)
@@ -368,6 +380,10 @@ static void lg_drive(struct lg *g, struct lg_conn *c)
 			break;
 		}
 		case ST_SEND: {
+			if (c->woff == 0 && g->mode == LG_RATE && lg_in_window(g, c)) {
+				uint64_t t = now_ns();
+				lg_push(&g->lag, &g->nlag, &g->caplag, t > c->sched_ns ? t - c->sched_ns : 0);
+			}
 			int w = SSL_write(c->ssl, g->req + c->woff, (int)(g->req_len - c->woff));
 			if (w <= 0) {
 				int e = SSL_get_error(c->ssl, w);
@@ -748,6 +764,7 @@ int main(int argc, char **argv)
 	g->errors += owed; /* unanswered within the grace period */
 
 	qsort(g->lat, g->nlat, sizeof(*g->lat), cmp_u64);
+	qsort(g->lag, g->nlag, sizeof(*g->lag), cmp_u64);
 	double sum = 0;
 	for (size_t i = 0; i < g->nlat; i++)
 		sum += (double)g->lat[i];
@@ -759,12 +776,13 @@ int main(int argc, char **argv)
 	const char *mode = g->mode == LG_RATE ? "rate" : g->mode == LG_MAX ? "max" : "new-conns";
 	printf("loadgen label=%s mode=%s conns=%d target_rps=%.0f duration_s=%.1f ok=%llu errors=%llu "
 	       "reconnects=%llu late=%llu rps=%.1f p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f "
-	       "max_us=%.1f mean_us=%.1f\n",
+	       "max_us=%.1f mean_us=%.1f send_lag_p50_us=%.1f send_lag_p99_us=%.1f\n",
 	       g->label, mode, g->nconns, g->mode == LG_RATE ? g->rate : 0, g->duration,
 	       (unsigned long long)g->ok, (unsigned long long)g->errors, (unsigned long long)g->reconnects,
 	       (unsigned long long)g->late, (double)g->ok / span, pct(g->lat, g->nlat, 0.50),
 	       pct(g->lat, g->nlat, 0.90), pct(g->lat, g->nlat, 0.99), pct(g->lat, g->nlat, 0.999),
-	       g->nlat ? (double)g->lat[g->nlat - 1] / 1000.0 : 0, g->nlat ? sum / (double)g->nlat / 1000.0 : 0);
+	       g->nlat ? (double)g->lat[g->nlat - 1] / 1000.0 : 0, g->nlat ? sum / (double)g->nlat / 1000.0 : 0,
+	       pct(g->lag, g->nlag, 0.50), pct(g->lag, g->nlag, 0.99));
 	if (g->errors || g->bad_status)
 		fprintf(stderr, "loadgen: %s: %llu errors; first: %s%s%d\n", g->label, (unsigned long long)g->errors,
 			g->first_err[0] ? g->first_err : "-", g->bad_status ? "; status " : "",
