@@ -244,6 +244,12 @@ cpu_ns() {
 steal_ticks() {
 	awk -v cpu="cpu$1" '$1 == cpu {print $9}' /proc/stat
 }
+# up_stats: "CONNS REQUESTS" the upstream has seen so far (its GET /__stats; this query's own
+# connection is counted, its request is not)
+up_stats() {
+	curl -s --max-time 5 --cacert "$c/ca.crt" "https://localhost:$up_port/__stats" |
+		sed -n 's/.*"conns":\([0-9]*\),"requests":\([0-9]*\).*/\1 \2/p'
+}
 rss_kb() {
 	[ -n "$1" ] || { echo 0; return; }
 	awk '/^VmRSS:/ {print $2}' /proc/"$1"/status
@@ -275,6 +281,7 @@ for rep in $(seq "$reps"); do
 			set_target_args "$t"
 			read -ra cargs <<<"$(case_args "$cs")"
 			args=("${targs[@]}" "${cargs[@]}")
+			read -r uc0 ur0 <<<"$(up_stats)"
 			c0=$(cpu_ns "$pid")
 			sl0=$(steal_ticks "$load_cpu")
 			sp0=$(steal_ticks "$proxy_cpu")
@@ -282,6 +289,7 @@ for rep in $(seq "$reps"); do
 			out=$("${pin[@]}" "$load_cpu" "$loadgen" "${args[@]}" --label "$t/$cs" 2>"$tmp/lg.err") || true
 			w1=$(date +%s%N)
 			c1=$(cpu_ns "$pid")
+			read -r uc1 ur1 <<<"$(up_stats)"
 			sl1=$(steal_ticks "$load_cpu")
 			sp1=$(steal_ticks "$proxy_cpu")
 			steal=$(awk -v a=$((sl1 - sl0)) -v b=$((sp1 - sp0)) -v w=$((w1 - w0)) -v hz="$hz" \
@@ -289,7 +297,7 @@ for rep in $(seq "$reps"); do
 			err=$(tr '\n' ' ' <"$tmp/lg.err")
 			[ -n "$err" ] && echo "  $t/$cs: $err" >&2
 			[ -n "$out" ] || out="loadgen label=$t/$cs failed=1"
-			echo "$out rep=$rep target=$t case=$cs proxy_cpu_ns=$((c1 - c0)) wall_ns=$((w1 - w0)) rss_kb=$(rss_kb "$pid") steal_pct=$steal" >>"$results"
+			echo "$out rep=$rep target=$t case=$cs proxy_cpu_ns=$((c1 - c0)) wall_ns=$((w1 - w0)) rss_kb=$(rss_kb "$pid") steal_pct=$steal up_conns=$((uc1 - uc0 - 1)) up_requests=$((ur1 - ur0))" >>"$results"
 			echo "  $out steal%(load/proxy CPU)=$steal"
 		done
 	done
@@ -346,6 +354,7 @@ P("\`\`\`")
 P()
 P("- Machine: $cpu_model, $ncpu CPUs, $virt; kernel $(uname -r); OpenSSL $ssl_ver; HAProxy $ha_ver; vouch $commit; $(date -u '+%Y-%m-%d %H:%M UTC'); whole run ${t_total} s; load average $load_before before, $load_after after (other work on the box shows up as tail latency).")
 P("- Placement: loadgen and upstream pinned to CPU $load_cpu, the proxy under test pinned to CPU $proxy_cpu (\`taskset\`). On this VM a wake-up across CPUs costs ~25–30 µs each way (performance-anchors.md §5.1), so the added latency below includes two cross-CPU hops per direction that a same-CPU placement would not pay.")
+P("- Other placements: \`PROXY_CPU=0 bench/proxy.sh\` puts the proxy on the client's CPU too (no cross-CPU wake-ups, but the proxy competes with loadgen and upstream for one CPU). Other knobs: BENCH_REPS, PROXY_DURATION, PROXY_MAX_DURATION, PROXY_WARMUP, PROXY_TARGETS, PROXY_NICE, PROXY_LOAD_CPU (see the script's header).")
 P("- Upstream: \`build/bench/upstream --port P --cert server.crt --key server.key --require-bearer\` (TLS 1.3, ECDSA P-256, 1 KB body, keep-alive, one epoll thread). \`--require-bearer\` answers 401 to any request that still has \`x-api-key\` or has no \`Authorization: Bearer\`: every 200 below went through a proxy that stripped and injected.")
 P("- Client: \`build/bench/loadgen\`, one thread, HTTP/1.1 over TLS, POST \`/v1/messages\` with a 64-byte body, verifying the server certificate. Fixed-rate runs are open loop with coordinated-omission correction (latency from the scheduled send time, as wrk2); \`--max\` is closed loop with 16 connections; \`--new-conns\` is a closed loop of 4 parallel whole connections, each a TCP connect (+ CONNECT for vouchd), full TLS handshake (no session cache, no tickets), one request, close.")
 P("- baseline: \`loadgen --target localhost:UP --ca ca.crt --header 'Authorization: Bearer …'\`")
@@ -405,6 +414,9 @@ def cpu_per_k(t, c, rate):
     return [float(r["proxy_cpu_ns"]) / float(r["wall_ns"]) * 1000.0 / rate for r in rows if r.get("target") == t and r.get("case") == c and float(r.get("wall_ns", 0)) > 0]
 P("| proxy vCPU per 1000 rps (1000 rps, 16 conns; whole loadgen run incl. connection setup) | " + " | ".join("—" if t == "baseline" else fmt(cpu_per_k(t, "r1000c16", 1000.0), d=3) for t in targets) + " |")
 P("| proxy CPU per new connection during --new-conns (µs) | " + " | ".join("—" if t == "baseline" else fmt(us_per_req(t, "newconn")) for t in targets) + " |")
+def reuse(t, c):
+    return [100.0 * (1 - float(r["up_conns"]) / float(r["up_requests"])) for r in rows if r.get("target") == t and r.get("case") == c and float(r.get("up_requests", 0)) > 0]
+P("| upstream requests on a reused connection: 1000 rps × 16 conns / --new-conns (%) | " + " | ".join(f"{fmt(reuse(t, 'r1000c16'), '%')} / {fmt(reuse(t, 'newconn'), '%')}" for t in targets) + " |")
 P("| proxy RSS idle / after the run (KB) | " + " | ".join("—" if t == "baseline" else f"{rss_idle.get(t, 0)} / {int(max(vals(t, 'newconn', 'rss_kb') or [0]))}" for t in targets) + " |")
 P()
 P("CPU per 1000 rps at a fixed 1000 rps is far above what the --max row implies (CPU per request there × 1000): at low rates every request pays the wake-up of an idle process on an idle vCPU, which on this VM (no halt-polling) costs more than the proxying itself; the --max figure is the per-request work. HAProxy pools its upstream connections (\`http-reuse always\`), so in --new-conns only the client-side handshake is new for it, and the upstream does no handshakes: that is why HAProxy's new connections/s can exceed the baseline's, where loadgen and the upstream do both ends of every handshake on one CPU.")
@@ -413,7 +425,7 @@ P("The proxy CPU share is the proxy process's CPU time (utime + stime of /proc/P
 P()
 P("## Raw results")
 P()
-P("One loadgen line per run (\`rep\`, \`target\`, \`case\`, proxy CPU ns, wall ns, proxy RSS KB, steal % on the load/proxy CPU appended by the script).")
+P("One loadgen line per run (\`rep\`, \`target\`, \`case\`, proxy CPU ns, wall ns, proxy RSS KB, steal % on the load/proxy CPU, and the connections and requests the upstream saw during the run, appended by the script). Reuse = 1 − upstream connections / upstream requests, over the whole run including warm-up.")
 P()
 P("\`\`\`")
 for line in open(sys.argv[1]):

@@ -11,7 +11,9 @@
  * are parsed only as far as needed (head up to CRLFCRLF, Content-Length body skipped);
  * pipelined requests are answered in order. --require-bearer answers 401 to a request that
  * carries an x-api-key or no "Authorization: Bearer" header: what a proxy in front of it must
- * have fixed, so a bench run through a proxy that did not do its job shows errors. Prints "upstream: ready 127.0.0.1:P" on stdout
+ * have fixed, so a bench run through a proxy that did not do its job shows errors.
+ * GET /__stats answers {"conns":N,"requests":M}: connections accepted and requests answered
+ * so far (itself excluded), for the upstream connection reuse ratio of a proxy. Prints "upstream: ready 127.0.0.1:P" on stdout
  * once listening, then serves until SIGINT/SIGTERM.
  */
 #include <errno.h>
@@ -19,6 +21,7 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -60,6 +63,9 @@ static char *g_resp;
 static size_t g_resp_len;
 static int g_port;
 static bool g_require_bearer;
+/* served so far, all threads: read with GET /__stats (for the upstream reuse ratio) */
+static _Atomic unsigned long g_conns, g_requests;
+static _Thread_local char t_stats[160];
 
 #define UP_DENY "HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n"
 
@@ -180,17 +186,28 @@ static bool up_parse(struct up_conn *c)
 			}
 			p = nl;
 		}
+		bool stats = head > 13 && memcmp(c->rbuf, "GET /__stats ", 13) == 0;
 		memmove(c->rbuf, c->rbuf + head, c->rlen - head);
 		c->rlen -= head;
 		c->skip = clen;
 		/* --require-bearer: what a proxy in front must have done (strip, inject) */
-		if (g_require_bearer && (!bearer || api_key)) {
+		if (stats) {
+			unsigned long nc = atomic_load(&g_conns), nr = atomic_load(&g_requests);
+			int bl = snprintf(t_stats + 100, 60, "{\"conns\":%lu,\"requests\":%lu}\n", nc, nr);
+			int hl = snprintf(t_stats, 100, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+					  "content-length: %d\r\n\r\n", bl);
+			memmove(t_stats + hl, t_stats + 100, (size_t)bl);
+			c->wptr = t_stats;
+			c->wlen = (size_t)(hl + bl);
+		} else if (g_require_bearer && (!bearer || api_key)) {
 			c->wptr = UP_DENY;
 			c->wlen = sizeof(UP_DENY) - 1;
 		} else {
 			c->wptr = g_resp;
 			c->wlen = g_resp_len;
 		}
+		if (!stats)
+			atomic_fetch_add(&g_requests, 1);
 		if (!up_flush(c))
 			return false;
 	}
@@ -252,6 +269,7 @@ static void *up_loop(void *arg)
 						continue;
 					}
 					c->fd = fd;
+					atomic_fetch_add(&g_conns, 1);
 					c->ssl = SSL_new(g_ctx);
 					SSL_set_fd(c->ssl, fd);
 					struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP,
