@@ -290,8 +290,10 @@ static void test_x509_stream_rotation(void)
 	cli_io(&c, 100);
 	ok(wait_msgs(&c, st, 1) == 1 && wait_msgs(&c, bst, 1) == 1, "no change: no push");
 
-	/* x509_ttl is 2 s here: past half life (1 s) the next tick re-mints and pushes. */
-	sleep(2);
+	/* x509_ttl is 4 s here: past half life (2 s) the next tick re-mints and pushes. Times
+	 * are whole seconds, so half life can come up to 1 s early: 4 s keeps the "no change"
+	 * tick above (well under 1 s after the mint) safely before it, and 3 s of sleep past. */
+	sleep(3);
 	wlapi_tick(w);
 	ok(wait_msgs(&c, st, 2) == 2 && !st->closed, "rotation pushed on the open stream");
 	if (nth_msg(st, 1, &p, &l))
@@ -562,7 +564,7 @@ int main(void)
 	struct ca_config cc = {.state_dir = state,
 			       .trust_domain = "vouch.test",
 			       .issuer = "https://issuer.example",
-			       .x509_ttl = 2};
+			       .x509_ttl = 4};
 	ok(ca_open(&cc, &ca) == 0, "CA");
 	ok(registry_new(resdir, &d, &reg) == 0 && d.n == 0, "registry");
 	diag_list_done(&d);
@@ -575,7 +577,7 @@ int main(void)
 						   .attest = ac,
 						   .revocations = rv,
 						   .audit = au,
-						   .x509_ttl = 2},
+						   .x509_ttl = 4},
 			    &w);
 	ok(r == 0, "wlapi_start (%d)", r);
 	if (r == 0) {
