@@ -25,13 +25,12 @@
  * Every answer must be a complete 200 (Content-Length or chunked); anything else counts as
  * an error. Prints one line on stdout, key=value pairs (times in microseconds):
  *   loadgen label=.. mode=.. conns=.. target_rps=.. duration_s=.. ok=.. errors=..
- *           reconnects=.. late=.. rps=.. p50_us=.. p90_us=.. p99_us=.. p999_us=.. max_us=.. mean_us=..
- *           send_lag_p50_us=.. send_lag_p99_us=..
- * (send_lag: rate mode, how long after its scheduled time each request's first byte was
- * written: the client's own timer and wake-up delay plus waiting for a free connection; it
- * is part of the latency, as coordinated-omission correction requires, and shown to tell the
- * client's share from the server's.)
- * Exit status 0 when at least one request succeeded and none failed, 1 otherwise.
+ *           reconnects=.. late=.. rps=.. p50_us=.. p90_us=.. p99_us=.. p999_us=.. max_us=..
+ * mean_us=.. send_lag_p50_us=.. send_lag_p99_us=.. (send_lag: rate mode, how long after its
+ * scheduled time each request's first byte was written: the client's own timer and wake-up delay
+ * plus waiting for a free connection; it is part of the latency, as coordinated-omission correction
+ * requires, and shown to tell the client's share from the server's.) Exit status 0 when at least
+ * one request succeeded and none failed, 1 otherwise.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -60,7 +59,16 @@
 #define NS 1000000000ull
 
 enum lg_mode { LG_RATE, LG_MAX, LG_NEWCONN };
-enum lg_state { ST_CLOSED, ST_CONNECTING, ST_PROXY_SEND, ST_PROXY_RECV, ST_HANDSHAKE, ST_IDLE, ST_SEND, ST_RECV };
+enum lg_state {
+	ST_CLOSED,
+	ST_CONNECTING,
+	ST_PROXY_SEND,
+	ST_PROXY_RECV,
+	ST_HANDSHAKE,
+	ST_IDLE,
+	ST_SEND,
+	ST_RECV
+};
 
 struct lg_conn {
 	int fd;
@@ -73,9 +81,9 @@ struct lg_conn {
 	bool head_done;
 	bool chunked;
 	int status;
-	size_t body_left;  /* Content-Length bytes, or bytes left in the current chunk */
-	int chunk_state;   /* 0 size line, 1 data, 2 CRLF after data, 3 trailer/final CRLF */
-	uint64_t sched_ns; /* when this request was due (rate) or sent (max) or connect began */
+	size_t body_left;   /* Content-Length bytes, or bytes left in the current chunk */
+	int chunk_state;    /* 0 size line, 1 data, 2 CRLF after data, 3 trailer/final CRLF */
+	uint64_t sched_ns;  /* when this request was due (rate) or sent (max) or connect began */
 	uint64_t sched_seq; /* for rate mode: index of the request, to know its window */
 };
 
@@ -99,9 +107,9 @@ struct lg {
 	size_t connect_len;
 	/* schedule */
 	uint64_t t0, t_meas, t_end;
-	uint64_t next_seq; /* next request to schedule (rate mode) */
+	uint64_t next_seq;	  /* next request to schedule (rate mode) */
 	uint64_t period_ns_x1000; /* 1000 * ns between requests, to keep sub-ns precision */
-	int *idle; /* stack of idle connection indexes */
+	int *idle;		  /* stack of idle connection indexes */
 	int nidle;
 	bool stopping;
 	/* results */
@@ -148,10 +156,7 @@ static void lg_push(uint64_t **v, size_t *n, size_t *cap, uint64_t x)
 	(*v)[(*n)++] = x;
 }
 
-static void lg_record(struct lg *g, uint64_t lat)
-{
-	lg_push(&g->lat, &g->nlat, &g->caplat, lat);
-}
+static void lg_record(struct lg *g, uint64_t lat) { lg_push(&g->lat, &g->nlat, &g->caplat, lat); }
 
 static void lg_close(struct lg *g, struct lg_conn *c)
 {
@@ -174,7 +179,8 @@ static int lg_open(struct lg *g, struct lg_conn *c)
 	if (c->fd < 0)
 		return -errno;
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(c->fd, (struct sockaddr *)&g->addr, sizeof(g->addr)) < 0 && errno != EINPROGRESS) {
+	if (connect(c->fd, (struct sockaddr *)&g->addr, sizeof(g->addr)) < 0 &&
+	    errno != EINPROGRESS) {
 		int e = -errno;
 		close(c->fd);
 		c->fd = -1;
@@ -193,7 +199,8 @@ static int lg_open(struct lg *g, struct lg_conn *c)
 	c->st = ST_CONNECTING;
 	c->woff = 0;
 	c->rlen = 0;
-	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP, .data.ptr = c};
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP,
+				 .data.ptr = c};
 	epoll_ctl(g->ep, EPOLL_CTL_ADD, c->fd, &ev);
 	return 0;
 }
@@ -216,7 +223,8 @@ static int lg_parse(struct lg_conn *c)
 			p++;
 			if (strncasecmp(p, "content-length:", 15) == 0)
 				c->body_left = strtoul(p + 15, NULL, 10);
-			else if (strncasecmp(p, "transfer-encoding:", 18) == 0 && strcasestr(p, "chunked"))
+			else if (strncasecmp(p, "transfer-encoding:", 18) == 0 &&
+				 strcasestr(p, "chunked"))
 				c->chunked = true;
 		}
 		size_t head = (size_t)(end - c->rbuf) + 4;
@@ -234,7 +242,8 @@ static int lg_parse(struct lg_conn *c)
 	} else {
 		while (off < c->rlen && !done) {
 			if (c->chunk_state == 1) {
-				size_t k = c->body_left < c->rlen - off ? c->body_left : c->rlen - off;
+				size_t k =
+				    c->body_left < c->rlen - off ? c->body_left : c->rlen - off;
 				off += k;
 				c->body_left -= k;
 				if (c->body_left == 0)
@@ -318,7 +327,8 @@ static void lg_drive(struct lg *g, struct lg_conn *c)
 			break;
 		}
 		case ST_PROXY_SEND: {
-			ssize_t w = send(c->fd, g->connect_req + c->woff, g->connect_len - c->woff, MSG_NOSIGNAL);
+			ssize_t w = send(c->fd, g->connect_req + c->woff, g->connect_len - c->woff,
+					 MSG_NOSIGNAL);
 			if (w < 0) {
 				if (errno == EAGAIN || errno == ENOTCONN)
 					return;
@@ -333,7 +343,8 @@ static void lg_drive(struct lg *g, struct lg_conn *c)
 			break;
 		}
 		case ST_PROXY_RECV: {
-			/* nothing can follow the head: a TLS server speaks only after the ClientHello */
+			/* nothing can follow the head: a TLS server speaks only after the
+			 * ClientHello */
 			ssize_t r = recv(c->fd, c->rbuf + c->rlen, 4096 - c->rlen, 0);
 			if (r < 0 && errno == EAGAIN)
 				return;
@@ -382,7 +393,8 @@ static void lg_drive(struct lg *g, struct lg_conn *c)
 		case ST_SEND: {
 			if (c->woff == 0 && g->mode == LG_RATE && lg_in_window(g, c)) {
 				uint64_t t = now_ns();
-				lg_push(&g->lag, &g->nlag, &g->caplag, t > c->sched_ns ? t - c->sched_ns : 0);
+				lg_push(&g->lag, &g->nlag, &g->caplag,
+					t > c->sched_ns ? t - c->sched_ns : 0);
 			}
 			int w = SSL_write(c->ssl, g->req + c->woff, (int)(g->req_len - c->woff));
 			if (w <= 0) {
@@ -467,7 +479,8 @@ fail:
 
 static void lg_arm(struct lg *g, uint64_t at)
 {
-	struct itimerspec its = {.it_value = {.tv_sec = (time_t)(at / NS), .tv_nsec = (long)(at % NS)}};
+	struct itimerspec its = {
+	    .it_value = {.tv_sec = (time_t)(at / NS), .tv_nsec = (long)(at % NS)}};
 	if (at == 0)
 		its.it_value.tv_nsec = 1;
 	timerfd_settime(g->tfd, TFD_TIMER_ABSTIME, &its, NULL);
@@ -491,7 +504,8 @@ static void lg_dispatch(struct lg *g)
 			if (due > t || due >= g->t_end)
 				break;
 			if (t - due > 1000000 && due >= g->t_meas)
-				g->late++; /* sent more than 1 ms after its time (waited for a connection) */
+				g->late++; /* sent more than 1 ms after its time (waited for a
+					      connection) */
 		} else {
 			if (t >= g->t_end)
 				break;
@@ -505,10 +519,13 @@ static void lg_dispatch(struct lg *g)
 
 static void lg_usage(void)
 {
-	fprintf(stderr, "usage: loadgen --target HOST:PORT [--connect-to IP:PORT | --proxy-connect IP:PORT]\n"
-			"       [--conns N] [--rate R] [--duration S] [--warmup S] [--max | --new-conns]\n"
-			"       [--ca FILE] [--api-key KEY] [--header \"NAME: VALUE\"] [--path P] [--body BYTES]\n"
-			"       [--label NAME]\n");
+	fprintf(
+	    stderr,
+	    "usage: loadgen --target HOST:PORT [--connect-to IP:PORT | --proxy-connect IP:PORT]\n"
+	    "       [--conns N] [--rate R] [--duration S] [--warmup S] [--max | --new-conns]\n"
+	    "       [--ca FILE] [--api-key KEY] [--header \"NAME: VALUE\"] [--path P] [--body "
+	    "BYTES]\n"
+	    "       [--label NAME]\n");
 	exit(2);
 }
 
@@ -612,8 +629,8 @@ int main(int argc, char **argv)
 			lg_usage();
 		}
 	}
-	if (!thost[0] || g->nconns < 1 || g->nconns > LG_MAX_CONNS || !(g->rate > 0) || !(g->duration > 0) ||
-	    g->warmup < 0 || g->body > (1u << 20) || (chost[0] && phost[0]))
+	if (!thost[0] || g->nconns < 1 || g->nconns > LG_MAX_CONNS || !(g->rate > 0) ||
+	    !(g->duration > 0) || g->warmup < 0 || g->body > (1u << 20) || (chost[0] && phost[0]))
 		lg_usage();
 	g->target_host = thost;
 	int rc = phost[0]   ? lg_resolve(phost, pport, &g->addr)
@@ -649,21 +666,24 @@ int main(int argc, char **argv)
 	size_t cap = g->body + 1024 + strlen(g->path) + (g->api_key ? strlen(g->api_key) : 0) +
 		     (g->header ? strlen(g->header) : 0) + strlen(thost);
 	g->req = malloc(cap);
-	int n = snprintf(g->req, cap,
-			 "POST %s HTTP/1.1\r\nhost: %s:%d\r\n%s%s%s%s%santhropic-version: 2023-06-01\r\n"
-			 "content-type: application/json\r\ncontent-length: %zu\r\n\r\n",
-			 g->path, thost, g->target_port, g->api_key ? "x-api-key: " : "", g->api_key ? g->api_key : "",
-			 g->api_key ? "\r\n" : "", g->header ? g->header : "", g->header ? "\r\n" : "", g->body);
+	int n = snprintf(
+	    g->req, cap,
+	    "POST %s HTTP/1.1\r\nhost: %s:%d\r\n%s%s%s%s%santhropic-version: 2023-06-01\r\n"
+	    "content-type: application/json\r\ncontent-length: %zu\r\n\r\n",
+	    g->path, thost, g->target_port, g->api_key ? "x-api-key: " : "",
+	    g->api_key ? g->api_key : "", g->api_key ? "\r\n" : "", g->header ? g->header : "",
+	    g->header ? "\r\n" : "", g->body);
 	memcpy(g->req + n, body, g->body);
 	g->req_len = (size_t)n + g->body;
 	free(body);
 	g->connect_len = (size_t)snprintf(g->connect_req, sizeof(g->connect_req),
-					  "CONNECT %s:%d HTTP/1.1\r\nhost: %s:%d\r\n\r\n", thost, g->target_port,
-					  thost, g->target_port);
+					  "CONNECT %s:%d HTTP/1.1\r\nhost: %s:%d\r\n\r\n", thost,
+					  g->target_port, thost, g->target_port);
 
 	g->ep = epoll_create1(EPOLL_CLOEXEC);
 	g->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	epoll_ctl(g->ep, EPOLL_CTL_ADD, g->tfd, &(struct epoll_event){.events = EPOLLIN, .data.ptr = NULL});
+	epoll_ctl(g->ep, EPOLL_CTL_ADD, g->tfd,
+		  &(struct epoll_event){.events = EPOLLIN, .data.ptr = NULL});
 	g->conns = calloc((size_t)g->nconns, sizeof(*g->conns));
 	g->idle = calloc((size_t)g->nconns, sizeof(int));
 	g->period_ns_x1000 = (uint64_t)(1e12 / g->rate);
@@ -692,8 +712,8 @@ int main(int argc, char **argv)
 					lg_drive(g, evs[i].data.ptr);
 		}
 		if (g->nidle < g->nconns) {
-			fprintf(stderr, "loadgen: only %d of %d connections came up: %s\n", g->nidle, g->nconns,
-				g->first_err[0] ? g->first_err : "timeout");
+			fprintf(stderr, "loadgen: only %d of %d connections came up: %s\n",
+				g->nidle, g->nconns, g->first_err[0] ? g->first_err : "timeout");
 			return 1;
 		}
 		g->errors = 0;
@@ -715,7 +735,8 @@ int main(int argc, char **argv)
 		if (t >= g->t_end && !g->stopping) {
 			g->stopping = true;
 			if (g->mode == LG_NEWCONN)
-				break; /* connections in progress started inside the window but are cut off */
+				break; /* connections in progress started inside the window but are
+					  cut off */
 		}
 		if (g->stopping) {
 			int busy = 0;
@@ -736,7 +757,8 @@ int main(int argc, char **argv)
 			uint64_t due = lg_sched_time(g, g->next_seq);
 			lg_arm(g, due < g->t_end ? due : g->t_end);
 		} else if (g->mode == LG_RATE && !g->stopping) {
-			/* every connection is busy: the next completion dispatches; wake at the end */
+			/* every connection is busy: the next completion dispatches; wake at the end
+			 */
 			lg_arm(g, t >= g->t_end ? t + NS / 100 : g->t_end);
 		} else {
 			lg_arm(g, t >= g->t_end ? t + NS / 100 : g->t_end);
@@ -755,7 +777,8 @@ int main(int argc, char **argv)
 	}
 	uint64_t owed = 0;
 	if (g->mode == LG_RATE && lg_sched_time(g, g->next_seq) < g->t_end)
-		owed = (uint64_t)((double)(g->t_end - lg_sched_time(g, g->next_seq)) * g->rate / 1e9);
+		owed =
+		    (uint64_t)((double)(g->t_end - lg_sched_time(g, g->next_seq)) * g->rate / 1e9);
 	for (int i = 0; i < g->nconns && g->mode == LG_RATE; i++) {
 		struct lg_conn *c = &g->conns[i];
 		if ((c->st == ST_SEND || c->st == ST_RECV) && lg_in_window(g, c))
@@ -771,21 +794,24 @@ int main(int argc, char **argv)
 	/* rate mode: an overloaded target answers the window's requests late; the achieved
 	 * rate is over the time it took, not over the window */
 	double span = g->duration;
-	if (g->mode == LG_RATE && g->last_done > g->t_meas && (double)(g->last_done - g->t_meas) / 1e9 > span)
+	if (g->mode == LG_RATE && g->last_done > g->t_meas &&
+	    (double)(g->last_done - g->t_meas) / 1e9 > span)
 		span = (double)(g->last_done - g->t_meas) / 1e9;
 	const char *mode = g->mode == LG_RATE ? "rate" : g->mode == LG_MAX ? "max" : "new-conns";
-	printf("loadgen label=%s mode=%s conns=%d target_rps=%.0f duration_s=%.1f ok=%llu errors=%llu "
-	       "reconnects=%llu late=%llu rps=%.1f p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f "
-	       "max_us=%.1f mean_us=%.1f send_lag_p50_us=%.1f send_lag_p99_us=%.1f\n",
-	       g->label, mode, g->nconns, g->mode == LG_RATE ? g->rate : 0, g->duration,
-	       (unsigned long long)g->ok, (unsigned long long)g->errors, (unsigned long long)g->reconnects,
-	       (unsigned long long)g->late, (double)g->ok / span, pct(g->lat, g->nlat, 0.50),
-	       pct(g->lat, g->nlat, 0.90), pct(g->lat, g->nlat, 0.99), pct(g->lat, g->nlat, 0.999),
-	       g->nlat ? (double)g->lat[g->nlat - 1] / 1000.0 : 0, g->nlat ? sum / (double)g->nlat / 1000.0 : 0,
-	       pct(g->lag, g->nlag, 0.50), pct(g->lag, g->nlag, 0.99));
+	printf(
+	    "loadgen label=%s mode=%s conns=%d target_rps=%.0f duration_s=%.1f ok=%llu errors=%llu "
+	    "reconnects=%llu late=%llu rps=%.1f p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f "
+	    "max_us=%.1f mean_us=%.1f send_lag_p50_us=%.1f send_lag_p99_us=%.1f\n",
+	    g->label, mode, g->nconns, g->mode == LG_RATE ? g->rate : 0, g->duration,
+	    (unsigned long long)g->ok, (unsigned long long)g->errors,
+	    (unsigned long long)g->reconnects, (unsigned long long)g->late, (double)g->ok / span,
+	    pct(g->lat, g->nlat, 0.50), pct(g->lat, g->nlat, 0.90), pct(g->lat, g->nlat, 0.99),
+	    pct(g->lat, g->nlat, 0.999), g->nlat ? (double)g->lat[g->nlat - 1] / 1000.0 : 0,
+	    g->nlat ? sum / (double)g->nlat / 1000.0 : 0, pct(g->lag, g->nlag, 0.50),
+	    pct(g->lag, g->nlag, 0.99));
 	if (g->errors || g->bad_status)
-		fprintf(stderr, "loadgen: %s: %llu errors; first: %s%s%d\n", g->label, (unsigned long long)g->errors,
-			g->first_err[0] ? g->first_err : "-", g->bad_status ? "; status " : "",
-			g->bad_status ? g->bad_status : 0);
+		fprintf(stderr, "loadgen: %s: %llu errors; first: %s%s%d\n", g->label,
+			(unsigned long long)g->errors, g->first_err[0] ? g->first_err : "-",
+			g->bad_status ? "; status " : "", g->bad_status ? g->bad_status : 0);
 	return g->ok > 0 && g->errors == 0 ? 0 : 1;
 }

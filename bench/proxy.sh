@@ -416,7 +416,7 @@ P("| proxy vCPU per 1000 rps (1000 rps, 16 conns; whole loadgen run incl. connec
 P("| proxy CPU per new connection during --new-conns (µs) | " + " | ".join("—" if t == "baseline" else fmt(us_per_req(t, "newconn")) for t in targets) + " |")
 def reuse(t, c):
     return [100.0 * (1 - float(r["up_conns"]) / float(r["up_requests"])) for r in rows if r.get("target") == t and r.get("case") == c and float(r.get("up_requests", 0)) > 0]
-P("| upstream requests on a reused connection: 1000 rps × 16 conns / --new-conns (%) | " + " | ".join(f"{fmt(reuse(t, 'r1000c16'), '%')} / {fmt(reuse(t, 'newconn'), '%')}" for t in targets) + " |")
+P("| upstream requests on a reused connection: 1000 rps × 16 conns / --max / --new-conns (%) | " + " | ".join("—" if t == "baseline" else f"{fmt(reuse(t, 'r1000c16'), '%')} / {fmt(reuse(t, 'max'), '%')} / {fmt(reuse(t, 'newconn'), '%')}" for t in targets) + " |")
 P("| proxy RSS idle / after the run (KB) | " + " | ".join("—" if t == "baseline" else f"{rss_idle.get(t, 0)} / {int(max(vals(t, 'newconn', 'rss_kb') or [0]))}" for t in targets) + " |")
 P()
 P("CPU per 1000 rps at a fixed 1000 rps is far above what the --max row implies (CPU per request there × 1000): at low rates every request pays the wake-up of an idle process on an idle vCPU, which on this VM (no halt-polling) costs more than the proxying itself; the --max figure is the per-request work. HAProxy pools its upstream connections (\`http-reuse always\`), so in --new-conns only the client-side handshake is new for it, and the upstream does no handshakes: that is why HAProxy's new connections/s can exceed the baseline's, where loadgen and the upstream do both ends of every handshake on one CPU.")

@@ -13,8 +13,8 @@
  * carries an x-api-key or no "Authorization: Bearer" header: what a proxy in front of it must
  * have fixed, so a bench run through a proxy that did not do its job shows errors.
  * GET /__stats answers {"conns":N,"requests":M}: connections accepted and requests answered
- * so far (itself excluded), for the upstream connection reuse ratio of a proxy. Prints "upstream: ready 127.0.0.1:P" on stdout
- * once listening, then serves until SIGINT/SIGTERM.
+ * so far (itself excluded), for the upstream connection reuse ratio of a proxy. Prints "upstream:
+ * ready 127.0.0.1:P" on stdout once listening, then serves until SIGINT/SIGTERM.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -44,7 +44,7 @@ struct up_conn {
 	bool handshaken;
 	char rbuf[UP_RBUF];
 	size_t rlen;
-	size_t skip; /* request body bytes still to discard */
+	size_t skip;	  /* request body bytes still to discard */
 	const char *wptr; /* pending response bytes (points into the shared response) */
 	size_t wlen;
 };
@@ -73,7 +73,8 @@ static int up_listen(int port)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int one = 1;
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 
 	if (fd < 0)
@@ -124,10 +125,11 @@ static int up_build_response(const struct up_opts *o)
 			     "cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n");
 	for (int i = 0; i < o->sse_events; i++) {
 		char ev[200];
-		int el = snprintf(ev, sizeof(ev),
-				  "event: content_block_delta\ndata: {\"type\":\"content_block_delta\","
-				  "\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"e%d\"}}\n\n",
-				  i);
+		int el = snprintf(
+		    ev, sizeof(ev),
+		    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\","
+		    "\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"e%d\"}}\n\n",
+		    i);
 		n += (size_t)snprintf(g_resp + n, cap - n, "%x\r\n%s\r\n", el, ev);
 	}
 	n += (size_t)snprintf(g_resp + n, cap - n, "0\r\n\r\n");
@@ -179,7 +181,8 @@ static bool up_parse(struct up_conn *c)
 				while (*q == ' ')
 					q++;
 				clen = strtoul(q, NULL, 10);
-			} else if (left > 21 && strncasecmp(nl, "authorization: bearer ", 22) == 0) {
+			} else if (left > 21 &&
+				   strncasecmp(nl, "authorization: bearer ", 22) == 0) {
 				bearer = true;
 			} else if (left > 10 && strncasecmp(nl, "x-api-key:", 10) == 0) {
 				api_key = true;
@@ -193,9 +196,12 @@ static bool up_parse(struct up_conn *c)
 		/* --require-bearer: what a proxy in front must have done (strip, inject) */
 		if (stats) {
 			unsigned long nc = atomic_load(&g_conns), nr = atomic_load(&g_requests);
-			int bl = snprintf(t_stats + 100, 60, "{\"conns\":%lu,\"requests\":%lu}\n", nc, nr);
-			int hl = snprintf(t_stats, 100, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-					  "content-length: %d\r\n\r\n", bl);
+			int bl = snprintf(t_stats + 100, 60, "{\"conns\":%lu,\"requests\":%lu}\n",
+					  nc, nr);
+			int hl = snprintf(t_stats, 100,
+					  "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+					  "content-length: %d\r\n\r\n",
+					  bl);
 			memmove(t_stats + hl, t_stats + 100, (size_t)bl);
 			c->wptr = t_stats;
 			c->wlen = (size_t)(hl + bl);
@@ -251,14 +257,16 @@ static void *up_loop(void *arg)
 		perror("upstream: epoll_create1");
 		exit(1);
 	}
-	epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &(struct epoll_event){.events = EPOLLIN, .data.ptr = NULL});
+	epoll_ctl(ep, EPOLL_CTL_ADD, lfd,
+		  &(struct epoll_event){.events = EPOLLIN, .data.ptr = NULL});
 	for (;;) {
 		int n = epoll_wait(ep, evs, UP_MAX_EVENTS, -1);
 		for (int i = 0; i < n; i++) {
 			struct up_conn *c = evs[i].data.ptr;
 			if (!c) {
 				for (;;) {
-					int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+					int fd =
+					    accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 					int one = 1;
 					if (fd < 0)
 						break;
@@ -272,9 +280,11 @@ static void *up_loop(void *arg)
 					atomic_fetch_add(&g_conns, 1);
 					c->ssl = SSL_new(g_ctx);
 					SSL_set_fd(c->ssl, fd);
-					struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP,
+					struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT |
+									   EPOLLET | EPOLLRDHUP,
 								 .data.ptr = c};
-					if (!c->ssl || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0 || !up_drive(c))
+					if (!c->ssl || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0 ||
+					    !up_drive(c))
 						up_conn_free(c);
 				}
 				continue;
@@ -290,8 +300,9 @@ static void *up_loop(void *arg)
 
 static void up_usage(void)
 {
-	fprintf(stderr, "usage: upstream --port P --cert FILE --key FILE [--threads N] [--body BYTES] "
-			"[--sse] [--sse-events N] [--require-bearer]\n");
+	fprintf(stderr,
+		"usage: upstream --port P --cert FILE --key FILE [--threads N] [--body BYTES] "
+		"[--sse] [--sse-events N] [--require-bearer]\n");
 	exit(2);
 }
 
@@ -341,7 +352,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	SSL_CTX_set_min_proto_version(g_ctx, TLS1_2_VERSION);
-	SSL_CTX_set_mode(g_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_mode(g_ctx,
+			 SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	if (up_build_response(&o) < 0)
 		return 1;
 
@@ -350,7 +362,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < o.threads; i++) {
 		lfd[i] = up_listen(g_port);
 		if (lfd[i] < 0) {
-			fprintf(stderr, "upstream: listen 127.0.0.1:%d: %s\n", g_port, strerror(-lfd[i]));
+			fprintf(stderr, "upstream: listen 127.0.0.1:%d: %s\n", g_port,
+				strerror(-lfd[i]));
 			return 1;
 		}
 	}
