@@ -17,13 +17,14 @@
 # on PROXY_CPU (default 1); with one CPU, everything on CPU 0. Knobs (environment):
 # BENCH_REPS (3), PROXY_DURATION (4 s per fixed-rate run), PROXY_MAX_DURATION (3 s for --max
 # and --new-conns), PROXY_WARMUP (1 s), PROXY_TARGETS ("baseline haproxy vouchd"),
-# PROXY_NICE (-20: the nice level of every bench process; the box may be shared).
+# PROXY_NICE (-20: the nice level of every bench process; the box may be shared), PROXY_CASES
+# (a subset of "r500c1 r500c16 r1000c1 r1000c16 max newconn"), PROXY_DOC (the output file).
 # Needs root (apt-get for haproxy, pinning); without it, it says so and exits 0.
 set -euo pipefail
 build=${1:-build}
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
-doc=docs/BENCH-PROXY.md
+doc=${PROXY_DOC:-docs/BENCH-PROXY.md}
 
 if [ "$(id -u)" != 0 ]; then
 	echo "bench/proxy.sh: skipped: needs root (apt-get install haproxy, CPU pinning). $doc left as is."
@@ -255,7 +256,7 @@ rss_kb() {
 	awk '/^VmRSS:/ {print $2}' /proc/"$1"/status
 }
 
-cases=(r500c1 r500c16 r1000c1 r1000c16 max newconn)
+read -ra cases <<<"${PROXY_CASES:-r500c1 r500c16 r1000c1 r1000c16 max newconn}"
 case_args() {
 	case $1 in
 	r500c1) echo "--rate 500 --conns 1 --duration $dur --warmup $warm" ;;

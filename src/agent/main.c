@@ -331,6 +331,7 @@ static int agent_start(struct agent *a)
 	    .listeners = ls,
 	    .n_listeners = n,
 	    .max_connections = a->cfg.max_connections,
+	    .reattest_ms = a->cfg.reattest_interval_ms,
 	    .intercept = a->intercept,
 	    .revocations = a->revocations,
 	    .on_attributed = agent_on_attributed,

@@ -206,6 +206,7 @@ static const struct conf_key conf_keys[] = {
     U32("reloadIntervalMs", reload_interval_ms, 10, 86400000),
     U32("exchangeTimeoutMs", exchange_timeout_ms, 1, 600000),
     U32("maxConnections", max_connections, 1, 1000000),
+    U32("reattestIntervalMs", reattest_interval_ms, 0, 60000),
     STR("logLevel", log_level, check_log_level, false),
 };
 #define N_CONF_KEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -230,6 +231,7 @@ static const char *const all_keys[] = {
     "reloadIntervalMs",
     "exchangeTimeoutMs",
     "maxConnections",
+    "reattestIntervalMs",
     "logLevel",
     "intercept",
 };
@@ -273,6 +275,7 @@ int agentconf_defaults(struct agentconf *ret)
 	    .reload_interval_ms = 1000,
 	    .exchange_timeout_ms = 30000,
 	    .max_connections = 4096,
+	    .reattest_interval_ms = 1000,
 	    .intercept = {.enabled = true, .resolve_interval = 30},
 	};
 	int r = 0;

@@ -50,6 +50,9 @@ struct agentconf {
 	uint32_t reload_interval_ms;  /* resource dir poll period; default 1000 */
 	uint32_t exchange_timeout_ms; /* token exchange timeout; default 30000 */
 	uint32_t max_connections;     /* proxy connection cap; default 4096 */
+	uint32_t reattest_interval_ms; /* proxy: a connection's caller is re-attested before a
+					* request when its facts are older; 0 = every request;
+					* default 1000 */
 	char *log_level;	      /* debug|info|warn|error; default info */
 	struct agentconf_intercept intercept;
 };

@@ -102,9 +102,11 @@ struct conn {
 	struct stream cs; /* the workload side */
 	int up_fd;	  /* the current upstream socket, for proxy_stop; under p->lock */
 
-	/* identity: the pid once per connection, its facts again before every request */
+	/* identity: the pid once per connection, its facts again before a request once
+	 * they are older than o.reattest_ms */
 	pid_t pid;
 	struct attest_facts *facts; /* NULL when attestation failed */
+	uint64_t attested_ms;	    /* when facts were read */
 	char attest_error[160];
 	char *attributed; /* workload last reported to on_attributed */
 
@@ -283,6 +285,7 @@ static void attest_caller(struct conn *c)
 		return;
 	}
 	c->facts = f;
+	c->attested_ms = now_ms();
 }
 
 /* ---- reading ---------------------------------------------------------------------- */
@@ -697,8 +700,13 @@ static int handle_request(struct conn *c)
 	if (r <= 0)
 		return 0;
 	/* The identity is the process's as it is now (an exec, a setuid, an exit), not as
-	 * it was when the connection opened. */
-	if (c->pid > 0)
+	 * it was when the connection opened: re-read once the facts are older than
+	 * reattest_ms (default 1 s; DESIGN §5 caches attestation per connection). A failed
+	 * attestation is never cached. Reloads and revocations need no re-read: the
+	 * decision below is made against the current resources for every request. */
+	if (c->pid > 0 &&
+	    (!c->facts || c->p->o.reattest_ms == 0 ||
+	     now_ms() - c->attested_ms >= c->p->o.reattest_ms))
 		attest_caller(c);
 	rq = calloc(1, sizeof(*rq));
 	if (!rq)

@@ -60,6 +60,9 @@ struct proxy_opts {
 	const struct proxy_listener_cfg *listeners;
 	size_t n_listeners;
 	uint32_t max_connections;
+	/* A connection's caller is attested when it is accepted and again before a request
+	 * once those facts are older than this (ms); 0 = before every request. */
+	uint32_t reattest_ms;
 	struct intercept *intercept;	 /* required for transparent listeners */
 	struct revocations *revocations; /* revoked workloads get 403 per request; may be NULL */
 	/* Called (from connection threads) whenever a connection is attributed to a

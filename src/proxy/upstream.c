@@ -115,7 +115,10 @@ static struct upstream_conn *take_idle(struct upstream_pool *p, const char *key)
 	pp = &p->idle;
 	while (*pp) {
 		struct upstream_conn *c = *pp;
-		bool expired = now - c->idle_since_ms > (uint64_t)UPSTREAM_IDLE_SECS * 1000;
+		/* now was read before the lock: a connection put back since then is newer
+		 * than now, and must not wrap around into "expired" */
+		bool expired = now > c->idle_since_ms &&
+			       now - c->idle_since_ms > (uint64_t)UPSTREAM_IDLE_SECS * 1000;
 		if (expired || (!found && strcmp(c->key, key) == 0)) {
 			*pp = c->next;
 			p->n_idle--;

@@ -12,8 +12,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define UPSTREAM_IDLE_PER_KEY 8
-#define UPSTREAM_IDLE_TOTAL 512
+#define UPSTREAM_IDLE_PER_KEY 256
+#define UPSTREAM_IDLE_TOTAL 1024
 #define UPSTREAM_IDLE_SECS 30
 #define UPSTREAM_CONNECT_MS 10000
 #define UPSTREAM_READ_SECS 600 /* a non-streaming model response may take minutes */
