@@ -100,6 +100,7 @@ struct conn {
 	struct listener *l;
 	struct conn *prev, *next;
 	struct stream cs; /* the workload side */
+	int rcv_timeout_ms; /* SO_RCVTIMEO of cs.fd as last set; 0 = never set */
 	int up_fd;	  /* the current upstream socket, for proxy_stop; under p->lock */
 
 	/* identity: the pid once per connection, its facts again before a request once
@@ -132,19 +133,19 @@ struct conn {
 
 /* ---- small helpers ---------------------------------------------------------------- */
 
-static void set_rcv_timeout(int fd, int secs)
-{
-	struct timeval tv = {.tv_sec = secs};
-
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-}
-
-static void set_rcv_timeout_ms(int fd, int ms)
+/* SO_RCVTIMEO of the workload socket, set only when it changes (a setsockopt() per
+ * request otherwise). */
+static void set_rcv_timeout_ms(struct conn *c, int ms)
 {
 	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
 
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (c->rcv_timeout_ms == ms)
+		return;
+	if (setsockopt(c->cs.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0)
+		c->rcv_timeout_ms = ms;
 }
+
+static void set_rcv_timeout(struct conn *c, int secs) { set_rcv_timeout_ms(c, secs * 1000); }
 
 static uint64_t now_ms(void)
 {
@@ -225,7 +226,7 @@ static void linger_close(struct conn *c)
 	if (c->cs.fd < 0)
 		return;
 	stream_shutdown_write(&c->cs);
-	set_rcv_timeout_ms(c->cs.fd, 200);
+	set_rcv_timeout_ms(c, 200);
 	while (drained < PROXY_LINGER_MAX && now_ms() < deadline && !atomic_load(&c->p->stopping)) {
 		ssize_t n = stream_read(&c->cs, scratch, sizeof(scratch));
 		if (n == -ETIMEDOUT)
@@ -294,9 +295,8 @@ static void attest_caller(struct conn *c)
  * quietly (EOF or idle timeout before a byte), -1 after an error response was sent. */
 static int read_request_head(struct conn *c)
 {
-	bool first = true;
-
-	set_rcv_timeout(c->cs.fd, c->len ? PROXY_HEAD_SECS : PROXY_IDLE_SECS);
+	if (c->len == 0)
+		set_rcv_timeout(c, PROXY_IDLE_SECS);
 	for (;;) {
 		long r = c->len ? http1_parse_request(c->buf, c->len, &c->req) : 0;
 		if (r > 0) {
@@ -315,6 +315,10 @@ static int read_request_head(struct conn *c)
 			send_error(c, 400, PROXY_ERR_INVALID, m);
 			return -1;
 		}
+		/* idle until the first byte, then a head must keep coming (set only when a
+		 * head is incomplete: most arrive in one read) */
+		if (c->len)
+			set_rcv_timeout(c, PROXY_HEAD_SECS);
 		ssize_t n = stream_read(&c->cs, c->buf + c->len, HTTP1_MAX_HEAD - c->len);
 		if (n <= 0) {
 			if (c->len == 0)
@@ -326,9 +330,6 @@ static int read_request_head(struct conn *c)
 					   "vouch: request head timed out");
 			return -1;
 		}
-		if (first && c->len == 0)
-			set_rcv_timeout(c->cs.fd, PROXY_HEAD_SECS);
-		first = false;
 		c->len += (size_t)n;
 	}
 }
@@ -518,17 +519,26 @@ static int send_request(struct conn *c, struct reqctx *rq)
 	    .token = rq->token,
 	    .strip_expect = true,
 	};
-	size_t n = 0;
+	size_t n = 0, total;
+	bool joined;
 	int r;
 
 	r = inject_request(&c->req, &ip, (char *)c->head->data, c->head->cap, &n);
 	if (r < 0)
 		return r;
-	r = stream_write(&c->up->s, c->head->data, n);
-	explicit_bzero(c->head->data, n);
+	/* A buffered body that fits goes out in the same write as the head: one TLS
+	 * record and one send() instead of two. */
+	total = n;
+	joined = rq->replayable && rq->body_len && rq->body_len <= c->head->cap - n;
+	if (joined) {
+		memcpy(c->head->data + n, rq->body, rq->body_len);
+		total += rq->body_len;
+	}
+	r = stream_write(&c->up->s, c->head->data, total);
+	explicit_bzero(c->head->data, total);
 	if (r < 0)
 		return r;
-	if (rq->replayable && rq->body_len)
+	if (!joined && rq->replayable && rq->body_len)
 		r = stream_write(&c->up->s, rq->body, rq->body_len);
 	return r;
 }
@@ -627,17 +637,34 @@ again:
 	rq->status = c->resp.status;
 	client_keep =
 	    c->req.keep_alive && c->resp.body != HTTP1_BODY_EOF && !atomic_load(&c->p->stopping);
+	uint64_t sent = 0;
 	{
 		size_t n;
 		if (inject_response(&c->resp, client_keep, c->req.minor, c->obuf, PROXY_OBUF, &n) <
-			0 ||
-		    stream_write(&c->cs, c->obuf, n) < 0) {
+		    0) {
+			drop_upstream(c);
+			return 0;
+		}
+		/* Content-Length body bytes read along with the head go out in the same
+		 * write (one record, one send()); the rest follows as it arrives. */
+		if (c->resp.body == HTTP1_BODY_LENGTH) {
+			size_t have = c->rlen - c->rpos;
+			if ((uint64_t)have > c->resp.content_length)
+				have = (size_t)c->resp.content_length;
+			if (have > PROXY_OBUF - n)
+				have = PROXY_OBUF - n;
+			memcpy(c->obuf + n, c->rbuf + c->rpos, have);
+			n += have;
+			c->rpos += have;
+			sent = have;
+		}
+		if (stream_write(&c->cs, c->obuf, n) < 0) {
 			drop_upstream(c);
 			return 0;
 		}
 	}
 	r = transfer_body(&c->up->s, c->rbuf, c->resp.head_len, &c->rpos, &c->rlen, PROXY_BUF,
-			  c->resp.body, c->resp.content_length, &c->cs, 0, &werr);
+			  c->resp.body, c->resp.content_length - sent, &c->cs, 0, &werr);
 	if (r == 0 && c->rpos == c->rlen && c->resp.keep_alive && c->resp.body != HTTP1_BODY_EOF)
 		release_upstream(c);
 	else
@@ -853,7 +880,7 @@ static int accept_tls(struct conn *c, bool need_sni)
 	if (!c->cs.ssl || SSL_set_fd(c->cs.ssl, c->cs.fd) != 1)
 		return -1;
 	SSL_set_options(c->cs.ssl, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
-	set_rcv_timeout(c->cs.fd, PROXY_HEAD_SECS);
+	set_rcv_timeout(c, PROXY_HEAD_SECS);
 	if (stream_accept(&c->cs, m, sizeof(m)) < 0)
 		return -1;
 	/* The name the client asked for in TLS must be the one it asked for in CONNECT

@@ -53,6 +53,7 @@ int upstream_pool_new(const char *ca_file, struct upstream_pool **ret, char *err
 	SSL_CTX_set_options(p->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
 	/* Pooled idle connections hold no 16 KiB record buffers. */
 	SSL_CTX_set_mode(p->ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_read_ahead(p->ctx, 1); /* one read() per burst of records, not two per record */
 	if (SSL_CTX_set_default_verify_paths(p->ctx) != 1) {
 		snprintf(err, err_cap, "cannot load the system CA store");
 		r = -EIO;
@@ -101,7 +102,7 @@ static bool idle_usable(const struct upstream_conn *c)
 {
 	struct pollfd pfd = {.fd = c->s.fd, .events = POLLIN};
 
-	if (c->s.ssl && SSL_pending(c->s.ssl) > 0)
+	if (c->s.ssl && SSL_has_pending(c->s.ssl))
 		return false;
 	return poll(&pfd, 1, 0) == 0;
 }
