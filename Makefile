@@ -50,7 +50,7 @@ BPF_ARCH   := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/' -e
                 -e 's/s390x/s390/' -e 's/riscv64/riscv/' -e 's/loongarch64/loongarch/')
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(BPF_ARCH) -D__BPF__ -Wall -Werror \
               -I$(BUILD) -Isrc
-BPF_SRC    := $(wildcard src/intercept/*.bpf.c)
+BPF_SRC    := $(wildcard src/intercept/*.bpf.c src/attest/*.bpf.c)
 LIB_SRC    := $(filter-out %.bpf.c,$(LIB_SRC))
 LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CPPFLAGS   += -I$(BUILD)
@@ -72,6 +72,18 @@ $(BUILD)/intercept.skel.h: $(BUILD)/intercept.bpf.o
 	@mv $@.tmp $@
 
 $(BUILD)/obj/src/intercept/intercept.o: $(BUILD)/intercept.skel.h
+
+# attest/peer.bpf.c: the socket-holder iterator peer.c uses (falls back to /proc without BPF)
+$(BUILD)/peer.bpf.o: src/attest/peer.bpf.c $(BUILD)/vmlinux.h
+	$(BPF_CLANG) $(BPF_CFLAGS) -c $< -o $@.tmp
+	$(LLVM_STRIP) -g $@.tmp
+	@mv $@.tmp $@
+
+$(BUILD)/peer.skel.h: $(BUILD)/peer.bpf.o
+	$(BPFTOOL) gen skeleton $< name peer_bpf > $@.tmp
+	@mv $@.tmp $@
+
+$(BUILD)/obj/src/attest/peer.o: $(BUILD)/peer.skel.h
 
 # ---- protobuf (src/workload/workload.proto; STYLE §17) ----
 # protoc-c generates the Workload API messages into $(BUILD)/gen, and google.protobuf.Struct

@@ -89,6 +89,7 @@ static json_t *cmd_stats(struct agent *a)
 	if (a->tracker)
 		tracker_get_stats(a->tracker, &ts);
 	json_object_set_new(o, "intercept", json_string(a->intercept_state));
+	json_object_set_new(o, "peer_lookup", json_string(a->peer_lookup));
 	json_object_set_new(o, "resolver", res ? res : json_null());
 	json_object_set_new(o, "tracker",
 			    json_pack("{s:I,s:I,s:I}", "pids", (json_int_t)ts.pids, "workloads",

@@ -35,6 +35,7 @@ struct agent {
 	struct resolver *resolver;	 /* feeds the intercept's destinations (when on) */
 	struct wlapi *wlapi;		 /* SPIFFE Workload API; NULL when turned off */
 	char *intercept_cgroup;		 /* the cgroup the hooks are attached to (when on) */
+	char peer_lookup[200]; /* how explicit-mode callers are found: "bpf" | "proc: <why>" */
 	char intercept_state[320];	 /* "on" | "off: <cause>"; set before the admin
 					  * socket starts, constant afterwards */
 	atomic_bool tracker_full_logged;

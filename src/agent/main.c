@@ -306,6 +306,17 @@ static int agent_start(struct agent *a)
 		return r;
 	}
 	agent_intercept_open(a);
+	{
+		/* explicit-mode callers: find the client socket's holders with the BPF
+		 * iterator when this host allows it, else by scanning /proc */
+		char why[160] = "";
+		if (attest_peer_iter_enable(why, sizeof(why)) == 0) {
+			snprintf(a->peer_lookup, sizeof(a->peer_lookup), "bpf");
+		} else {
+			snprintf(a->peer_lookup, sizeof(a->peer_lookup), "proc: %s", why);
+			log_info("explicit-mode callers are found by scanning /proc (%s)", why);
+		}
+	}
 
 	ls = calloc(a->cfg.n_plain + 3, sizeof(*ls));
 	if (!ls)
@@ -465,6 +476,7 @@ static void agent_stop(struct agent *a)
 	broker_free(a->broker);
 	revocations_free(a->revocations);
 	attest_cache_free(a->attest);
+	attest_peer_iter_disable();
 	registry_free(a->registry);
 	tlsca_free(a->tlsca);
 	ca_free(a->ca);

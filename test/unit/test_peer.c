@@ -282,10 +282,10 @@ static void test_listener_not_client(void)
 	close(lfd);
 }
 
-int main(void)
+/* Every case, through whichever holder search is in use. */
+static void run_all(const char *how)
 {
-	signal(SIGPIPE, SIG_IGN);
-	alarm(300); /* a hang fails the test instead of stalling the run */
+	printf("# holders found by %s\n", how);
 	test_bogus();
 	test_listener_not_client();
 	test_family(AF_INET, "127.0.0.1", NULL, "IPv4 127.0.0.1");
@@ -300,5 +300,28 @@ int main(void)
 	else
 		skip("setuid after connect needs root");
 	test_mode(C_CLOSE, -ENOENT, false, "client closed its socket -> ENOENT");
+}
+
+int main(void)
+{
+	char why[200] = "";
+	int r;
+
+	signal(SIGPIPE, SIG_IGN);
+	alarm(300); /* a hang fails the test instead of stalling the run */
+	ok(!attest_peer_iter_active(), "the /proc scan is the default");
+	run_all("scanning /proc");
+	r = attest_peer_iter_enable(why, sizeof(why));
+	if (r == 0) {
+		ok(attest_peer_iter_active(), "the BPF holder iterator is in use");
+		ok(attest_peer_iter_enable(why, sizeof(why)) == 0, "enabling twice is a no-op");
+		run_all("the BPF task_file iterator");
+		attest_peer_iter_disable();
+		ok(!attest_peer_iter_active(), "disabled: back to /proc");
+	} else if (getuid() != 0) {
+		skip("BPF holder iterator: not root (%s)", why);
+	} else {
+		ok(0, "BPF holder iterator loads as root (%d: %s)", r, why);
+	}
 	return tap_done();
 }
