@@ -68,6 +68,8 @@
 #define PROXY_LINGER_MAX (1024 * 1024)
 #define PROXY_LINGER_MS 2000
 #define PROXY_THREAD_STACK (256 * 1024)
+#define PROXY_HEAD_CAP (HTTP1_MAX_HEAD + 32 * 1024) /* rewritten head (+ a small body) */
+#define PROXY_HEAD_POOL 64 /* idle head buffers kept for reuse */
 _Static_assert(PROXY_BUF >= SNI_PEEK_MAX, "the ClientHello is peeked into c->buf");
 
 struct listener {
@@ -92,6 +94,11 @@ struct proxy {
 	pthread_cond_t idle;
 	struct conn *conns;
 	uint32_t n_conns;
+	/* Rewritten request heads hold the token: locked, undumpable pages (a secret), taken
+	 * for the send of one request and wiped before they are given back, so an idle
+	 * connection holds none. Under lock. */
+	struct secret *heads[PROXY_HEAD_POOL];
+	size_t n_heads;
 	atomic_bool stopping;
 };
 
@@ -126,7 +133,6 @@ struct conn {
 	char *rbuf; /* upstream bytes, same layout */
 	size_t rlen, rpos;
 	struct http1_msg req, resp;
-	struct secret *head; /* rewritten request head (holds the token) */
 	char *obuf;	     /* rewritten response heads */
 	struct upstream_conn *up;
 };
@@ -508,6 +514,30 @@ static int read_response_head(struct conn *c, struct reqctx *rq)
 	return 1;
 }
 
+/* A wiped head buffer from the pool, or a new one (NULL: out of memory). */
+static struct secret *head_take(struct proxy *p)
+{
+	struct secret *s = NULL;
+
+	pthread_mutex_lock(&p->lock);
+	if (p->n_heads)
+		s = p->heads[--p->n_heads];
+	pthread_mutex_unlock(&p->lock);
+	return s ? s : secret_new(PROXY_HEAD_CAP);
+}
+
+/* Give back a head buffer the caller has wiped. */
+static void head_give(struct proxy *p, struct secret *s)
+{
+	pthread_mutex_lock(&p->lock);
+	if (p->n_heads < PROXY_HEAD_POOL) {
+		p->heads[p->n_heads++] = s;
+		s = NULL;
+	}
+	pthread_mutex_unlock(&p->lock);
+	secret_free(s);
+}
+
 /* Send the rewritten head (and a buffered body) upstream. 0, or -errno. */
 static int send_request(struct conn *c, struct reqctx *rq)
 {
@@ -523,19 +553,27 @@ static int send_request(struct conn *c, struct reqctx *rq)
 	bool joined;
 	int r;
 
-	r = inject_request(&c->req, &ip, (char *)c->head->data, c->head->cap, &n);
-	if (r < 0)
+	struct secret *head = head_take(c->p);
+
+	if (!head)
+		return -ENOMEM;
+	r = inject_request(&c->req, &ip, (char *)head->data, head->cap, &n);
+	if (r < 0) {
+		explicit_bzero(head->data, head->cap); /* how far it got is unknown */
+		head_give(c->p, head);
 		return r;
+	}
 	/* A buffered body that fits goes out in the same write as the head: one TLS
 	 * record and one send() instead of two. */
 	total = n;
-	joined = rq->replayable && rq->body_len && rq->body_len <= c->head->cap - n;
+	joined = rq->replayable && rq->body_len && rq->body_len <= head->cap - n;
 	if (joined) {
-		memcpy(c->head->data + n, rq->body, rq->body_len);
+		memcpy(head->data + n, rq->body, rq->body_len);
 		total += rq->body_len;
 	}
-	r = stream_write(&c->up->s, c->head->data, total);
-	explicit_bzero(c->head->data, total);
+	r = stream_write(&c->up->s, head->data, total);
+	explicit_bzero(head->data, total);
+	head_give(c->p, head);
 	if (r < 0)
 		return r;
 	if (!joined && rq->replayable && rq->body_len)
@@ -1198,7 +1236,6 @@ static void conn_free(struct conn *c)
 {
 	drop_upstream(c);
 	stream_close(&c->cs);
-	secret_free(c->head);
 	free(c->facts);
 	free(c->attributed);
 	free(c->buf);
@@ -1218,8 +1255,7 @@ static void *conn_main(void *arg)
 	c->buf = malloc(PROXY_BUF);
 	c->rbuf = malloc(PROXY_BUF);
 	c->obuf = malloc(PROXY_OBUF);
-	c->head = secret_new(HTTP1_MAX_HEAD + 32 * 1024);
-	if (!c->buf || !c->rbuf || !c->obuf || !c->head)
+	if (!c->buf || !c->rbuf || !c->obuf)
 		goto out;
 	if (c->l->transparent) {
 		if (open_transparent(c) < 0)
@@ -1436,6 +1472,8 @@ void proxy_stop(struct proxy *p)
 		pthread_cond_wait(&p->idle, &p->lock);
 	pthread_mutex_unlock(&p->lock);
 	upstream_pool_free(p->pool);
+	while (p->n_heads)
+		secret_free(p->heads[--p->n_heads]);
 	pthread_cond_destroy(&p->idle);
 	pthread_mutex_destroy(&p->lock);
 	free(p->ls);
