@@ -70,6 +70,8 @@
 #define PROXY_THREAD_STACK (256 * 1024)
 #define PROXY_HEAD_CAP (HTTP1_MAX_HEAD + 32 * 1024) /* rewritten head (+ a small body) */
 #define PROXY_HEAD_POOL 64 /* idle head buffers kept for reuse */
+#define PROXY_PARK_MAX 64	 /* connection threads kept waiting for the next connection */
+#define PROXY_PARK_MS 30000	 /* ... for at most this long */
 _Static_assert(PROXY_BUF >= SNI_PEEK_MAX, "the ClientHello is peeked into c->buf");
 
 struct listener {
@@ -99,6 +101,13 @@ struct proxy {
 	 * connection holds none. Under lock. */
 	struct secret *heads[PROXY_HEAD_POOL];
 	size_t n_heads;
+	/* Connection threads are reused: one that finished its connection parks (at most
+	 * PROXY_PARK_MAX, each for PROXY_PARK_MS) and the acceptor hands it the next one,
+	 * which spares a clone() and OpenSSL's per-thread set-up and tear-down per
+	 * connection. Under lock; proxy_stop waits for n_threads to reach 0. */
+	struct conn *ready; /* accepted, waiting for a parked thread (via ->next) */
+	uint32_t n_ready, n_parked, n_threads;
+	pthread_cond_t work;
 	atomic_bool stopping;
 };
 
@@ -106,6 +115,7 @@ struct conn {
 	struct proxy *p;
 	struct listener *l;
 	struct conn *prev, *next;
+	struct conn *ready_next; /* p->ready queue */
 	struct stream cs; /* the workload side */
 	int rcv_timeout_ms; /* SO_RCVTIMEO of cs.fd as last set; 0 = never set */
 	int up_fd;	  /* the current upstream socket, for proxy_stop; under p->lock */
@@ -1244,9 +1254,8 @@ static void conn_free(struct conn *c)
 	free(c);
 }
 
-static void *conn_main(void *arg)
+static void serve_conn(struct conn *c)
 {
-	struct conn *c = arg;
 	struct timeval wt = {.tv_sec = PROXY_WRITE_SECS};
 	int one = 1;
 
@@ -1275,7 +1284,42 @@ out:
 		linger_close(c);
 	unregister_conn(c);
 	conn_free(c);
-	return NULL;
+}
+
+/* A connection thread: serve c, then park for the next connection the acceptor hands
+ * over, until none comes in PROXY_PARK_MS, the park is full, or the proxy stops. */
+static void *conn_main(void *arg)
+{
+	struct conn *c = arg;
+	struct proxy *p = c->p;
+
+	for (;;) {
+		struct timespec until;
+		serve_conn(c);
+		c = NULL;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += PROXY_PARK_MS / 1000;
+		pthread_mutex_lock(&p->lock);
+		if (p->n_parked < PROXY_PARK_MAX) {
+			p->n_parked++;
+			while (!p->ready && !atomic_load(&p->stopping) &&
+			       pthread_cond_timedwait(&p->work, &p->lock, &until) != ETIMEDOUT)
+				;
+			p->n_parked--;
+			if (p->ready) {
+				c = p->ready;
+				p->ready = c->ready_next;
+				p->n_ready--;
+			}
+		}
+		if (!c) {
+			p->n_threads--;
+			pthread_cond_broadcast(&p->idle);
+			pthread_mutex_unlock(&p->lock);
+			return NULL; /* nothing of p is touched after the unlock */
+		}
+		pthread_mutex_unlock(&p->lock);
+	}
 }
 
 /* Over the connection cap: a short 503 without a thread. */
@@ -1335,7 +1379,19 @@ static void *accept_main(void *arg)
 			p->conns->prev = c;
 		p->conns = c;
 		p->n_conns++;
+		if (p->n_parked > p->n_ready) { /* a parked thread takes it */
+			struct conn **q = &p->ready;
+			while (*q)
+				q = &(*q)->ready_next;
+			*q = c;
+			p->n_ready++;
+			pthread_cond_signal(&p->work);
+			pthread_mutex_unlock(&p->lock);
+			continue;
+		}
+		p->n_threads++;
 		if (pthread_create(&t, &attr, conn_main, c) != 0) {
+			p->n_threads--;
 			p->conns = c->next;
 			if (c->next)
 				c->next->prev = NULL;
@@ -1383,6 +1439,7 @@ int proxy_start(const struct proxy_opts *opts, struct proxy **ret, char *err, si
 		p->o.max_connections = 4096;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->idle, NULL);
+	pthread_cond_init(&p->work, NULL);
 	p->trust_domain = strdup(opts->trust_domain ? opts->trust_domain : "vouch.local");
 	p->ls = calloc(opts->n_listeners ? opts->n_listeners : 1, sizeof(*p->ls));
 	if (!p->trust_domain || !p->ls) {
@@ -1468,13 +1525,15 @@ void proxy_stop(struct proxy *p)
 		if (c->up_fd >= 0)
 			shutdown(c->up_fd, SHUT_RDWR);
 	}
-	while (p->n_conns)
+	pthread_cond_broadcast(&p->work); /* parked threads leave */
+	while (p->n_conns || p->n_threads)
 		pthread_cond_wait(&p->idle, &p->lock);
 	pthread_mutex_unlock(&p->lock);
 	upstream_pool_free(p->pool);
 	while (p->n_heads)
 		secret_free(p->heads[--p->n_heads]);
 	pthread_cond_destroy(&p->idle);
+	pthread_cond_destroy(&p->work);
 	pthread_mutex_destroy(&p->lock);
 	free(p->ls);
 	free(p->trust_domain);
