@@ -200,8 +200,7 @@ static void *up_conn(void *arg)
 			}
 		}
 		pthread_mutex_lock(&up_lock);
-		if (n_seen < 64)
-			seen[n_seen++] = sn;
+		seen[n_seen++ % 64] = sn; /* the last 64 requests */
 		pthread_mutex_unlock(&up_lock);
 		memmove(buf, buf + pos, len - pos);
 		len -= pos;
@@ -449,7 +448,7 @@ static int n_seen_now(void)
 static struct seen last_seen(void)
 {
 	pthread_mutex_lock(&up_lock);
-	struct seen s = n_seen ? seen[n_seen - 1] : (struct seen){0};
+	struct seen s = n_seen ? seen[(n_seen - 1) % 64] : (struct seen){0};
 	pthread_mutex_unlock(&up_lock);
 	return s;
 }
@@ -662,6 +661,51 @@ static void test_refusals(void)
 	snprintf(req, sizeof(req), "\"pid\":%d", (int)getpid());
 	ok(count_audit(req) >= 1, "audit names this process");
 	free(c);
+}
+
+/* Concurrent keep-alive clients share the upstream pool: connections put back while
+ * another thread is taking one must stay pooled (they used to look "expired" when the
+ * taker had read the clock before the put: an unsigned wrap-around). Processes, not
+ * threads: client_do keeps its parse state in a static. */
+static void test_pool_reuse(void)
+{
+	enum { KIDS = 8, EACH = 250 };
+	pid_t kids[KIDS];
+	int before, after, good = 0;
+
+	pthread_mutex_lock(&up_lock);
+	before = up_accepts;
+	pthread_mutex_unlock(&up_lock);
+	for (int i = 0; i < KIDS; i++) {
+		kids[i] = fork();
+		if (kids[i] == 0) {
+			struct client *c = calloc(1, sizeof(*c));
+			struct reply r;
+			if (!c || client_connect(c, plain_port) < 0)
+				_exit(1);
+			for (int j = 0; j < EACH; j++)
+				if (client_do(c, "GET /pool HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "GET",
+					      &r) < 0 ||
+				    r.status != 200)
+					_exit(2);
+			_exit(0);
+		}
+	}
+	for (int i = 0; i < KIDS; i++) {
+		int st = 0;
+		if (kids[i] > 0 && waitpid(kids[i], &st, 0) == kids[i] && WIFEXITED(st) &&
+		    WEXITSTATUS(st) == 0)
+			good++;
+	}
+	pthread_mutex_lock(&up_lock);
+	after = up_accepts;
+	pthread_mutex_unlock(&up_lock);
+	ok(good == KIDS, "%d concurrent keep-alive clients x %d requests: all answered 200 (%d)",
+	   KIDS, EACH, good);
+	ok(after - before <= KIDS,
+	   "upstream connections are pooled and reused: %d new for %d requests (at most %d "
+	   "can be in use at once)",
+	   after - before, KIDS * EACH, KIDS);
 }
 
 static void test_reload(struct registry *reg)
@@ -1688,6 +1732,7 @@ int main(void)
 	if (r == 0) {
 		test_plain();
 		test_refusals();
+		test_pool_reuse();
 		test_reload(reg);
 		test_connect(tca);
 		test_transparent(tca, rv, &po);
