@@ -2,7 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -49,55 +49,150 @@ void audit_close(struct audit *a)
 	free(a);
 }
 
-static void put_str(json_t *o, const char *k, const char *v)
+/* The record is written by hand into one bounded buffer, not built as a jansson tree:
+ * this runs for every proxied request, and the tree plus json_dumps cost more than the
+ * rest of the request's user-space work. The encoding is strict: every string is valid
+ * UTF-8 JSON whatever the input (control bytes escaped, so a hostile path cannot break
+ * the line; invalid UTF-8 bytes become U+FFFD), and a field longer than AUDIT_FIELD_OUT
+ * encoded bytes is cut at a character boundary and marked with "…", so every field of
+ * a record fits in the line. */
+#define AUDIT_LINE_MAX 8192
+#define AUDIT_FIELD_OUT 640 /* encoded bytes per string field: 12 of them always fit */
+
+struct line {
+	char b[AUDIT_LINE_MAX];
+	size_t n;
+};
+
+static void put_raw(struct line *l, const char *s, size_t n)
 {
-	if (v && *v)
-		json_object_set_new(o, k, json_string(v));
+	if (n > sizeof(l->b) - 2 - l->n) /* room for the closing '}' and '\n' */
+		n = sizeof(l->b) - 2 - l->n;
+	memcpy(l->b + l->n, s, n);
+	l->n += n;
+}
+
+/* Length of the valid UTF-8 sequence at s (at most left bytes), or 0 if invalid. */
+static size_t utf8_len(const unsigned char *s, size_t left)
+{
+	size_t n;
+	uint32_t cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2, cp = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	if (n > left)
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+	    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0; /* overlong, surrogate, out of range */
+	return n;
+}
+
+static void put_str(struct line *l, const char *k, const char *v)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *s = (const unsigned char *)v;
+	size_t len, i = 0;
+
+	if (!v || !*v || l->n + strlen(k) + 16 > sizeof(l->b))
+		return; /* no room left for this field: the record stays valid JSON */
+	len = strnlen(v, 4 * AUDIT_FIELD_OUT);
+	put_raw(l, ",\"", 2);
+	put_raw(l, k, strlen(k));
+	put_raw(l, "\":\"", 3);
+	size_t start = l->n;
+	while (i < len) {
+		char e[8];
+		size_t en = 0, u = 1;
+		if (s[i] == '"' || s[i] == '\\') {
+			e[0] = '\\', e[1] = (char)s[i], en = 2;
+		} else if (s[i] == '\n') {
+			memcpy(e, "\\n", 2), en = 2;
+		} else if (s[i] == '\r') {
+			memcpy(e, "\\r", 2), en = 2;
+		} else if (s[i] == '\t') {
+			memcpy(e, "\\t", 2), en = 2;
+		} else if (s[i] < 0x20) {
+			memcpy(e, "\\u00", 4);
+			e[4] = hex[s[i] >> 4], e[5] = hex[s[i] & 15], en = 6;
+		} else if ((u = utf8_len(s + i, len - i)) == 0) {
+			memcpy(e, "\xef\xbf\xbd", 3), en = 3, u = 1; /* U+FFFD */
+		} else {
+			memcpy(e, s + i, u), en = u;
+		}
+		if (l->n - start + en > AUDIT_FIELD_OUT ||
+		    l->n + en + 8 > sizeof(l->b)) /* keep room for "…", '"', '}', '\n' */
+			break;
+		put_raw(l, e, en);
+		i += u;
+	}
+	if (i < len)
+		put_raw(l, "\xe2\x80\xa6", 3); /* "…": cut here */
+	put_raw(l, "\"", 1);
+}
+
+static void put_int(struct line *l, const char *k, long long v)
+{
+	char num[32];
+	int n = snprintf(num, sizeof(num), "%lld", v);
+
+	if (l->n + strlen(k) + (size_t)n + 8 > sizeof(l->b))
+		return;
+	put_raw(l, ",\"", 2);
+	put_raw(l, k, strlen(k));
+	put_raw(l, "\":", 2);
+	put_raw(l, num, (size_t)n);
 }
 
 void audit_emit(struct audit *a, const struct audit_rec *r)
 {
 	struct timespec now;
-	char ts[64], *line;
+	struct line line_buf, *l = &line_buf;
 	struct tm tm;
-	json_t *o;
 	size_t n;
 
 	if (!a || !r)
 		return;
 	clock_gettime(CLOCK_REALTIME, &now);
 	gmtime_r(&now.tv_sec, &tm);
-	n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", now.tv_nsec / 1000000);
-	o = json_object();
-	if (!o)
-		return;
-	json_object_set_new(o, "ts", json_string(ts));
-	put_str(o, "event", r->event);
-	put_str(o, "workload", r->workload_id);
+	n = strftime(l->b, sizeof(l->b), "{\"ts\":\"%Y-%m-%dT%H:%M:%S", &tm);
+	n += (size_t)snprintf(l->b + n, sizeof(l->b) - n, ".%03ldZ\"", now.tv_nsec / 1000000);
+	l->n = n;
+	put_str(l, "event", r->event);
+	put_str(l, "workload", r->workload_id);
 	if (r->pid > 0)
-		json_object_set_new(o, "pid", json_integer(r->pid));
-	put_str(o, "exe", r->exe);
-	put_str(o, "destination", r->destination);
-	put_str(o, "audience", r->audience);
-	put_str(o, "source", r->source);
-	put_str(o, "binding", r->binding);
-	put_str(o, "method", r->method);
-	put_str(o, "path", r->path);
+		put_int(l, "pid", r->pid);
+	put_str(l, "exe", r->exe);
+	put_str(l, "destination", r->destination);
+	put_str(l, "audience", r->audience);
+	put_str(l, "source", r->source);
+	put_str(l, "binding", r->binding);
+	put_str(l, "method", r->method);
+	put_str(l, "path", r->path);
 	if (r->status)
-		json_object_set_new(o, "status", json_integer(r->status));
-	put_str(o, "token_fp", r->fingerprint);
-	put_str(o, "jti", r->jti);
+		put_int(l, "status", r->status);
+	put_str(l, "token_fp", r->fingerprint);
+	put_str(l, "jti", r->jti);
 	if (r->expires_in >= 0 && (r->fingerprint || r->jti))
-		json_object_set_new(o, "expires_in", json_integer(r->expires_in));
-	put_str(o, "reason", r->reason);
-	/* json_dumps escapes control bytes, so a hostile path cannot break the line. */
-	line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(o);
-	if (!line)
-		return;
-	n = strlen(line);
-	line[n] = '\n'; /* overwrite the NUL: written with its length below */
+		put_int(l, "expires_in", r->expires_in);
+	put_str(l, "reason", r->reason);
+	l->b[l->n++] = '}'; /* put_raw always leaves room for these two */
+	l->b[l->n++] = '\n';
+	n = l->n - 1;
+	char *line = l->b;
 	pthread_mutex_lock(&a->lock);
 	for (size_t off = 0; off < n + 1;) {
 		ssize_t w = write(a->fd, line + off, n + 1 - off);
@@ -109,5 +204,4 @@ void audit_emit(struct audit *a, const struct audit_rec *r)
 		off += (size_t)w;
 	}
 	pthread_mutex_unlock(&a->lock);
-	free(line);
 }

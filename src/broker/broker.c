@@ -153,7 +153,7 @@ static int source_hash(const struct res_source *src, unsigned char ret[static 32
 	unsigned int n = 0;
 	int r = -ENOMEM;
 
-	if (!c || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1)
+	if (!c || !sha256_md() || EVP_DigestInit_ex(c, sha256_md(), NULL) != 1)
 		goto out;
 	EVP_DigestUpdate(c, &type, sizeof(type));
 	hash_field(c, a->organization_id);

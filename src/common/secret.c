@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <openssl/sha.h>
 #include <stdint.h>
@@ -110,12 +111,25 @@ bool secret_eq(const struct secret *a, const struct secret *b)
 	return CRYPTO_memcmp(a->data, b->data, a->len) == 0;
 }
 
+static EVP_MD *sha256_fetched;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void) { sha256_fetched = EVP_MD_fetch(NULL, "SHA256", NULL); }
+
+const EVP_MD *sha256_md(void)
+{
+	pthread_once(&sha256_once, sha256_fetch);
+	return sha256_fetched;
+}
+
 void secret_fingerprint_buf(const void *buf, size_t len, char ret[static 17])
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char md[SHA256_DIGEST_LENGTH];
+	const EVP_MD *sha = sha256_md();
 
-	SHA256(buf, len, md);
+	if (!sha || !EVP_Digest(buf, len, md, NULL, sha, NULL))
+		SHA256(buf, len, md);
 	for (int i = 0; i < 8; i++) {
 		ret[2 * i] = hex[md[i] >> 4];
 		ret[2 * i + 1] = hex[md[i] & 15];

@@ -152,6 +152,67 @@ static void test_audit(void)
 	unlink(path);
 }
 
+/* Every record is one line of valid JSON whatever the fields hold. */
+static void test_audit_hostile(void)
+{
+	char path[] = "/tmp/vouch-audit-XXXXXX";
+	int fd = mkstemp(path);
+	struct audit *a = NULL;
+	static char buf[1 << 17], big[6000];
+	const char *bad_utf8 = "/v1/\xff\xc0\xafx\xed\xa0\x80y\xf4\x90\x80\x80z\xe2\x82";
+	ssize_t n;
+
+	close(fd);
+	unlink(path);
+	memset(big, '\x01', sizeof(big) - 1); /* each byte escapes to 6 */
+	ok(audit_open(path, &a) == 0, "audit log opens");
+	audit_emit(a, &(struct audit_rec){.event = "inject",
+					   .path = "q\"\\\t\r\x1f\x7f/é€😀",
+					   .expires_in = -1});
+	audit_emit(a, &(struct audit_rec){.event = "inject", .path = bad_utf8, .expires_in = -1});
+	audit_emit(a, &(struct audit_rec){.event = "deny",
+					   .workload_id = big,
+					   .exe = big,
+					   .destination = big,
+					   .source = big,
+					   .binding = big,
+					   .path = big,
+					   .reason = big,
+					   .status = 403,
+					   .expires_in = -1});
+	audit_close(a);
+	fd = open(path, O_RDONLY);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	unlink(path);
+
+	json_t *r[3] = {NULL, NULL, NULL};
+	char *line = buf;
+	int lines = 0;
+	for (char *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1, lines++)
+		if (lines < 3)
+			r[lines] = json_loadb(line, (size_t)(nl - line), 0, NULL);
+	ok(lines == 3 && *line == '\0', "three records, three lines (%d)", lines);
+	ok(r[0] && strcmp(json_string_value(json_object_get(r[0], "path")),
+			  "q\"\\\t\r\x1f\x7f/é€😀") == 0,
+	   "quotes, backslashes, control bytes and UTF-8 round-trip exactly");
+	ok(r[1] && strcmp(json_string_value(json_object_get(r[1], "path")),
+			  "/v1/\uFFFD\uFFFD\uFFFDx\uFFFD\uFFFD\uFFFDy\uFFFD\uFFFD\uFFFD\uFFFDz\uFFFD\uFFFD") ==
+		       0,
+	   "invalid UTF-8 (stray, overlong, surrogate, > U+10FFFF, truncated) becomes U+FFFD "
+	   "per byte: %s",
+	   r[1] ? json_string_value(json_object_get(r[1], "path")) : "(not JSON)");
+	ok(r[2] && json_integer_value(json_object_get(r[2], "status")) == 403 &&
+	       strcmp(json_string_value(json_object_get(r[2], "event")), "deny") == 0,
+	   "an oversize record is still valid JSON with its event and status");
+	const char *w = r[2] ? json_string_value(json_object_get(r[2], "workload")) : NULL;
+	ok(w && strlen(w) < sizeof(big) - 1 && strstr(w, "…"),
+	   "an oversize field is cut and marked (%zu bytes)", w ? strlen(w) : 0);
+	for (int i = 0; i < 3; i++)
+		json_decref(r[i]);
+}
+
 static void test_readfile(void)
 {
 	char path[] = "/tmp/vouch-readfile-XXXXXX";
@@ -196,6 +257,7 @@ int main(void)
 	test_secret();
 	test_net();
 	test_audit();
+	test_audit_hostile();
 	test_readfile();
 	return tap_done();
 }
