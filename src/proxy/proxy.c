@@ -53,6 +53,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -72,6 +74,8 @@
 #define PROXY_HEAD_POOL 64 /* idle head buffers kept for reuse */
 #define PROXY_PARK_MAX 64	 /* connection threads kept waiting for the next connection */
 #define PROXY_PARK_MS 30000	 /* ... for at most this long */
+#define PROXY_IDLE_WAIT_MS 100 /* a keep-alive connection with no next request by then is
+				* handed to the idle loop and its thread goes free */
 _Static_assert(PROXY_BUF >= SNI_PEEK_MAX, "the ClientHello is peeked into c->buf");
 
 struct listener {
@@ -108,6 +112,16 @@ struct proxy {
 	struct conn *ready; /* accepted, waiting for a parked thread (via ->next) */
 	uint32_t n_ready, n_parked, n_threads;
 	pthread_cond_t work;
+	/* Idle keep-alive connections wait in an epoll set, not in a thread: a thread waits
+	 * PROXY_IDLE_WAIT_MS for the next request, then hands its connection here (buffers
+	 * freed) and goes free; a readable connection is handed to a thread again, one idle
+	 * PROXY_IDLE_SECS is closed. idle_head..idle_tail is in park order (oldest first).
+	 * Under lock. */
+	int idle_ep, idle_wake;
+	struct conn *idle_head, *idle_tail;
+	uint32_t n_idle;
+	pthread_t idle_thread;
+	bool idle_started;
 	atomic_bool stopping;
 };
 
@@ -116,6 +130,9 @@ struct conn {
 	struct listener *l;
 	struct conn *prev, *next;
 	struct conn *ready_next; /* p->ready queue */
+	struct conn *iprev, *inext; /* p->idle_head list while parked */
+	bool parked, in_ep, established;
+	uint64_t parked_ms;
 	struct stream cs; /* the workload side */
 	int rcv_timeout_ms; /* SO_RCVTIMEO of cs.fd as last set; 0 = never set */
 	int up_fd;	  /* the current upstream socket, for proxy_stop; under p->lock */
@@ -307,12 +324,14 @@ static void attest_caller(struct conn *c)
 
 /* ---- reading ---------------------------------------------------------------------- */
 
-/* Read a request head into c->buf. 1 with c->req parsed, 0 when the connection ended
- * quietly (EOF or idle timeout before a byte), -1 after an error response was sent. */
-static int read_request_head(struct conn *c)
+/* Read a request head into c->buf. 1 with c->req parsed, 2 when may_park and no byte
+ * came within PROXY_IDLE_WAIT_MS (park the connection), 0 when the connection ended
+ * quietly (EOF, or PROXY_IDLE_SECS without a byte), -1 after an error response was sent. */
+static int read_request_head(struct conn *c, bool may_park)
 {
+	/* between requests: wait a moment in this thread, then park in the idle loop */
 	if (c->len == 0)
-		set_rcv_timeout(c, PROXY_IDLE_SECS);
+		set_rcv_timeout_ms(c, may_park ? PROXY_IDLE_WAIT_MS : PROXY_IDLE_SECS * 1000);
 	for (;;) {
 		long r = c->len ? http1_parse_request(c->buf, c->len, &c->req) : 0;
 		if (r > 0) {
@@ -336,6 +355,8 @@ static int read_request_head(struct conn *c)
 		if (c->len)
 			set_rcv_timeout(c, PROXY_HEAD_SECS);
 		ssize_t n = stream_read(&c->cs, c->buf + c->len, HTTP1_MAX_HEAD - c->len);
+		if (n == -ETIMEDOUT && c->len == 0 && may_park)
+			return 2; /* no next request yet: park */
 		if (n <= 0) {
 			if (c->len == 0)
 				return 0;
@@ -761,7 +782,7 @@ static void note_attributed(struct conn *c, const char *workload_path)
 	c->p->o.on_attributed(c->p->o.cb_ctx, workload_path, c->pid);
 }
 
-/* One request on the connection. 1: keep going; 0: close. */
+/* One request on the connection. 1: keep going; 2: idle, park it; 0: close. */
 static int handle_request(struct conn *c)
 {
 	struct proxy *p = c->p;
@@ -771,7 +792,9 @@ static int handle_request(struct conn *c)
 	size_t n_allowed = 0;
 	int ret = 0, r;
 
-	r = read_request_head(c);
+	r = read_request_head(c, p->idle_ep >= 0);
+	if (r == 2)
+		return 2;
 	if (r <= 0)
 		return 0;
 	/* The identity is the process's as it is now (an exec, a setuid, an exit), not as
@@ -948,7 +971,7 @@ static int open_tunnel(struct conn *c)
 	struct resource_set *set;
 	char m[512], shown[128];
 
-	if (read_request_head(c) <= 0)
+	if (read_request_head(c, false) != 1)
 		return -1;
 	if (!http1_str_eq_ci(c->req.method, "CONNECT")) {
 		send_error(
@@ -1244,6 +1267,8 @@ static void unregister_conn(struct conn *c)
 
 static void conn_free(struct conn *c)
 {
+	if (c->in_ep)
+		epoll_ctl(c->p->idle_ep, EPOLL_CTL_DEL, c->cs.fd, NULL);
 	drop_upstream(c);
 	stream_close(&c->cs);
 	free(c->facts);
@@ -1254,18 +1279,25 @@ static void conn_free(struct conn *c)
 	free(c);
 }
 
+static bool park_conn(struct conn *c);
+
 static void serve_conn(struct conn *c)
 {
 	struct timeval wt = {.tv_sec = PROXY_WRITE_SECS};
-	int one = 1;
+	int one = 1, r;
 
-	setsockopt(c->cs.fd, SOL_SOCKET, SO_SNDTIMEO, &wt, sizeof(wt));
-	setsockopt(c->cs.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c->buf = malloc(PROXY_BUF);
-	c->rbuf = malloc(PROXY_BUF);
-	c->obuf = malloc(PROXY_OBUF);
+	if (!c->buf)
+		c->buf = malloc(PROXY_BUF);
+	if (!c->rbuf)
+		c->rbuf = malloc(PROXY_BUF);
+	if (!c->obuf)
+		c->obuf = malloc(PROXY_OBUF);
 	if (!c->buf || !c->rbuf || !c->obuf)
 		goto out;
+	if (c->established)
+		goto requests; /* back from the idle loop */
+	setsockopt(c->cs.fd, SOL_SOCKET, SO_SNDTIMEO, &wt, sizeof(wt));
+	setsockopt(c->cs.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (c->l->transparent) {
 		if (open_transparent(c) < 0)
 			goto out;
@@ -1276,14 +1308,166 @@ static void serve_conn(struct conn *c)
 		else if (open_tunnel(c) < 0)
 			goto out;
 	}
-	while (!atomic_load(&c->p->stopping) && handle_request(c) > 0)
-		;
+	c->established = true;
+requests:
+	while (!atomic_load(&c->p->stopping) && (r = handle_request(c)) > 0)
+		if (r == 2 && park_conn(c))
+			return; /* the idle loop has it now */
 out:
 	ERR_clear_error();
 	if (!c->no_linger)
 		linger_close(c);
 	unregister_conn(c);
 	conn_free(c);
+}
+
+/* ---- the idle loop ------------------------------------------------------------------ */
+
+static void idle_unlink(struct proxy *p, struct conn *c)
+{
+	if (c->iprev)
+		c->iprev->inext = c->inext;
+	else
+		p->idle_head = c->inext;
+	if (c->inext)
+		c->inext->iprev = c->iprev;
+	else
+		p->idle_tail = c->iprev;
+	c->iprev = c->inext = NULL;
+	c->parked = false;
+	p->n_idle--;
+}
+
+/* Hand an idle keep-alive connection (nothing buffered) to the idle loop. false: it
+ * cannot be parked (bytes pending in TLS, the proxy stopping, epoll failed): the
+ * thread keeps serving it. */
+static bool park_conn(struct conn *c)
+{
+	struct proxy *p = c->p;
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = c};
+	bool ok = false;
+
+	if (c->len || (c->cs.ssl && SSL_has_pending(c->cs.ssl)) || p->idle_ep < 0)
+		return false;
+	/* nothing is buffered between requests: give the memory back while idle */
+	free(c->buf);
+	free(c->rbuf);
+	free(c->obuf);
+	c->buf = c->rbuf = c->obuf = NULL;
+	pthread_mutex_lock(&p->lock);
+	if (!atomic_load(&p->stopping) &&
+	    epoll_ctl(p->idle_ep, c->in_ep ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->cs.fd, &ev) == 0) {
+		c->in_ep = true;
+		c->parked = true;
+		c->parked_ms = now_ms();
+		c->iprev = p->idle_tail;
+		c->inext = NULL;
+		if (p->idle_tail)
+			p->idle_tail->inext = c;
+		else
+			p->idle_head = c;
+		p->idle_tail = c;
+		p->n_idle++;
+		ok = true;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return ok; /* if true, c may already be in another thread: not touched again */
+}
+
+/* Hand c to a thread: a parked one, else a new one. Under p->lock. -1 if no thread
+ * could be started (the caller closes c). */
+static void *conn_main(void *arg);
+static int dispatch_locked(struct proxy *p, struct conn *c)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	int r;
+
+	if (p->n_parked > p->n_ready) {
+		struct conn **q = &p->ready;
+		while (*q)
+			q = &(*q)->ready_next;
+		c->ready_next = NULL;
+		*q = c;
+		p->n_ready++;
+		pthread_cond_signal(&p->work);
+		return 0;
+	}
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, PROXY_THREAD_STACK);
+	p->n_threads++;
+	r = pthread_create(&t, &attr, conn_main, c);
+	pthread_attr_destroy(&attr);
+	if (r != 0) {
+		p->n_threads--;
+		return -1;
+	}
+	return 0;
+}
+
+/* Close a connection that no thread serves (idle timeout, failed dispatch, stop). */
+static void close_idle(struct conn *c)
+{
+	stream_shutdown_write(&c->cs); /* close_notify; the client reads EOF */
+	unregister_conn(c);
+	conn_free(c);
+}
+
+static void *idle_main(void *arg)
+{
+	struct proxy *p = arg;
+	struct epoll_event evs[64];
+
+	while (!atomic_load(&p->stopping)) {
+		struct conn *expired = NULL, *fail = NULL;
+		int n = epoll_wait(p->idle_ep, evs, 64, 1000);
+		uint64_t now = now_ms();
+
+		pthread_mutex_lock(&p->lock);
+		for (int i = 0; i < n; i++) {
+			struct conn *c = evs[i].data.ptr;
+			if (!c) /* idle_wake: stopping */
+				continue;
+			if (!c->parked)
+				continue;
+			idle_unlink(p, c);
+			if (dispatch_locked(p, c) < 0) {
+				c->inext = fail;
+				fail = c;
+			}
+		}
+		while (p->idle_head &&
+		       now - p->idle_head->parked_ms >= (uint64_t)PROXY_IDLE_SECS * 1000) {
+			struct conn *c = p->idle_head;
+			idle_unlink(p, c);
+			c->inext = expired;
+			expired = c;
+		}
+		pthread_mutex_unlock(&p->lock);
+		for (struct conn *c = expired, *nx; c; c = nx) {
+			nx = c->inext;
+			close_idle(c);
+		}
+		for (struct conn *c = fail, *nx; c; c = nx) {
+			nx = c->inext;
+			close_idle(c);
+		}
+	}
+	/* stopping: no thread serves a parked connection; close them here */
+	for (;;) {
+		struct conn *c;
+		pthread_mutex_lock(&p->lock);
+		c = p->idle_head;
+		if (c)
+			idle_unlink(p, c);
+		pthread_mutex_unlock(&p->lock);
+		if (!c)
+			break;
+		unregister_conn(c);
+		conn_free(c);
+	}
+	return NULL;
 }
 
 /* A connection thread: serve c, then park for the next connection the acceptor hands
@@ -1341,15 +1525,10 @@ static void *accept_main(void *arg)
 {
 	struct listener *l = arg;
 	struct proxy *p = l->p;
-	pthread_attr_t attr;
 
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, PROXY_THREAD_STACK);
 	while (!atomic_load(&p->stopping)) {
 		int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
 		struct conn *c;
-		pthread_t t;
 
 		if (fd < 0) {
 			if (atomic_load(&p->stopping))
@@ -1379,19 +1558,7 @@ static void *accept_main(void *arg)
 			p->conns->prev = c;
 		p->conns = c;
 		p->n_conns++;
-		if (p->n_parked > p->n_ready) { /* a parked thread takes it */
-			struct conn **q = &p->ready;
-			while (*q)
-				q = &(*q)->ready_next;
-			*q = c;
-			p->n_ready++;
-			pthread_cond_signal(&p->work);
-			pthread_mutex_unlock(&p->lock);
-			continue;
-		}
-		p->n_threads++;
-		if (pthread_create(&t, &attr, conn_main, c) != 0) {
-			p->n_threads--;
+		if (dispatch_locked(p, c) < 0) {
 			p->conns = c->next;
 			if (c->next)
 				c->next->prev = NULL;
@@ -1403,7 +1570,6 @@ static void *accept_main(void *arg)
 		}
 		pthread_mutex_unlock(&p->lock);
 	}
-	pthread_attr_destroy(&attr);
 	return NULL;
 }
 
@@ -1440,6 +1606,19 @@ int proxy_start(const struct proxy_opts *opts, struct proxy **ret, char *err, si
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->idle, NULL);
 	pthread_cond_init(&p->work, NULL);
+	p->idle_ep = epoll_create1(EPOLL_CLOEXEC);
+	p->idle_wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (p->idle_ep < 0 || p->idle_wake < 0 ||
+	    epoll_ctl(p->idle_ep, EPOLL_CTL_ADD, p->idle_wake,
+		      &(struct epoll_event){.events = EPOLLIN, .data.ptr = NULL}) < 0 ||
+	    pthread_create(&p->idle_thread, NULL, idle_main, p) != 0) {
+		/* without the idle loop a connection keeps its thread between requests */
+		if (p->idle_ep >= 0)
+			close(p->idle_ep);
+		p->idle_ep = -1;
+	} else {
+		p->idle_started = true;
+	}
 	p->trust_domain = strdup(opts->trust_domain ? opts->trust_domain : "vouch.local");
 	p->ls = calloc(opts->n_listeners ? opts->n_listeners : 1, sizeof(*p->ls));
 	if (!p->trust_domain || !p->ls) {
@@ -1504,6 +1683,18 @@ fail:
 	return r;
 }
 
+void proxy_get_stats(struct proxy *p, struct proxy_stats *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	ret->connections = p->n_conns;
+	ret->idle = p->n_idle;
+	ret->threads = p->n_threads;
+	pthread_mutex_unlock(&p->lock);
+}
+
 void proxy_stop(struct proxy *p)
 {
 	if (!p)
@@ -1518,6 +1709,13 @@ void proxy_stop(struct proxy *p)
 		if (p->ls[i].fd >= 0)
 			close(p->ls[i].fd);
 		free(p->ls[i].service);
+	}
+	if (p->idle_started) { /* closes the parked connections */
+		uint64_t one = 1;
+		if (write(p->idle_wake, &one, sizeof(one)) < 0) {
+			/* an eventfd write fails only on overflow: it is awake anyway */
+		}
+		pthread_join(p->idle_thread, NULL);
 	}
 	pthread_mutex_lock(&p->lock);
 	for (struct conn *c = p->conns; c; c = c->next) {
@@ -1534,6 +1732,10 @@ void proxy_stop(struct proxy *p)
 		secret_free(p->heads[--p->n_heads]);
 	pthread_cond_destroy(&p->idle);
 	pthread_cond_destroy(&p->work);
+	if (p->idle_ep >= 0)
+		close(p->idle_ep);
+	if (p->idle_wake >= 0)
+		close(p->idle_wake);
 	pthread_mutex_destroy(&p->lock);
 	free(p->ls);
 	free(p->trust_domain);

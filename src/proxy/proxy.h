@@ -89,6 +89,12 @@ struct proxy_opts {
 /* Bind every listener (fails as a whole with -errno and a message in err) and start the
  * acceptor threads. */
 int proxy_start(const struct proxy_opts *opts, struct proxy **ret, char *err, size_t err_cap);
+struct proxy_stats {
+	uint32_t connections; /* open workload connections */
+	uint32_t idle;	      /* of those, keep-alive connections waiting in the idle loop */
+	uint32_t threads;     /* connection threads, serving or parked for reuse */
+};
+void proxy_get_stats(struct proxy *p, struct proxy_stats *ret);
 /* Stop accepting, close every connection, join threads, free. NULL is a no-op. */
 void proxy_stop(struct proxy *p);
 

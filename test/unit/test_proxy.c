@@ -708,6 +708,64 @@ static void test_pool_reuse(void)
 	   after - before, KIDS * EACH, KIDS);
 }
 
+/* Idle keep-alive connections wait in the idle loop, not in a thread each; a request on
+ * one brings it back to a thread; proxy_stop closes them (tested at the end of main). */
+static void test_idle_loop(struct proxy *px)
+{
+	enum { N = 40 };
+	struct client *cs = calloc(N, sizeof(*cs));
+	struct proxy_stats st = {0};
+	struct reply r;
+	int served = 0, again = 0;
+
+	for (int i = 0; i < N; i++)
+		if (client_connect(&cs[i], plain_port) == 0 &&
+		    client_do(&cs[i], "GET /idle HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "GET", &r) ==
+			0 &&
+		    r.status == 200)
+			served++;
+	for (int i = 0; i < 100; i++) {
+		usleep(20 * 1000);
+		proxy_get_stats(px, &st);
+		if (st.idle >= N)
+			break;
+	}
+	ok(served == N, "%d keep-alive connections served", served);
+	ok(st.idle >= N && st.threads <= st.connections - st.idle + 64,
+	   "idle connections wait in the idle loop, not in threads (%u idle, %u threads, %u "
+	   "connections)",
+	   st.idle, st.threads, st.connections);
+	for (int i = 0; i < N; i++)
+		if (client_do(&cs[i], "GET /again HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "GET",
+			      &r) == 0 &&
+		    r.status == 200 && strcmp(last_seen().line, "GET /again") == 0)
+			again++;
+	ok(again == N, "a request on a parked connection is served (%d)", again);
+	/* a client that closes while parked is closed here too */
+	for (int i = 0; i < 100; i++) {
+		usleep(20 * 1000);
+		proxy_get_stats(px, &st);
+		if (st.idle >= N)
+			break;
+	}
+	ok(st.idle >= N, "parked again after the second request (%u idle)", st.idle);
+	uint32_t before = st.connections;
+	for (int i = 0; i < N / 2; i++)
+		stream_close(&cs[i].s);
+	for (int i = 0; i < 100; i++) {
+		usleep(20 * 1000);
+		proxy_get_stats(px, &st);
+		if (st.connections <= before - N / 2)
+			break;
+	}
+	ok(st.connections == before - N / 2 && st.idle == N - N / 2,
+	   "clients that closed while parked are gone (%u connections, %u idle)",
+	   st.connections, st.idle);
+	for (int i = N / 2; i < N; i++)
+		stream_close(&cs[i].s);
+	free(cs);
+}
+
 static void test_reload(struct registry *reg)
 {
 	struct client *c = calloc(1, sizeof(*c));
@@ -765,6 +823,18 @@ static void test_connect(struct tlsca *tca)
 	snprintf(req, sizeof(req), "CONNECT localhost:%u HTTP/1.1\r\nHost: localhost:%u\r\n\r\n",
 		 up_port, up_port);
 	ok(client_do(c, req, "CONNECT", &r) == 0 && r.status == 200, "CONNECT to the Service: 200");
+	{
+		/* a CONNECT that comes later than a keep-alive connection's idle wait is still
+		 * a CONNECT (the wait applies between requests, not before the first) */
+		struct client *slow = calloc(1, sizeof(*slow));
+		struct reply rs;
+		client_connect(slow, proxy_port);
+		usleep(400 * 1000);
+		ok(client_do(slow, req, "CONNECT", &rs) == 0 && rs.status == 200,
+		   "CONNECT sent 400 ms after connecting: 200 (%d)", rs.status);
+		stream_close(&slow->s);
+		free(slow);
+	}
 	c->s.ssl = SSL_new(ctx);
 	SSL_set_fd(c->s.ssl, c->s.fd);
 	SSL_set_tlsext_host_name(c->s.ssl, "localhost");
@@ -1733,6 +1803,7 @@ int main(void)
 		test_plain();
 		test_refusals();
 		test_pool_reuse();
+		test_idle_loop(px);
 		test_reload(reg);
 		test_connect(tca);
 		test_transparent(tca, rv, &po);
