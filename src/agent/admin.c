@@ -105,6 +105,14 @@ static json_t *cmd_stats(struct agent *a)
 			       (json_int_t)ws.pushes, "open_streams", (int)ws.open_streams);
 	}
 	json_object_set_new(o, "workload_api", wl ? wl : json_null());
+	if (a->proxy) {
+		struct proxy_stats ps;
+		proxy_get_stats(a->proxy, &ps);
+		json_object_set_new(o, "proxy",
+				    json_pack("{s:I,s:I,s:I}", "connections",
+					      (json_int_t)ps.connections, "idle",
+					      (json_int_t)ps.idle, "threads", (json_int_t)ps.threads));
+	}
 	return o;
 }
 

@@ -128,6 +128,10 @@ test('transparent (IPv4): SDK and curl under vouch run reach https://api.anthrop
 	await t.test('vouch stats shows interception on', async () => {
 		const s = await st.stats();
 		assert.equal(s.intercept, 'on', `stats.intercept: ${JSON.stringify(s)}`);
+		// as root, explicit-mode callers are found by the BPF socket-holder iterator
+		assert.equal(s.peer_lookup, 'bpf', `stats.peer_lookup: ${JSON.stringify(s)}`);
+		assert.equal(typeof s.proxy?.connections, 'number', `stats.proxy: ${JSON.stringify(s)}`);
+		assert.equal(typeof s.proxy?.idle, 'number');
 	});
 
 	await t.test('the hooks are attached to the scratch cgroup', () => {
