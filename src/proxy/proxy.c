@@ -42,6 +42,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -1409,7 +1410,12 @@ static int dispatch_locked(struct proxy *p, struct conn *c)
 /* Close a connection that no thread serves (idle timeout, failed dispatch, stop). */
 static void close_idle(struct conn *c)
 {
-	stream_shutdown_write(&c->cs); /* close_notify; the client reads EOF */
+	/* close_notify without waiting: a client that stopped reading (its window full of
+	 * an earlier response) must not stall the idle loop for the send timeout */
+	int fl = fcntl(c->cs.fd, F_GETFL);
+	if (fl >= 0)
+		fcntl(c->cs.fd, F_SETFL, fl | O_NONBLOCK);
+	stream_shutdown_write(&c->cs);
 	unregister_conn(c);
 	conn_free(c);
 }
