@@ -515,8 +515,9 @@ static void set_err(char *err, size_t cap, const char *msg)
 		snprintf(err, cap, "%s", msg);
 }
 
-int broker_token(struct broker *b, const char *workload_path, const struct res_source *src,
-		 struct secret **ret_token, int64_t *ret_expires_in, char *err, size_t err_cap)
+static int token_get(struct broker *b, const char *workload_path, const struct res_source *src,
+		     struct secret **ret_token, int64_t *ret_expires_in, bool no_wait, char *err,
+		     size_t err_cap)
 {
 	char msg[BROKER_ERR_MAX + 64] = "";
 	unsigned char hash[32];
@@ -584,6 +585,11 @@ int broker_token(struct broker *b, const char *workload_path, const struct res_s
 				b->stats.hits++;
 			break;
 		}
+		if (no_wait) {
+			r = -EWOULDBLOCK;
+			snprintf(msg, sizeof(msg), "no usable cached token");
+			goto put;
+		}
 		if (!e->linked) {
 			r = -ECANCELED;
 			snprintf(msg, sizeof(msg),
@@ -647,6 +653,19 @@ unlock:
 	if (ret_expires_in)
 		*ret_expires_in = left > 0 ? left : 0;
 	return 0;
+}
+
+int broker_token(struct broker *b, const char *workload_path, const struct res_source *src,
+		 struct secret **ret_token, int64_t *ret_expires_in, char *err, size_t err_cap)
+{
+	return token_get(b, workload_path, src, ret_token, ret_expires_in, false, err, err_cap);
+}
+
+int broker_token_cached(struct broker *b, const char *workload_path,
+			const struct res_source *src, struct secret **ret_token, char *err,
+			size_t err_cap)
+{
+	return token_get(b, workload_path, src, ret_token, NULL, true, err, err_cap);
 }
 
 void broker_invalidate(struct broker *b, const char *workload_path, const struct res_source *src,

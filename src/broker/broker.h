@@ -71,6 +71,11 @@ void broker_free(struct broker *b);
  * redacted, printable cause in err (may be NULL). Thread-safe. */
 int broker_token(struct broker *b, const char *workload_path, const struct res_source *src,
 		 struct secret **ret_token, int64_t *ret_expires_in, char *err, size_t err_cap);
+/* The same, but never waits or exchanges: -EWOULDBLOCK unless a token before its
+ * mandatory refresh is cached (then as broker_token). For event loops. */
+int broker_token_cached(struct broker *b, const char *workload_path,
+			const struct res_source *src, struct secret **ret_token, char *err,
+			size_t err_cap);
 /* The upstream refused token (401): drop it only if it is still the cached one
  * (compare before clearing), so a concurrent refresh is not thrown away. */
 void broker_invalidate(struct broker *b, const char *workload_path, const struct res_source *src,

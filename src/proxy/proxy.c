@@ -460,6 +460,7 @@ struct reqctx {
 	bool replayable;
 	bool streamed; /* body bytes were taken from the workload for this request */
 	int status;    /* upstream status relayed, 0 if none */
+	struct resource_set *set; /* d points into it */
 };
 
 static int token_status(int r)
@@ -507,12 +508,12 @@ static void upstream_failed(struct conn *c, struct reqctx *rq, int status, const
 	audit_deny(c, "error", &rq->d, m, rq->method, rq->d.path, status);
 }
 
-/* Read the final response head from the upstream, relaying 1xx interim responses.
+/* Read the final response head from the upstream (after the c->rlen bytes already
+ * read), relaying 1xx interim responses.
  * 1 parsed, 0 the upstream closed before sending a byte (stale), -errno otherwise
  * (-EBADMSG malformed). */
 static int read_response_head(struct conn *c, struct reqctx *rq)
 {
-	c->rlen = c->rpos = 0;
 	for (;;) {
 		long r = c->rlen ? http1_parse_response(c->rbuf, c->rlen, rq->method, &c->resp) : 0;
 		if (r > 0) {
@@ -615,12 +616,14 @@ static int send_request(struct conn *c, struct reqctx *rq)
 
 /* Forward the request and relay the response. Returns 1 to keep the workload
  * connection, 0 to close it (an error response, if any, was sent). */
-static int forward(struct conn *c, struct reqctx *rq)
+static int forward(struct conn *c, struct reqctx *rq, bool resumed)
 {
 	bool fresh = false, retried_401 = false, client_keep;
 	char err[256];
 	int r, werr = 0;
 
+	if (resumed) /* the event loop sent the request on a pooled connection, c->up */
+		goto response;
 again:
 	err[0] = '\0';
 	r = upstream_get(c->p->pool, rq->d.svc->addresses[0].host, rq->d.svc->addresses[0].port,
@@ -667,6 +670,8 @@ again:
 			return 0;
 		}
 	}
+	c->rlen = c->rpos = 0;
+response:
 	r = read_response_head(c, rq);
 	if (r == 0 && c->up->reused && !fresh && rq->replayable) {
 		drop_upstream(c);
@@ -784,32 +789,22 @@ static void note_attributed(struct conn *c, const char *workload_path)
 }
 
 /* One request on the connection. 1: keep going; 2: idle, park it; 0: close. */
-static int handle_request(struct conn *c)
+/* Attest if due, decide, and (unless refused) fill rq's audit fields. The decision is
+ * in rq->d; rq->set holds the resources it points into. */
+static void decide_for(struct conn *c, struct reqctx *rq)
 {
 	struct proxy *p = c->p;
-	struct resource_set *set = NULL;
-	struct reqctx *rq = NULL;
 	struct inject_authority allowed[2];
 	size_t n_allowed = 0;
-	int ret = 0, r;
 
-	r = read_request_head(c, p->idle_ep >= 0);
-	if (r == 2)
-		return 2;
-	if (r <= 0)
-		return 0;
 	/* The identity is the process's as it is now (an exec, a setuid, an exit), not as
 	 * it was when the connection opened: re-read once the facts are older than
 	 * reattest_ms (default 1 s; DESIGN §5 caches attestation per connection). A failed
 	 * attestation is never cached. Reloads and revocations need no re-read: the
 	 * decision below is made against the current resources for every request. */
 	if (c->pid > 0 &&
-	    (!c->facts || c->p->o.reattest_ms == 0 ||
-	     now_ms() - c->attested_ms >= c->p->o.reattest_ms))
+	    (!c->facts || p->o.reattest_ms == 0 || now_ms() - c->attested_ms >= p->o.reattest_ms))
 		attest_caller(c);
-	rq = calloc(1, sizeof(*rq));
-	if (!rq)
-		return 0;
 	copy_str(rq->method, sizeof(rq->method), c->req.method);
 	if (c->l->service) {
 		/* the listener itself, by address or as localhost; without a port too, since
@@ -823,10 +818,10 @@ static int handle_request(struct conn *c)
 		allowed[n_allowed++] =
 		    (struct inject_authority){c->tunnel_host, c->tunnel_port, 443};
 	}
-	set = registry_get(p->o.registry);
+	rq->set = registry_get(p->o.registry);
 	decide_request(
 	    &(struct decide_in){
-		.set = set,
+		.set = rq->set,
 		.msg = &c->req,
 		.service = c->service,
 		.allowed = allowed,
@@ -843,49 +838,35 @@ static int handle_request(struct conn *c)
 	    &rq->d);
 	if (rq->d.workload)
 		note_attributed(c, rq->d.workload->workload_id);
-	if (rq->d.status) {
-		send_error(c, rq->d.status, rq->d.err_type, rq->d.message);
-		if (rq->d.audit_deny || rq->d.status >= 500)
-			audit_deny(c, rq->d.audit_deny ? "deny" : "error", &rq->d, rq->d.message,
-				   rq->method, rq->d.path, rq->d.status);
-		goto out;
-	}
+	if (rq->d.status)
+		return;
 	audit_path(rq->path, sizeof(rq->path), rq->d.path);
 	snprintf(rq->dest, sizeof(rq->dest), "%s:%u", rq->d.svc->addresses[0].host,
 		 (unsigned)rq->d.svc->addresses[0].port);
 	source_name(rq->d.source, rq->source, sizeof(rq->source));
-	if (take_token(c, rq) < 0)
-		goto out;
-	if (c->req.expect_continue && c->req.body != HTTP1_BODY_NONE &&
-	    !(c->req.body == HTTP1_BODY_LENGTH && c->req.content_length == 0) && c->pos == c->len) {
-		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-		if (stream_write(&c->cs, cont, sizeof(cont) - 1) < 0)
-			goto out;
-	}
-	rq->replayable =
-	    c->req.body == HTTP1_BODY_NONE ||
-	    (c->req.body == HTTP1_BODY_LENGTH && c->req.content_length <= PROXY_REPLAY_MAX);
-	if (rq->replayable && c->req.body == HTTP1_BODY_LENGTH && buffer_body(c, rq) < 0)
-		goto out;
-	ret = forward(c, rq);
-	if (rq->status)
-		audit_emit(p->o.audit, &(struct audit_rec){
-					   .event = "inject",
-					   .workload_id = rq->d.spiffe_id,
-					   .pid = c->pid,
-					   .exe = c->facts->exe,
-					   .destination = rq->dest,
-					   .source = rq->source,
-					   .binding = rq->d.binding->meta.name,
-					   .fingerprint = rq->fp,
-					   .method = rq->method,
-					   .path = rq->path,
-					   .status = rq->status,
-					   .expires_in = -1,
-				       });
-out:
-	resource_set_unref(set);
+}
+
+/* The end of every request, whoever served it: audit what was relayed, free rq, keep
+ * pipelined bytes for the next request. Returns ret (1 keep the connection, 0 close). */
+static int finish_request(struct conn *c, struct reqctx *rq, int ret)
+{
+	if (rq && rq->status)
+		audit_emit(c->p->o.audit, &(struct audit_rec){
+					      .event = "inject",
+					      .workload_id = rq->d.spiffe_id,
+					      .pid = c->pid,
+					      .exe = c->facts ? c->facts->exe : NULL,
+					      .destination = rq->dest,
+					      .source = rq->source,
+					      .binding = rq->d.binding->meta.name,
+					      .fingerprint = rq->fp,
+					      .method = rq->method,
+					      .path = rq->path,
+					      .status = rq->status,
+					      .expires_in = -1,
+					  });
 	if (rq) {
+		resource_set_unref(rq->set);
 		secret_free(rq->token);
 		free(rq->body);
 		free(rq);
@@ -897,6 +878,45 @@ out:
 		c->pos = 0;
 	}
 	return ret;
+}
+
+/* One request on the connection. 1: keep going; 2: idle, park it; 0: close. */
+static int handle_request(struct conn *c)
+{
+	struct reqctx *rq = NULL;
+	int ret = 0, r;
+
+	r = read_request_head(c, c->p->idle_ep >= 0);
+	if (r == 2)
+		return 2;
+	if (r <= 0)
+		return 0;
+	rq = calloc(1, sizeof(*rq));
+	if (!rq)
+		return 0;
+	decide_for(c, rq);
+	if (rq->d.status) {
+		send_error(c, rq->d.status, rq->d.err_type, rq->d.message);
+		if (rq->d.audit_deny || rq->d.status >= 500)
+			audit_deny(c, rq->d.audit_deny ? "deny" : "error", &rq->d, rq->d.message,
+				   rq->method, rq->d.path, rq->d.status);
+		return finish_request(c, rq, 0);
+	}
+	if (take_token(c, rq) < 0)
+		return finish_request(c, rq, 0);
+	if (c->req.expect_continue && c->req.body != HTTP1_BODY_NONE &&
+	    !(c->req.body == HTTP1_BODY_LENGTH && c->req.content_length == 0) && c->pos == c->len) {
+		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+		if (stream_write(&c->cs, cont, sizeof(cont) - 1) < 0)
+			return finish_request(c, rq, 0);
+	}
+	rq->replayable =
+	    c->req.body == HTTP1_BODY_NONE ||
+	    (c->req.body == HTTP1_BODY_LENGTH && c->req.content_length <= PROXY_REPLAY_MAX);
+	if (rq->replayable && c->req.body == HTTP1_BODY_LENGTH && buffer_body(c, rq) < 0)
+		return finish_request(c, rq, 0);
+	ret = forward(c, rq, false);
+	return finish_request(c, rq, ret);
 }
 
 /* ---- connections ------------------------------------------------------------------ */

@@ -232,10 +232,12 @@ int upstream_get(struct upstream_pool *p, const char *host, uint16_t port, bool 
 		return -EINVAL;
 	if (!fresh) {
 		c = take_idle(p, key);
-		if (c) {
+		if (c && (!c->nonblocking || upstream_set_blocking(c, true) == 0)) {
 			*ret = c;
 			return 0;
 		}
+		upstream_close(c);
+		c = NULL;
 	}
 	c = calloc(1, sizeof(*c));
 	if (!c)
@@ -274,6 +276,27 @@ out:
 	ERR_clear_error();
 	upstream_close(c);
 	return r;
+}
+
+struct upstream_conn *upstream_take_idle(struct upstream_pool *p, const char *host,
+					 uint16_t port, bool tls)
+{
+	char key[sizeof(((struct upstream_conn *)0)->key)];
+
+	if (snprintf(key, sizeof(key), "%s%s:%u", tls ? "" : "plain:", host, (unsigned)port) >=
+	    (int)sizeof(key))
+		return NULL;
+	return take_idle(p, key);
+}
+
+int upstream_set_blocking(struct upstream_conn *c, bool blocking)
+{
+	int fl = fcntl(c->s.fd, F_GETFL);
+
+	if (fl < 0 || fcntl(c->s.fd, F_SETFL, blocking ? fl & ~O_NONBLOCK : fl | O_NONBLOCK) < 0)
+		return -errno;
+	c->nonblocking = !blocking;
+	return 0;
 }
 
 void upstream_put(struct upstream_pool *p, struct upstream_conn *c)

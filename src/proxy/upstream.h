@@ -26,6 +26,7 @@ struct upstream_conn {
 	char key[300]; /* "host:port" (tls) or "plain:host:port" */
 	uint64_t idle_since_ms;
 	bool reused; /* served from the pool */
+	bool nonblocking; /* O_NONBLOCK set (the proxy's event loop uses it so) */
 	struct upstream_conn *next;
 };
 
@@ -44,6 +45,12 @@ int upstream_get(struct upstream_pool *p, const char *host, uint16_t port, bool 
 /* Give c back for reuse (it must sit at a message boundary); the pool may close it
  * instead when full. */
 void upstream_put(struct upstream_pool *p, struct upstream_conn *c);
+/* An idle pooled connection to host:port, or NULL (none idle: no connect is tried).
+ * For the event loop; it sets the socket non-blocking itself (upstream_set_blocking). */
+struct upstream_conn *upstream_take_idle(struct upstream_pool *p, const char *host,
+					 uint16_t port, bool tls);
+/* O_NONBLOCK on or off (blocking: the timeouts set at connect apply). 0 or -errno. */
+int upstream_set_blocking(struct upstream_conn *c, bool blocking);
 /* Close c for good. NULL is a no-op. */
 void upstream_close(struct upstream_conn *c);
 
