@@ -75,6 +75,10 @@
 #define PROXY_HEAD_POOL 64 /* idle head buffers kept for reuse */
 #define PROXY_PARK_MAX 64	 /* connection threads kept waiting for the next connection */
 #define PROXY_PARK_MS 30000	 /* ... for at most this long */
+enum { EV_CLIENT = 1, EV_UP = 2 };			  /* idle loop event sources */
+enum { RESUME_NONE, RESUME_AFTER_SEND, RESUME_WRITE, RESUME_CLOSE }; /* loop -> thread */
+#define PROXY_FAST_MAX 16000 /* a request the event loop sends: head + body, one record */
+#define PROXY_IDLE_FREE_MS 1000 /* a parked connection's buffers are freed after this */
 #define PROXY_IDLE_WAIT_MS 100 /* a keep-alive connection with no next request by then is
 				* handed to the idle loop and its thread goes free */
 _Static_assert(PROXY_BUF >= SNI_PEEK_MAX, "the ClientHello is peeked into c->buf");
@@ -121,6 +125,10 @@ struct proxy {
 	int idle_ep, idle_wake;
 	struct conn *idle_head, *idle_tail;
 	uint32_t n_idle;
+	/* requests the loop sent upstream, waiting for the response (same links as the
+	 * idle list; a connection is on at most one of them) */
+	struct conn *wait_head, *wait_tail;
+	uint32_t n_wait;
 	pthread_t idle_thread;
 	bool idle_started;
 	atomic_bool stopping;
@@ -131,9 +139,22 @@ struct conn {
 	struct listener *l;
 	struct conn *prev, *next;
 	struct conn *ready_next; /* p->ready queue */
-	struct conn *iprev, *inext; /* p->idle_head list while parked */
+	struct conn *iprev, *inext; /* p->idle_head or p->wait_head list */
 	bool parked, in_ep, established;
 	uint64_t parked_ms;
+	/* the event loop's fast path (see the idle loop) */
+	struct evtag {
+		struct conn *c;
+		int kind; /* EV_CLIENT, EV_UP */
+	} ev_client, ev_up;
+	bool waiting;	     /* on p->wait_head: request sent, response awaited by the loop */
+	bool nonblocking;    /* O_NONBLOCK on cs.fd (threads need it off) */
+	struct reqctx *frq;  /* the request the loop is serving */
+	uint64_t deadline_ms;
+	int resume;	     /* how a thread takes over from the loop: RESUME_* */
+	size_t pending;	     /* RESUME_WRITE: c->obuf[pending_off, pending) still to write */
+	size_t pending_off;
+	bool pending_keep;
 	struct stream cs; /* the workload side */
 	int rcv_timeout_ms; /* SO_RCVTIMEO of cs.fd as last set; 0 = never set */
 	int up_fd;	  /* the current upstream socket, for proxy_stop; under p->lock */
@@ -1306,6 +1327,7 @@ static void serve_conn(struct conn *c)
 {
 	struct timeval wt = {.tv_sec = PROXY_WRITE_SECS};
 	int one = 1, r;
+	bool from_loop = c->established;
 
 	if (!c->buf)
 		c->buf = malloc(PROXY_BUF);
@@ -1315,6 +1337,26 @@ static void serve_conn(struct conn *c)
 		c->obuf = malloc(PROXY_OBUF);
 	if (!c->buf || !c->rbuf || !c->obuf)
 		goto out;
+	if (c->resume == RESUME_CLOSE) {
+		c->resume = RESUME_NONE;
+		goto out;
+	}
+	if (c->resume == RESUME_AFTER_SEND || c->resume == RESUME_WRITE) {
+		/* the idle loop sent this request upstream: finish it here */
+		struct reqctx *rq = c->frq;
+		int resume = c->resume, ret;
+		c->frq = NULL;
+		c->resume = RESUME_NONE;
+		if (resume == RESUME_AFTER_SEND)
+			ret = forward(c, rq, true);
+		else
+			ret = stream_write(&c->cs, c->obuf + c->pending_off,
+					   c->pending - c->pending_off) == 0 &&
+			      c->pending_keep;
+		if (!finish_request(c, rq, ret))
+			goto out;
+		goto requests;
+	}
 	if (c->established)
 		goto requests; /* back from the idle loop */
 	setsockopt(c->cs.fd, SOL_SOCKET, SO_SNDTIMEO, &wt, sizeof(wt));
@@ -1331,9 +1373,20 @@ static void serve_conn(struct conn *c)
 	}
 	c->established = true;
 requests:
-	while (!atomic_load(&c->p->stopping) && (r = handle_request(c)) > 0)
-		if (r == 2 && park_conn(c))
+	/* Between requests the connection goes to the idle loop, which serves the next
+	 * one itself when it can (fast_start); this thread keeps it only when the loop
+	 * cannot take it (bytes already buffered, no loop). */
+	for (bool first = true; !atomic_load(&c->p->stopping); first = false) {
+		/* not before the first request of a connection the loop handed over: the
+		 * loop could not serve it (an EOF, a partial head...), this thread must */
+		if ((!first || !from_loop) && park_conn(c))
 			return; /* the idle loop has it now */
+		r = handle_request(c);
+		if (r <= 0)
+			break;
+		if (r == 2 && park_conn(c))
+			return;
+	}
 out:
 	ERR_clear_error();
 	if (!c->no_linger)
@@ -1344,29 +1397,65 @@ out:
 
 /* ---- the idle loop ------------------------------------------------------------------ */
 
-static void idle_unlink(struct proxy *p, struct conn *c)
+static void list_unlink(struct conn **head, struct conn **tail, struct conn *c)
 {
 	if (c->iprev)
 		c->iprev->inext = c->inext;
 	else
-		p->idle_head = c->inext;
+		*head = c->inext;
 	if (c->inext)
 		c->inext->iprev = c->iprev;
 	else
-		p->idle_tail = c->iprev;
+		*tail = c->iprev;
 	c->iprev = c->inext = NULL;
+}
+
+static void idle_unlink(struct proxy *p, struct conn *c)
+{
+	list_unlink(&p->idle_head, &p->idle_tail, c);
 	c->parked = false;
 	p->n_idle--;
+}
+
+static void wait_unlink(struct proxy *p, struct conn *c)
+{
+	list_unlink(&p->wait_head, &p->wait_tail, c);
+	c->waiting = false;
+	p->n_wait--;
 }
 
 /* Hand an idle keep-alive connection (nothing buffered) to the idle loop. false: it
  * cannot be parked (bytes pending in TLS, the proxy stopping, epoll failed): the
  * thread keeps serving it. */
+/* Append c to the idle list and arm its socket. Under p->lock. */
+static bool park_locked(struct conn *c)
+{
+	struct proxy *p = c->p;
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT,
+				 .data.ptr = &c->ev_client};
+
+	c->ev_client = (struct evtag){c, EV_CLIENT};
+	if (atomic_load(&p->stopping) ||
+	    epoll_ctl(p->idle_ep, c->in_ep ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->cs.fd, &ev) < 0)
+		return false;
+	c->in_ep = true;
+	c->parked = true;
+	c->parked_ms = now_ms();
+	c->iprev = p->idle_tail;
+	c->inext = NULL;
+	if (p->idle_tail)
+		p->idle_tail->inext = c;
+	else
+		p->idle_head = c;
+	p->idle_tail = c;
+	p->n_idle++;
+	return true;
+}
+
 static bool park_conn(struct conn *c)
 {
 	struct proxy *p = c->p;
-	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = c};
-	bool ok = false;
+	bool ok;
 
 	if (c->len || (c->cs.ssl && SSL_has_pending(c->cs.ssl)) || p->idle_ep < 0)
 		return false;
@@ -1376,21 +1465,7 @@ static bool park_conn(struct conn *c)
 	free(c->obuf);
 	c->buf = c->rbuf = c->obuf = NULL;
 	pthread_mutex_lock(&p->lock);
-	if (!atomic_load(&p->stopping) &&
-	    epoll_ctl(p->idle_ep, c->in_ep ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->cs.fd, &ev) == 0) {
-		c->in_ep = true;
-		c->parked = true;
-		c->parked_ms = now_ms();
-		c->iprev = p->idle_tail;
-		c->inext = NULL;
-		if (p->idle_tail)
-			p->idle_tail->inext = c;
-		else
-			p->idle_head = c;
-		p->idle_tail = c;
-		p->n_idle++;
-		ok = true;
-	}
+	ok = park_locked(c);
 	pthread_mutex_unlock(&p->lock);
 	return ok; /* if true, c may already be in another thread: not touched again */
 }
@@ -1440,56 +1515,362 @@ static void close_idle(struct conn *c)
 	conn_free(c);
 }
 
+static int set_nonblocking(int fd, bool on)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Before a thread serves c again: blocking sockets (the thread path's timeouts are
+ * SO_RCVTIMEO/SO_SNDTIMEO). false if that failed. */
+static bool to_thread_mode(struct conn *c)
+{
+	if (c->nonblocking && set_nonblocking(c->cs.fd, false) < 0)
+		return false;
+	c->nonblocking = false;
+	if (c->up && c->up->nonblocking && upstream_set_blocking(c->up, true) < 0)
+		return false;
+	return true;
+}
+
+/* The fast path, run by the idle loop for a parked connection that became readable:
+ * a whole, small request whose token is cached and whose upstream connection is
+ * pooled is sent from here, without a thread; the response is awaited in the loop
+ * (fast_response). Anything else (a partial head, a body still coming, a refusal, a
+ * cold token, no idle upstream connection, an error) returns false before anything
+ * was sent or written, with the bytes read so far in c->buf: a thread then serves the
+ * request exactly as if it had read them itself. true: the loop keeps c (waiting, or
+ * parked again). */
+static bool fast_start(struct conn *c)
+{
+	struct proxy *p = c->p;
+	struct reqctx *rq = NULL;
+	struct upstream_conn *up;
+	struct epoll_event ev;
+	char err[64];
+	ssize_t n;
+	long hl;
+
+	if (!c->buf)
+		c->buf = malloc(PROXY_BUF);
+	if (!c->rbuf)
+		c->rbuf = malloc(PROXY_BUF);
+	if (!c->obuf)
+		c->obuf = malloc(PROXY_OBUF);
+	if (!c->buf || !c->rbuf || !c->obuf || c->len)
+		return false;
+	if (!c->nonblocking) {
+		if (set_nonblocking(c->cs.fd, true) < 0)
+			return false;
+		c->nonblocking = true;
+	}
+	n = stream_read(&c->cs, c->buf, HTTP1_MAX_HEAD);
+	if (n == -ETIMEDOUT) { /* nothing for the application (a TLS ticket, a key update) */
+		bool ok;
+		pthread_mutex_lock(&p->lock);
+		ok = park_locked(c);
+		pthread_mutex_unlock(&p->lock);
+		return ok;
+	}
+	if (n <= 0)
+		return false; /* EOF or an error: a thread sees it again and ends quietly */
+	c->len = (size_t)n;
+	hl = http1_parse_request(c->buf, c->len, &c->req);
+	if (hl <= 0 || c->req.expect_continue)
+		return false;
+	c->pos = (size_t)hl;
+	if (!(c->req.body == HTTP1_BODY_NONE && c->len == c->pos) &&
+	    !(c->req.body == HTTP1_BODY_LENGTH && c->len - c->pos == c->req.content_length))
+		return false; /* a body still coming, or pipelined requests */
+	if (c->len > PROXY_FAST_MAX - 2048)
+		return false;
+	rq = calloc(1, sizeof(*rq));
+	if (!rq)
+		return false;
+	decide_for(c, rq);
+	if (rq->d.status ||
+	    broker_token_cached(p->o.broker, rq->d.workload->workload_id, rq->d.source,
+				&rq->token, err, sizeof(err)) < 0)
+		goto fallback; /* a thread answers the refusal or runs the exchange */
+	secret_fingerprint(rq->token, rq->fp);
+	rq->replayable = true;
+	rq->body_len = c->len - c->pos;
+	rq->body = malloc(rq->body_len ? rq->body_len : 1);
+	if (!rq->body)
+		goto fallback;
+	memcpy(rq->body, c->buf + c->pos, rq->body_len);
+	c->pos = c->len;
+	up = upstream_take_idle(p->pool, rq->d.svc->addresses[0].host,
+				rq->d.svc->addresses[0].port, rq->d.svc->tls);
+	if (!up) {
+		c->pos = (size_t)hl;
+		goto fallback;
+	}
+	c->up = up;
+	track_upstream(c, up->s.fd);
+	/* One TLS record to an idle connection's empty send buffer: it does not block;
+	 * if it would, the connection is dropped (nothing complete reached the upstream)
+	 * and a thread sends the request afresh. */
+	if ((!up->nonblocking && upstream_set_blocking(up, false) < 0) ||
+	    send_request(c, rq) < 0) {
+		drop_upstream(c);
+		c->pos = (size_t)hl;
+		goto fallback;
+	}
+	c->rlen = c->rpos = 0;
+	c->frq = rq;
+	c->ev_up = (struct evtag){c, EV_UP};
+	ev = (struct epoll_event){.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT,
+				  .data.ptr = &c->ev_up};
+	pthread_mutex_lock(&p->lock);
+	if (epoll_ctl(p->idle_ep, EPOLL_CTL_MOD, up->s.fd, &ev) < 0 &&
+	    (errno != ENOENT || epoll_ctl(p->idle_ep, EPOLL_CTL_ADD, up->s.fd, &ev) < 0)) {
+		pthread_mutex_unlock(&p->lock);
+		c->resume = RESUME_AFTER_SEND; /* sent: a thread reads the response */
+		return false;
+	}
+	c->waiting = true;
+	c->deadline_ms = now_ms() + (uint64_t)UPSTREAM_READ_SECS * 1000;
+	c->iprev = p->wait_tail;
+	c->inext = NULL;
+	if (p->wait_tail)
+		p->wait_tail->inext = c;
+	else
+		p->wait_head = c;
+	p->wait_tail = c;
+	p->n_wait++;
+	pthread_mutex_unlock(&p->lock);
+	return true;
+fallback:
+	finish_request(c, rq, 0); /* frees rq; nothing was sent */
+	return false;
+}
+
+/* Write buf[0, n) to the workload without blocking. 0 when all of it went; -ETIMEDOUT
+ * when the rest must wait, with *off the bytes already taken (plain sockets; TLS takes
+ * a retry of the whole buffer, so *off stays 0); other -errno. */
+static int fast_write(struct conn *c, const char *buf, size_t n, size_t *off)
+{
+	*off = 0;
+	if (c->cs.ssl)
+		return stream_write(&c->cs, buf, n);
+	while (*off < n) {
+		ssize_t w = send(c->cs.fd, buf + *off, n - *off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
+		*off += (size_t)w;
+	}
+	return 0;
+}
+
+/* The upstream of a request the loop sent is readable. A complete response head with
+ * its whole Content-Length body in hand is answered from here; anything else (more to
+ * read than one response head, 1xx, 401, chunked or long bodies, a client that does not
+ * take the answer at once) goes to a thread at the matching point. Returns false when
+ * c must go to a thread (c->resume says where), true when the loop keeps or closed it. */
+static bool fast_response(struct conn *c)
+{
+	struct proxy *p = c->p;
+	struct reqctx *rq = c->frq;
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT,
+				 .data.ptr = &c->ev_up};
+	bool keep;
+	size_t n, off;
+	ssize_t got;
+	long hl;
+	int w;
+
+	c->resume = RESUME_AFTER_SEND;
+	got = stream_read(&c->up->s, c->rbuf + c->rlen, HTTP1_MAX_HEAD - c->rlen);
+	if (got == -ETIMEDOUT)
+		goto rearm;
+	if (got <= 0)
+		return false; /* the thread reads again: a stale connection is retried */
+	c->rlen += (size_t)got;
+	hl = http1_parse_response(c->rbuf, c->rlen, rq->method, &c->resp);
+	if (hl == 0 && c->rlen < HTTP1_MAX_HEAD)
+		goto rearm;
+	if (hl <= 0 || c->resp.status < 200 || c->resp.status == 401)
+		return false;
+	if (!(c->resp.body == HTTP1_BODY_NONE && c->rlen == (size_t)hl) &&
+	    !(c->resp.body == HTTP1_BODY_LENGTH && c->rlen - (size_t)hl == c->resp.content_length))
+		return false;
+	keep = c->req.keep_alive && !atomic_load(&p->stopping);
+	if (inject_response(&c->resp, keep, c->req.minor, c->obuf, PROXY_OBUF, &n) < 0 ||
+	    c->rlen - (size_t)hl > PROXY_OBUF - n)
+		return false;
+	memcpy(c->obuf + n, c->rbuf + hl, c->rlen - (size_t)hl);
+	n += c->rlen - (size_t)hl;
+	c->rpos = c->rlen;
+	rq->status = c->resp.status;
+	if (c->resp.keep_alive)
+		release_upstream(c);
+	else
+		drop_upstream(c);
+	c->frq = NULL;
+	w = fast_write(c, c->obuf, n, &off);
+	if (w == -ETIMEDOUT) { /* the client's window is full: a thread waits for it */
+		c->frq = rq;
+		c->resume = RESUME_WRITE;
+		c->pending = n;
+		c->pending_off = off;
+		c->pending_keep = keep;
+		return false;
+	}
+	c->resume = RESUME_NONE;
+	if (finish_request(c, rq, w == 0 && keep)) {
+		bool ok;
+		pthread_mutex_lock(&p->lock);
+		ok = park_locked(c);
+		pthread_mutex_unlock(&p->lock);
+		if (ok)
+			return true;
+		return false; /* stopping: a thread closes it */
+	}
+	/* Connection: close (or the write failed): a thread closes it lingering, so the
+	 * answer is not destroyed by a reset */
+	c->resume = RESUME_CLOSE;
+	return false;
+rearm:
+	if (epoll_ctl(p->idle_ep, EPOLL_CTL_MOD, c->up->s.fd, &ev) < 0)
+		return false;
+	pthread_mutex_lock(&p->lock);
+	c->iprev = p->wait_tail;
+	c->inext = NULL;
+	if (p->wait_tail)
+		p->wait_tail->inext = c;
+	else
+		p->wait_head = c;
+	p->wait_tail = c;
+	p->n_wait++;
+	c->waiting = true;
+	pthread_mutex_unlock(&p->lock);
+	return true;
+}
+
+/* Hand c to a thread from the loop (blocking mode first); closes it if that fails. */
+static void loop_dispatch(struct proxy *p, struct conn *c)
+{
+	int r = -1;
+
+	if (to_thread_mode(c)) {
+		pthread_mutex_lock(&p->lock);
+		r = dispatch_locked(p, c);
+		pthread_mutex_unlock(&p->lock);
+	}
+	if (r < 0) {
+		if (c->frq) {
+			finish_request(c, c->frq, 0);
+			c->frq = NULL;
+		}
+		close_idle(c);
+	}
+}
+
+/* A request the loop sent got no response in UPSTREAM_READ_SECS: 504, as a thread
+ * would answer, and the connection closes. */
+static void fast_timeout(struct conn *c)
+{
+	struct reqctx *rq = c->frq;
+
+	c->frq = NULL;
+	drop_upstream(c);
+	/* best effort: the socket stays non-blocking, a client that does not read gets
+	 * nothing rather than stalling the loop */
+	upstream_failed(c, rq, 504, "failed", "no response in time");
+	finish_request(c, rq, 0);
+	close_idle(c);
+}
+
 static void *idle_main(void *arg)
 {
 	struct proxy *p = arg;
 	struct epoll_event evs[64];
 
 	while (!atomic_load(&p->stopping)) {
-		struct conn *expired = NULL, *fail = NULL;
+		struct conn *expired = NULL, *late = NULL, *work[64];
+		int kinds[64], nw = 0;
 		int n = epoll_wait(p->idle_ep, evs, 64, 1000);
 		uint64_t now = now_ms();
 
 		pthread_mutex_lock(&p->lock);
 		for (int i = 0; i < n; i++) {
-			struct conn *c = evs[i].data.ptr;
-			if (!c) /* idle_wake: stopping */
+			struct evtag *t = evs[i].data.ptr;
+			if (!t) /* idle_wake: stopping */
 				continue;
-			if (!c->parked)
+			struct conn *c = t->c;
+			if (t->kind == EV_CLIENT && c->parked)
+				idle_unlink(p, c);
+			else if (t->kind == EV_UP && c->waiting)
+				wait_unlink(p, c);
+			else
 				continue;
-			idle_unlink(p, c);
-			if (dispatch_locked(p, c) < 0) {
-				c->inext = fail;
-				fail = c;
-			}
+			work[nw] = c;
+			kinds[nw++] = t->kind;
 		}
+		/* now was read before the lock: a connection parked since is newer than now
+		 * (compare without subtracting, or it wraps into "idle for ages") */
 		while (p->idle_head &&
-		       now - p->idle_head->parked_ms >= (uint64_t)PROXY_IDLE_SECS * 1000) {
+		       now >= p->idle_head->parked_ms + (uint64_t)PROXY_IDLE_SECS * 1000) {
 			struct conn *c = p->idle_head;
 			idle_unlink(p, c);
 			c->inext = expired;
 			expired = c;
 		}
+		/* buffers of connections idle a while go back (the fast path keeps them
+		 * between requests that follow each other) */
+		for (struct conn *c = p->idle_head;
+		     c && now >= c->parked_ms + PROXY_IDLE_FREE_MS; c = c->inext) {
+			if (c->buf) {
+				free(c->buf);
+				free(c->rbuf);
+				free(c->obuf);
+				c->buf = c->rbuf = c->obuf = NULL;
+			}
+		}
+		while (p->wait_head && now >= p->wait_head->deadline_ms) {
+			struct conn *c = p->wait_head;
+			wait_unlink(p, c);
+			c->inext = late;
+			late = c;
+		}
 		pthread_mutex_unlock(&p->lock);
+		for (int i = 0; i < nw; i++) {
+			struct conn *c = work[i];
+			bool kept = kinds[i] == EV_CLIENT ? fast_start(c) : fast_response(c);
+			if (!kept)
+				loop_dispatch(p, c);
+		}
 		for (struct conn *c = expired, *nx; c; c = nx) {
 			nx = c->inext;
 			close_idle(c);
 		}
-		for (struct conn *c = fail, *nx; c; c = nx) {
+		for (struct conn *c = late, *nx; c; c = nx) {
 			nx = c->inext;
-			close_idle(c);
+			fast_timeout(c);
 		}
 	}
-	/* stopping: no thread serves a parked connection; close them here */
+	/* stopping: no thread serves a parked or waiting connection; close them here */
 	for (;;) {
 		struct conn *c;
 		pthread_mutex_lock(&p->lock);
 		c = p->idle_head;
 		if (c)
 			idle_unlink(p, c);
+		else if ((c = p->wait_head) != NULL)
+			wait_unlink(p, c);
 		pthread_mutex_unlock(&p->lock);
 		if (!c)
 			break;
+		if (c->frq) {
+			finish_request(c, c->frq, 0);
+			c->frq = NULL;
+		}
 		unregister_conn(c);
 		conn_free(c);
 	}

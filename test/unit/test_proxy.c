@@ -766,6 +766,43 @@ static void test_idle_loop(struct proxy *px)
 	free(cs);
 }
 
+/* Many short connections, one request each, from several processes at once: every
+ * connection is parked in the idle loop right after it is set up, so this crosses the
+ * loop's bookkeeping (a connection parked while the loop was between reading the clock
+ * and taking the lock used to look idle for ages and was closed unanswered). */
+static void test_short_conns(void)
+{
+	enum { KIDS = 4, EACH = 300 };
+	pid_t kids[KIDS];
+	int good = 0;
+
+	for (int i = 0; i < KIDS; i++) {
+		kids[i] = fork();
+		if (kids[i] == 0) {
+			for (int j = 0; j < EACH; j++) {
+				struct client *c = calloc(1, sizeof(*c));
+				struct reply r;
+				if (!c || client_connect(c, plain_port) < 0 ||
+				    client_do(c, "GET /short HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+					      "GET", &r) < 0 ||
+				    r.status != 200)
+					_exit(2);
+				stream_close(&c->s);
+				free(c);
+			}
+			_exit(0);
+		}
+	}
+	for (int i = 0; i < KIDS; i++) {
+		int st = 0;
+		if (kids[i] > 0 && waitpid(kids[i], &st, 0) == kids[i] && WIFEXITED(st) &&
+		    WEXITSTATUS(st) == 0)
+			good++;
+	}
+	ok(good == KIDS, "%d processes x %d new connections, one request each: every one answered",
+	   KIDS, EACH);
+}
+
 static void test_reload(struct registry *reg)
 {
 	struct client *c = calloc(1, sizeof(*c));
@@ -1804,6 +1841,7 @@ int main(void)
 		test_refusals();
 		test_pool_reuse();
 		test_idle_loop(px);
+		test_short_conns();
 		test_reload(reg);
 		test_connect(tca);
 		test_transparent(tca, rv, &po);
