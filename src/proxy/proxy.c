@@ -1575,8 +1575,14 @@ static bool fast_start(struct conn *c)
 		pthread_mutex_unlock(&p->lock);
 		return ok;
 	}
-	if (n <= 0)
-		return false; /* EOF or an error: a thread sees it again and ends quietly */
+	if (n == 0 || n == -EPIPE || n == -ECONNRESET) {
+		/* the client closed between requests: nothing to answer, nothing to linger
+		 * for; closed here without waking a thread */
+		close_idle(c);
+		return true;
+	}
+	if (n < 0)
+		return false; /* an error: a thread sees it again and ends quietly */
 	c->len = (size_t)n;
 	hl = http1_parse_request(c->buf, c->len, &c->req);
 	if (hl <= 0 || c->req.expect_continue)
