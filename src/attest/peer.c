@@ -465,6 +465,41 @@ static bool older(const struct holder *a, const struct holder *b)
 	return a->pid < b->pid;
 }
 
+/* The usual case, one holder: only its uids matter (nothing to compare it with, and
+ * the caller attests it right after), so /proc/<pid>/status is the one file read. */
+static int choose_one(pid_t pid, uint32_t sock_uid, pid_t *ret_pid)
+{
+	char buf[4096];
+	uint32_t uids[4];
+	ssize_t n;
+	int dirfd, fd, r;
+
+	dirfd = attest_proc_open(pid);
+	if (dirfd < 0)
+		return dirfd == -ESRCH ? -ENOENT : dirfd; /* exited since the scan */
+	fd = openat(dirfd, "status", O_RDONLY | O_CLOEXEC);
+	r = fd < 0 ? -errno : 0;
+	close(dirfd);
+	if (r < 0)
+		return r == -ENOENT || r == -ESRCH ? -ENOENT : r;
+	n = read(fd, buf, sizeof(buf) - 1);
+	r = n < 0 ? -errno : 0;
+	close(fd);
+	if (r == -ESRCH || n == 0)
+		return -ENOENT;
+	if (r < 0)
+		return r;
+	buf[n] = '\0';
+	if (attest_parse_ids(buf, (size_t)n, "Uid:", uids) < 0)
+		return -EINVAL;
+	for (int i = 0; i < 4; i++)
+		if (uids[i] == sock_uid) {
+			*ret_pid = pid;
+			return 0;
+		}
+	return -EADDRINUSE; /* socket handed over or privileges changed since */
+}
+
 /* Read the holders' facts, check they agree and own the socket's uid, pick the oldest. */
 static int choose(struct holder *hs, size_t n, uint32_t sock_uid, pid_t *ret_pid)
 {
@@ -546,7 +581,7 @@ int attest_tcp_peer_pid(const struct sockaddr *peer, const struct sockaddr *loca
 		r = -ENOENT;
 		goto out;
 	}
-	r = choose(hs, nh, uid, ret_pid);
+	r = nh == 1 ? choose_one(hs[0].pid, uid, ret_pid) : choose(hs, nh, uid, ret_pid);
 out:
 	free(hs);
 	return r;
