@@ -72,6 +72,12 @@ struct ca {
 
 	pthread_mutex_t lock; /* guards everything below */
 	EVP_PKEY *jwt_key;    /* current signing key */
+	/* a DigestSign context initialised for jwt_tmpl_key: each JWT copies it (saves the
+	 * provider fetches of an init, ~3 µs of a ~25 µs mint); rebuilt when the key
+	 * rotates. Under lock. */
+	EVP_MD_CTX *jwt_tmpl;
+	EVP_PKEY *jwt_tmpl_key;
+	EVP_MD_CTX *x509_signer; /* the same for X.509-SVIDs, ca_key (built on first use) */
 	struct jwt_pub cur;
 	time_t cur_created;
 	struct jwt_pub retired[CA_MAX_RETIRED];
@@ -396,6 +402,9 @@ static int install_key(struct ca *ca, EVP_PKEY *key, time_t now)
 		return r;
 	}
 	jwt_pub_done(&dropped);
+	EVP_MD_CTX_free(ca->jwt_tmpl); /* signs with the old key */
+	ca->jwt_tmpl = NULL;
+	ca->jwt_tmpl_key = NULL;
 	EVP_PKEY_free(ca->jwt_key);
 	ca->jwt_key = key;
 	ca->cur = pub;
@@ -561,6 +570,8 @@ void ca_free(struct ca *ca)
 		return;
 	for (size_t i = 0; i < ca->n_retired; i++)
 		jwt_pub_done(&ca->retired[i]);
+	EVP_MD_CTX_free(ca->jwt_tmpl);
+	EVP_MD_CTX_free(ca->x509_signer);
 	EVP_PKEY_free(ca->jwt_key);
 	EVP_PKEY_free(ca->ca_key);
 	X509_free(ca->ca_cert);
@@ -589,9 +600,8 @@ const char *ca_issuer(const struct ca *ca)
 /* ---- JWT-SVID ---- */
 
 /* ES256 (RFC 7518 §3.4): ECDSA P-256 over SHA-256, signature as raw r||s. */
-static int es256_sign(EVP_PKEY *k, const void *tbs, size_t n, unsigned char ret[static 64])
+static int es256_sign(EVP_MD_CTX *md, const void *tbs, size_t n, unsigned char ret[static 64])
 {
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	unsigned char der[80];
 	const unsigned char *p = der;
 	size_t dlen = sizeof(der);
@@ -599,8 +609,7 @@ static int es256_sign(EVP_PKEY *k, const void *tbs, size_t n, unsigned char ret[
 	const BIGNUM *r, *s;
 	int rc = -EIO;
 
-	if (!md || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, k) != 1 ||
-	    EVP_DigestSign(md, der, &dlen, tbs, n) != 1)
+	if (!md || EVP_DigestSign(md, der, &dlen, tbs, n) != 1)
 		goto out;
 	sig = d2i_ECDSA_SIG(NULL, &p, (long)dlen);
 	if (!sig)
@@ -613,8 +622,34 @@ out:
 	if (rc < 0)
 		ossl_drain();
 	ECDSA_SIG_free(sig);
-	EVP_MD_CTX_free(md);
 	return rc;
+}
+
+/* A DigestSign context for the current JWT key, copied from the template (built on
+ * first use and after a rotation). Under ca->lock. NULL on failure. */
+static EVP_MD_CTX *jwt_sign_ctx_locked(struct ca *ca)
+{
+	EVP_MD_CTX *md;
+
+	if (ca->jwt_tmpl_key != ca->jwt_key || !ca->jwt_tmpl) {
+		EVP_MD_CTX *t = EVP_MD_CTX_new();
+		if (!t || !sha256_md() ||
+		    EVP_DigestSignInit(t, NULL, sha256_md(), NULL, ca->jwt_key) != 1) {
+			EVP_MD_CTX_free(t);
+			ossl_drain();
+			return NULL;
+		}
+		EVP_MD_CTX_free(ca->jwt_tmpl);
+		ca->jwt_tmpl = t;
+		ca->jwt_tmpl_key = ca->jwt_key;
+	}
+	md = EVP_MD_CTX_new();
+	if (!md || EVP_MD_CTX_copy_ex(md, ca->jwt_tmpl) != 1) {
+		EVP_MD_CTX_free(md);
+		ossl_drain();
+		return NULL;
+	}
+	return md;
 }
 
 static char *jwt_claims(const struct ca *ca, const char *sub, const char *const *aud,
@@ -649,6 +684,7 @@ int ca_mint_jwt(struct ca *ca, const char *workload_path, const char *const *aud
 	unsigned char rnd[16], sig[64];
 	struct secret *jwt = NULL;
 	EVP_PKEY *key = NULL;
+	EVP_MD_CTX *signer = NULL;
 	char *claims = NULL;
 	size_t hlen, clen, need, off;
 	time_t now;
@@ -678,9 +714,10 @@ int ca_mint_jwt(struct ca *ca, const char *workload_path, const char *const *aud
 	now = ca->clock();
 	if (EVP_PKEY_up_ref(ca->jwt_key))
 		key = ca->jwt_key;
+	signer = key ? jwt_sign_ctx_locked(ca) : NULL;
 	memcpy(kid, ca->cur.kid, sizeof(kid));
 	pthread_mutex_unlock(&ca->lock);
-	if (!key) {
+	if (!key || !signer) {
 		r = -EIO;
 		goto out;
 	}
@@ -719,7 +756,7 @@ int ca_mint_jwt(struct ca *ca, const char *workload_path, const char *const *aud
 	if (n < 0)
 		goto out;
 	off += (size_t)n;
-	if ((r = es256_sign(key, jwt->data, off, sig)) < 0)
+	if ((r = es256_sign(signer, jwt->data, off, sig)) < 0)
 		goto out;
 	r = -EIO;
 	jwt->data[off++] = '.';
@@ -737,6 +774,7 @@ out:
 	explicit_bzero(sig, sizeof(sig));
 	free(claims);
 	secret_free(jwt);
+	EVP_MD_CTX_free(signer);
 	EVP_PKEY_free(key);
 	return r;
 }
@@ -1142,6 +1180,27 @@ void ca_tick(struct ca *ca)
 
 /* ---- X.509-SVID and CA certificate ---- */
 
+/* Sign an X.509-SVID with the CA key: a copy of the signing template, taken under the
+ * lock, signs outside it. */
+static int x509_sign(struct ca *ca, X509 *x)
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	bool ok = false;
+	int r = -EIO;
+
+	pthread_mutex_lock(&ca->lock);
+	if (!ca->x509_signer)
+		ca->x509_signer = certbuild_signer_new(ca->ca_key);
+	ok = md && ca->x509_signer && EVP_MD_CTX_copy_ex(md, ca->x509_signer) == 1;
+	pthread_mutex_unlock(&ca->lock);
+	if (ok)
+		r = certbuild_sign_ctx(x, md);
+	else
+		ossl_drain();
+	EVP_MD_CTX_free(md);
+	return r;
+}
+
 int ca_mint_x509(struct ca *ca, const char *workload_path, struct secret **ret_key,
 		 unsigned char **ret_cert, size_t *ret_cert_len)
 {
@@ -1178,7 +1237,7 @@ int ca_mint_x509(struct ca *ca, const char *workload_path, struct secret **ret_k
 				     CERTBUILD_KU_KEY_ENCIPHERMENT | CERTBUILD_KU_KEY_AGREEMENT,
 				     true)) < 0 ||
 	    (r = certbuild_add_san(x, CERTBUILD_SAN_URI, id)) < 0 ||
-	    (r = certbuild_sign(x, ca->ca_key)) < 0 ||
+	    (r = x509_sign(ca, x)) < 0 ||
 	    (r = certbuild_cert_der(x, &der, &der_len)) < 0 ||
 	    (r = certbuild_key_pkcs8_der(key, &p8)) < 0)
 		goto out;

@@ -295,6 +295,23 @@ int certbuild_sign(X509 *x, EVP_PKEY *key)
 	return X509_sign(x, key, EVP_sha256()) > 0 ? 0 : ossl_fail(-EIO);
 }
 
+EVP_MD_CTX *certbuild_signer_new(EVP_PKEY *key)
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+
+	if (!md || !sha256_md() || EVP_DigestSignInit(md, NULL, sha256_md(), NULL, key) != 1) {
+		EVP_MD_CTX_free(md);
+		ERR_clear_error();
+		return NULL;
+	}
+	return md;
+}
+
+int certbuild_sign_ctx(X509 *x, EVP_MD_CTX *md)
+{
+	return X509_sign_ctx(x, md) > 0 ? 0 : ossl_fail(-EIO);
+}
+
 int certbuild_self_signed_ca(EVP_PKEY *key, const char *o, const char *cn, const char *uri_san,
 			     int pathlen, time_t now, uint32_t lifetime, X509 **ret)
 {

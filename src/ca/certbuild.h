@@ -48,6 +48,12 @@ int certbuild_add_san(X509 *x, enum certbuild_san kind, const char *value);
 int certbuild_leaf_exts(X509 *x, X509 *issuer, unsigned ku, bool client_auth);
 /* Sign x with key (ECDSA with SHA-256). */
 int certbuild_sign(X509 *x, EVP_PKEY *key);
+/* A DigestSign context for key (SHA-256) to sign with many times through
+ * certbuild_sign_with: a copy per certificate skips the provider fetches of an init.
+ * NULL on failure. Free with EVP_MD_CTX_free. */
+EVP_MD_CTX *certbuild_signer_new(EVP_PKEY *key);
+/* Sign x with md, a copy of a certbuild_signer_new context (used up). 0 or -errno. */
+int certbuild_sign_ctx(X509 *x, EVP_MD_CTX *md);
 
 /* A self-signed CA certificate for key: cA=true (pathlen when >= 0), critical KU
  * keyCertSign|cRLSign, SKI, AKI, optional URI SAN, validity [now-60 s, now+lifetime]. */
