@@ -41,6 +41,33 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
 static pthread_mutex_t keygen_lock = PTHREAD_MUTEX_INITIALIZER;
 static EVP_PKEY_CTX *keygen_ctx;
 
+/* The public point of a key made by certbuild_keygen, kept with the key (ex_data, freed
+ * with it): reading it back through the provider's parameters costs ~6 µs each time,
+ * and a leaf needs it twice (SPKI, PKCS#8). Public data, plain malloc. */
+static int point_idx = -1;
+static pthread_once_t point_once = PTHREAD_ONCE_INIT;
+
+static void point_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+		       void *argp)
+{
+	(void)parent;
+	(void)ad;
+	(void)idx;
+	(void)argl;
+	(void)argp;
+	free(ptr);
+}
+
+static void point_index(void) { point_idx = EVP_PKEY_get_ex_new_index(0, NULL, NULL, NULL, point_free); }
+
+static const unsigned char *cached_point(const EVP_PKEY *key)
+{
+	pthread_once(&point_once, point_index);
+	return point_idx >= 0 ? EVP_PKEY_get_ex_data(key, point_idx) : NULL;
+}
+
+static int p256_point(const EVP_PKEY *key, unsigned char out[static 65]);
+
 int certbuild_keygen(EVP_PKEY **ret)
 {
 	EVP_PKEY *k = NULL;
@@ -59,6 +86,13 @@ int certbuild_keygen(EVP_PKEY **ret)
 	pthread_mutex_unlock(&keygen_lock);
 	if (!k)
 		return ossl_fail(-EIO);
+	unsigned char *pt = malloc(65);
+	pthread_once(&point_once, point_index);
+	if (pt && point_idx >= 0 && p256_point(k, pt) == 0 &&
+	    EVP_PKEY_set_ex_data(k, point_idx, pt) == 1)
+		pt = NULL; /* the key owns it now */
+	free(pt);
+	ERR_clear_error();
 	*ret = k;
 	return 0;
 }
@@ -66,8 +100,13 @@ int certbuild_keygen(EVP_PKEY **ret)
 /* The uncompressed public point (65 bytes) of a P-256 key. */
 static int p256_point(const EVP_PKEY *key, unsigned char out[static 65])
 {
+	const unsigned char *c = cached_point(key);
 	size_t n = 0;
 
+	if (c) {
+		memcpy(out, c, 65);
+		return 0;
+	}
 	if (!certbuild_is_p256(key) ||
 	    EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, out, 65, &n) !=
 		1 ||
@@ -108,6 +147,8 @@ bool certbuild_is_p256(const EVP_PKEY *key)
 
 	if (!key || !EVP_PKEY_is_a(key, "EC"))
 		return false;
+	if (cached_point(key))
+		return true; /* made by certbuild_keygen: P-256 */
 	if (!EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, name, sizeof(name),
 					    &len)) {
 		ERR_clear_error();
