@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/proxy.sh [BUILD_DIR] — vouchd's proxy side by side with HAProxy (Debian 12: 2.6) and
 # a no-proxy baseline, on one host, one upstream, one client and one CPU placement
-# (issue 5). Writes docs/BENCH-PROXY.md (exact commands, machine, tables) and prints it.
+# (issue 5). Writes PROXY_DOC (default BUILD_DIR/bench-proxy.md; `make bench` puts it into
+# docs/BENCHMARKS.md): exact commands, machine, tables, goal verdicts; and prints it.
 #
 #   baseline  loadgen --TLS--> upstream
 #   haproxy   loadgen --TLS--> haproxy (strip x-api-key, set Authorization, TLS out, reuse) --> upstream
@@ -24,7 +25,7 @@ set -euo pipefail
 build=${1:-build}
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
-doc=${PROXY_DOC:-docs/BENCH-PROXY.md}
+doc=${PROXY_DOC:-$build/bench-proxy.md}
 
 if [ "$(id -u)" != 0 ]; then
 	echo "bench/proxy.sh: skipped: needs root (apt-get install haproxy, CPU pinning). $doc left as is."
@@ -55,6 +56,7 @@ fi
 make --no-print-directory -f Makefile -f bench/bench.mk BUILD="$build" "$build/bench/loadgen" \
 	"$build/bench/upstream" >/dev/null
 loadgen=$(realpath "$build/bench/loadgen")
+py_exe=$(readlink -f /usr/bin/python3) # bench/idle_conns.py, a second bound workload
 upstream_bin=$(realpath "$build/bench/upstream")
 vouchd_bin=$(realpath "$build/vouchd")
 
@@ -175,6 +177,21 @@ if [[ " $targets " == *" vouchd "* ]]; then
 		  credentialSource: standin
 		  workloadID: bench/loadgen
 		  propagation: {injection: {selectors: [{"svc:name": anthropic-api}]}}
+		---
+		apiVersion: vouch.dev/v1alpha1
+		kind: WorkloadIdentity
+		metadata: {name: idle-client}
+		spec:
+		  workloadID: bench/idle-client
+		  selectors: [{"process:binary:path": "$py_exe"}]
+		---
+		apiVersion: vouch.dev/v1alpha1
+		kind: CredentialBinding
+		metadata: {name: idle-client}
+		spec:
+		  credentialSource: standin
+		  workloadID: bench/idle-client
+		  propagation: {injection: {selectors: [{"svc:name": anthropic-api}]}}
 	EOF
 	cat >"$v/vouchd.yaml" <<-EOF
 		trustDomain: vouch.test
@@ -190,6 +207,7 @@ if [[ " $targets " == *" vouchd "* ]]; then
 		upstreamCAFile: "$c/ca.crt"
 		jwtTTL: 300
 		logLevel: warn
+		maxConnections: 20000
 		intercept: {enabled: false}
 	EOF
 	if [ -z "$standin_port" ]; then
@@ -256,13 +274,17 @@ rss_kb() {
 	awk '/^VmRSS:/ {print $2}' /proc/"$1"/status
 }
 
-read -ra cases <<<"${PROXY_CASES:-r500c1 r500c16 r1000c1 r1000c16 max newconn}"
+read -ra cases <<<"${PROXY_CASES:-r500c1 r500c16 r1000c1 r1000c16 s1000c1 s1000c16 max newconn}"
 case_args() {
 	case $1 in
 	r500c1) echo "--rate 500 --conns 1 --duration $dur --warmup $warm" ;;
 	r500c16) echo "--rate 500 --conns 16 --duration $dur --warmup $warm" ;;
 	r1000c1) echo "--rate 1000 --conns 1 --duration $dur --warmup $warm" ;;
 	r1000c16) echo "--rate 1000 --conns 16 --duration $dur --warmup $warm" ;;
+	# s*: the same, with the proxy moved onto the client's CPU for the run (no cross-CPU
+	# wake-ups; the proxy then competes with loadgen and the upstream for one CPU)
+	s1000c1) echo "--rate 1000 --conns 1 --duration $dur --warmup $warm" ;;
+	s1000c16) echo "--rate 1000 --conns 16 --duration $dur --warmup $warm" ;;
 	max) echo "--max --conns 16 --duration $maxdur --warmup 0.5" ;;
 	newconn) echo "--new-conns --conns 4 --duration $maxdur --warmup 0.5" ;;
 	esac
@@ -286,9 +308,11 @@ for rep in $(seq "$reps"); do
 			c0=$(cpu_ns "$pid")
 			sl0=$(steal_ticks "$load_cpu")
 			sp0=$(steal_ticks "$proxy_cpu")
+			[[ $cs == s* && -n "$pid" ]] && taskset -apc "$load_cpu" "$pid" >/dev/null
 			w0=$(date +%s%N)
 			out=$("${pin[@]}" "$load_cpu" "$loadgen" "${args[@]}" --label "$t/$cs" 2>"$tmp/lg.err") || true
 			w1=$(date +%s%N)
+			[[ $cs == s* && -n "$pid" ]] && taskset -apc "$proxy_cpu" "$pid" >/dev/null
 			c1=$(cpu_ns "$pid")
 			read -r uc1 ur1 <<<"$(up_stats)"
 			sl1=$(steal_ticks "$load_cpu")
@@ -301,6 +325,28 @@ for rep in $(seq "$reps"); do
 			echo "$out rep=$rep target=$t case=$cs proxy_cpu_ns=$((c1 - c0)) wall_ns=$((w1 - w0)) rss_kb=$(rss_kb "$pid") steal_pct=$steal up_conns=$((uc1 - uc0 - 1)) up_requests=$((ur1 - ur0))" >>"$results"
 			echo "  $out steal%(load/proxy CPU)=$steal"
 		done
+	done
+done
+# --- memory per idle keep-alive connection (one request each, then idle), per proxy
+idle_ns=${PROXY_IDLE_CONNS:-1000 10000}
+for t in $targets; do
+	[ "$t" = baseline ] && continue
+	pid=$(target_pid "$t")
+	for n in $idle_ns; do
+		n_t=$n
+		case $t in
+		haproxy) # its maxconn (bench/haproxy.cfg.in) is bounded by the fd hard limit
+			[ "$n_t" -gt 9000 ] && n_t=9000
+			iargs=(--target "localhost:$ha_port" --ca "$c/ca.crt") ;;
+		vouchd) iargs=(--target "localhost:$up_port" --proxy-connect "127.0.0.1:$v_proxy_port" --ca "$v_ca") ;;
+		esac
+		line=$("${pin[@]}" "$load_cpu" /usr/bin/python3 bench/idle_conns.py --pid "$pid" -n "$n_t" "${iargs[@]}" \
+			2>"$tmp/idle.err") || true
+		[ -s "$tmp/idle.err" ] && echo "  $t idle $n: $(head -c 300 "$tmp/idle.err")" >&2
+		[ -n "$line" ] || line="idle n=$n_t ok=0 failed=1"
+		echo "$line target=$t" >>"$results"
+		echo "  $t: $line"
+		sleep 2
 	done
 done
 t_total=$(($(date +%s) - t_start))
@@ -321,14 +367,19 @@ for t in $targets; do echo "rss_idle target=$t kb=${rss_idle[$t]}" >>"$results";
 import sys, statistics as st
 rows = []
 rss_idle = {}
+idle = []
 for line in open(sys.argv[1]):
     kv = dict(p.split("=", 1) for p in line.split()[1:] if "=" in p)
     if line.startswith("rss_idle"):
         rss_idle[kv["target"]] = int(kv["kb"] or 0)
         continue
+    if line.startswith("idle "):
+        idle.append(kv)
+        continue
     rows.append(kv)
 targets = "$targets".split()
-cases = ["r500c1", "r500c16", "r1000c1", "r1000c16", "max", "newconn"]
+cases = [c for c in "${cases[*]}".split()]
+lat_cases = [c for c in cases if c[0] in "rs"]
 def vals(t, c, k):
     return [float(r[k]) for r in rows if r.get("target") == t and r.get("case") == c and k in r and "failed" not in r]
 def med(v):
@@ -343,11 +394,11 @@ def fmt(v, unit="", d=None):
 def errs(t, c):
     return int(sum(vals(t, c, "errors")))
 P = print
-P("# vouchd proxy vs HAProxy vs no proxy (bench/proxy.sh)")
+P("## Proxy side by side: vouchd, HAProxy 2.6 and no proxy (issue 5)")
 P()
-P("Scratch results written by \`bench/proxy.sh\` (issue 5); to be merged into docs/BENCHMARKS.md.")
+P("Written by \`bench/proxy.sh\` (run by \`make bench\`, or on its own).")
 P()
-P("## How it was run")
+P("### How it was run")
 P()
 P("\`\`\`")
 P("sudo bench/proxy.sh $build     # BENCH_REPS=$reps PROXY_DURATION=$dur PROXY_MAX_DURATION=$maxdur PROXY_WARMUP=$warm")
@@ -371,13 +422,15 @@ st_p = [float(r["steal_pct"].split("/")[1]) for r in rows if "steal_pct" in r]
 if st_l:
     P(f"- **Hypervisor steal time** during the runs (share of wall time the vCPU was runnable but not running, /proc/stat): CPU $load_cpu median {st.median(st_l):.0f}% (max {max(st_l):.0f}%), CPU $proxy_cpu median {st.median(st_p):.0f}% (max {max(st_p):.0f}%). Stalls of this kind are invisible to the guest's scheduler (no nice level or real-time priority avoids them) and they set the tail: read p99/max as the host's noise, compare p50s, and rerun on a quiet host before quoting tails.")
 P()
-P("## Latency at fixed rates (µs, 1 KB response)")
+P("### Latency at fixed rates (µs, 1 KB response)")
 P()
 hdr = "| rate, conns | percentile | " + " | ".join(targets) + " | " + " | ".join(f"added {t}" for t in targets if t != "baseline") + " |"
 P(hdr)
 P("|" + "---|" * (2 + len(targets) + len([t for t in targets if t != "baseline"])))
-for c in cases[:4]:
+for c in lat_cases:
     rate = c[1:].split("c")[0]; conns = c.split("c")[-1]
+    if c[0] == "s":
+        conns += ", proxy on the client's CPU"
     for k, name in (("p50_us", "p50"), ("p90_us", "p90"), ("p99_us", "p99"), ("max_us", "max")):
         cells = [fmt(vals(t, c, k)) for t in targets]
         b = med(vals("baseline", c, k))
@@ -396,35 +449,95 @@ if lag:
     P()
     P(f"The client's own share: at 1000 rps on 1 connection the baseline's first byte left loadgen a median {med(lag):.0f} µs after its scheduled time (\`send_lag_p50_us\` in the raw lines; timer wake-up of an idle vCPU). It is in every column alike, so it cancels in *added*; it is why the baseline p50 is well above the loopback round-trip floor.")
 P()
-P("## Throughput, connections and CPU")
+P("### Throughput, connections and CPU")
 P()
-P("| metric | " + " | ".join(targets) + " |")
-P("|---|" + "---|" * len(targets))
-P("| max requests/s (16 conns, closed loop) | " + " | ".join(fmt(vals(t, "max", "rps")) for t in targets) + " |")
+ratio_ok = "vouchd" in targets and "haproxy" in targets
+X = " | " if ratio_ok else ""
+def ratio(c, k):
+    a, b = med(vals("vouchd", c, k)), med(vals("haproxy", c, k))
+    return f"{a / b:.2f}" if a and b else "n/a"
+P("| metric | " + " | ".join(targets) + (" | vouchd / haproxy" if ratio_ok else "") + " |")
+P("|---|" + "---|" * (len(targets) + (1 if ratio_ok else 0)))
+P("| max requests/s (16 conns, closed loop) | " + " | ".join(fmt(vals(t, "max", "rps")) for t in targets) + (f" | {ratio('max', 'rps')}" if ratio_ok else "") + " |")
 def cpu_pct(t, c):
     return [100.0 * float(r["proxy_cpu_ns"]) / float(r["wall_ns"]) for r in rows if r.get("target") == t and r.get("case") == c and float(r.get("wall_ns", 0)) > 0]
-P("| proxy CPU during --max (% of one CPU) | " + " | ".join("—" if t == "baseline" else fmt(cpu_pct(t, "max"), "%") for t in targets) + " |")
-P("| p50 / p99 latency during --max (µs) | " + " | ".join(f"{fmt(vals(t, 'max', 'p50_us'))} / {fmt(vals(t, 'max', 'p99_us'))}" for t in targets) + " |")
+P("| proxy CPU during --max (% of one CPU) | " + " | ".join("—" if t == "baseline" else fmt(cpu_pct(t, "max"), "%") for t in targets) + X + " |")
+P("| p50 / p99 latency during --max (µs) | " + " | ".join(f"{fmt(vals(t, 'max', 'p50_us'))} / {fmt(vals(t, 'max', 'p99_us'))}" for t in targets) + X + " |")
 def us_per_req(t, c):
     return [float(r["proxy_cpu_ns"]) / float(r["wall_ns"]) * 1e6 / float(r["rps"]) for r in rows if r.get("target") == t and r.get("case") == c and float(r.get("wall_ns", 0)) > 0 and float(r.get("rps", 0)) > 0]
-P("| proxy CPU per request during --max (µs) | " + " | ".join("—" if t == "baseline" else fmt(us_per_req(t, "max")) for t in targets) + " |")
-P("| new connections/s (4 in parallel, full handshakes) | " + " | ".join(fmt(vals(t, "newconn", "rps")) for t in targets) + " |")
-P("| proxy CPU during --new-conns (% of one CPU) | " + " | ".join("—" if t == "baseline" else fmt(cpu_pct(t, "newconn"), "%") for t in targets) + " |")
-P("| p50 connect-to-answer during --new-conns (µs) | " + " | ".join(fmt(vals(t, "newconn", "p50_us")) for t in targets) + " |")
+P("| proxy CPU per request during --max (µs) | " + " | ".join("—" if t == "baseline" else fmt(us_per_req(t, "max")) for t in targets) + X + " |")
+P("| new connections/s (4 in parallel, full handshakes) | " + " | ".join(fmt(vals(t, "newconn", "rps")) for t in targets) + (f" | {ratio('newconn', 'rps')}" if ratio_ok else "") + " |")
+P("| proxy CPU during --new-conns (% of one CPU) | " + " | ".join("—" if t == "baseline" else fmt(cpu_pct(t, "newconn"), "%") for t in targets) + X + " |")
+P("| p50 connect-to-answer during --new-conns (µs) | " + " | ".join(fmt(vals(t, "newconn", "p50_us")) for t in targets) + X + " |")
 def cpu_per_k(t, c, rate):
     return [float(r["proxy_cpu_ns"]) / float(r["wall_ns"]) * 1000.0 / rate for r in rows if r.get("target") == t and r.get("case") == c and float(r.get("wall_ns", 0)) > 0]
-P("| proxy vCPU per 1000 rps (1000 rps, 16 conns; whole loadgen run incl. connection setup) | " + " | ".join("—" if t == "baseline" else fmt(cpu_per_k(t, "r1000c16", 1000.0), d=3) for t in targets) + " |")
-P("| proxy CPU per new connection during --new-conns (µs) | " + " | ".join("—" if t == "baseline" else fmt(us_per_req(t, "newconn")) for t in targets) + " |")
+P("| proxy vCPU per 1000 rps (1000 rps, 16 conns; whole loadgen run incl. connection setup) | " + " | ".join("—" if t == "baseline" else fmt(cpu_per_k(t, "r1000c16", 1000.0), d=3) for t in targets) + X + " |")
+P("| proxy CPU per new connection during --new-conns (µs) | " + " | ".join("—" if t == "baseline" else fmt(us_per_req(t, "newconn")) for t in targets) + X + " |")
 def reuse(t, c):
     return [100.0 * (1 - float(r["up_conns"]) / float(r["up_requests"])) for r in rows if r.get("target") == t and r.get("case") == c and float(r.get("up_requests", 0)) > 0]
-P("| upstream requests on a reused connection: 1000 rps × 16 conns / --max / --new-conns (%) | " + " | ".join("—" if t == "baseline" else f"{fmt(reuse(t, 'r1000c16'), '%')} / {fmt(reuse(t, 'max'), '%')} / {fmt(reuse(t, 'newconn'), '%')}" for t in targets) + " |")
-P("| proxy RSS idle / after the run (KB) | " + " | ".join("—" if t == "baseline" else f"{rss_idle.get(t, 0)} / {int(max(vals(t, 'newconn', 'rss_kb') or [0]))}" for t in targets) + " |")
+P("| upstream requests on a reused connection: 1000 rps × 16 conns / --max / --new-conns (%) | " + " | ".join("—" if t == "baseline" else f"{fmt(reuse(t, 'r1000c16'), '%')} / {fmt(reuse(t, 'max'), '%')} / {fmt(reuse(t, 'newconn'), '%')}" for t in targets) + X + " |")
+P("| proxy RSS idle / after the run (KB) | " + " | ".join("—" if t == "baseline" else f"{rss_idle.get(t, 0)} / {int(max(vals(t, 'newconn', 'rss_kb') or [0]))}" for t in targets) + X + " |")
 P()
 P("CPU per 1000 rps at a fixed 1000 rps is far above what the --max row implies (CPU per request there × 1000): at low rates every request pays the wake-up of an idle process on an idle vCPU, which on this VM (no halt-polling) costs more than the proxying itself; the --max figure is the per-request work. HAProxy pools its upstream connections (\`http-reuse always\`), so in --new-conns only the client-side handshake is new for it, and the upstream does no handshakes: that is why HAProxy's new connections/s can exceed the baseline's, where loadgen and the upstream do both ends of every handshake on one CPU.")
 P()
 P("The proxy CPU share is the proxy process's CPU time (utime + stime of /proc/PID/stat: all threads, also those that exited, 10 ms resolution) over the loadgen run's wall time. When it is well under 100% during --max, the proxy was not the bottleneck: loadgen and the upstream share one CPU, so --max measures the whole chain on two CPUs.")
 P()
-P("## Raw results")
+P("### Memory per idle keep-alive connection")
+P()
+P("\`bench/idle_conns.py --pid PID -n N\` (Debian's python3, asyncio): N TLS connections to the proxy (through CONNECT for vouchd), one request each (answered 200 through the proxy), then all held idle for 3 s; the proxy's VmRSS before and after. Runs after the timed cases, on the same processes.")
+P()
+P("| proxy | connections | answered | RSS before → after (KB) | per connection (KB) |")
+P("|---|---|---|---|---|")
+for r in idle:
+    if "failed" in r and r.get("ok", "0") == "0":
+        P(f"| {r.get('target')} | {r.get('n')} | failed | — | — |")
+        continue
+    P(f"| {r.get('target')} | {r.get('n')} | {r.get('ok')} | {r.get('rss_before_kb')} → {r.get('rss_after_kb')} | {float(r.get('per_conn_kb', 0)):.1f} |")
+P()
+P("### Goals (issue 5), from the medians above")
+P()
+def verdict(ok):
+    return "met" if ok else "**not met**"
+def added(c, k):
+    v, b = med(vals("vouchd", c, k)), med(vals("baseline", c, k))
+    return v - b if v is not None and b is not None else None
+def added_h(c, k):
+    v, b = med(vals("haproxy", c, k)), med(vals("baseline", c, k))
+    return v - b if v is not None and b is not None else None
+def num(x, d=0, unit=""):
+    return "n/a" if x is None else f"{x:.{d}f}{unit}"
+G = []
+for c, where in (("r1000c16", "proxy on its own CPU"), ("s1000c16", "proxy on the client's CPU")):
+    a50, a99 = added(c, "p50_us"), added(c, "p99_us")
+    h50, h99 = added_h(c, "p50_us"), added_h(c, "p99_us")
+    if a50 is not None:
+        G.append((f"added latency at 1000 rps, 16 conns, {where}", "p50 ≤ 30 µs, p99 ≤ 150 µs", f"p50 {num(a50)} / p99 {num(a99)} µs", f"p50 {num(h50)} / p99 {num(h99)} µs", verdict(a50 <= 30 and a99 <= 150)))
+rv, rh = med(vals("vouchd", "max", "rps")), med(vals("haproxy", "max", "rps"))
+if rv and rh:
+    G.append(("requests/s on one core (--max)", "≥ 1.2 × HAProxy", f"{rv:.0f} ({rv / rh:.2f} ×)", f"{rh:.0f}", verdict(rv >= 1.2 * rh)))
+cv, ch = med(cpu_per_k("vouchd", "r1000c16", 1000.0)), med(cpu_per_k("haproxy", "r1000c16", 1000.0))
+if cv is not None:
+    G.append(("CPU per 1000 rps (1000 rps, 16 conns)", "≤ 0.02 vCPU", f"{cv:.3f} vCPU", num(ch, 3, " vCPU"), verdict(cv <= 0.02)))
+nv, nh = med(vals("vouchd", "newconn", "rps")), med(vals("haproxy", "newconn", "rps"))
+if nv:
+    G.append(("new connections/s, full handshakes both legs", "≥ 1,000 per core", f"{nv:.0f}", num(nh), verdict(nv >= 1000)))
+if "vouchd" in rss_idle:
+    G.append(("RSS idle", "≤ 10 MB", f"{rss_idle['vouchd'] / 1024:.1f} MB", f"{rss_idle.get('haproxy', 0) / 1024:.1f} MB", verdict(rss_idle["vouchd"] <= 10 * 1024)))
+for r in idle:
+    if r.get("target") == "vouchd" and r.get("ok", "0") != "0":
+        hp = [x for x in idle if x.get("target") == "haproxy" and x.get("n") == r.get("n") and x.get("ok", "0") != "0"]
+        G.append((f"RSS per idle keep-alive connection, {r.get('n')} open", "≤ 40 KB", f"{float(r['per_conn_kb']):.1f} KB", f"{float(hp[0]['per_conn_kb']):.1f} KB" if hp else "n/a", verdict(float(r["per_conn_kb"]) <= 40 and r.get("ok") == r.get("n"))))
+ru = med(reuse("vouchd", "r1000c16")); rm = med(reuse("vouchd", "max"))
+if ru is not None and rm is not None:
+    G.append(("upstream connection reuse (1000 rps / --max)", "≥ 95 %", f"{ru:.1f} % / {rm:.1f} %", "—", verdict(ru >= 95 and rm >= 95)))
+P("| metric | goal | vouchd | HAProxy | verdict |")
+P("|---|---|---|---|---|")
+for g in G:
+    P("| " + " | ".join(g) + " |")
+P()
+P("JWT-SVID and X.509-SVID mint costs (the last goals of issue 5) are in the SVID mint table above.")
+P()
+P("### Raw results")
 P()
 P("One loadgen line per run (\`rep\`, \`target\`, \`case\`, proxy CPU ns, wall ns, proxy RSS KB, steal % on the load/proxy CPU, and the connections and requests the upstream saw during the run, appended by the script). Reuse = 1 − upstream connections / upstream requests, over the whole run including warm-up.")
 P()

@@ -8,7 +8,8 @@
 # Knobs (environment): BENCH_ITERS (connects per configuration per round, default 20000),
 # BENCH_ROUNDS (default 5), BENCH_WARMUP (default 1000), BENCH_CPU (CPU to pin to; default
 # the highest-numbered CPU this process may run on); WL_CALLS (Workload API calls per
-# operation, server and round, default 2000), WL_ROUNDS (default 3), MINT_CALLS (default 5000).
+# operation, server and round, default 2000), WL_ROUNDS (default 3), MINT_CALLS (default 5000);
+# the proxy section's knobs are bench/proxy.sh's (BENCH_REPS, PROXY_*).
 set -euo pipefail
 build=${1:-build}
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,12 +35,13 @@ args=(-n "$iters" -r "$rounds" -w "$warmup")
 out=$(mktemp /tmp/vouch-bench.XXXXXX)
 wl_out=$(mktemp /tmp/vouch-bench-wl.XXXXXX)
 mint_out=$(mktemp /tmp/vouch-bench-mint.XXXXXX)
+proxy_out=$(mktemp /tmp/vouch-bench-proxy-doc.XXXXXX)
 wl_dir=$(mktemp -d /tmp/vouch-bench-wlapi.XXXXXX)
 wl_pids=()
 cleanup() {
 	for p in "${wl_pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
-	rm -rf "$out" "$wl_out" "$wl_out.one" "$wl_out.any" "$mint_out" "$wl_dir" "$doc.tmp"
+	rm -rf "$out" "$wl_out" "$wl_out.one" "$wl_out.any" "$mint_out" "$wl_dir" "$doc.tmp" "$proxy_out"
 }
 trap cleanup EXIT
 
@@ -228,6 +230,16 @@ mint_table() {
 	{ print }' "$1"
 }
 
+# ---- the proxy side by side (issue 5): vouchd, HAProxy and no proxy; knobs BENCH_REPS,
+# PROXY_* pass through (bench/proxy.sh's header)
+echo "bench: bench/proxy.sh $build (a few minutes)"
+set +e
+PROXY_DOC="$proxy_out" bench/proxy.sh "$build" >/dev/null 2>"$proxy_out.err"
+proxy_rc=$?
+set -e
+[ "$proxy_rc" = 0 ] || { echo "bench: bench/proxy.sh failed (exit $proxy_rc):" >&2; cat "$proxy_out.err" >&2; : >"$proxy_out"; }
+rm -f "$proxy_out.err"
+
 {
 	cat <<EOF
 # Benchmarks
@@ -344,12 +356,17 @@ compare the goals with that floor. What a mint costs above it is OpenSSL 3.0's p
 algorithm fetching, the extension encoding and, for JWTs, the claims JSON and the random
 jti.
 
-## Proxy, HAProxy and no-proxy baseline (issue 5)
-
-Not measured yet. Issue 5 adds the request-path rows here: vouchd's proxy against HAProxy
-and against a direct (no-proxy) baseline on the same host, and the same VM notes as above.
 EOF
+	echo
+	if [ -s "$proxy_out" ]; then
+		cat "$proxy_out"
+	else
+		echo "## Proxy side by side: vouchd, HAProxy 2.6 and no proxy (issue 5)"
+		echo
+		echo "Not measured in this run: \`bench/proxy.sh\` failed (exit $proxy_rc); its output is printed by \`make bench\`."
+	fi
 } >"$doc.tmp"
 mv "$doc.tmp" "$doc"
 echo "bench: wrote $doc"
 sed -n '/^## connect() hook cost/,/^## Proxy/p' "$doc" | sed '$d'
+sed -n '/^### Goals/,/^### Raw/p' "$doc" | sed '$d'
