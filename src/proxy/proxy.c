@@ -1801,7 +1801,8 @@ static void *idle_main(void *arg)
 	while (!atomic_load(&p->stopping)) {
 		struct conn *expired = NULL, *late = NULL, *work[64];
 		int kinds[64], nw = 0;
-		int n = epoll_wait(p->idle_ep, evs, 64, 1000);
+		int n = epoll_wait(p->idle_ep, evs, 64,
+				   p->o.idle_timeout_ms < 1000 ? (int)p->o.idle_timeout_ms : 1000);
 		uint64_t now = now_ms();
 
 		pthread_mutex_lock(&p->lock);
@@ -1822,7 +1823,7 @@ static void *idle_main(void *arg)
 		/* now was read before the lock: a connection parked since is newer than now
 		 * (compare without subtracting, or it wraps into "idle for ages") */
 		while (p->idle_head &&
-		       now >= p->idle_head->parked_ms + (uint64_t)PROXY_IDLE_SECS * 1000) {
+		       now >= p->idle_head->parked_ms + (uint64_t)p->o.idle_timeout_ms) {
 			struct conn *c = p->idle_head;
 			idle_unlink(p, c);
 			c->inext = expired;
@@ -2016,6 +2017,8 @@ int proxy_start(const struct proxy_opts *opts, struct proxy **ret, char *err, si
 	p->o.listeners = NULL;
 	if (!p->o.max_connections)
 		p->o.max_connections = 4096;
+	if (!p->o.idle_timeout_ms)
+		p->o.idle_timeout_ms = PROXY_IDLE_SECS * 1000;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->idle, NULL);
 	pthread_cond_init(&p->work, NULL);

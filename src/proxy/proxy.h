@@ -63,6 +63,8 @@ struct proxy_opts {
 	/* A connection's caller is attested when it is accepted and again before a request
 	 * once those facts are older than this (ms); 0 = before every request. */
 	uint32_t reattest_ms;
+	/* A keep-alive connection idle this long (ms) is closed; 0 = 60 s. */
+	uint32_t idle_timeout_ms;
 	struct intercept *intercept;	 /* required for transparent listeners */
 	struct revocations *revocations; /* revoked workloads get 403 per request; may be NULL */
 	/* Called (from connection threads) whenever a connection is attributed to a

@@ -1859,6 +1859,41 @@ int main(void)
 			pco.max_connections = 1;
 			ok(proxy_start(&pco, &pc, err, sizeof(err)) == 0,
 			   "a proxy with max_connections 1");
+			{
+				/* an idle keep-alive connection is closed by the idle loop */
+				struct proxy *pi = NULL;
+				char l_idle[32];
+				uint16_t idle_port = free_port();
+				snprintf(l_idle, sizeof(l_idle), "127.0.0.1:%u", idle_port);
+				struct proxy_listener_cfg li[] = {{l_idle, "up", false}};
+				struct proxy_opts pio = po;
+				struct proxy_stats ps;
+				pio.listeners = li;
+				pio.n_listeners = 1;
+				pio.idle_timeout_ms = 300;
+				ok(proxy_start(&pio, &pi, err, sizeof(err)) == 0,
+				   "a proxy with a 300 ms idle timeout");
+				struct client *ic = calloc(1, sizeof(*ic));
+				struct reply ri;
+				client_connect(ic, idle_port);
+				ok(client_do(ic, "GET /i HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "GET",
+					     &ri) == 0 &&
+				       ri.status == 200,
+				   "idle timeout: first request served");
+				ok(client_sees_close(ic),
+				   "idle timeout: the idle connection is closed by the proxy");
+				proxy_get_stats(pi, &ps);
+				for (int i = 0; i < 50 && ps.connections; i++) {
+					usleep(20 * 1000);
+					proxy_get_stats(pi, &ps);
+				}
+				ok(ps.connections == 0 && ps.idle == 0,
+				   "idle timeout: nothing left (%u connections, %u idle)",
+				   ps.connections, ps.idle);
+				stream_close(&ic->s);
+				free(ic);
+				proxy_stop(pi);
+			}
 			struct client *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
 			struct reply ra, rb;
 			client_connect(a, cap_port);
