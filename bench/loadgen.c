@@ -15,8 +15,13 @@
  *
  *   loadgen --target HOST:PORT [--connect-to IP:PORT | --proxy-connect IP:PORT]
  *           [--conns N] [--rate R] [--duration S] [--warmup S] [--max | --new-conns]
- *           [--ca FILE] [--api-key KEY] [--header "NAME: VALUE"] [--path P] [--body BYTES]
- *           [--label NAME]
+ *           [--ca FILE] [--api-key KEY] [--header "NAME: VALUE"]... [--path P] [--body BYTES]
+ *           [--first-byte] [--label NAME]
+ *
+ * --header may be given up to 8 times. --first-byte times each request to the first byte
+ * of the answer's body (for a chunked answer, of its first chunk's data: with the bench
+ * upstream's SSE answer, the first event) instead of to the end of the answer; the answer
+ * must still complete and be a 200.
  *
  * --target names the origin: its host is the SNI, the Host header and the CONNECT
  * authority; TCP goes to --connect-to, or to --proxy-connect (HTTP CONNECT first, then TLS
@@ -26,7 +31,7 @@
  * an error. Prints one line on stdout, key=value pairs (times in microseconds):
  *   loadgen label=.. mode=.. conns=.. target_rps=.. duration_s=.. ok=.. errors=..
  *           reconnects=.. late=.. rps=.. p50_us=.. p90_us=.. p99_us=.. p999_us=.. max_us=..
- * mean_us=.. send_lag_p50_us=.. send_lag_p99_us=.. (send_lag: rate mode, how long after its
+ * mean_us=.. send_lag_p50_us=.. send_lag_p99_us=.. timed_to=end|first-byte (send_lag: rate mode, how long after its
  * scheduled time each request's first byte was written: the client's own timer and wake-up delay
  * plus waiting for a free connection; it is part of the latency, as coordinated-omission correction
  * requires, and shown to tell the client's share from the server's.) Exit status 0 when at least
@@ -85,6 +90,8 @@ struct lg_conn {
 	int chunk_state;    /* 0 size line, 1 data, 2 CRLF after data, 3 trailer/final CRLF */
 	uint64_t sched_ns;  /* when this request was due (rate) or sent (max) or connect began */
 	uint64_t sched_seq; /* for rate mode: index of the request, to know its window */
+	bool got_body;	    /* lg_parse consumed body bytes of the current answer */
+	uint64_t first_ns;  /* --first-byte: when the first body byte was read */
 };
 
 struct lg {
@@ -96,7 +103,11 @@ struct lg {
 	int target_port;
 	struct sockaddr_in addr; /* where TCP goes */
 	bool via_proxy;
-	const char *ca, *api_key, *path, *label, *header;
+	const char *ca, *api_key, *path, *label;
+	char headers[2048]; /* the --header lines, each ending in CRLF */
+	size_t headers_len;
+	int nheaders;
+	bool first_byte;
 	size_t body;
 	SSL_CTX *ctx;
 	int ep, tfd;
@@ -236,6 +247,8 @@ static int lg_parse(struct lg_conn *c)
 	int done = 0;
 	if (!c->chunked) {
 		size_t k = c->body_left < c->rlen ? c->body_left : c->rlen;
+		if (k)
+			c->got_body = true;
 		off = k;
 		c->body_left -= k;
 		done = c->body_left == 0;
@@ -244,6 +257,8 @@ static int lg_parse(struct lg_conn *c)
 			if (c->chunk_state == 1) {
 				size_t k =
 				    c->body_left < c->rlen - off ? c->body_left : c->rlen - off;
+				if (k)
+					c->got_body = true;
 				off += k;
 				c->body_left -= k;
 				if (c->body_left == 0)
@@ -282,6 +297,8 @@ static void lg_start_request(struct lg *g, struct lg_conn *c, uint64_t sched, ui
 	c->st = ST_SEND;
 	c->woff = 0;
 	c->head_done = false;
+	c->got_body = false;
+	c->first_ns = 0;
 	(void)g;
 }
 
@@ -293,11 +310,12 @@ static bool lg_in_window(struct lg *g, struct lg_conn *c)
 /* A request finished (ok or not): record it, then reuse or reopen the connection. */
 static void lg_finish(struct lg *g, struct lg_conn *c, bool ok, uint64_t t)
 {
+	uint64_t lat_end = g->first_byte && c->first_ns ? c->first_ns : t;
 	/* closed loops count what completes inside the window; rate mode what was due in it */
 	if (lg_in_window(g, c) && (g->mode == LG_RATE || t < g->t_end)) {
 		if (ok) {
 			g->ok++;
-			lg_record(g, t - c->sched_ns);
+			lg_record(g, lat_end - c->sched_ns);
 			g->last_done = t;
 		}
 	}
@@ -381,6 +399,8 @@ static void lg_drive(struct lg *g, struct lg_conn *c)
 				c->st = ST_SEND;
 				c->woff = 0;
 				c->head_done = false;
+				c->got_body = false;
+				c->first_ns = 0;
 			} else {
 				c->st = ST_IDLE;
 				g->idle[g->nidle++] = (int)(c - g->conns);
@@ -411,6 +431,8 @@ static void lg_drive(struct lg *g, struct lg_conn *c)
 		}
 		case ST_RECV: {
 			int p = lg_parse(c);
+			if (g->first_byte && c->got_body && !c->first_ns)
+				c->first_ns = now_ns();
 			if (p < 0) {
 				lg_err(g, "malformed response");
 				goto fail;
@@ -523,9 +545,9 @@ static void lg_usage(void)
 	    stderr,
 	    "usage: loadgen --target HOST:PORT [--connect-to IP:PORT | --proxy-connect IP:PORT]\n"
 	    "       [--conns N] [--rate R] [--duration S] [--warmup S] [--max | --new-conns]\n"
-	    "       [--ca FILE] [--api-key KEY] [--header \"NAME: VALUE\"] [--path P] [--body "
+	    "       [--ca FILE] [--api-key KEY] [--header \"NAME: VALUE\"]... [--path P] [--body "
 	    "BYTES]\n"
-	    "       [--label NAME]\n");
+	    "       [--first-byte] [--label NAME]\n");
 	exit(2);
 }
 
@@ -593,6 +615,10 @@ int main(int argc, char **argv)
 			g->mode = LG_NEWCONN;
 			continue;
 		}
+		if (strcmp(a, "--first-byte") == 0) {
+			g->first_byte = true;
+			continue;
+		}
 		if (i + 1 >= argc)
 			lg_usage();
 		const char *v = argv[++i];
@@ -622,7 +648,15 @@ int main(int argc, char **argv)
 		} else if (strcmp(a, "--body") == 0) {
 			g->body = strtoul(v, NULL, 10);
 		} else if (strcmp(a, "--header") == 0) {
-			g->header = v;
+			size_t hl = strlen(v);
+			if (g->nheaders == 8 || hl + 2 >= sizeof(g->headers) - g->headers_len ||
+			    strpbrk(v, "\r\n"))
+				lg_usage();
+			memcpy(g->headers + g->headers_len, v, hl);
+			memcpy(g->headers + g->headers_len + hl, "\r\n", 2);
+			g->headers_len += hl + 2;
+			g->headers[g->headers_len] = '\0';
+			g->nheaders++;
 		} else if (strcmp(a, "--label") == 0) {
 			g->label = v;
 		} else {
@@ -664,15 +698,14 @@ int main(int argc, char **argv)
 		body[g->body - 1] = '}';
 	}
 	size_t cap = g->body + 1024 + strlen(g->path) + (g->api_key ? strlen(g->api_key) : 0) +
-		     (g->header ? strlen(g->header) : 0) + strlen(thost);
+		     g->headers_len + strlen(thost);
 	g->req = malloc(cap);
 	int n = snprintf(
 	    g->req, cap,
-	    "POST %s HTTP/1.1\r\nhost: %s:%d\r\n%s%s%s%s%santhropic-version: 2023-06-01\r\n"
+	    "POST %s HTTP/1.1\r\nhost: %s:%d\r\n%s%s%s%santhropic-version: 2023-06-01\r\n"
 	    "content-type: application/json\r\ncontent-length: %zu\r\n\r\n",
 	    g->path, thost, g->target_port, g->api_key ? "x-api-key: " : "",
-	    g->api_key ? g->api_key : "", g->api_key ? "\r\n" : "", g->header ? g->header : "",
-	    g->header ? "\r\n" : "", g->body);
+	    g->api_key ? g->api_key : "", g->api_key ? "\r\n" : "", g->headers, g->body);
 	memcpy(g->req + n, body, g->body);
 	g->req_len = (size_t)n + g->body;
 	free(body);
@@ -801,14 +834,14 @@ int main(int argc, char **argv)
 	printf(
 	    "loadgen label=%s mode=%s conns=%d target_rps=%.0f duration_s=%.1f ok=%llu errors=%llu "
 	    "reconnects=%llu late=%llu rps=%.1f p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f "
-	    "max_us=%.1f mean_us=%.1f send_lag_p50_us=%.1f send_lag_p99_us=%.1f\n",
+	    "max_us=%.1f mean_us=%.1f send_lag_p50_us=%.1f send_lag_p99_us=%.1f timed_to=%s\n",
 	    g->label, mode, g->nconns, g->mode == LG_RATE ? g->rate : 0, g->duration,
 	    (unsigned long long)g->ok, (unsigned long long)g->errors,
 	    (unsigned long long)g->reconnects, (unsigned long long)g->late, (double)g->ok / span,
 	    pct(g->lat, g->nlat, 0.50), pct(g->lat, g->nlat, 0.90), pct(g->lat, g->nlat, 0.99),
 	    pct(g->lat, g->nlat, 0.999), g->nlat ? (double)g->lat[g->nlat - 1] / 1000.0 : 0,
 	    g->nlat ? sum / (double)g->nlat / 1000.0 : 0, pct(g->lag, g->nlag, 0.50),
-	    pct(g->lag, g->nlag, 0.99));
+	    pct(g->lag, g->nlag, 0.99), g->first_byte ? "first-byte" : "end");
 	if (g->errors || g->bad_status)
 		fprintf(stderr, "loadgen: %s: %llu errors; first: %s%s%d\n", g->label,
 			(unsigned long long)g->errors, g->first_err[0] ? g->first_err : "-",

@@ -1,10 +1,17 @@
 /*
  * upstream — the bench's stand-in upstream: a small TLS HTTP/1.1 keep-alive server on
  * 127.0.0.1 that answers every request with a fixed body (1 KB by default), or with a few
- * Server-Sent Events (--sse). Bench fixture only (bench/proxy.sh); not part of vouchd.
+ * Server-Sent Events (--sse, or a request with "accept: text/event-stream"). Bench fixture
+ * only (bench/proxy.sh); not part of vouchd.
  *
  *   upstream --port P --cert FILE --key FILE [--threads N] [--body BYTES] [--sse]
- *            [--sse-events N] [--require-bearer]
+ *            [--sse-events N] [--sse-gap-ms MS] [--require-bearer]
+ *
+ * An SSE answer is chunked: the head and the first event are written at once, the other
+ * events --sse-gap-ms later (default 20; 0 writes everything at once), as a model streams
+ * its first tokens after message_start. A client timing the first event (loadgen
+ * --first-byte) through a proxy then sees whether the proxy forwards it as it comes or
+ * holds the answer back.
  *
  * One epoll loop per thread (SO_REUSEPORT listeners), non-blocking OpenSSL, edge-triggered:
  * every event drives a connection's state until OpenSSL or the socket would block. Requests
@@ -30,6 +37,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -47,6 +55,11 @@ struct up_conn {
 	size_t skip;	  /* request body bytes still to discard */
 	const char *wptr; /* pending response bytes (points into the shared response) */
 	size_t wlen;
+	const char *next_ptr; /* SSE: the rest of the answer, written after the gap */
+	size_t next_len;
+	bool waiting;		       /* on the thread's gap list */
+	uint64_t due_ns;	       /* when waiting: when the rest is written */
+	struct up_conn *wprev, *wnext; /* the thread's gap list, in due order */
 };
 
 struct up_opts {
@@ -55,12 +68,20 @@ struct up_opts {
 	size_t body;
 	bool sse;
 	int sse_events;
+	int sse_gap_ms;
 	const char *cert, *key;
 };
 
 static SSL_CTX *g_ctx;
-static char *g_resp;
+static char *g_resp; /* the answer: 1 KB body (or SSE when --sse) */
 static size_t g_resp_len;
+static char *g_sse; /* the SSE answer: head + first event, then the rest */
+static size_t g_sse_first, g_sse_len;
+static bool g_sse_all;
+static uint64_t g_gap_ns;
+/* connections waiting out an SSE gap, per thread; all gaps are equal, so appending keeps
+ * the list in due order */
+static _Thread_local struct up_conn *t_whead, *t_wtail;
 static int g_port;
 static bool g_require_bearer;
 /* served so far, all threads: read with GET /__stats (for the upstream reuse ratio) */
@@ -89,40 +110,65 @@ static int up_listen(int port)
 	return fd;
 }
 
+static uint64_t up_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void up_wait_unlink(struct up_conn *c)
+{
+	if (!c->waiting)
+		return;
+	if (c->wprev)
+		c->wprev->wnext = c->wnext;
+	else
+		t_whead = c->wnext;
+	if (c->wnext)
+		c->wnext->wprev = c->wprev;
+	else
+		t_wtail = c->wprev;
+	c->wprev = c->wnext = NULL;
+	c->waiting = false;
+}
+
 static void up_conn_free(struct up_conn *c)
 {
 	if (!c)
 		return;
+	up_wait_unlink(c);
 	SSL_free(c->ssl);
 	close(c->fd);
 	free(c);
 }
 
-/* Build the one response every request gets: 1 KB body by default, or a chunked SSE stream. */
+/* Build the answers: the 1 KB body, and the chunked SSE stream (first event, then the rest). */
 static int up_build_response(const struct up_opts *o)
 {
-	size_t cap = o->body + 4096 + (size_t)o->sse_events * 256;
+	size_t cap = o->body + 4096;
+	size_t scap = 4096 + (size_t)o->sse_events * 256;
 	size_t n = 0;
 
 	g_resp = malloc(cap);
-	if (!g_resp)
+	g_sse = malloc(scap);
+	if (!g_resp || !g_sse)
 		return -ENOMEM;
-	if (!o->sse) {
-		n = (size_t)snprintf(g_resp, cap,
-				     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-				     "content-length: %zu\r\n\r\n",
-				     o->body);
-		memset(g_resp + n, 'x', o->body);
-		if (o->body >= 2) {
-			g_resp[n] = '"';
-			g_resp[n + o->body - 1] = '"';
-		}
-		g_resp_len = n + o->body;
-		return 0;
-	}
 	n = (size_t)snprintf(g_resp, cap,
+			     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+			     "content-length: %zu\r\n\r\n",
+			     o->body);
+	memset(g_resp + n, 'x', o->body);
+	if (o->body >= 2) {
+		g_resp[n] = '"';
+		g_resp[n + o->body - 1] = '"';
+	}
+	g_resp_len = n + o->body;
+
+	n = (size_t)snprintf(g_sse, scap,
 			     "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
 			     "cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n");
+	g_sse_first = n;
 	for (int i = 0; i < o->sse_events; i++) {
 		char ev[200];
 		int el = snprintf(
@@ -130,17 +176,44 @@ static int up_build_response(const struct up_opts *o)
 		    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\","
 		    "\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"e%d\"}}\n\n",
 		    i);
-		n += (size_t)snprintf(g_resp + n, cap - n, "%x\r\n%s\r\n", el, ev);
+		n += (size_t)snprintf(g_sse + n, scap - n, "%x\r\n%s\r\n", el, ev);
+		if (i == 0)
+			g_sse_first = n;
 	}
-	n += (size_t)snprintf(g_resp + n, cap - n, "0\r\n\r\n");
-	g_resp_len = n;
+	n += (size_t)snprintf(g_sse + n, scap - n, "0\r\n\r\n");
+	g_sse_len = n;
+	g_sse_all = o->sse;
+	g_gap_ns = (uint64_t)o->sse_gap_ms * 1000000ull;
+	if (o->sse) {
+		g_resp = g_sse;
+		g_resp_len = g_sse_len;
+	}
 	return 0;
 }
 
 /* Returns false when the connection must be closed. */
 static bool up_flush(struct up_conn *c)
 {
-	while (c->wlen) {
+	for (;;) {
+		if (!c->wlen) {
+			if (!c->next_len || c->waiting)
+				return true;
+			if (g_gap_ns) { /* the rest of an SSE answer: after the gap */
+				c->due_ns = up_now_ns() + g_gap_ns;
+				c->waiting = true;
+				c->wprev = t_wtail;
+				c->wnext = NULL;
+				if (t_wtail)
+					t_wtail->wnext = c;
+				else
+					t_whead = c;
+				t_wtail = c;
+				return true;
+			}
+			c->wptr = c->next_ptr;
+			c->wlen = c->next_len;
+			c->next_len = 0;
+		}
 		int w = SSL_write(c->ssl, c->wptr, (int)c->wlen);
 		if (w <= 0) {
 			int e = SSL_get_error(c->ssl, w);
@@ -149,13 +222,12 @@ static bool up_flush(struct up_conn *c)
 		c->wptr += w;
 		c->wlen -= (size_t)w;
 	}
-	return true;
 }
 
 /* Consume complete requests in rbuf; queue one response each (one at a time: HTTP/1.1). */
 static bool up_parse(struct up_conn *c)
 {
-	while (c->wlen == 0) {
+	while (c->wlen == 0 && c->next_len == 0) {
 		if (c->skip) {
 			size_t k = c->skip < c->rlen ? c->skip : c->rlen;
 			memmove(c->rbuf, c->rbuf + k, c->rlen - k);
@@ -169,7 +241,7 @@ static bool up_parse(struct up_conn *c)
 			return c->rlen < sizeof(c->rbuf);
 		size_t head = (size_t)(end - c->rbuf) + 4;
 		size_t clen = 0;
-		bool bearer = false, api_key = false;
+		bool bearer = false, api_key = false, sse = g_sse_all;
 		for (char *p = c->rbuf; p < end;) {
 			char *nl = memchr(p, '\n', (size_t)(end - p));
 			if (!nl)
@@ -186,6 +258,12 @@ static bool up_parse(struct up_conn *c)
 				bearer = true;
 			} else if (left > 10 && strncasecmp(nl, "x-api-key:", 10) == 0) {
 				api_key = true;
+			} else if (left > 7 && strncasecmp(nl, "accept:", 7) == 0) {
+				char *q = nl + 7;
+				while (*q == ' ')
+					q++;
+				if ((size_t)(end - q) >= 17 && strncasecmp(q, "text/event-stream", 17) == 0)
+					sse = true;
 			}
 			p = nl;
 		}
@@ -208,6 +286,11 @@ static bool up_parse(struct up_conn *c)
 		} else if (g_require_bearer && (!bearer || api_key)) {
 			c->wptr = UP_DENY;
 			c->wlen = sizeof(UP_DENY) - 1;
+		} else if (sse) {
+			c->wptr = g_sse;
+			c->wlen = g_sse_first;
+			c->next_ptr = g_sse + g_sse_first;
+			c->next_len = g_sse_len - g_sse_first;
 		} else {
 			c->wptr = g_resp;
 			c->wlen = g_resp_len;
@@ -235,8 +318,8 @@ static bool up_drive(struct up_conn *c)
 	for (;;) {
 		if (!up_parse(c))
 			return false;
-		if (c->wlen)
-			return true; /* wait for the socket to drain before reading more */
+		if (c->wlen || c->next_len)
+			return true; /* wait for the socket to drain (or the SSE gap) before reading */
 		int r = SSL_read(c->ssl, c->rbuf + c->rlen, (int)(sizeof(c->rbuf) - c->rlen));
 		if (r <= 0) {
 			int e = SSL_get_error(c->ssl, r);
@@ -260,7 +343,14 @@ static void *up_loop(void *arg)
 	epoll_ctl(ep, EPOLL_CTL_ADD, lfd,
 		  &(struct epoll_event){.events = EPOLLIN, .data.ptr = NULL});
 	for (;;) {
-		int n = epoll_wait(ep, evs, UP_MAX_EVENTS, -1);
+		int timeout = -1;
+		if (t_whead) {
+			uint64_t t = up_now_ns();
+			timeout = t_whead->due_ns <= t
+				      ? 0
+				      : (int)((t_whead->due_ns - t + 999999) / 1000000);
+		}
+		int n = epoll_wait(ep, evs, UP_MAX_EVENTS, timeout);
 		for (int i = 0; i < n; i++) {
 			struct up_conn *c = evs[i].data.ptr;
 			if (!c) {
@@ -294,6 +384,19 @@ static void *up_loop(void *arg)
 				up_conn_free(c);
 			}
 		}
+		/* SSE answers whose gap is over (after the events: a connection freed here is in
+		 * no pending event): write the rest, then serve what queued behind it */
+		for (uint64_t t = up_now_ns(); t_whead && t_whead->due_ns <= t;) {
+			struct up_conn *c = t_whead;
+			up_wait_unlink(c);
+			c->wptr = c->next_ptr;
+			c->wlen = c->next_len;
+			c->next_len = 0;
+			if (!up_drive(c)) {
+				ERR_clear_error();
+				up_conn_free(c);
+			}
+		}
 	}
 	return NULL;
 }
@@ -302,13 +405,13 @@ static void up_usage(void)
 {
 	fprintf(stderr,
 		"usage: upstream --port P --cert FILE --key FILE [--threads N] [--body BYTES] "
-		"[--sse] [--sse-events N] [--require-bearer]\n");
+		"[--sse] [--sse-events N] [--sse-gap-ms MS] [--require-bearer]\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	struct up_opts o = {.threads = 1, .body = 1024, .sse_events = 5};
+	struct up_opts o = {.threads = 1, .body = 1024, .sse_events = 5, .sse_gap_ms = 20};
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -336,11 +439,14 @@ int main(int argc, char **argv)
 			o.body = strtoul(v, NULL, 10);
 		else if (strcmp(a, "--sse-events") == 0)
 			o.sse_events = (int)strtol(v, NULL, 10);
+		else if (strcmp(a, "--sse-gap-ms") == 0)
+			o.sse_gap_ms = (int)strtol(v, NULL, 10);
 		else
 			up_usage();
 	}
 	if (o.port <= 0 || o.port > 65535 || !o.cert || !o.key || o.threads < 1 || o.threads > 64 ||
-	    o.body > (1u << 20) || o.sse_events < 0 || o.sse_events > 1000)
+	    o.body > (1u << 20) || o.sse_events < 1 || o.sse_events > 1000 ||
+	    o.sse_gap_ms < 0 || o.sse_gap_ms > 60000)
 		up_usage();
 	signal(SIGPIPE, SIG_IGN);
 	g_port = o.port;
