@@ -2,12 +2,19 @@
 # bench/proxy.sh [BUILD_DIR] — vouchd's proxy side by side with HAProxy (Debian 12: 2.6) and
 # a no-proxy baseline, on one host, one upstream, one client and one CPU placement
 # (issue 5). Writes PROXY_DOC (default BUILD_DIR/bench-proxy.md; `make bench` puts it into
-# docs/BENCHMARKS.md): exact commands, machine, tables, goal verdicts; and prints it.
+# docs/BENCHMARKS.md as its proxy section): exact commands, machine, tables, goal verdicts;
+# and prints it.
 #
 #   baseline  loadgen --TLS--> upstream
 #   haproxy   loadgen --TLS--> haproxy (strip x-api-key, set Authorization, TLS out, reuse) --> upstream
 #   vouchd    loadgen --CONNECT+TLS--> vouchd explicit proxy (interception CA, attestation,
 #             header strip + Bearer from its token exchange with the Claude stand-in) --> upstream
+#   vouchd-tp loadgen, in a scratch cgroup, connects to the upstream itself; vouchd's eBPF
+#             connect4 hook redirects it to the transparent listener (same job) --> upstream
+#
+# One vouchd serves both of its rows: interception on, attached to a scratch cgroup v2
+# directory (PROXY_CGROUP, default <cgroup2 mount>/vouch-bench-PID, removed at the end) that
+# only the vouchd-tp loadgen runs in (sh writes its pid to cgroup.procs, then execs it).
 #
 # The upstream (bench/upstream.c) runs with --require-bearer: a request that still carries
 # x-api-key or lacks "Authorization: Bearer" gets a 401, which loadgen counts as an error,
@@ -16,11 +23,14 @@
 #
 # Placement: loadgen and the upstream on CPU PROXY_LOAD_CPU (default 0), the proxy under test
 # on PROXY_CPU (default 1); with one CPU, everything on CPU 0. Knobs (environment):
-# BENCH_REPS (3), PROXY_DURATION (4 s per fixed-rate run), PROXY_MAX_DURATION (3 s for --max
-# and --new-conns), PROXY_WARMUP (1 s), PROXY_TARGETS ("baseline haproxy vouchd"),
+# BENCH_REPS (3), PROXY_DURATION (2 s per fixed-rate run), PROXY_MAX_DURATION (2 s for --max
+# and --new-conns), PROXY_WARMUP (0.5 s), PROXY_TARGETS ("baseline haproxy vouchd vouchd-tp"),
 # PROXY_NICE (-20: the nice level of every bench process; the box may be shared), PROXY_CASES
-# (a subset of "r500c1 r500c16 r1000c1 r1000c16 max newconn"), PROXY_DOC (the output file).
-# Needs root (apt-get for haproxy, pinning); without it, it says so and exits 0.
+# (a subset of "r500c1 r500c16 r1000c1 r1000c16 s1000c1 s1000c16 sse max newconn"),
+# PROXY_SSE_RATE (200), PROXY_IDLE_CONNS ("1000 10000": open idle keep-alive connections,
+# cumulative), PROXY_DOC (the output file); BENCH_MINT_OUT, BENCH_CONNECT_OUT (bench/run.sh:
+# mint_bench's and connect_bench's output, for their rows in the goal table).
+# Needs root (apt-get for haproxy, pinning, eBPF); without it, it says so and exits 0.
 set -euo pipefail
 build=${1:-build}
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,10 +43,13 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 reps=${BENCH_REPS:-3}
-dur=${PROXY_DURATION:-4}
-maxdur=${PROXY_MAX_DURATION:-3}
-warm=${PROXY_WARMUP:-1}
-targets=${PROXY_TARGETS:-baseline haproxy vouchd}
+dur=${PROXY_DURATION:-2}
+maxdur=${PROXY_MAX_DURATION:-2}
+warm=${PROXY_WARMUP:-0.5}
+sse_rate=${PROXY_SSE_RATE:-200}
+targets=${PROXY_TARGETS:-baseline haproxy vouchd vouchd-tp}
+# 10k idle keep-alive connections per proxy: the soft descriptor limit up to the hard one
+ulimit -n "$(ulimit -Hn)"
 ncpu=$(nproc)
 load_cpu=${PROXY_LOAD_CPU:-0}
 proxy_cpu=${PROXY_CPU:-$([ "$ncpu" -ge 2 ] && echo 1 || echo 0)}
@@ -63,12 +76,27 @@ vouchd_bin=$(realpath "$build/vouchd")
 tmp=$(mktemp -d /tmp/vouch-bench-proxy.XXXXXX)
 chmod 755 "$tmp"
 pids=()
+cg=
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
+	# the scratch cgroup: empty once the loadgen runs in it are over; the kernel releases it
+	# a moment after its last task exits
+	if [ -n "$cg" ] && [ -d "$cg" ]; then
+		for _ in $(seq 50); do rmdir "$cg" 2>/dev/null && break; sleep 0.1; done
+		[ -d "$cg" ] && echo "bench/proxy.sh: could not remove $cg" >&2
+	fi
 	[ "${BENCH_KEEP_TMP:-0}" = 1 ] || rm -rf "$tmp"
 }
 trap cleanup EXIT
+# drop_target NAME: take NAME out of the targets (vouchd takes vouchd-tp with it)
+drop_target() {
+	local t out=
+	for t in $targets; do
+		[ "$t" = "$1" ] || { [ "$1" = vouchd ] && [ "$t" = vouchd-tp ]; } || out="$out $t"
+	done
+	targets=${out# }
+}
 
 free_port() {
 	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -81,6 +109,12 @@ wait_port() {
 	done
 	echo "bench/proxy.sh: nothing listens on 127.0.0.1:$1" >&2
 	return 1
+}
+
+# in_scope CMD...: CMD inside the scratch cgroup (sh moves itself there, then execs CMD);
+scope_sh='echo $$ >"$0/cgroup.procs" || exit 125; exec "$@"'
+in_scope() {
+	/bin/sh -c "$scope_sh" "$cg" "$@"
 }
 
 # --- certificates: one throwaway CA; one leaf (localhost, 127.0.0.1) for the upstream, the
@@ -125,8 +159,24 @@ fi
 # CredentialSource pointing at the stand-in, the loadgen binary as the workload).
 v_pid=
 v_note=
+tp_note=
 v_proxy_port=$(free_port)
+v_tp_port=$(free_port)
 v_ca=
+if [[ " $targets " == *" vouchd-tp "* ]]; then
+	cg2=$(awk '$9 == "cgroup2" {print $5; exit}' /proc/self/mountinfo)
+	if [ -z "$cg2" ]; then
+		tp_note="no cgroup v2 mount on this machine (the eBPF hooks attach to a cgroup v2 directory)"
+	elif [ ! -r /sys/kernel/btf/vmlinux ]; then
+		tp_note="no kernel BTF (/sys/kernel/btf/vmlinux): the eBPF hooks cannot be loaded"
+	else
+		cg=${PROXY_CGROUP:-$cg2/vouch-bench-$$}
+	fi
+	if [ -n "$tp_note" ]; then
+		echo "bench/proxy.sh: vouchd transparent mode skipped: $tp_note" >&2
+		drop_target vouchd-tp
+	fi
+fi
 if [[ " $targets " == *" vouchd "* ]]; then
 	v=$tmp/vouchd
 	mkdir -p "$v/state" "$v/resources"
@@ -208,8 +258,12 @@ if [[ " $targets " == *" vouchd "* ]]; then
 		jwtTTL: 300
 		logLevel: warn
 		maxConnections: 20000
-		intercept: {enabled: false}
 	EOF
+	if [ -n "$cg" ]; then
+		echo "intercept: {enabled: true, cgroup: \"$cg\", listen4: \"127.0.0.1:$v_tp_port\", listen6: \"\"}" >>"$v/vouchd.yaml"
+	else
+		echo "intercept: {enabled: false}" >>"$v/vouchd.yaml"
+	fi
 	if [ -z "$standin_port" ]; then
 		v_note="the Claude stand-in did not start: $(tail -c 300 "$tmp/standin.err")"
 	else
@@ -223,6 +277,15 @@ if [[ " $targets " == *" vouchd "* ]]; then
 				--ca "$v_ca" --api-key "$api_key" --rate 10 --duration 1 --warmup 0 \
 				--label vouchd-warmup >"$tmp/vouchd-warm.out" 2>&1; then
 				v_note="warm-up through vouchd failed: $(tail -c 400 "$tmp/vouchd-warm.out"); vouchd: $(tail -c 600 "$tmp/vouchd.log")"
+			elif [ -n "$cg" ]; then
+				# transparent: loadgen in the scope, straight at the upstream; only a
+				# redirect to vouchd makes this succeed (the upstream's certificate is not
+				# from vouchd's interception CA, and the upstream wants a Bearer token)
+				for _ in $(seq 50); do [ -d "$cg" ] && break; sleep 0.1; done
+				if ! in_scope "$loadgen" --target "localhost:$up_port" --ca "$v_ca" --api-key "$api_key" \
+					--rate 10 --duration 1 --warmup 0 --label vouchd-tp-warmup >"$tmp/tp-warm.out" 2>&1; then
+					tp_note="warm-up through vouchd's transparent listener failed: $(tail -c 300 "$tmp/tp-warm.out" | tr '\n' ' '); vouchd: $(grep -i 'intercept\|bpf\|hook' "$tmp/vouchd.log" | tail -c 600 | tr '\n' ' ')"
+				fi
 			fi
 		else
 			v_note="vouchd did not start: $(tail -c 600 "$tmp/vouchd.log")"
@@ -230,7 +293,10 @@ if [[ " $targets " == *" vouchd "* ]]; then
 	fi
 	if [ -n "$v_note" ]; then
 		echo "bench/proxy.sh: vouchd skipped: $v_note" >&2
-		targets=${targets//vouchd/}
+		drop_target vouchd
+	elif [ -n "$tp_note" ]; then
+		echo "bench/proxy.sh: vouchd transparent mode skipped: $tp_note" >&2
+		drop_target vouchd-tp
 	fi
 fi
 
@@ -241,12 +307,13 @@ set_target_args() {
 	haproxy) targs=(--target "localhost:$ha_port" --ca "$c/ca.crt" --api-key "$api_key") ;;
 	vouchd) targs=(--target "localhost:$up_port" --proxy-connect "127.0.0.1:$v_proxy_port" --ca "$v_ca"
 		--api-key "$api_key") ;;
+	vouchd-tp) targs=(--target "localhost:$up_port" --ca "$v_ca" --api-key "$api_key") ;;
 	esac
 }
 target_pid() {
 	case $1 in
 	haproxy) echo "$ha_pid" ;;
-	vouchd) echo "$v_pid" ;;
+	vouchd | vouchd-tp) echo "$v_pid" ;;
 	*) echo "" ;;
 	esac
 }
@@ -274,7 +341,7 @@ rss_kb() {
 	awk '/^VmRSS:/ {print $2}' /proc/"$1"/status
 }
 
-read -ra cases <<<"${PROXY_CASES:-r500c1 r500c16 r1000c1 r1000c16 s1000c1 s1000c16 max newconn}"
+read -ra cases <<<"${PROXY_CASES:-r500c1 r500c16 r1000c1 r1000c16 s1000c1 s1000c16 sse max newconn}"
 case_args() {
 	case $1 in
 	r500c1) echo "--rate 500 --conns 1 --duration $dur --warmup $warm" ;;
@@ -285,6 +352,9 @@ case_args() {
 	# wake-ups; the proxy then competes with loadgen and the upstream for one CPU)
 	s1000c1) echo "--rate 1000 --conns 1 --duration $dur --warmup $warm" ;;
 	s1000c16) echo "--rate 1000 --conns 16 --duration $dur --warmup $warm" ;;
+	# SSE: the upstream's chunked event stream (first event at once, the rest 20 ms later),
+	# timed to the first event's first byte
+	sse) echo "--rate $sse_rate --conns 16 --duration $dur --warmup $warm --first-byte --header accept:text/event-stream" ;;
 	max) echo "--max --conns 16 --duration $maxdur --warmup 0.5" ;;
 	newconn) echo "--new-conns --conns 4 --duration $maxdur --warmup 0.5" ;;
 	esac
@@ -310,7 +380,9 @@ for rep in $(seq "$reps"); do
 			sp0=$(steal_ticks "$proxy_cpu")
 			[[ $cs == s* && -n "$pid" ]] && taskset -apc "$load_cpu" "$pid" >/dev/null
 			w0=$(date +%s%N)
-			out=$("${pin[@]}" "$load_cpu" "$loadgen" "${args[@]}" --label "$t/$cs" 2>"$tmp/lg.err") || true
+			scope=()
+			[ "$t" = vouchd-tp ] && scope=(/bin/sh -c "$scope_sh" "$cg")
+			out=$("${pin[@]}" "$load_cpu" "${scope[@]}" "$loadgen" "${args[@]}" --label "$t/$cs" 2>"$tmp/lg.err") || true
 			w1=$(date +%s%N)
 			[[ $cs == s* && -n "$pid" ]] && taskset -apc "$proxy_cpu" "$pid" >/dev/null
 			c1=$(cpu_ns "$pid")
@@ -327,26 +399,28 @@ for rep in $(seq "$reps"); do
 		done
 	done
 done
-# --- memory per idle keep-alive connection (one request each, then idle), per proxy
+# --- memory per idle keep-alive connection: one request each, then idle; the connections
+# accumulate (1000 open, then 10000 open), every step against the RSS before the first.
+# vouchd: the explicit listener (the transparent one holds a connection the same way).
 idle_ns=${PROXY_IDLE_CONNS:-1000 10000}
+idle_steps=$(echo "$idle_ns" | tr -s ' ' ',')
 for t in $targets; do
-	[ "$t" = baseline ] && continue
+	case $t in
+	haproxy) iargs=(--target "localhost:$ha_port" --ca "$c/ca.crt") ;;
+	vouchd) iargs=(--target "localhost:$up_port" --proxy-connect "127.0.0.1:$v_proxy_port" --ca "$v_ca") ;;
+	*) continue ;;
+	esac
 	pid=$(target_pid "$t")
+	sleep 2 # let the timed runs' connections close and park
+	echo "rss_pre_idle target=$t kb=$(rss_kb "$pid")" >>"$results"
+	lines=$("${pin[@]}" "$load_cpu" /usr/bin/python3 -B bench/idle_conns.py --pid "$pid" -n "$idle_steps" \
+		"${iargs[@]}" 2>"$tmp/idle.err") || true
+	[ -s "$tmp/idle.err" ] && echo "  $t idle: $(head -c 300 "$tmp/idle.err")" >&2
 	for n in $idle_ns; do
-		n_t=$n
-		case $t in
-		haproxy) # its maxconn (bench/haproxy.cfg.in) is bounded by the fd hard limit
-			[ "$n_t" -gt 9000 ] && n_t=9000
-			iargs=(--target "localhost:$ha_port" --ca "$c/ca.crt") ;;
-		vouchd) iargs=(--target "localhost:$up_port" --proxy-connect "127.0.0.1:$v_proxy_port" --ca "$v_ca") ;;
-		esac
-		line=$("${pin[@]}" "$load_cpu" /usr/bin/python3 bench/idle_conns.py --pid "$pid" -n "$n_t" "${iargs[@]}" \
-			2>"$tmp/idle.err") || true
-		[ -s "$tmp/idle.err" ] && echo "  $t idle $n: $(head -c 300 "$tmp/idle.err")" >&2
-		[ -n "$line" ] || line="idle n=$n_t ok=0 failed=1"
+		line=$(grep "^idle n=$n " <<<"$lines" || true)
+		[ -n "$line" ] || line="idle n=$n ok=0 failed=1 why=$(head -c 200 "$tmp/idle.err" | tr ' \n' '__')"
 		echo "$line target=$t" >>"$results"
 		echo "  $t: $line"
-		sleep 2
 	done
 done
 t_total=$(($(date +%s) - t_start))
@@ -363,190 +437,13 @@ ha_ver=$(haproxy -v 2>/dev/null | head -1 | awk '{print $3}')
 ssl_ver=$(openssl version | awk '{print $2}')
 for t in $targets; do echo "rss_idle target=$t kb=${rss_idle[$t]}" >>"$results"; done
 
-/usr/bin/python3 - "$results" >"$doc.tmp" <<PYEOF
-import sys, statistics as st
-rows = []
-rss_idle = {}
-idle = []
-for line in open(sys.argv[1]):
-    kv = dict(p.split("=", 1) for p in line.split()[1:] if "=" in p)
-    if line.startswith("rss_idle"):
-        rss_idle[kv["target"]] = int(kv["kb"] or 0)
-        continue
-    if line.startswith("idle "):
-        idle.append(kv)
-        continue
-    rows.append(kv)
-targets = "$targets".split()
-cases = [c for c in "${cases[*]}".split()]
-lat_cases = [c for c in cases if c[0] in "rs"]
-def vals(t, c, k):
-    return [float(r[k]) for r in rows if r.get("target") == t and r.get("case") == c and k in r and "failed" not in r]
-def med(v):
-    return st.median(v) if v else None
-def fmt(v, unit="", d=None):
-    if not v:
-        return "n/a"
-    m = med(v)
-    if d is None:
-        d = 0 if m >= 100 else 1
-    return f"{m:.{d}f}{unit} [{min(v):.{d}f}–{max(v):.{d}f}]"
-def errs(t, c):
-    return int(sum(vals(t, c, "errors")))
-P = print
-P("## Proxy side by side: vouchd, HAProxy 2.6 and no proxy (issue 5)")
-P()
-P("Written by \`bench/proxy.sh\` (run by \`make bench\`, or on its own).")
-P()
-P("### How it was run")
-P()
-P("\`\`\`")
-P("sudo bench/proxy.sh $build     # BENCH_REPS=$reps PROXY_DURATION=$dur PROXY_MAX_DURATION=$maxdur PROXY_WARMUP=$warm")
-P("\`\`\`")
-P()
-P("- Machine: $cpu_model, $ncpu CPUs, $virt; kernel $(uname -r); OpenSSL $ssl_ver; HAProxy $ha_ver; vouch $commit; $(date -u '+%Y-%m-%d %H:%M UTC'); whole run ${t_total} s; load average $load_before before, $load_after after (other work on the box shows up as tail latency).")
-P("- Placement: loadgen and upstream pinned to CPU $load_cpu, the proxy under test pinned to CPU $proxy_cpu (\`taskset\`). On this VM a wake-up across CPUs costs ~25–30 µs each way (performance-anchors.md §5.1), so the added latency below includes two cross-CPU hops per direction that a same-CPU placement would not pay.")
-P("- Other placements: \`PROXY_CPU=0 bench/proxy.sh\` puts the proxy on the client's CPU too (no cross-CPU wake-ups, but the proxy competes with loadgen and upstream for one CPU). Other knobs: BENCH_REPS, PROXY_DURATION, PROXY_MAX_DURATION, PROXY_WARMUP, PROXY_TARGETS, PROXY_NICE, PROXY_LOAD_CPU (see the script's header).")
-P("- Upstream: \`build/bench/upstream --port P --cert server.crt --key server.key --require-bearer\` (TLS 1.3, ECDSA P-256, 1 KB body, keep-alive, one epoll thread). \`--require-bearer\` answers 401 to any request that still has \`x-api-key\` or has no \`Authorization: Bearer\`: every 200 below went through a proxy that stripped and injected.")
-P("- Client: \`build/bench/loadgen\`, one thread, HTTP/1.1 over TLS, POST \`/v1/messages\` with a 64-byte body, verifying the server certificate. Fixed-rate runs are open loop with coordinated-omission correction (latency from the scheduled send time, as wrk2); \`--max\` is closed loop with 16 connections; \`--new-conns\` is a closed loop of 4 parallel whole connections, each a TCP connect (+ CONNECT for vouchd), full TLS handshake (no session cache, no tickets), one request, close.")
-P("- baseline: \`loadgen --target localhost:UP --ca ca.crt --header 'Authorization: Bearer …'\`")
-P("- haproxy: \`loadgen --target localhost:HA --ca ca.crt --api-key K\`; HAProxy from bench/haproxy.cfg.in (\`nbthread 1\`, TLS in, \`del-header x-api-key\`, \`set-header Authorization\`, \`ssl verify required ca-file\`, \`http-reuse always\`, no logging).")
-P("- vouchd: \`loadgen --target localhost:UP --proxy-connect 127.0.0.1:VP --ca state/intercept-ca.crt --api-key K\`; vouchd in explicit mode (\`intercept.enabled: false\`, \`logLevel: warn\`, audit log on), Service = the upstream, token from the Claude stand-in (\`node test/standin/standin.mjs\`), warmed by one run before timing.")
-P("- Each case ran $reps times, interleaved (case by case, target by target); cells are **median [min–max]** over the repetitions. Fixed-rate runs: ${warm} s warm-up + ${dur} s measured; \`--max\`/\`--new-conns\`: 0.5 s + ${maxdur} s. *Added* = median(proxied) − median(baseline).")
-note = """$v_note"""
-if note.strip():
-    P(f"- **vouchd not measured**: {note.strip()}")
-P()
-st_l = [float(r["steal_pct"].split("/")[0]) for r in rows if "steal_pct" in r]
-st_p = [float(r["steal_pct"].split("/")[1]) for r in rows if "steal_pct" in r]
-if st_l:
-    P(f"- **Hypervisor steal time** during the runs (share of wall time the vCPU was runnable but not running, /proc/stat): CPU $load_cpu median {st.median(st_l):.0f}% (max {max(st_l):.0f}%), CPU $proxy_cpu median {st.median(st_p):.0f}% (max {max(st_p):.0f}%). Stalls of this kind are invisible to the guest's scheduler (no nice level or real-time priority avoids them) and they set the tail: read p99/max as the host's noise, compare p50s, and rerun on a quiet host before quoting tails.")
-P()
-P("### Latency at fixed rates (µs, 1 KB response)")
-P()
-hdr = "| rate, conns | percentile | " + " | ".join(targets) + " | " + " | ".join(f"added {t}" for t in targets if t != "baseline") + " |"
-P(hdr)
-P("|" + "---|" * (2 + len(targets) + len([t for t in targets if t != "baseline"])))
-for c in lat_cases:
-    rate = c[1:].split("c")[0]; conns = c.split("c")[-1]
-    if c[0] == "s":
-        conns += ", proxy on the client's CPU"
-    for k, name in (("p50_us", "p50"), ("p90_us", "p90"), ("p99_us", "p99"), ("max_us", "max")):
-        cells = [fmt(vals(t, c, k)) for t in targets]
-        b = med(vals("baseline", c, k))
-        adds = []
-        for t in targets:
-            if t == "baseline":
-                continue
-            m = med(vals(t, c, k))
-            adds.append(f"{m - b:+.0f}" if m is not None and b is not None else "n/a")
-        P(f"| {rate} rps, {conns} | {name} | " + " | ".join(cells) + " | " + " | ".join(adds) + " |")
-P()
-P("Errors (non-200, failed or unanswered requests, summed over repetitions): " + "; ".join(
-    f"{t} " + ", ".join(f"{c} {errs(t, c)}" for c in cases) for t in targets) + ".")
-lag = vals("baseline", "r1000c1", "send_lag_p50_us")
-if lag:
-    P()
-    P(f"The client's own share: at 1000 rps on 1 connection the baseline's first byte left loadgen a median {med(lag):.0f} µs after its scheduled time (\`send_lag_p50_us\` in the raw lines; timer wake-up of an idle vCPU). It is in every column alike, so it cancels in *added*; it is why the baseline p50 is well above the loopback round-trip floor.")
-P()
-P("### Throughput, connections and CPU")
-P()
-ratio_ok = "vouchd" in targets and "haproxy" in targets
-X = " | " if ratio_ok else ""
-def ratio(c, k):
-    a, b = med(vals("vouchd", c, k)), med(vals("haproxy", c, k))
-    return f"{a / b:.2f}" if a and b else "n/a"
-P("| metric | " + " | ".join(targets) + (" | vouchd / haproxy" if ratio_ok else "") + " |")
-P("|---|" + "---|" * (len(targets) + (1 if ratio_ok else 0)))
-P("| max requests/s (16 conns, closed loop) | " + " | ".join(fmt(vals(t, "max", "rps")) for t in targets) + (f" | {ratio('max', 'rps')}" if ratio_ok else "") + " |")
-def cpu_pct(t, c):
-    return [100.0 * float(r["proxy_cpu_ns"]) / float(r["wall_ns"]) for r in rows if r.get("target") == t and r.get("case") == c and float(r.get("wall_ns", 0)) > 0]
-P("| proxy CPU during --max (% of one CPU) | " + " | ".join("—" if t == "baseline" else fmt(cpu_pct(t, "max"), "%") for t in targets) + X + " |")
-P("| p50 / p99 latency during --max (µs) | " + " | ".join(f"{fmt(vals(t, 'max', 'p50_us'))} / {fmt(vals(t, 'max', 'p99_us'))}" for t in targets) + X + " |")
-def us_per_req(t, c):
-    return [float(r["proxy_cpu_ns"]) / float(r["wall_ns"]) * 1e6 / float(r["rps"]) for r in rows if r.get("target") == t and r.get("case") == c and float(r.get("wall_ns", 0)) > 0 and float(r.get("rps", 0)) > 0]
-P("| proxy CPU per request during --max (µs) | " + " | ".join("—" if t == "baseline" else fmt(us_per_req(t, "max")) for t in targets) + X + " |")
-P("| new connections/s (4 in parallel, full handshakes) | " + " | ".join(fmt(vals(t, "newconn", "rps")) for t in targets) + (f" | {ratio('newconn', 'rps')}" if ratio_ok else "") + " |")
-P("| proxy CPU during --new-conns (% of one CPU) | " + " | ".join("—" if t == "baseline" else fmt(cpu_pct(t, "newconn"), "%") for t in targets) + X + " |")
-P("| p50 connect-to-answer during --new-conns (µs) | " + " | ".join(fmt(vals(t, "newconn", "p50_us")) for t in targets) + X + " |")
-def cpu_per_k(t, c, rate):
-    return [float(r["proxy_cpu_ns"]) / float(r["wall_ns"]) * 1000.0 / rate for r in rows if r.get("target") == t and r.get("case") == c and float(r.get("wall_ns", 0)) > 0]
-P("| proxy vCPU per 1000 rps (1000 rps, 16 conns; whole loadgen run incl. connection setup) | " + " | ".join("—" if t == "baseline" else fmt(cpu_per_k(t, "r1000c16", 1000.0), d=3) for t in targets) + X + " |")
-P("| proxy CPU per new connection during --new-conns (µs) | " + " | ".join("—" if t == "baseline" else fmt(us_per_req(t, "newconn")) for t in targets) + X + " |")
-def reuse(t, c):
-    return [100.0 * (1 - float(r["up_conns"]) / float(r["up_requests"])) for r in rows if r.get("target") == t and r.get("case") == c and float(r.get("up_requests", 0)) > 0]
-P("| upstream requests on a reused connection: 1000 rps × 16 conns / --max / --new-conns (%) | " + " | ".join("—" if t == "baseline" else f"{fmt(reuse(t, 'r1000c16'), '%')} / {fmt(reuse(t, 'max'), '%')} / {fmt(reuse(t, 'newconn'), '%')}" for t in targets) + X + " |")
-P("| proxy RSS idle / after the run (KB) | " + " | ".join("—" if t == "baseline" else f"{rss_idle.get(t, 0)} / {int(max(vals(t, 'newconn', 'rss_kb') or [0]))}" for t in targets) + X + " |")
-P()
-P("CPU per 1000 rps at a fixed 1000 rps is far above what the --max row implies (CPU per request there × 1000): at low rates every request pays the wake-up of an idle process on an idle vCPU, which on this VM (no halt-polling) costs more than the proxying itself; the --max figure is the per-request work. HAProxy pools its upstream connections (\`http-reuse always\`), so in --new-conns only the client-side handshake is new for it, and the upstream does no handshakes: that is why HAProxy's new connections/s can exceed the baseline's, where loadgen and the upstream do both ends of every handshake on one CPU.")
-P()
-P("The proxy CPU share is the proxy process's CPU time (utime + stime of /proc/PID/stat: all threads, also those that exited, 10 ms resolution) over the loadgen run's wall time. When it is well under 100% during --max, the proxy was not the bottleneck: loadgen and the upstream share one CPU, so --max measures the whole chain on two CPUs.")
-P()
-P("### Memory per idle keep-alive connection")
-P()
-P("\`bench/idle_conns.py --pid PID -n N\` (Debian's python3, asyncio): N TLS connections to the proxy (through CONNECT for vouchd), one request each (answered 200 through the proxy), then all held idle for 3 s; the proxy's VmRSS before and after. Runs after the timed cases, on the same processes.")
-P()
-P("| proxy | connections | answered | RSS before → after (KB) | per connection (KB) |")
-P("|---|---|---|---|---|")
-for r in idle:
-    if "failed" in r and r.get("ok", "0") == "0":
-        P(f"| {r.get('target')} | {r.get('n')} | failed | — | — |")
-        continue
-    P(f"| {r.get('target')} | {r.get('n')} | {r.get('ok')} | {r.get('rss_before_kb')} → {r.get('rss_after_kb')} | {float(r.get('per_conn_kb', 0)):.1f} |")
-P()
-P("### Goals (issue 5), from the medians above")
-P()
-def verdict(ok):
-    return "met" if ok else "**not met**"
-def added(c, k):
-    v, b = med(vals("vouchd", c, k)), med(vals("baseline", c, k))
-    return v - b if v is not None and b is not None else None
-def added_h(c, k):
-    v, b = med(vals("haproxy", c, k)), med(vals("baseline", c, k))
-    return v - b if v is not None and b is not None else None
-def num(x, d=0, unit=""):
-    return "n/a" if x is None else f"{x:.{d}f}{unit}"
-G = []
-for c, where in (("r1000c16", "proxy on its own CPU"), ("s1000c16", "proxy on the client's CPU")):
-    a50, a99 = added(c, "p50_us"), added(c, "p99_us")
-    h50, h99 = added_h(c, "p50_us"), added_h(c, "p99_us")
-    if a50 is not None:
-        G.append((f"added latency at 1000 rps, 16 conns, {where}", "p50 ≤ 30 µs, p99 ≤ 150 µs", f"p50 {num(a50)} / p99 {num(a99)} µs", f"p50 {num(h50)} / p99 {num(h99)} µs", verdict(a50 <= 30 and a99 <= 150)))
-rv, rh = med(vals("vouchd", "max", "rps")), med(vals("haproxy", "max", "rps"))
-if rv and rh:
-    G.append(("requests/s on one core (--max)", "≥ 1.2 × HAProxy", f"{rv:.0f} ({rv / rh:.2f} ×)", f"{rh:.0f}", verdict(rv >= 1.2 * rh)))
-cv, ch = med(cpu_per_k("vouchd", "r1000c16", 1000.0)), med(cpu_per_k("haproxy", "r1000c16", 1000.0))
-if cv is not None:
-    G.append(("CPU per 1000 rps (1000 rps, 16 conns)", "≤ 0.02 vCPU", f"{cv:.3f} vCPU", num(ch, 3, " vCPU"), verdict(cv <= 0.02)))
-nv, nh = med(vals("vouchd", "newconn", "rps")), med(vals("haproxy", "newconn", "rps"))
-if nv:
-    G.append(("new connections/s, full handshakes both legs", "≥ 1,000 per core", f"{nv:.0f}", num(nh), verdict(nv >= 1000)))
-if "vouchd" in rss_idle:
-    G.append(("RSS idle", "≤ 10 MB", f"{rss_idle['vouchd'] / 1024:.1f} MB", f"{rss_idle.get('haproxy', 0) / 1024:.1f} MB", verdict(rss_idle["vouchd"] <= 10 * 1024)))
-for r in idle:
-    if r.get("target") == "vouchd" and r.get("ok", "0") != "0":
-        hp = [x for x in idle if x.get("target") == "haproxy" and x.get("n") == r.get("n") and x.get("ok", "0") != "0"]
-        G.append((f"RSS per idle keep-alive connection, {r.get('n')} open", "≤ 40 KB", f"{float(r['per_conn_kb']):.1f} KB", f"{float(hp[0]['per_conn_kb']):.1f} KB" if hp else "n/a", verdict(float(r["per_conn_kb"]) <= 40 and r.get("ok") == r.get("n"))))
-ru = med(reuse("vouchd", "r1000c16")); rm = med(reuse("vouchd", "max"))
-if ru is not None and rm is not None:
-    G.append(("upstream connection reuse (1000 rps / --max)", "≥ 95 %", f"{ru:.1f} % / {rm:.1f} %", "—", verdict(ru >= 95 and rm >= 95)))
-P("| metric | goal | vouchd | HAProxy | verdict |")
-P("|---|---|---|---|---|")
-for g in G:
-    P("| " + " | ".join(g) + " |")
-P()
-P("JWT-SVID and X.509-SVID mint costs (the last goals of issue 5) are in the SVID mint table above.")
-P()
-P("### Raw results")
-P()
-P("One loadgen line per run (\`rep\`, \`target\`, \`case\`, proxy CPU ns, wall ns, proxy RSS KB, steal % on the load/proxy CPU, and the connections and requests the upstream saw during the run, appended by the script). Reuse = 1 − upstream connections / upstream requests, over the whole run including warm-up.")
-P()
-P("\`\`\`")
-for line in open(sys.argv[1]):
-    if not line.startswith("rss_idle"):
-        P(line.rstrip())
-P("\`\`\`")
-PYEOF
+PD_TARGETS="$targets" PD_CASES="${cases[*]}" PD_BUILD="$build" PD_REPS="$reps" PD_DUR="$dur" \
+	PD_MAXDUR="$maxdur" PD_WARM="$warm" PD_SSE_RATE="$sse_rate" PD_LOAD_CPU="$load_cpu" \
+	PD_PROXY_CPU="$proxy_cpu" PD_CPU_MODEL="$cpu_model" PD_NCPU="$ncpu" PD_VIRT="$virt" \
+	PD_KERNEL="$(uname -r)" PD_SSL="$ssl_ver" PD_HAPROXY="$ha_ver" PD_COMMIT="$commit" \
+	PD_DATE="$(date -u '+%Y-%m-%d %H:%M UTC')" PD_TOTAL="$t_total" PD_LOAD_BEFORE="$load_before" \
+	PD_LOAD_AFTER="$load_after" PD_NOFILE="$(ulimit -n)" PD_V_NOTE="$v_note" PD_TP_NOTE="$tp_note" PD_CGROUP="$cg" \
+	/usr/bin/python3 -B bench/proxy_doc.py "$results" >"$doc.tmp"
 mv "$doc.tmp" "$doc"
 echo
 cat "$doc"
