@@ -2,9 +2,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdint.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +157,40 @@ static void put_int(struct line *l, const char *k, long long v)
 	put_raw(l, num, (size_t)n);
 }
 
+/* One write of n bytes (a whole number of lines) under the lock: lines from several
+ * threads never interleave. A short write is continued; an error drops the rest (the
+ * audit log is not allowed to stall the request path). */
+static void write_all(struct audit *a, const char *b, size_t n)
+{
+	pthread_mutex_lock(&a->lock);
+	for (size_t off = 0; off < n;) {
+		ssize_t w = write(a->fd, b + off, n - off);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		off += (size_t)w;
+	}
+	pthread_mutex_unlock(&a->lock);
+}
+
+/* Records held by this thread (audit_hold) until its next audit_flush: the proxy's event
+ * loop serves many requests per wake-up and writes their lines with one write() before
+ * it sleeps again, instead of one write() each (a tenth of its CPU per request under
+ * load). A held line reaches the file at most one loop pass later. */
+#define AUDIT_HOLD_MAX (64 * 1024)
+static _Thread_local struct {
+	struct audit *a;
+	char *b;
+	size_t n;
+} held;
+
+/* This thread's formatted date and time, to the second */
+static _Thread_local time_t ts_sec;
+static _Thread_local char ts_prefix[64];
+static _Thread_local size_t ts_len;
+
 void audit_emit(struct audit *a, const struct audit_rec *r)
 {
 	struct timespec now;
@@ -167,10 +201,20 @@ void audit_emit(struct audit *a, const struct audit_rec *r)
 	if (!a || !r)
 		return;
 	clock_gettime(CLOCK_REALTIME, &now);
-	gmtime_r(&now.tv_sec, &tm);
-	n = strftime(l->b, sizeof(l->b), "{\"ts\":\"%Y-%m-%dT%H:%M:%S", &tm);
-	n += (size_t)snprintf(l->b + n, sizeof(l->b) - n, ".%03ldZ\"", now.tv_nsec / 1000000);
-	l->n = n;
+	if (now.tv_sec != ts_sec || ts_len == 0) { /* the date changes once a second */
+		gmtime_r(&now.tv_sec, &tm);
+		ts_len = strftime(ts_prefix, sizeof(ts_prefix), "{\"ts\":\"%Y-%m-%dT%H:%M:%S", &tm);
+		ts_sec = now.tv_sec;
+	}
+	memcpy(l->b, ts_prefix, ts_len);
+	n = ts_len;
+	long ms = now.tv_nsec / 1000000;
+	l->b[n++] = '.';
+	l->b[n++] = (char)('0' + ms / 100);
+	l->b[n++] = (char)('0' + ms / 10 % 10);
+	l->b[n++] = (char)('0' + ms % 10);
+	memcpy(l->b + n, "Z\"", 2);
+	l->n = n + 2;
 	put_str(l, "event", r->event);
 	put_str(l, "workload", r->workload_id);
 	if (r->pid > 0)
@@ -191,17 +235,39 @@ void audit_emit(struct audit *a, const struct audit_rec *r)
 	put_str(l, "reason", r->reason);
 	l->b[l->n++] = '}'; /* put_raw always leaves room for these two */
 	l->b[l->n++] = '\n';
-	n = l->n - 1;
-	char *line = l->b;
-	pthread_mutex_lock(&a->lock);
-	for (size_t off = 0; off < n + 1;) {
-		ssize_t w = write(a->fd, line + off, n + 1 - off);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		off += (size_t)w;
+	if (held.a == a && held.b) {
+		if (held.n + l->n > AUDIT_HOLD_MAX)
+			audit_flush();
+		memcpy(held.b + held.n, l->b, l->n);
+		held.n += l->n;
+		return;
 	}
-	pthread_mutex_unlock(&a->lock);
+	write_all(a, l->b, l->n);
+}
+
+void audit_hold(struct audit *a)
+{
+	if (!a || held.b)
+		return;
+	held.b = malloc(AUDIT_HOLD_MAX);
+	if (held.b) {
+		held.a = a;
+		held.n = 0;
+	}
+}
+
+void audit_flush(void)
+{
+	if (held.a && held.n) {
+		write_all(held.a, held.b, held.n);
+		held.n = 0;
+	}
+}
+
+void audit_release(void)
+{
+	audit_flush();
+	free(held.b);
+	held.b = NULL;
+	held.a = NULL;
 }

@@ -72,15 +72,16 @@
 #define PROXY_LINGER_MS 2000
 #define PROXY_THREAD_STACK (256 * 1024)
 #define PROXY_HEAD_CAP (HTTP1_MAX_HEAD + 32 * 1024) /* rewritten head (+ a small body) */
-#define PROXY_HEAD_POOL 64 /* idle head buffers kept for reuse */
-#define PROXY_PARK_MAX 64	 /* connection threads kept waiting for the next connection */
-#define PROXY_PARK_MS 30000	 /* ... for at most this long */
-enum { EV_CLIENT = 1, EV_UP = 2 };			  /* idle loop event sources */
+#define PROXY_HEAD_POOL 64			    /* idle head buffers kept for reuse */
+#define PROXY_PARK_MAX 64	   /* connection threads kept waiting for the next connection */
+#define PROXY_PARK_MS 30000	   /* ... for at most this long */
+enum { EV_CLIENT = 1, EV_UP = 2 }; /* idle loop event sources */
 enum { RESUME_NONE, RESUME_AFTER_SEND, RESUME_WRITE, RESUME_CLOSE }; /* loop -> thread */
-#define PROXY_FAST_MAX 16000 /* a request the event loop sends: head + body, one record */
+#define PROXY_FAST_MAX 16000	/* a request the event loop sends: head + body, one record */
 #define PROXY_IDLE_FREE_MS 1000 /* a parked connection's buffers are freed after this */
-#define PROXY_IDLE_WAIT_MS 100 /* a keep-alive connection with no next request by then is
-				* handed to the idle loop and its thread goes free */
+#define PROXY_IDLE_WAIT_MS                                                                         \
+	100 /* a keep-alive connection with no next request by then is                             \
+	     * handed to the idle loop and its thread goes free */
 _Static_assert(PROXY_BUF >= SNI_PEEK_MAX, "the ClientHello is peeked into c->buf");
 
 struct listener {
@@ -138,7 +139,7 @@ struct conn {
 	struct proxy *p;
 	struct listener *l;
 	struct conn *prev, *next;
-	struct conn *ready_next; /* p->ready queue */
+	struct conn *ready_next;    /* p->ready queue */
 	struct conn *iprev, *inext; /* p->idle_head or p->wait_head list */
 	bool parked, in_ep, established;
 	uint64_t parked_ms;
@@ -147,17 +148,17 @@ struct conn {
 		struct conn *c;
 		int kind; /* EV_CLIENT, EV_UP */
 	} ev_client, ev_up;
-	bool waiting;	     /* on p->wait_head: request sent, response awaited by the loop */
-	bool nonblocking;    /* O_NONBLOCK on cs.fd (threads need it off) */
-	struct reqctx *frq;  /* the request the loop is serving */
+	bool waiting;	    /* on p->wait_head: request sent, response awaited by the loop */
+	bool nonblocking;   /* O_NONBLOCK on cs.fd (threads need it off) */
+	struct reqctx *frq; /* the request the loop is serving */
 	uint64_t deadline_ms;
-	int resume;	     /* how a thread takes over from the loop: RESUME_* */
-	size_t pending;	     /* RESUME_WRITE: c->obuf[pending_off, pending) still to write */
+	int resume;	/* how a thread takes over from the loop: RESUME_* */
+	size_t pending; /* RESUME_WRITE: c->obuf[pending_off, pending) still to write */
 	size_t pending_off;
 	bool pending_keep;
-	struct stream cs; /* the workload side */
+	struct stream cs;   /* the workload side */
 	int rcv_timeout_ms; /* SO_RCVTIMEO of cs.fd as last set; 0 = never set */
-	int up_fd;	  /* the current upstream socket, for proxy_stop; under p->lock */
+	int up_fd;	    /* the current upstream socket, for proxy_stop; under p->lock */
 
 	/* identity: the pid once per connection, its facts again before a request once
 	 * they are older than o.reattest_ms */
@@ -182,7 +183,7 @@ struct conn {
 	char *rbuf; /* upstream bytes, same layout */
 	size_t rlen, rpos;
 	struct http1_msg req, resp;
-	char *obuf;	     /* rewritten response heads */
+	char *obuf; /* rewritten response heads */
 	struct upstream_conn *up;
 };
 
@@ -479,8 +480,8 @@ struct reqctx {
 	char *body; /* the buffered, replayable request body */
 	size_t body_len;
 	bool replayable;
-	bool streamed; /* body bytes were taken from the workload for this request */
-	int status;    /* upstream status relayed, 0 if none */
+	bool streamed;		  /* body bytes were taken from the workload for this request */
+	int status;		  /* upstream status relayed, 0 if none */
 	struct resource_set *set; /* d points into it */
 };
 
@@ -1597,9 +1598,8 @@ static bool fast_start(struct conn *c)
 	if (!rq)
 		return false;
 	decide_for(c, rq);
-	if (rq->d.status ||
-	    broker_token_cached(p->o.broker, rq->d.workload->workload_id, rq->d.source,
-				&rq->token, err, sizeof(err)) < 0)
+	if (rq->d.status || broker_token_cached(p->o.broker, rq->d.workload->workload_id,
+						rq->d.source, &rq->token, err, sizeof(err)) < 0)
 		goto fallback; /* a thread answers the refusal or runs the exchange */
 	secret_fingerprint(rq->token, rq->fp);
 	rq->replayable = true;
@@ -1609,8 +1609,8 @@ static bool fast_start(struct conn *c)
 		goto fallback;
 	memcpy(rq->body, c->buf + c->pos, rq->body_len);
 	c->pos = c->len;
-	up = upstream_take_idle(p->pool, rq->d.svc->addresses[0].host,
-				rq->d.svc->addresses[0].port, rq->d.svc->tls);
+	up = upstream_take_idle(p->pool, rq->d.svc->addresses[0].host, rq->d.svc->addresses[0].port,
+				rq->d.svc->tls);
 	if (!up) {
 		c->pos = (size_t)hl;
 		goto fallback;
@@ -1620,8 +1620,7 @@ static bool fast_start(struct conn *c)
 	/* One TLS record to an idle connection's empty send buffer: it does not block;
 	 * if it would, the connection is dropped (nothing complete reached the upstream)
 	 * and a thread sends the request afresh. */
-	if ((!up->nonblocking && upstream_set_blocking(up, false) < 0) ||
-	    send_request(c, rq) < 0) {
+	if ((!up->nonblocking && upstream_set_blocking(up, false) < 0) || send_request(c, rq) < 0) {
 		drop_upstream(c);
 		c->pos = (size_t)hl;
 		goto fallback;
@@ -1798,9 +1797,11 @@ static void *idle_main(void *arg)
 	struct proxy *p = arg;
 	struct epoll_event evs[64];
 
+	audit_hold(p->o.audit); /* this pass's audit lines go out with one write */
 	while (!atomic_load(&p->stopping)) {
 		struct conn *expired = NULL, *late = NULL, *work[64];
 		int kinds[64], nw = 0;
+		audit_flush(); /* before sleeping: nothing is held while the loop waits */
 		int n = epoll_wait(p->idle_ep, evs, 64,
 				   p->o.idle_timeout_ms < 1000 ? (int)p->o.idle_timeout_ms : 1000);
 		uint64_t now = now_ms();
@@ -1831,8 +1832,8 @@ static void *idle_main(void *arg)
 		}
 		/* buffers of connections idle a while go back (the fast path keeps them
 		 * between requests that follow each other) */
-		for (struct conn *c = p->idle_head;
-		     c && now >= c->parked_ms + PROXY_IDLE_FREE_MS; c = c->inext) {
+		for (struct conn *c = p->idle_head; c && now >= c->parked_ms + PROXY_IDLE_FREE_MS;
+		     c = c->inext) {
 			if (c->buf) {
 				free(c->buf);
 				free(c->rbuf);
@@ -1881,6 +1882,7 @@ static void *idle_main(void *arg)
 		unregister_conn(c);
 		conn_free(c);
 	}
+	audit_release();
 	return NULL;
 }
 

@@ -39,7 +39,7 @@ test('connect: curl through the HTTPS proxy gets its credential injected', async
 		assert.equal(m.authorization.length, 1);
 		assert.deepEqual(m.apiKey, []);
 		assert.ok(m.beta.includes('oauth-2025-04-20'));
-		const inj = vouchd.audit().filter((a) => a.event === 'inject' && a.workload === spiffeId('demo/curl'));
+		const inj = await vouchd.auditUntil((a) => a.event === 'inject' && a.workload === spiffeId('demo/curl'));
 		assert.equal(inj.length, 1);
 		assert.equal(inj[0].pid, r.pid);
 	});

@@ -53,7 +53,8 @@ test('e2e: official SDK through the plain listener', async (t) => {
 		}
 	});
 
-	await t.test('audit has issue, exchange and inject lines with the SPIFFE ID and pid', () => {
+	await t.test('audit has issue, exchange and inject lines with the SPIFFE ID and pid', async () => {
+		await vouchd.auditUntil((a) => a.event === 'inject' && a.workload === sub, 2);
 		const audit = vouchd.audit();
 		const ev = (name) => audit.filter((a) => a.event === name);
 		assert.ok(ev('issue').some((a) => a.workload === sub), `issue line for ${sub}: ${JSON.stringify(audit)}`);

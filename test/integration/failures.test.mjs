@@ -145,6 +145,6 @@ test('failures: two Node workloads told apart by uid; the one on a broken source
 	assert.ok(brokenEx.every((e) => e.sub === undefined || e.sub === spiffeId('demo/nobody')));
 	assert.equal(standin.records.messages.length, 6);
 	assert.ok(standin.records.messages.every((m) => m.sub === spiffeId('demo/node') && m.status === 200));
-	const denied = vouchd.audit().filter((a) => a.workload === spiffeId('demo/nobody') && a.pid === bad.pid);
+	const denied = await vouchd.auditUntil((a) => a.workload === spiffeId('demo/nobody') && a.pid === bad.pid);
 	assert.ok(denied.length >= 1, 'the failures are audited under the uid-65534 identity and its pid');
 });

@@ -293,6 +293,17 @@ export async function startVouchd(t, opts = {}) {
 				}
 			});
 		},
+		/**
+		 * Audit lines matching pred, once there are at least n of them (waits up to timeoutMs).
+		 * A request's line is written after its response has left (the event loop writes a
+		 * pass's lines together), so a client can finish a moment before its line is there.
+		 */
+		async auditUntil(pred, n = 1, timeoutMs = 5000) {
+			let got = [];
+			await waitFor(() => (got = this.audit().filter(pred)).length >= n, { timeoutMs, what: `${n} matching audit line(s)` })
+				.catch(() => {});
+			return got;
+		},
 		writeResource(name, text) {
 			const tmp = join(resourcesDir, `.${name}.tmp`);
 			writeFileSync(tmp, text);

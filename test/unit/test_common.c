@@ -7,9 +7,10 @@
 #include "tap.h"
 
 #include <errno.h>
-#include <jansson.h>
-#include <stdlib.h>
 #include <fcntl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -45,15 +46,19 @@ static void test_base64(void)
 	ok(base64url_encode("foo", 3, out, 4) == -ENOSPC, "encode refuses a short output buffer");
 	ok(base64url_decode("Zm9v", 4, dec, 2) == -ENOSPC, "decode refuses a short output buffer");
 	ok(base64url_decode("Zm9v=", 5, dec, sizeof(dec)) == -EINVAL, "decode rejects padding");
-	ok(base64url_decode("Zm+v", 4, dec, sizeof(dec)) == -EINVAL, "decode rejects '+' (std alphabet)");
-	ok(base64url_decode("Z", 1, dec, sizeof(dec)) == -EINVAL, "decode rejects impossible length");
-	ok(base64url_decode("Zh", 2, dec, sizeof(dec)) == -EINVAL, "decode rejects non-canonical trailing bits");
+	ok(base64url_decode("Zm+v", 4, dec, sizeof(dec)) == -EINVAL,
+	   "decode rejects '+' (std alphabet)");
+	ok(base64url_decode("Z", 1, dec, sizeof(dec)) == -EINVAL,
+	   "decode rejects impossible length");
+	ok(base64url_decode("Zh", 2, dec, sizeof(dec)) == -EINVAL,
+	   "decode rejects non-canonical trailing bits");
 	ok(base64url_decode("Zm 9", 4, dec, sizeof(dec)) == -EINVAL, "decode rejects whitespace");
 }
 
 static void test_secret(void)
 {
-	struct secret *a = secret_from("sk-ant-oat01-test", 17), *b = secret_from("sk-ant-oat01-test", 17);
+	struct secret *a = secret_from("sk-ant-oat01-test", 17),
+		      *b = secret_from("sk-ant-oat01-test", 17);
 	struct secret *c = secret_from("sk-ant-oat01-tesT", 17), *d = secret_dup(a);
 	char fa[17], fb[17], fc[17];
 
@@ -100,7 +105,8 @@ static void test_net(void)
 {
 	ok(net_listen_tcp("127.0.0.1", 1) == -EINVAL, "listen address without port is refused");
 	ok(net_listen_tcp("127.0.0.1:70000", 1) == -EINVAL, "port out of range is refused");
-	ok(net_listen_tcp("example.com:80", 1) == -EINVAL, "host names are refused (IP literals only)");
+	ok(net_listen_tcp("example.com:80", 1) == -EINVAL,
+	   "host names are refused (IP literals only)");
 	ok(net_listen_tcp("[::1:80", 1) == -EINVAL, "unterminated IPv6 literal is refused");
 	int fd = net_listen_tcp("127.0.0.1:0", 1);
 	ok(fd >= 0, "binds 127.0.0.1:0");
@@ -124,13 +130,14 @@ static void test_audit(void)
 	unlink(path);
 	ok(audit_open(path, &a) == 0, "audit log opens");
 	audit_emit(a, &(struct audit_rec){.event = "inject",
-					   .workload_id = "spiffe://td/a",
-					   .pid = 42,
-					   .path = "/v1/messages\n{\"forged\":true}",
-					   .fingerprint = "0123456789abcdef",
-					   .status = 200,
-					   .expires_in = -1});
-	audit_emit(a, &(struct audit_rec){.event = "deny", .reason = "no binding", .expires_in = -1});
+					  .workload_id = "spiffe://td/a",
+					  .pid = 42,
+					  .path = "/v1/messages\n{\"forged\":true}",
+					  .fingerprint = "0123456789abcdef",
+					  .status = 200,
+					  .expires_in = -1});
+	audit_emit(a,
+		   &(struct audit_rec){.event = "deny", .reason = "no binding", .expires_in = -1});
 	audit_close(a);
 	fd = open(path, O_RDONLY);
 	n = read(fd, buf, sizeof(buf) - 1);
@@ -143,9 +150,11 @@ static void test_audit(void)
 	   "two records are exactly two lines (a newline in a field cannot forge a record)");
 	json_error_t je;
 	json_t *r1 = json_loadb(buf, (size_t)(nl - buf), 0, &je);
-	ok(json_is_object(r1) && strcmp(json_string_value(json_object_get(r1, "event")), "inject") == 0 &&
+	ok(json_is_object(r1) &&
+	       strcmp(json_string_value(json_object_get(r1, "event")), "inject") == 0 &&
 	       json_integer_value(json_object_get(r1, "pid")) == 42 &&
-	       strcmp(json_string_value(json_object_get(r1, "token_fp")), "0123456789abcdef") == 0 &&
+	       strcmp(json_string_value(json_object_get(r1, "token_fp")), "0123456789abcdef") ==
+		   0 &&
 	       json_object_get(r1, "ts") != NULL,
 	   "record is JSON with ts, event, pid and token fingerprint");
 	json_decref(r1);
@@ -166,20 +175,19 @@ static void test_audit_hostile(void)
 	unlink(path);
 	memset(big, '\x01', sizeof(big) - 1); /* each byte escapes to 6 */
 	ok(audit_open(path, &a) == 0, "audit log opens");
-	audit_emit(a, &(struct audit_rec){.event = "inject",
-					   .path = "q\"\\\t\r\x1f\x7f/é€😀",
-					   .expires_in = -1});
+	audit_emit(a, &(struct audit_rec){
+			  .event = "inject", .path = "q\"\\\t\r\x1f\x7f/é€😀", .expires_in = -1});
 	audit_emit(a, &(struct audit_rec){.event = "inject", .path = bad_utf8, .expires_in = -1});
 	audit_emit(a, &(struct audit_rec){.event = "deny",
-					   .workload_id = big,
-					   .exe = big,
-					   .destination = big,
-					   .source = big,
-					   .binding = big,
-					   .path = big,
-					   .reason = big,
-					   .status = 403,
-					   .expires_in = -1});
+					  .workload_id = big,
+					  .exe = big,
+					  .destination = big,
+					  .source = big,
+					  .binding = big,
+					  .path = big,
+					  .reason = big,
+					  .status = 403,
+					  .expires_in = -1});
 	audit_close(a);
 	fd = open(path, O_RDONLY);
 	n = read(fd, buf, sizeof(buf) - 1);
@@ -197,9 +205,12 @@ static void test_audit_hostile(void)
 	ok(r[0] && strcmp(json_string_value(json_object_get(r[0], "path")),
 			  "q\"\\\t\r\x1f\x7f/é€😀") == 0,
 	   "quotes, backslashes, control bytes and UTF-8 round-trip exactly");
-	ok(r[1] && strcmp(json_string_value(json_object_get(r[1], "path")),
-			  "/v1/\uFFFD\uFFFD\uFFFDx\uFFFD\uFFFD\uFFFDy\uFFFD\uFFFD\uFFFD\uFFFDz\uFFFD\uFFFD") ==
-		       0,
+	ok(r[1] &&
+	       strcmp(
+		   json_string_value(json_object_get(r[1], "path")),
+		   "/v1/"
+		   "\uFFFD\uFFFD\uFFFDx\uFFFD\uFFFD\uFFFDy\uFFFD\uFFFD\uFFFD\uFFFDz\uFFFD\uFFFD") ==
+		   0,
 	   "invalid UTF-8 (stray, overlong, surrogate, > U+10FFFF, truncated) becomes U+FFFD "
 	   "per byte: %s",
 	   r[1] ? json_string_value(json_object_get(r[1], "path")) : "(not JSON)");
@@ -211,6 +222,79 @@ static void test_audit_hostile(void)
 	   "an oversize field is cut and marked (%zu bytes)", w ? strlen(w) : 0);
 	for (int i = 0; i < 3; i++)
 		json_decref(r[i]);
+}
+
+static off_t file_size(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/* Lines held by an event loop thread (audit_hold) reach the file at audit_flush, whole,
+ * in order; a full batch is written out by itself; other threads are not held. */
+static void *emit_other_thread(void *arg)
+{
+	audit_emit(arg, &(struct audit_rec){.event = "deny", .reason = "other", .expires_in = -1});
+	return NULL;
+}
+
+static void test_audit_batch(void)
+{
+	char path[] = "/tmp/vouch-audit-XXXXXX";
+	int fd = mkstemp(path);
+	struct audit *a = NULL;
+	static char buf[1 << 20];
+	pthread_t th;
+	ssize_t n;
+	off_t sz;
+
+	close(fd);
+	unlink(path);
+	ok(audit_open(path, &a) == 0, "audit log opens");
+	audit_hold(a);
+	audit_emit(a, &(struct audit_rec){.event = "inject", .pid = 1, .expires_in = -1});
+	audit_emit(a, &(struct audit_rec){.event = "inject", .pid = 2, .expires_in = -1});
+	ok(file_size(path) == 0, "held records are not written before the flush");
+	pthread_create(&th, NULL, emit_other_thread, a);
+	pthread_join(th, NULL);
+	sz = file_size(path);
+	ok(sz > 0, "another thread's record is written at once (%lld bytes)", (long long)sz);
+	audit_flush();
+	ok(file_size(path) > sz, "audit_flush writes the held records");
+	/* more than one 64 KB batch: nothing is lost, every line whole */
+	for (int i = 0; i < 1000; i++)
+		audit_emit(
+		    a, &(struct audit_rec){.event = "inject",
+					   .pid = 1000 + i,
+					   .path = "/v1/messages/padding-to-make-the-line-longer",
+					   .expires_in = -1});
+	ok(file_size(path) > sz + 65536 / 2, "a full batch is written without waiting for a flush");
+	audit_release();
+	audit_emit(a, &(struct audit_rec){.event = "deny", .pid = 9, .expires_in = -1});
+	audit_close(a);
+	fd = open(path, O_RDONLY);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	unlink(path);
+	buf[n > 0 ? n : 0] = '\0';
+	int lines = 0, bad = 0, in_order = 1;
+	long last = 999;
+	char *line = buf;
+	for (char *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1, lines++) {
+		json_t *r = json_loadb(line, (size_t)(nl - line), 0, NULL);
+		long pid = r ? (long)json_integer_value(json_object_get(r, "pid")) : -1;
+		if (!r)
+			bad++;
+		if (pid >= 1000) {
+			if (pid != last + 1)
+				in_order = 0;
+			last = pid;
+		}
+		json_decref(r);
+	}
+	ok(lines == 1004 && bad == 0 && *line == '\0',
+	   "1004 records, each one whole JSON line (%d lines, %d bad)", lines, bad);
+	ok(in_order && last == 1999, "held records keep their order, none lost (last %ld)", last);
 }
 
 static void test_readfile(void)
@@ -237,7 +321,8 @@ static void test_readfile(void)
 	   "readfile_fd also stops one byte past max (no size precheck needed)");
 	close(fd);
 	ok(readfile_path("/tmp", 0, 10, &buf, &len) == -EINVAL, "a directory is refused");
-	ok(readfile_path("/nonexistent/vouch", 0, 10, &buf, &len) == -ENOENT, "missing file: -ENOENT");
+	ok(readfile_path("/nonexistent/vouch", 0, 10, &buf, &len) == -ENOENT,
+	   "missing file: -ENOENT");
 	ok(readfile_path("/proc/self/stat", 0, 4096, &buf, &len) == 0 && len > 0 && len < 4096,
 	   "a /proc file (st_size 0) is read to EOF");
 	free(buf);
@@ -258,6 +343,7 @@ int main(void)
 	test_net();
 	test_audit();
 	test_audit_hostile();
+	test_audit_batch();
 	test_readfile();
 	return tap_done();
 }
