@@ -11,6 +11,9 @@
 #             header strip + Bearer from its token exchange with the Claude stand-in) --> upstream
 #   vouchd-tp loadgen, in a scratch cgroup, connects to the upstream itself; vouchd's eBPF
 #             connect4 hook redirects it to the transparent listener (same job) --> upstream
+#   relay     loadgen --TLS, end to end--> bench/relay.c (one epoll thread copying bytes, no
+#             TLS termination, no parsing) --> upstream: the floor for any user-space hop on
+#             this machine; loadgen sends the Bearer token itself, as for the baseline
 #
 # One vouchd serves both of its rows: interception on, attached to a scratch cgroup v2
 # directory (PROXY_CGROUP, default <cgroup2 mount>/vouch-bench-PID, removed at the end) that
@@ -24,7 +27,7 @@
 # Placement: loadgen and the upstream on CPU PROXY_LOAD_CPU (default 0), the proxy under test
 # on PROXY_CPU (default 1); with one CPU, everything on CPU 0. Knobs (environment):
 # BENCH_REPS (3), PROXY_DURATION (2 s per fixed-rate run), PROXY_MAX_DURATION (2 s for --max
-# and --new-conns), PROXY_WARMUP (0.5 s), PROXY_TARGETS ("baseline haproxy vouchd vouchd-tp"),
+# and --new-conns), PROXY_WARMUP (0.5 s), PROXY_TARGETS ("baseline relay haproxy vouchd vouchd-tp"),
 # PROXY_NICE (-20: the nice level of every bench process; the box may be shared), PROXY_CASES
 # (a subset of "r500c1 r500c16 r1000c1 r1000c16 s1000c1 s1000c16 sse max newconn"),
 # PROXY_SSE_RATE (200), PROXY_IDLE_CONNS ("1000 10000": open idle keep-alive connections,
@@ -47,7 +50,7 @@ dur=${PROXY_DURATION:-2}
 maxdur=${PROXY_MAX_DURATION:-2}
 warm=${PROXY_WARMUP:-0.5}
 sse_rate=${PROXY_SSE_RATE:-200}
-targets=${PROXY_TARGETS:-baseline haproxy vouchd vouchd-tp}
+targets=${PROXY_TARGETS:-baseline relay haproxy vouchd vouchd-tp}
 # 10k idle keep-alive connections per proxy: the soft descriptor limit up to the hard one
 ulimit -n "$(ulimit -Hn)"
 ncpu=$(nproc)
@@ -67,7 +70,7 @@ if ! command -v haproxy >/dev/null; then
 fi
 [ -x "$build/vouchd" ] || make --no-print-directory -j2 BUILD="$build"
 make --no-print-directory -f Makefile -f bench/bench.mk BUILD="$build" "$build/bench/loadgen" \
-	"$build/bench/upstream" >/dev/null
+	"$build/bench/upstream" "$build/bench/relay" >/dev/null
 loadgen=$(realpath "$build/bench/loadgen")
 py_exe=$(readlink -f /usr/bin/python3) # bench/idle_conns.py, a second bound workload
 upstream_bin=$(realpath "$build/bench/upstream")
@@ -140,6 +143,17 @@ up_cmd=("${pin[@]}" "$load_cpu" "$upstream_bin" --port "$up_port" --cert "$c/ser
 "${up_cmd[@]}" >"$tmp/upstream.log" 2>&1 &
 pids+=($!)
 wait_port "$up_port"
+
+# --- the floor: a byte relay on the proxy's CPU
+relay_port=$(free_port)
+relay_pid=
+if [[ " $targets " == *" relay "* ]]; then
+	"${pin[@]}" "$proxy_cpu" "$(realpath "$build/bench/relay")" --listen "$relay_port" --to "$up_port" \
+		>"$tmp/relay.log" 2>&1 &
+	relay_pid=$!
+	pids+=("$relay_pid")
+	wait_port "$relay_port" || drop_target relay
+fi
 
 # --- HAProxy
 ha_port=$(free_port)
@@ -304,6 +318,7 @@ fi
 set_target_args() {
 	case $1 in
 	baseline) targs=(--target "localhost:$up_port" --ca "$c/ca.crt" --header "Authorization: Bearer $token") ;;
+	relay) targs=(--target "localhost:$relay_port" --ca "$c/ca.crt" --header "Authorization: Bearer $token") ;;
 	haproxy) targs=(--target "localhost:$ha_port" --ca "$c/ca.crt" --api-key "$api_key") ;;
 	vouchd) targs=(--target "localhost:$up_port" --proxy-connect "127.0.0.1:$v_proxy_port" --ca "$v_ca"
 		--api-key "$api_key") ;;
@@ -313,6 +328,7 @@ set_target_args() {
 target_pid() {
 	case $1 in
 	haproxy) echo "$ha_pid" ;;
+	relay) echo "$relay_pid" ;;
 	vouchd | vouchd-tp) echo "$v_pid" ;;
 	*) echo "" ;;
 	esac
@@ -427,13 +443,13 @@ t_total=$(($(date +%s) - t_start))
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- the document
-cpu_model=$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | head -1)
+cpu_model=$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | sed -n 1p)
 virt="bare metal or unknown"
 grep -qw hypervisor /proc/cpuinfo && virt="virtual machine"
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=$(git status --porcelain -- src bench 2>/dev/null | head -1)
+dirty=$(git status --porcelain -- src bench 2>/dev/null | sed -n 1p) # sed reads all: no SIGPIPE under pipefail
 [ -n "$dirty" ] && commit="$commit (+ uncommitted changes under src/ or bench/)"
-ha_ver=$(haproxy -v 2>/dev/null | head -1 | awk '{print $3}')
+ha_ver=$(haproxy -v 2>/dev/null | awk 'NR == 1 {print $3}')
 ssl_ver=$(openssl version | awk '{print $2}')
 for t in $targets; do echo "rss_idle target=$t kb=${rss_idle[$t]}" >>"$results"; done
 

@@ -46,9 +46,9 @@ cleanup() {
 trap cleanup EXIT
 
 # The machine, taken before the run (the load average is the one the bench started with).
-cpu_model=$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | head -1)
-cpu_fam=$(sed -n 's/^cpu family[[:space:]]*: *//p' /proc/cpuinfo | head -1)
-cpu_mod=$(sed -n 's/^model[[:space:]]*: *//p' /proc/cpuinfo | head -1)
+cpu_model=$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | sed -n 1p)
+cpu_fam=$(sed -n 's/^cpu family[[:space:]]*: *//p' /proc/cpuinfo | sed -n 1p)
+cpu_mod=$(sed -n 's/^model[[:space:]]*: *//p' /proc/cpuinfo | sed -n 1p)
 [ -n "$cpu_fam" ] && cpu_model="$cpu_model (family $cpu_fam, model ${cpu_mod:-?})"
 virt="bare metal or unknown"
 if grep -qw hypervisor /proc/cpuinfo; then
@@ -284,7 +284,7 @@ This run: \`make bench\` → \`bench/run.sh $build\` → \`$cmd\`.
 | kernel | $(uname -r) ($(uname -m)) |
 | memory | $mem |
 | load average at start | $load |
-| compiler, libbpf | $(${CC:-cc} --version | head -1), libbpf $(pkg-config --modversion libbpf 2>/dev/null || echo '?') |
+| compiler, libbpf | $(${CC:-cc} --version | sed -n 1p), libbpf $(pkg-config --modversion libbpf 2>/dev/null || echo '?') |
 | commit | $commit |
 
 ## connect() hook cost (issue 3)

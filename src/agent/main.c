@@ -427,6 +427,34 @@ static int agent_start(struct agent *a)
 
 /* Once a second (and on SIGHUP with force): pick up resource changes, rotate keys,
  * forget processes that are gone. */
+/* Give memory freed after a burst back to the kernel. A burst of new connections leaves
+ * their handshake buffers and thread caches free inside the heap and the threads'
+ * arenas; glibc only returns the top of each heap by itself, so without this the RSS of
+ * an agent that once saw a burst stays at the burst's peak (measured: ~15 MB after 1000
+ * connections opened at once, i.e. +15 KB on every idle connection). malloc_trim() walks
+ * the free lists under the arena locks (up to tens of ms with 10k connections open), so
+ * it runs once per change, not every tick: when the count of connections and threads has
+ * moved by TRIM_STEP since the last trim and then held still for one tick. */
+#define TRIM_STEP 64
+static void trim_after_burst(struct agent *a)
+{
+	static long base = -1, prev = -1;
+	struct proxy_stats ps = {0};
+	long cur;
+
+	if (!a->proxy)
+		return;
+	proxy_get_stats(a->proxy, &ps);
+	cur = (long)ps.connections + (long)ps.threads;
+	if (base < 0)
+		base = cur;
+	if (cur == prev && labs(cur - base) >= TRIM_STEP) {
+		(void)malloc_trim(0);
+		base = cur;
+	}
+	prev = cur;
+}
+
 static void housekeeping(struct agent *a, bool force)
 {
 	struct diag_list d = {0};
@@ -457,6 +485,7 @@ static void housekeeping(struct agent *a, bool force)
 	if (a->wlapi)
 		wlapi_tick(a->wlapi); /* after ca_tick: pushes a rotated JWKS at once */
 	attest_cache_prune(a->attest);
+	trim_after_burst(a);
 }
 
 static void agent_stop(struct agent *a)
