@@ -3,7 +3,7 @@
 # Idempotent: installs only what is missing. Runs as root (or via sudo when available).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
-debs=(build-essential pkg-config libssl-dev libcurl4-openssl-dev libyaml-dev libjansson-dev libnghttp2-dev
+debs=(build-essential pkg-config libssl-dev libyaml-dev libjansson-dev libnghttp2-dev
       openssl curl nodejs npm iproute2 procps util-linux
       clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
       libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev

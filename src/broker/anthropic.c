@@ -1,7 +1,8 @@
 /* anthropic — the jwt-bearer token exchange (token-exchange-protocols.md §1.2-1.9).
  *
- * One blocking libcurl easy transfer per call; it runs on the broker's refresh thread
- * (or on a cold request), never while a cached token is fresh.
+ * One blocking POST per call on a fresh verified connection (see "transfer" below); it
+ * runs on the broker's refresh thread (or on a cold request), never while a cached
+ * token is fresh.
  *
  * Where secret bytes go, and what is wiped:
  *  - the request body holds the assertion: it is serialized straight into a struct
@@ -11,12 +12,15 @@
  *    token); after parsing, every string value of the jansson tree (the token among
  *    them) is overwritten before json_decref().
  *  Residual copies we cannot reach: jansson's lexer scratch buffer (freed without a
- *  wipe), libcurl's request/receive buffers and OpenSSL's record buffers. They are
+ *  wipe), OpenSSL's record buffers. They are
  *  heap memory of this process only; nothing is logged or written to disk. */
 #include "broker/anthropic.h"
 
+#include "proxy/http1.h"
+#include "proxy/upstream.h"
+
 #include <arpa/inet.h>
-#include <curl/curl.h>
+#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -25,30 +29,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #define ANTHROPIC_TOKEN_PATH "/v1/oauth/token"
 #define ANTHROPIC_USER_AGENT "vouch/0.1 (workload-identity-federation)"
 #define ANTHROPIC_GRANT_JWT_BEARER "urn:ietf:params:oauth:grant-type:jwt-bearer"
 #define ANTHROPIC_BASE_URL_MAX 2048
-#define ANTHROPIC_TOKEN_MAX (16 * 1024)          /* an access token longer than this is bogus */
+#define ANTHROPIC_TOKEN_MAX (16 * 1024)		  /* an access token longer than this is bogus */
 #define ANTHROPIC_EXPIRES_MAX (365LL * 24 * 3600) /* sanity cap on expires_in */
-#define ANTHROPIC_REDACT_MAX 200                  /* chars of a redacted error body */
+#define ANTHROPIC_REDACT_MAX 200		  /* chars of a redacted error body */
 #define ANTHROPIC_REDACT_RUN 48 /* a [A-Za-z0-9._=-] run this long looks like a credential */
 #define ANTHROPIC_DEFAULT_TIMEOUT_MS 30000
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-
-static void curl_init(void)
-{
-	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 /* Printable ASCII or '?': error text must be safe for logs and JSON. */
-static char printable(unsigned char c)
-{
-	return (c >= 0x20 && c < 0x7f) ? (char)c : '?';
-}
+static char printable(unsigned char c) { return (c >= 0x20 && c < 0x7f) ? (char)c : '?'; }
 
 /* ---- URL policy ------------------------------------------------------------------ */
 
@@ -56,100 +51,139 @@ static bool host_is_loopback(const char *host)
 {
 	unsigned char a4[4];
 	unsigned char a6[16];
-	char buf[64];
-	size_t n;
 
 	if (strcasecmp(host, "localhost") == 0)
 		return true;
 	if (inet_pton(AF_INET, host, a4) == 1)
 		return a4[0] == 127;
-	/* CURLU reports IPv6 hosts in brackets. */
-	n = strlen(host);
-	if (n >= 2 && n < sizeof(buf) && host[0] == '[' && host[n - 1] == ']') {
-		memcpy(buf, host + 1, n - 2);
-		buf[n - 2] = '\0';
-		if (inet_pton(AF_INET6, buf, a6) == 1)
-			return memcmp(a6, &in6addr_loopback, sizeof(a6)) == 0;
-	}
+	if (inet_pton(AF_INET6, host, a6) == 1)
+		return memcmp(a6, &in6addr_loopback, sizeof(a6)) == 0;
 	return false;
 }
 
-/* Build and vet the token endpoint URL: base (default ANTHROPIC_DEFAULT_BASE) with
- * "/v1/oauth/token" appended to its path (trailing '/' trimmed). https only, or http to
- * a loopback host; no userinfo, query or fragment in the base. On success *ret is a
- * CURLU owned by the caller and *ret_loopback_http tells whether plain http is in use. */
-static int token_url(const char *base, CURLU **ret, bool *ret_loopback_http, char *err,
-		     size_t err_cap)
-{
+/* The token endpoint: base (default ANTHROPIC_DEFAULT_BASE) with "/v1/oauth/token"
+ * appended to its path (trailing '/' trimmed). https only, or http to a loopback host;
+ * no userinfo, query or fragment in the base. Parsed here rather than by a URL library:
+ * the grammar needed is small (RFC 3986 scheme "://" host [":" port] path, host a DNS
+ * name, an IPv4 address or a bracketed IPv6 address), and everything outside it is
+ * refused rather than normalised. */
+struct endpoint {
+	bool http;	/* plain http (loopback only) */
+	char host[256]; /* without brackets */
+	uint16_t port;
+	char hosthdr[272]; /* the Host field: name or [v6], ":port" when not default */
 	char path[ANTHROPIC_BASE_URL_MAX + sizeof(ANTHROPIC_TOKEN_PATH)];
-	char *scheme = NULL, *host = NULL, *part = NULL, *bpath = NULL;
-	bool http = false;
-	CURLU *u = NULL;
-	size_t n;
-	int ret_code = -EINVAL;
+};
 
+static bool path_char(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       strchr("-._~!$&'()*+,;=:@/%", c) != NULL;
+}
+
+static bool name_char(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       c == '-' || c == '.' || c == '_';
+}
+
+static int token_url(const char *base, struct endpoint *e, char *err, size_t err_cap)
+{
+	const char *p, *auth, *auth_end, *host_end;
+	size_t n;
+
+	memset(e, 0, sizeof(*e));
 	if (!base || !*base)
 		base = ANTHROPIC_DEFAULT_BASE;
 	if (strlen(base) > ANTHROPIC_BASE_URL_MAX) {
 		snprintf(err, err_cap, "token endpoint base URL is longer than %d bytes",
 			 ANTHROPIC_BASE_URL_MAX);
-		goto out;
+		return -EINVAL;
 	}
-	u = curl_url();
-	if (!u) {
-		ret_code = -ENOMEM;
-		snprintf(err, err_cap, "out of memory");
-		goto out;
-	}
-	if (curl_url_set(u, CURLUPART_URL, base, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host ||
-	    curl_url_get(u, CURLUPART_PATH, &bpath, 0) != CURLUE_OK) {
+	if (strncasecmp(base, "https://", 8) == 0) {
+		auth = base + 8;
+	} else if (strncasecmp(base, "http://", 7) == 0) {
+		auth = base + 7;
+		e->http = true;
+	} else if (strstr(base, "://")) {
+		snprintf(err, err_cap, "token endpoint scheme must be https");
+		return -EINVAL;
+	} else {
 		snprintf(err, err_cap, "token endpoint base URL is not a valid absolute URL");
-		goto out;
+		return -EINVAL;
 	}
-	if (curl_url_get(u, CURLUPART_USER, &part, 0) == CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_QUERY, &part, 0) == CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_FRAGMENT, &part, 0) == CURLUE_OK) {
+	if (strpbrk(base, "?#")) {
 		snprintf(err, err_cap,
 			 "token endpoint base URL must not carry userinfo, a query or a fragment");
-		goto out;
+		return -EINVAL;
 	}
-	if (strcmp(scheme, "https") == 0) {
-		http = false;
-	} else if (strcmp(scheme, "http") == 0) {
+	auth_end = auth + strcspn(auth, "/");
+	if (memchr(auth, '@', (size_t)(auth_end - auth))) {
+		snprintf(err, err_cap,
+			 "token endpoint base URL must not carry userinfo, a query or a fragment");
+		return -EINVAL;
+	}
+	if (*auth == '[') { /* an IPv6 literal (no zone identifiers) */
+		unsigned char a6[16];
+		const char *close = memchr(auth, ']', (size_t)(auth_end - auth));
+		n = close ? (size_t)(close - auth - 1) : 0;
+		if (!close || n == 0 || n >= sizeof(e->host))
+			goto bad;
+		memcpy(e->host, auth + 1, n);
+		if (inet_pton(AF_INET6, e->host, a6) != 1)
+			goto bad;
+		host_end = close + 1;
+	} else {
+		host_end = auth;
+		while (host_end < auth_end && name_char((unsigned char)*host_end))
+			host_end++;
+		n = (size_t)(host_end - auth);
+		if (n == 0 || n > 253)
+			goto bad;
+		memcpy(e->host, auth, n);
+	}
+	e->port = e->http ? 80 : 443;
+	if (host_end < auth_end) {
+		unsigned long v = 0;
+		if (*host_end != ':' || host_end + 1 == auth_end)
+			goto bad;
+		for (p = host_end + 1; p < auth_end; p++) {
+			if (*p < '0' || *p > '9' || p - host_end > 5)
+				goto bad;
+			v = v * 10 + (unsigned long)(*p - '0');
+		}
+		if (v == 0 || v > 65535)
+			goto bad;
+		e->port = (uint16_t)v;
+	}
+	for (p = auth_end; *p; p++) {
+		if (!path_char((unsigned char)*p) ||
+		    (*p == '%' &&
+		     !(isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2]))))
+			goto bad;
+	}
+	if (e->http && !host_is_loopback(e->host)) {
 		/* The assertion is a bearer credential: cleartext only on loopback
 		 * (token-exchange-protocols.md §1.2, as the SDKs enforce). */
-		if (!host_is_loopback(host)) {
-			snprintf(err, err_cap,
-				 "token endpoint must use https (plain http is allowed only to "
-				 "localhost, 127.0.0.0/8 or ::1)");
-			goto out;
-		}
-		http = true;
-	} else {
-		snprintf(err, err_cap, "token endpoint scheme must be https");
-		goto out;
+		snprintf(err, err_cap,
+			 "token endpoint must use https (plain http is allowed only to "
+			 "localhost, 127.0.0.0/8 or ::1)");
+		return -EINVAL;
 	}
-	n = strlen(bpath);
-	while (n > 0 && bpath[n - 1] == '/')
+	n = strlen(auth_end);
+	while (n > 0 && auth_end[n - 1] == '/')
 		n--;
-	snprintf(path, sizeof(path), "%.*s%s", (int)n, bpath, ANTHROPIC_TOKEN_PATH);
-	if (curl_url_set(u, CURLUPART_PATH, path, 0) != CURLUE_OK) {
-		snprintf(err, err_cap, "token endpoint base URL has an invalid path");
-		goto out;
+	snprintf(e->path, sizeof(e->path), "%.*s%s", (int)n, auth_end, ANTHROPIC_TOKEN_PATH);
+	snprintf(e->hosthdr, sizeof(e->hosthdr), "%s%s%s", *auth == '[' ? "[" : "", e->host,
+		 *auth == '[' ? "]" : "");
+	if (e->port != (e->http ? 80 : 443)) {
+		n = strlen(e->hosthdr);
+		snprintf(e->hosthdr + n, sizeof(e->hosthdr) - n, ":%u", (unsigned)e->port);
 	}
-	*ret = u;
-	u = NULL;
-	*ret_loopback_http = http;
-	ret_code = 0;
-out:
-	curl_free(bpath);
-	curl_free(part);
-	curl_free(host);
-	curl_free(scheme);
-	curl_url_cleanup(u);
-	return ret_code;
+	return 0;
+bad:
+	snprintf(err, err_cap, "token endpoint base URL is not a valid absolute URL");
+	return -EINVAL;
 }
 
 /* ---- request body ---------------------------------------------------------------- */
@@ -235,11 +269,9 @@ static void json_wipe_strings(json_t *j)
 	if (json_is_string(j)) {
 		explicit_bzero((char *)json_string_value(j), json_string_length(j));
 	} else if (json_is_object(j)) {
-		json_object_foreach(j, k, v)
-			json_wipe_strings(v);
+		json_object_foreach(j, k, v) json_wipe_strings(v);
 	} else if (json_is_array(j)) {
-		json_array_foreach(j, i, v)
-			json_wipe_strings(v);
+		json_array_foreach(j, i, v) json_wipe_strings(v);
 	}
 }
 
@@ -326,7 +358,8 @@ static void redact_append(char *out, size_t cap, size_t *pos, const char *text, 
 	while (i < len && *pos + 1 < cap) {
 		size_t run = 0;
 
-		while (i + run < len && (jws_char((unsigned char)text[i + run]) || text[i + run] == '='))
+		while (i + run < len &&
+		       (jws_char((unsigned char)text[i + run]) || text[i + run] == '='))
 			run++;
 		if (run >= ANTHROPIC_REDACT_RUN) {
 			static const char red[] = "[redacted]";
@@ -390,8 +423,7 @@ void anthropic_redact_error(const char *body, size_t len, char *out, size_t out_
 	}
 	redact_field(out, cap, &pos, kind, "");
 	redact_field(out, cap, &pos, msg, ": ");
-	redact_field(out, cap, &pos, json_object_get(root, "error_description"),
-		     msg ? "; " : ": ");
+	redact_field(out, cap, &pos, json_object_get(root, "error_description"), msg ? "; " : ": ");
 	uri = json_object_get(root, "error_uri");
 	if (json_is_string(uri) && json_string_length(uri) > 0) {
 		redact_lit(out, cap, &pos, pos > 0 ? " (" : "(");
@@ -408,123 +440,294 @@ out:
 
 /* ---- transfer -------------------------------------------------------------------- */
 
-struct xfer {
-	struct secret *body; /* response body so far (a 2xx body holds the token) */
-	bool too_large;
-	bool oom;
-	char request_id[128];
-};
+/* One POST on a fresh connection (src/proxy/upstream.c: verified TLS, SNI and name
+ * check, never a plaintext fallback; http only where token_url allowed it), the
+ * response read with the proxy's strict HTTP/1 parser (src/proxy/http1.c). This used
+ * to be one libcurl transfer; libcurl is not used any more because, on Debian, it
+ * brings ~20 libraries into the process that holds the signing keys (GnuTLS via
+ * librtmp, LDAP, SSH, Kerberos, ...) for protocols this exchange never speaks, and
+ * ~3 MB of resident memory with them (issue 5: ≤ 10 MB idle). */
 
-static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
+static uint64_t mono_ms(void)
 {
-	struct xfer *x = userdata;
-	size_t n = size * nmemb, have = x->body ? x->body->len : 0, newcap;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Socket timeouts set to what is left before the deadline; -ETIMEDOUT once it passed. */
+static int arm(int fd, uint64_t deadline)
+{
+	uint64_t now = mono_ms();
+	struct timeval tv;
+
+	if (now >= deadline)
+		return -ETIMEDOUT;
+	tv.tv_sec = (time_t)((deadline - now) / 1000);
+	tv.tv_usec = (suseconds_t)((deadline - now) % 1000) * 1000;
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Append n bytes to *body (a secret: a 2xx body holds the token), at most
+ * ANTHROPIC_RESPONSE_MAX in all. 0, -EFBIG or -ENOMEM. */
+static int body_append(struct secret **body, const char *p, size_t n)
+{
+	size_t have = *body ? (*body)->len : 0, newcap;
 	struct secret *grown;
 
-	if (n > ANTHROPIC_RESPONSE_MAX - have) {
-		x->too_large = true;
-		return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
-	}
-	if (!x->body || have + n > x->body->cap) {
-		newcap = x->body ? 2 * x->body->cap : 4096;
+	if (n > ANTHROPIC_RESPONSE_MAX - have)
+		return -EFBIG;
+	if (!*body || have + n > (*body)->cap) {
+		newcap = *body ? 2 * (*body)->cap : 4096;
 		if (newcap < have + n)
 			newcap = have + n;
 		if (newcap > ANTHROPIC_RESPONSE_MAX)
 			newcap = ANTHROPIC_RESPONSE_MAX;
 		grown = secret_new(newcap);
-		if (!grown) {
-			x->oom = true;
-			return 0;
-		}
-		if (x->body)
-			memcpy(grown->data, x->body->data, have);
+		if (!grown)
+			return -ENOMEM;
+		if (*body)
+			memcpy(grown->data, (*body)->data, have);
 		grown->len = have;
-		secret_free(x->body);
-		x->body = grown;
+		secret_free(*body);
+		*body = grown;
 	}
-	memcpy(x->body->data + have, ptr, n);
-	x->body->len = have + n;
-	x->body->data[x->body->len] = '\0';
-	return n;
+	memcpy((*body)->data + have, p, n);
+	(*body)->len = have + n;
+	(*body)->data[(*body)->len] = '\0';
+	return 0;
 }
 
-static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata)
+/* A transport failure as -errno with a cause in err (STYLE.md §9). */
+static int transport_error(int r, const char *what, char *err, size_t err_cap)
 {
-	static const char name[] = "request-id:";
-	struct xfer *x = userdata;
-	size_t n = size * nmemb, i, o = 0;
-
-	if (n >= 5 && memcmp(ptr, "HTTP/", 5) == 0) {
-		x->request_id[0] = '\0'; /* a new response (e.g. after 100-continue) */
-		return n;
+	switch (r) {
+	case -ETIMEDOUT:
+		snprintf(err, err_cap, "token endpoint transport error: timed out %s", what);
+		return -ETIMEDOUT;
+	case -ENOMEM:
+		snprintf(err, err_cap, "out of memory %s", what);
+		return -ENOMEM;
+	case -EPROTO:
+		snprintf(err, err_cap, "token endpoint transport error: TLS failure %s", what);
+		return -EPROTO;
+	default:
+		snprintf(err, err_cap, "token endpoint transport error: %s %s", strerror(-r), what);
+		return -ECONNRESET;
 	}
-	if (n < sizeof(name) - 1 || strncasecmp(ptr, name, sizeof(name) - 1) != 0)
-		return n;
-	i = sizeof(name) - 1;
-	while (i < n && (ptr[i] == ' ' || ptr[i] == '\t'))
-		i++;
-	while (i < n && o + 1 < sizeof(x->request_id) && (unsigned char)ptr[i] > 0x20 &&
-	       (unsigned char)ptr[i] < 0x7f)
-		x->request_id[o++] = ptr[i++];
-	x->request_id[o] = '\0';
-	return n;
 }
 
-/* The one place a CURLcode becomes an errno (STYLE.md §9). */
-static int curl_errno(CURLcode c, const struct xfer *x, const char *errbuf, char *err,
-		      size_t err_cap)
+/* Read one final (non-1xx) response from c: status, Request-Id and body (into *body).
+ * 0 or -errno with a cause in err. */
+static int read_response(struct stream *s, uint64_t deadline, struct http1_msg *m, int *status,
+			 char *request_id, size_t rid_cap, struct secret **body, char *err,
+			 size_t err_cap)
 {
-	char detail[CURL_ERROR_SIZE];
-	size_t i;
+	struct http1_chunked ch;
+	const struct http1_header *h;
+	size_t len = 0, pos;
+	char *buf = malloc(HTTP1_MAX_HEAD);
+	bool done = false;
+	long hl;
 	int r;
 
-	for (i = 0; errbuf[i] && i + 1 < sizeof(detail); i++)
-		detail[i] = printable((unsigned char)errbuf[i]);
-	detail[i] = '\0';
-	if (!detail[0])
-		snprintf(detail, sizeof(detail), "%s", curl_easy_strerror(c));
-
-	switch (c) {
-	case CURLE_WRITE_ERROR:
-	case CURLE_FILESIZE_EXCEEDED:
-		if (x->oom) {
-			snprintf(err, err_cap, "out of memory reading the response");
-			return -ENOMEM;
+	if (!buf)
+		return transport_error(-ENOMEM, "reading the response", err, err_cap);
+	for (;;) { /* heads: skip 1xx interim responses */
+		hl = http1_parse_response(buf, len, "POST", m);
+		if (hl == 0 && len < HTTP1_MAX_HEAD) {
+			ssize_t got;
+			if ((r = arm(s->fd, deadline)) < 0)
+				goto fail;
+			got = stream_read(s, buf + len, HTTP1_MAX_HEAD - len);
+			if (got <= 0) {
+				r = got == 0 ? -ECONNRESET : (int)got;
+				if (got == 0) {
+					snprintf(err, err_cap,
+						 "token endpoint transport error: "
+						 "connection closed before a response");
+					goto out;
+				}
+				goto fail;
+			}
+			len += (size_t)got;
+			continue;
 		}
-		snprintf(err, err_cap, "response too large (over %d bytes)", ANTHROPIC_RESPONSE_MAX);
-		return -EPROTO;
-	case CURLE_OPERATION_TIMEDOUT:
-		r = -ETIMEDOUT;
-		break;
-	case CURLE_COULDNT_CONNECT:
-		r = -ECONNREFUSED;
-		break;
-	case CURLE_COULDNT_RESOLVE_HOST:
-	case CURLE_COULDNT_RESOLVE_PROXY:
-		r = -EHOSTUNREACH;
-		break;
-	case CURLE_SEND_ERROR:
-	case CURLE_RECV_ERROR:
-	case CURLE_GOT_NOTHING:
-	case CURLE_PARTIAL_FILE:
-		r = -ECONNRESET;
-		break;
-	case CURLE_OUT_OF_MEMORY:
-		r = -ENOMEM;
-		break;
-	case CURLE_UNSUPPORTED_PROTOCOL:
-	case CURLE_URL_MALFORMAT:
-	case CURLE_SSL_CACERT_BADFILE:
-		r = -EINVAL;
-		break;
-	case CURLE_TOO_MANY_REDIRECTS:
-		snprintf(err, err_cap, "redirect refused");
-		return -EPROTO;
-	default: /* TLS handshake/verification failures, HTTP framing errors, ... */
-		r = -EPROTO;
-		break;
+		if (hl <= 0) {
+			snprintf(err, err_cap, "token endpoint sent a malformed HTTP response (%s)",
+				 hl == 0 || hl == -E2BIG ? "head too large" : m->error);
+			r = -EPROTO;
+			goto out;
+		}
+		if (m->status >= 200)
+			break;
+		memmove(buf, buf + hl, len - (size_t)hl);
+		len -= (size_t)hl;
 	}
-	snprintf(err, err_cap, "token endpoint transport error: %s", detail);
+	*status = m->status;
+	if ((h = http1_find(m, "request-id")) != NULL) {
+		size_t o = 0;
+		for (size_t i = 0; i < h->value.n && o + 1 < rid_cap; i++) {
+			unsigned char c = (unsigned char)h->value.p[i];
+			if (c <= 0x20 || c >= 0x7f)
+				break;
+			request_id[o++] = (char)c;
+		}
+		request_id[o] = '\0';
+	}
+	if (m->body == HTTP1_BODY_LENGTH && m->content_length > ANTHROPIC_RESPONSE_MAX) {
+		snprintf(err, err_cap, "response too large (over %d bytes)",
+			 ANTHROPIC_RESPONSE_MAX);
+		r = -EPROTO;
+		goto out;
+	}
+	pos = (size_t)hl;
+	http1_chunked_init(&ch);
+	for (;;) {
+		/* the bytes in buf[pos, len) belong to the body */
+		if (m->body == HTTP1_BODY_CHUNKED) {
+			while (pos < len && !done) {
+				const char *d;
+				size_t dn;
+				long used =
+				    http1_chunked_feed(&ch, buf + pos, len - pos, &d, &dn, &done);
+				if (used < 0) {
+					snprintf(err, err_cap,
+						 "token endpoint sent a malformed chunked body");
+					r = -EPROTO;
+					goto out;
+				}
+				if (dn && (r = body_append(body, d, dn)) < 0)
+					goto toobig;
+				pos += (size_t)used;
+			}
+		} else if (m->body != HTTP1_BODY_NONE && pos < len) {
+			size_t n = len - pos;
+			uint64_t have = *body ? (*body)->len : 0;
+			if (m->body == HTTP1_BODY_LENGTH && n > m->content_length - have)
+				n = (size_t)(m->content_length - have); /* extra bytes: ignored */
+			if ((r = body_append(body, buf + pos, n)) < 0)
+				goto toobig;
+		}
+		pos = len = 0;
+		if (m->body == HTTP1_BODY_NONE || done ||
+		    (m->body == HTTP1_BODY_LENGTH &&
+		     (uint64_t)(*body ? (*body)->len : 0) >= m->content_length))
+			break;
+		ssize_t got;
+		if ((r = arm(s->fd, deadline)) < 0)
+			goto fail;
+		got = stream_read(s, buf, HTTP1_MAX_HEAD);
+		if (got == 0 && m->body == HTTP1_BODY_EOF)
+			break;
+		if (got <= 0) {
+			if (got == 0) {
+				snprintf(err, err_cap,
+					 "token endpoint transport error: connection "
+					 "closed in the middle of the response");
+				r = -ECONNRESET;
+				goto out;
+			}
+			r = (int)got;
+			goto fail;
+		}
+		len = (size_t)got;
+	}
+	r = 0;
+	goto out;
+toobig:
+	if (r == -EFBIG) {
+		snprintf(err, err_cap, "response too large (over %d bytes)",
+			 ANTHROPIC_RESPONSE_MAX);
+		r = -EPROTO;
+	} else {
+		r = transport_error(r, "reading the response", err, err_cap);
+	}
+	goto out;
+fail:
+	r = transport_error(r, "reading the response", err, err_cap);
+out:
+	explicit_bzero(buf, HTTP1_MAX_HEAD); /* may hold the start of a 2xx body */
+	free(buf);
+	return r;
+}
+
+/* POST body to e over a fresh connection; the response into *ret_body. */
+static int post(const struct endpoint *e, const struct anthropic_opts *opts,
+		const struct secret *body, int *status, char *request_id, size_t rid_cap,
+		struct secret **ret_body, char *err, size_t err_cap)
+{
+	uint32_t timeout =
+	    opts && opts->timeout_ms ? opts->timeout_ms : ANTHROPIC_DEFAULT_TIMEOUT_MS;
+	uint64_t deadline = mono_ms() + timeout;
+	struct upstream_pool *pool = NULL;
+	struct upstream_conn *c = NULL;
+	struct secret *req = NULL;
+	struct http1_msg *m = NULL;
+	char head[1024];
+	int n, r;
+
+	r = upstream_pool_new(opts && opts->ca_file && *opts->ca_file ? opts->ca_file : NULL, &pool,
+			      err, err_cap);
+	if (r < 0) {
+		if (r != -ENOMEM)
+			r = -EINVAL; /* an unreadable or invalid CA file */
+		goto out;
+	}
+	n = snprintf(head, sizeof(head),
+		     "POST %s HTTP/1.1\r\n"
+		     "Host: %s\r\n"
+		     "Content-Type: application/json\r\n"
+		     "Accept: application/json\r\n"
+		     "anthropic-beta: " ANTHROPIC_EXCHANGE_BETA "\r\n"
+		     "User-Agent: " ANTHROPIC_USER_AGENT "\r\n"
+		     "Content-Length: %zu\r\n"
+		     "Connection: close\r\n\r\n",
+		     e->path, e->hosthdr, body->len);
+	if (n < 0 || (size_t)n >= sizeof(head)) {
+		snprintf(err, err_cap, "token endpoint URL too long for a request line");
+		r = -EINVAL;
+		goto out;
+	}
+	req = secret_new((size_t)n + body->len); /* it holds the assertion */
+	m = malloc(sizeof(*m));
+	if (!req || !m) {
+		r = transport_error(-ENOMEM, "building the request", err, err_cap);
+		goto out;
+	}
+	memcpy(req->data, head, (size_t)n);
+	memcpy(req->data + n, body->data, body->len);
+	req->len = (size_t)n + body->len;
+	r = upstream_dial(pool, e->host, e->port, !e->http, timeout, &c, err, err_cap);
+	if (r < 0) {
+		/* err already names the cause (resolution, connect, TLS verification) */
+		char cause[400];
+		size_t cl = strnlen(err, sizeof(cause) - 1);
+		memcpy(cause, err, cl);
+		cause[cl] = '\0';
+		snprintf(err, err_cap, "token endpoint transport error: %s", cause);
+		if (r != -ETIMEDOUT && r != -ECONNREFUSED && r != -EHOSTUNREACH && r != -EPROTO &&
+		    r != -ENOMEM)
+			r = r == -ENETUNREACH ? -EHOSTUNREACH : -ECONNRESET;
+		goto out;
+	}
+	if ((r = arm(c->s.fd, deadline)) < 0 ||
+	    (r = stream_write(&c->s, req->data, req->len)) < 0) {
+		r = transport_error(r, "sending the request", err, err_cap);
+		goto out;
+	}
+	secret_free(req); /* the assertion is no longer needed */
+	req = NULL;
+	r = read_response(&c->s, deadline, m, status, request_id, rid_cap, ret_body, err, err_cap);
+out:
+	free(m);
+	secret_free(req);
+	upstream_close(c);
+	upstream_pool_free(pool);
 	return r;
 }
 
@@ -544,17 +747,10 @@ static int status_errno(long status, const char *redacted)
 int anthropic_exchange(const struct res_anthropic *src, const struct secret *assertion,
 		       const struct anthropic_opts *opts, struct anthropic_result *ret)
 {
-	char errbuf[CURL_ERROR_SIZE] = "";
 	char redacted[ANTHROPIC_REDACT_MAX + 1];
-	struct curl_slist *hdrs = NULL, *h;
-	struct secret *body = NULL;
-	struct xfer x = {0};
-	bool loopback_http = false;
-	uint32_t timeout;
-	CURLU *url = NULL;
-	CURL *c = NULL;
-	CURLcode cc;
-	long status = 0;
+	struct secret *body = NULL, *resp = NULL;
+	struct endpoint e;
+	int status = 0;
 	int r = -EINVAL;
 
 	memset(ret, 0, sizeof(*ret));
@@ -571,107 +767,43 @@ int anthropic_exchange(const struct res_anthropic *src, const struct secret *ass
 	}
 	for (size_t i = 0; i < assertion->len; i++) {
 		if (!jws_char(assertion->data[i])) {
-			snprintf(ret->error, sizeof(ret->error),
-				 "assertion is not a compact JWS");
+			snprintf(ret->error, sizeof(ret->error), "assertion is not a compact JWS");
 			goto out;
 		}
 	}
-	r = token_url(src->base_url, &url, &loopback_http, ret->error, sizeof(ret->error));
+	r = token_url(src->base_url, &e, ret->error, sizeof(ret->error));
 	if (r < 0)
 		goto out;
 	r = build_body(src, assertion, &body, ret->error, sizeof(ret->error));
 	if (r < 0)
 		goto out;
-
-	pthread_once(&curl_once, curl_init);
-	r = -ENOMEM;
-	if (curl_init_rc != CURLE_OK || !(c = curl_easy_init())) {
-		snprintf(ret->error, sizeof(ret->error), "libcurl initialisation failed");
-		goto out;
-	}
-	static const char *const hv[] = {
-		"Content-Type: application/json",
-		"Accept: application/json",
-		"anthropic-beta: " ANTHROPIC_EXCHANGE_BETA,
-		"User-Agent: " ANTHROPIC_USER_AGENT,
-		"Expect:", /* no 100-continue round trip */
-	};
-	for (size_t i = 0; i < sizeof(hv) / sizeof(hv[0]); i++) {
-		h = curl_slist_append(hdrs, hv[i]);
-		if (!h) {
-			snprintf(ret->error, sizeof(ret->error), "out of memory");
-			goto out;
-		}
-		hdrs = h;
-	}
-	timeout = opts && opts->timeout_ms ? opts->timeout_ms : ANTHROPIC_DEFAULT_TIMEOUT_MS;
-
-	/* Setting options on a fresh handle only fails on out-of-memory or an unsupported
-	 * option; the transfer would then fail in curl_easy_perform, checked below. */
-	cc = CURLE_OK;
-	cc |= curl_easy_setopt(c, CURLOPT_CURLU, url);
-	cc |= curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, loopback_http ? "http,https" : "https");
-	cc |= curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "https");
-	cc |= curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-	cc |= curl_easy_setopt(c, CURLOPT_MAXREDIRS, 0L);
-	cc |= curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-	cc |= curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-	if (opts && opts->ca_file && *opts->ca_file)
-		cc |= curl_easy_setopt(c, CURLOPT_CAINFO, opts->ca_file);
-	cc |= curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout);
-	cc |= curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	cc |= curl_easy_setopt(c, CURLOPT_PROXY, "");
-	cc |= curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
-	cc |= curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-	cc |= curl_easy_setopt(c, CURLOPT_POST, 1L);
-	cc |= curl_easy_setopt(c, CURLOPT_POSTFIELDS, (const char *)body->data);
-	cc |= curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body->len);
-	cc |= curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)ANTHROPIC_RESPONSE_MAX);
-	cc |= curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-	cc |= curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
-	cc |= curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-	cc |= curl_easy_setopt(c, CURLOPT_HEADERDATA, &x);
-	cc |= curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-	if (cc != CURLE_OK) {
-		r = -ENOMEM;
-		snprintf(ret->error, sizeof(ret->error), "libcurl option setup failed");
-		goto out;
-	}
-
-	cc = curl_easy_perform(c);
-	/* The request body (with the assertion) is no longer needed. */
-	secret_free(body);
+	r = post(&e, opts, body, &status, ret->request_id, sizeof(ret->request_id), &resp,
+		 ret->error, sizeof(ret->error));
+	secret_free(body); /* the request body (with the assertion) is no longer needed */
 	body = NULL;
-	snprintf(ret->request_id, sizeof(ret->request_id), "%s", x.request_id);
-	if (cc != CURLE_OK) {
-		r = curl_errno(cc, &x, errbuf, ret->error, sizeof(ret->error));
+	if (r < 0)
 		goto out;
-	}
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	ret->http_status = (int)status;
+	ret->http_status = status;
 	if (status >= 200 && status <= 299) {
-		r = anthropic_parse_token_response(x.body ? (const char *)x.body->data : "",
-						   x.body ? x.body->len : 0, ret);
+		r = anthropic_parse_token_response(resp ? (const char *)resp->data : "",
+						   resp ? resp->len : 0, ret);
 		goto out;
 	}
 	if (status >= 300 && status <= 399) {
 		r = -EPROTO;
-		snprintf(ret->error, sizeof(ret->error), "HTTP %ld: redirect refused", status);
+		snprintf(ret->error, sizeof(ret->error), "HTTP %d: redirect refused", status);
 		goto out;
 	}
-	anthropic_redact_error(x.body ? (const char *)x.body->data : "", x.body ? x.body->len : 0,
-			       redacted, sizeof(redacted));
+	anthropic_redact_error(resp ? (const char *)resp->data : "", resp ? resp->len : 0, redacted,
+			       sizeof(redacted));
 	r = status_errno(status, redacted);
-	snprintf(ret->error, sizeof(ret->error), "HTTP %ld: %s%s", status, redacted,
+	snprintf(ret->error, sizeof(ret->error), "HTTP %d: %s%s", status, redacted,
 		 r == -EACCES ? " (assertion refused: check the federation rule's match, the "
 				"workspace_id, and the Console's workload identity "
 				"authentication history)"
 			      : "");
 out:
-	curl_easy_cleanup(c);
-	curl_slist_free_all(hdrs);
-	curl_url_cleanup(url);
 	secret_free(body);
-	secret_free(x.body);
+	secret_free(resp);
 	return r;
 }

@@ -154,18 +154,27 @@ static struct upstream_conn *take_idle(struct upstream_pool *p, const char *key)
 	return found;
 }
 
-static void set_timeouts(int fd)
+/* read_ms/write_ms 0: the proxy's UPSTREAM_READ_SECS / UPSTREAM_WRITE_SECS */
+static void set_timeouts(int fd, uint32_t read_ms, uint32_t write_ms)
 {
 	struct timeval rt = {.tv_sec = UPSTREAM_READ_SECS}, wt = {.tv_sec = UPSTREAM_WRITE_SECS};
 	int one = 1;
+
+	if (read_ms)
+		rt = (struct timeval){.tv_sec = read_ms / 1000, .tv_usec = (read_ms % 1000) * 1000};
+	if (write_ms)
+		wt = (struct timeval){.tv_sec = write_ms / 1000,
+				      .tv_usec = (write_ms % 1000) * 1000};
 
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rt, sizeof(rt));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wt, sizeof(wt));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-/* TCP connect to the first reachable address of host:port. fd or -errno. */
-static int tcp_connect(const char *host, uint16_t port, char *err, size_t err_cap)
+/* TCP connect to the first reachable address of host:port, each attempt bounded by
+ * connect_ms; io_ms sets both socket timeouts (0: the proxy's). fd or -errno. */
+static int tcp_connect(const char *host, uint16_t port, uint32_t connect_ms, uint32_t io_ms,
+		       char *err, size_t err_cap)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG},
 			*res = NULL;
@@ -193,7 +202,7 @@ static int tcp_connect(const char *host, uint16_t port, char *err, size_t err_ca
 			goto next;
 		}
 		pfd = (struct pollfd){.fd = fd, .events = POLLOUT};
-		g = poll(&pfd, 1, UPSTREAM_CONNECT_MS);
+		g = poll(&pfd, 1, (int)connect_ms);
 		if (g == 0) {
 			e = -ETIMEDOUT;
 			goto next;
@@ -210,7 +219,7 @@ static int tcp_connect(const char *host, uint16_t port, char *err, size_t err_ca
 			e = -errno;
 			goto next;
 		}
-		set_timeouts(fd);
+		set_timeouts(fd, io_ms, io_ms);
 		freeaddrinfo(res);
 		return fd;
 	next:
@@ -229,8 +238,9 @@ static bool is_ip_literal(const char *host)
 	return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
 }
 
-int upstream_get(struct upstream_pool *p, const char *host, uint16_t port, bool tls, bool fresh,
-		 struct upstream_conn **ret, char *err, size_t err_cap)
+static int dial(struct upstream_pool *p, const char *host, uint16_t port, bool tls, bool fresh,
+		uint32_t connect_ms, uint32_t io_ms, struct upstream_conn **ret, char *err,
+		size_t err_cap)
 {
 	struct upstream_conn *c = NULL;
 	char key[sizeof(c->key)];
@@ -253,7 +263,7 @@ int upstream_get(struct upstream_pool *p, const char *host, uint16_t port, bool 
 		return -ENOMEM;
 	c->s.fd = -1;
 	memcpy(c->key, key, sizeof(key));
-	r = tcp_connect(host, port, err, err_cap);
+	r = tcp_connect(host, port, connect_ms, io_ms, err, err_cap);
 	if (r < 0)
 		goto out;
 	c->s.fd = r;
@@ -285,6 +295,20 @@ out:
 	ERR_clear_error();
 	upstream_close(c);
 	return r;
+}
+
+int upstream_get(struct upstream_pool *p, const char *host, uint16_t port, bool tls, bool fresh,
+		 struct upstream_conn **ret, char *err, size_t err_cap)
+{
+	return dial(p, host, port, tls, fresh, UPSTREAM_CONNECT_MS, 0, ret, err, err_cap);
+}
+
+int upstream_dial(struct upstream_pool *p, const char *host, uint16_t port, bool tls,
+		  uint32_t timeout_ms, struct upstream_conn **ret, char *err, size_t err_cap)
+{
+	if (timeout_ms == 0)
+		return -EINVAL;
+	return dial(p, host, port, tls, true, timeout_ms, timeout_ms, ret, err, err_cap);
 }
 
 struct upstream_conn *upstream_take_idle(struct upstream_pool *p, const char *host, uint16_t port,

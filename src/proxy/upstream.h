@@ -25,7 +25,7 @@ struct upstream_conn {
 	struct stream s;
 	char key[300]; /* "host:port" (tls) or "plain:host:port" */
 	uint64_t idle_since_ms;
-	bool reused; /* served from the pool */
+	bool reused;	  /* served from the pool */
 	bool nonblocking; /* O_NONBLOCK set (the proxy's event loop uses it so) */
 	struct upstream_conn *next;
 };
@@ -42,13 +42,18 @@ void upstream_pool_free(struct upstream_pool *p);
  * verification failure; -EHOSTUNREACH: name did not resolve; -ETIMEDOUT; -ECONNREFUSED). */
 int upstream_get(struct upstream_pool *p, const char *host, uint16_t port, bool tls, bool fresh,
 		 struct upstream_conn **ret, char *err, size_t err_cap);
+/* A new connection (never pooled) whose connect attempts and socket read/write timeouts
+ * are timeout_ms instead of the proxy's; for one-shot clients with a deadline (the token
+ * exchange). Errors as upstream_get. */
+int upstream_dial(struct upstream_pool *p, const char *host, uint16_t port, bool tls,
+		  uint32_t timeout_ms, struct upstream_conn **ret, char *err, size_t err_cap);
 /* Give c back for reuse (it must sit at a message boundary); the pool may close it
  * instead when full. */
 void upstream_put(struct upstream_pool *p, struct upstream_conn *c);
 /* An idle pooled connection to host:port, or NULL (none idle: no connect is tried).
  * For the event loop; it sets the socket non-blocking itself (upstream_set_blocking). */
-struct upstream_conn *upstream_take_idle(struct upstream_pool *p, const char *host,
-					 uint16_t port, bool tls);
+struct upstream_conn *upstream_take_idle(struct upstream_pool *p, const char *host, uint16_t port,
+					 bool tls);
 /* O_NONBLOCK on or off (blocking: the timeouts set at connect apply). 0 or -errno. */
 int upstream_set_blocking(struct upstream_conn *c, bool blocking);
 /* Close c for good. NULL is a no-op. */
