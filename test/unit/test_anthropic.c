@@ -19,7 +19,7 @@
 
 /* A JWT-shaped test value (not a real credential); longer than the redaction run. */
 #define FAKE_ASSERTION                                                                             \
-	"eyJhbGciOiJFUzI1NiIsImtpZCI6InRlc3QifQ.eyJzdWIiOiJzcGlmZmU6Ly90ZXN0L2EiLCJqdGkiOiIx"    \
+	"eyJhbGciOiJFUzI1NiIsImtpZCI6InRlc3QifQ.eyJzdWIiOiJzcGlmZmU6Ly90ZXN0L2EiLCJqdGkiOiIx"      \
 	"In0.c2lnbmF0dXJlLW5vdC1yZWFsLXRlc3Qtb25seQ"
 
 /* ---- loopback HTTP server ------------------------------------------------------- */
@@ -28,9 +28,9 @@ enum srv_mode {
 	SRV_OK,
 	SRV_302,
 	SRV_HUGE_STREAM, /* > 1 MiB without Content-Length */
-	SRV_HUGE_CL,     /* Content-Length over 1 MiB */
+	SRV_HUGE_CL,	 /* Content-Length over 1 MiB */
 	SRV_500,
-	SRV_401_ECHO,    /* Claude error shape plus the assertion echoed in other keys */
+	SRV_401_ECHO, /* Claude error shape plus the assertion echoed in other keys */
 	SRV_SLOW,
 	SRV_OK_BAD_TYPE, /* 200 with token_type "mac" */
 };
@@ -63,10 +63,11 @@ static void send_response(int fd, int status, const char *reason, const char *ex
 			  const char *body)
 {
 	char head[1024];
-	int n = snprintf(head, sizeof(head),
-			 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-			 "Request-Id: req_test_0123\r\n%sContent-Length: %zu\r\nConnection: close\r\n\r\n",
-			 status, reason, extra_hdrs, strlen(body));
+	int n = snprintf(
+	    head, sizeof(head),
+	    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+	    "Request-Id: req_test_0123\r\n%sContent-Length: %zu\r\nConnection: close\r\n\r\n",
+	    status, reason, extra_hdrs, strlen(body));
 	send_all(fd, head, (size_t)n);
 	send_all(fd, body, strlen(body));
 }
@@ -150,11 +151,12 @@ static void *srv_main(void *arg)
 				      "\"message\":\"Internal server error\"}}");
 			break;
 		case SRV_401_ECHO:
-			send_response(c, 401, "Unauthorized", "",
-				      "{\"type\":\"error\",\"error\":{\"type\":\"authentication_error\","
-				      "\"message\":\"Authentication failed\",\"assertion\":\"" FAKE_ASSERTION
-				      "\"},\"assertion\":\"" FAKE_ASSERTION "\",\"debug\":{\"jwt\":\"" FAKE_ASSERTION
-				      "\"}}");
+			send_response(
+			    c, 401, "Unauthorized", "",
+			    "{\"type\":\"error\",\"error\":{\"type\":\"authentication_error\","
+			    "\"message\":\"Authentication failed\",\"assertion\":\"" FAKE_ASSERTION
+			    "\"},\"assertion\":\"" FAKE_ASSERTION
+			    "\",\"debug\":{\"jwt\":\"" FAKE_ASSERTION "\"}}");
 			break;
 		case SRV_SLOW:
 			sleep(2);
@@ -211,7 +213,8 @@ static bool has_header(const struct srv *s, const char *name, const char *value)
 {
 	size_t nl = strlen(name), vl = strlen(value);
 
-	for (const char *p = s->req; (p = strstr(p, "\r\n")) && (size_t)(p - s->req) < s->hdr_len;) {
+	for (const char *p = s->req;
+	     (p = strstr(p, "\r\n")) && (size_t)(p - s->req) < s->hdr_len;) {
 		p += 2;
 		if (strncasecmp(p, name, nl) != 0 || p[nl] != ':')
 			continue;
@@ -229,12 +232,12 @@ static bool has_header(const struct srv *s, const char *name, const char *value)
 static struct res_anthropic test_src(char *base)
 {
 	struct res_anthropic src = {
-		.organization_id = "00000000-0000-4000-8000-000000000001",
-		.workspace_id = "wrkspc_test",
-		.service_account_id = "svac_test",
-		.federation_rule_id = "fdrl_test",
-		.base_url = base,
-		.audience = NULL,
+	    .organization_id = "00000000-0000-4000-8000-000000000001",
+	    .workspace_id = "wrkspc_test",
+	    .service_account_id = "svac_test",
+	    .federation_rule_id = "fdrl_test",
+	    .base_url = base,
+	    .audience = NULL,
 	};
 	return src;
 }
@@ -251,10 +254,11 @@ static void test_parse(void)
 	char *deep;
 	int rc;
 
-	rc = parse("{\"access_token\":\"sk-ant-oat01-abc\",\"token_type\":\"Bearer\",\"expires_in\":3600}",
-		   &r);
+	rc = parse(
+	    "{\"access_token\":\"sk-ant-oat01-abc\",\"token_type\":\"Bearer\",\"expires_in\":3600}",
+	    &r);
 	ok(rc == 0 && r.access_token && r.access_token->len == 16 &&
-		   memcmp(r.access_token->data, "sk-ant-oat01-abc", 16) == 0 && r.expires_in == 3600,
+	       memcmp(r.access_token->data, "sk-ant-oat01-abc", 16) == 0 && r.expires_in == 3600,
 	   "parse: valid response");
 	secret_free(r.access_token);
 
@@ -341,7 +345,8 @@ static void test_redact(void)
 	ok(strcmp(out, "authentication_error: Authentication failed") == 0,
 	   "redact: Claude error shape keeps error.type and error.message only (%s)", out);
 
-	b = "{\"error\":\"invalid_grant\",\"error_description\":\"bad assertion " FAKE_ASSERTION "\"}";
+	b = "{\"error\":\"invalid_grant\",\"error_description\":\"bad assertion " FAKE_ASSERTION
+	    "\"}";
 	anthropic_redact_error(b, strlen(b), out, sizeof(out));
 	ok(!strstr(out, "eyJ") && strstr(out, "[redacted]") && strstr(out, "invalid_grant"),
 	   "redact: assertion echoed inside an allowed key is scrubbed (%s)", out);
@@ -401,7 +406,8 @@ static void test_url_rules(void)
 	int rc;
 
 	rc = exchange_url("http://10.0.0.1", &r);
-	ok(rc == -EINVAL && strstr(r.error, "https"), "url: http to 10.0.0.1 refused (%s)", r.error);
+	ok(rc == -EINVAL && strstr(r.error, "https"), "url: http to 10.0.0.1 refused (%s)",
+	   r.error);
 	rc = exchange_url("http://127.0.0.1.evil.example", &r);
 	ok(rc == -EINVAL, "url: http to a name starting with 127.0.0.1 refused");
 	rc = exchange_url("http://localhost.evil.example", &r);
@@ -422,8 +428,8 @@ static void test_url_rules(void)
 	ok(rc == -EINVAL, "url: space refused");
 	snprintf(url, sizeof(url), "http://127.0.0.1:%u", p);
 	rc = exchange_url(url, &r);
-	ok(rc == -ECONNREFUSED, "url: http to 127.0.0.1 allowed; closed port -> ECONNREFUSED (%d %s)",
-	   rc, r.error);
+	ok(rc == -ECONNREFUSED,
+	   "url: http to 127.0.0.1 allowed; closed port -> ECONNREFUSED (%d %s)", rc, r.error);
 	snprintf(url, sizeof(url), "http://127.8.9.10:%u/", p);
 	rc = exchange_url(url, &r);
 	ok(rc != -EINVAL, "url: http to 127.0.0.0/8 allowed (%d)", rc);
@@ -435,6 +441,27 @@ static void test_url_rules(void)
 	ok(rc != -EINVAL, "url: http to [::1] allowed (%d)", rc);
 	rc = exchange_url("http://[::2]:80", &r);
 	ok(rc == -EINVAL, "url: http to a non-loopback IPv6 refused");
+	rc = exchange_url("https://api.anthropic.com:0", &r);
+	ok(rc == -EINVAL, "url: port 0 refused");
+	rc = exchange_url("https://api.anthropic.com:65536", &r);
+	ok(rc == -EINVAL, "url: port over 65535 refused");
+	rc = exchange_url("https://api.anthropic.com:", &r);
+	ok(rc == -EINVAL, "url: empty port refused");
+	rc = exchange_url("https://api.anthropic.com:443x", &r);
+	ok(rc == -EINVAL, "url: port with trailing garbage refused");
+	rc = exchange_url("http://[::1%25lo]:80", &r);
+	ok(rc == -EINVAL, "url: IPv6 zone identifier refused");
+	rc = exchange_url("https://api.anthropic.com/a%zz", &r);
+	ok(rc == -EINVAL, "url: invalid percent-encoding refused");
+	rc = exchange_url("https://api.anthropic.com#frag", &r);
+	ok(rc == -EINVAL, "url: fragment refused");
+	rc = exchange_url("https://api.anthropic.com/\x01", &r);
+	ok(rc == -EINVAL, "url: control byte in the path refused");
+	rc = exchange_url("https://api.anthropic.com\\@evil.example/", &r);
+	ok(rc == -EINVAL, "url: backslash/userinfo confusion refused");
+	snprintf(url, sizeof(url), "HTTP://LOCALHOST:%u", p);
+	rc = exchange_url(url, &r);
+	ok(rc == -ECONNREFUSED, "url: scheme and host are case-insensitive (%d %s)", rc, r.error);
 }
 
 static void test_input_checks(void)
@@ -461,7 +488,8 @@ static void test_input_checks(void)
 	ok(rc == -EINVAL && s.requests == 0, "input: assertion over 16 KiB refused before any I/O");
 	a->len = ANTHROPIC_ASSERTION_MAX;
 	rc = anthropic_exchange(&src, a, &o, &r);
-	ok(rc == 0 && s.requests == 1, "input: assertion of exactly 16 KiB sent (%d %s)", rc, r.error);
+	ok(rc == 0 && s.requests == 1, "input: assertion of exactly 16 KiB sent (%d %s)", rc,
+	   r.error);
 	secret_free(r.access_token);
 	secret_free(a);
 
@@ -506,7 +534,7 @@ static void test_exchange_ok(void)
 	src.base_url = url;
 	rc = anthropic_exchange(&src, a, &o, &r);
 	ok(rc == 0 && r.http_status == 200 && r.expires_in == 600 && r.access_token &&
-		   strcmp((char *)r.access_token->data, "sk-ant-oat01-testtoken") == 0,
+	       strcmp((char *)r.access_token->data, "sk-ant-oat01-testtoken") == 0,
 	   "exchange: 200 parsed into a token (%d %s)", rc, r.error);
 	ok(strcmp(r.request_id, "req_test_0123") == 0, "exchange: Request-Id captured");
 	secret_free(r.access_token);
@@ -523,10 +551,11 @@ static void test_exchange_ok(void)
 	   "request: no client authentication header");
 
 	body = json_loadb(s.req + s.hdr_len, s.req_len - s.hdr_len, JSON_REJECT_DUPLICATES, &je);
-	ok(json_is_object(body) && json_object_size(body) == 6, "request: body is a JSON object of 6 keys");
+	ok(json_is_object(body) && json_object_size(body) == 6,
+	   "request: body is a JSON object of 6 keys");
 	v = json_object_get(body, "grant_type");
 	ok(json_is_string(v) &&
-		   strcmp(json_string_value(v), "urn:ietf:params:oauth:grant-type:jwt-bearer") == 0,
+	       strcmp(json_string_value(v), "urn:ietf:params:oauth:grant-type:jwt-bearer") == 0,
 	   "request: grant_type jwt-bearer");
 	v = json_object_get(body, "assertion");
 	ok(json_is_string(v) && strcmp(json_string_value(v), FAKE_ASSERTION) == 0,
@@ -536,7 +565,7 @@ static void test_exchange_ok(void)
 	   "request: federation_rule_id");
 	v = json_object_get(body, "organization_id");
 	ok(json_is_string(v) &&
-		   strcmp(json_string_value(v), "00000000-0000-4000-8000-000000000001") == 0,
+	       strcmp(json_string_value(v), "00000000-0000-4000-8000-000000000001") == 0,
 	   "request: organization_id");
 	v = json_object_get(body, "service_account_id");
 	ok(json_is_string(v) && strcmp(json_string_value(v), "svac_test") == 0,
@@ -553,8 +582,8 @@ static void test_exchange_ok(void)
 	secret_free(r.access_token);
 	body = json_loadb(s.req + s.hdr_len, s.req_len - s.hdr_len, 0, &je);
 	ok(rc == 0 && json_is_object(body) && json_object_size(body) == 4 &&
-		   !json_object_get(body, "workspace_id") &&
-		   !json_object_get(body, "service_account_id"),
+	       !json_object_get(body, "workspace_id") &&
+	       !json_object_get(body, "service_account_id"),
 	   "request: absent/empty optional ids omitted");
 	json_decref(body);
 
@@ -590,13 +619,13 @@ static void test_exchange_errors(void)
 
 	rc = anthropic_exchange(&src, a, &o, &r);
 	ok(rc == -EPROTO && s.requests == 1 && strstr(r.error, "redirect refused") &&
-		   !r.access_token,
+	       !r.access_token,
 	   "exchange: 302 not followed (%d, %d requests, %s)", rc, s.requests, r.error);
 
 	s.mode = SRV_HUGE_STREAM;
 	rc = anthropic_exchange(&src, a, &o, &r);
-	ok(rc == -EPROTO && strstr(r.error, "too large"), "exchange: oversize streamed response cut (%s)",
-	   r.error);
+	ok(rc == -EPROTO && strstr(r.error, "too large"),
+	   "exchange: oversize streamed response cut (%s)", r.error);
 	s.mode = SRV_HUGE_CL;
 	rc = anthropic_exchange(&src, a, &o, &r);
 	ok(rc == -EPROTO && strstr(r.error, "too large"),
@@ -610,7 +639,7 @@ static void test_exchange_errors(void)
 	s.mode = SRV_401_ECHO;
 	rc = anthropic_exchange(&src, a, &o, &r);
 	ok(rc == -EACCES && r.http_status == 401 &&
-		   strncmp(r.error, "HTTP 401: authentication_error: Authentication failed", 53) == 0,
+	       strncmp(r.error, "HTTP 401: authentication_error: Authentication failed", 53) == 0,
 	   "exchange: 401 -> EACCES with redacted text (%s)", r.error);
 	ok(!strstr(r.error, "eyJ") && !strstr(r.error, "c2lnbmF0dXJl"),
 	   "exchange: echoed assertion absent from the error");
@@ -619,7 +648,8 @@ static void test_exchange_errors(void)
 	s.mode = SRV_SLOW;
 	o.timeout_ms = 300;
 	rc = anthropic_exchange(&src, a, &o, &r);
-	ok(rc == -ETIMEDOUT && r.error[0], "exchange: slow server -> ETIMEDOUT (%d %s)", rc, r.error);
+	ok(rc == -ETIMEDOUT && r.error[0], "exchange: slow server -> ETIMEDOUT (%d %s)", rc,
+	   r.error);
 	srv_stop(&s);
 
 	snprintf(url, sizeof(url), "http://127.0.0.1:%u", closed_port());
