@@ -43,7 +43,9 @@
 /* A retired key stays published this long after its last token may expire. */
 #define CA_JWKS_LEEWAY 60
 #define CA_MAX_RETIRED 8
-#define CA_MAX_ID 2048        /* SPIFFE-ID.md: a SPIFFE ID is at most 2048 bytes */
+#define CA_SIGN_POOL 4	/* pooled sign contexts per key */
+#define CA_X509_TMPL 32 /* cached leaf templates */
+#define CA_MAX_ID 2048	/* SPIFFE-ID.md: a SPIFFE ID is at most 2048 bytes */
 #define CA_MAX_TD 255
 #define CA_MAX_AUD 16
 #define CA_MAX_AUD_LEN 1024
@@ -55,8 +57,24 @@
 struct jwt_pub {
 	char kid[CA_B64_32]; /* RFC 7638 thumbprint, base64url */
 	char x[CA_B64_32], y[CA_B64_32];
-	char *pem;           /* SubjectPublicKeyInfo PEM (retired keys, for persistence) */
+	char *pem; /* SubjectPublicKeyInfo PEM (retired keys, for persistence) */
 	time_t retired_at, until;
+};
+
+/* Sign contexts (EVP_PKEY_sign_init done) for one key, reused signature after signature:
+ * an init costs provider fetches, a copied DigestSign context a duplicate of them (~3 µs
+ * of a ~20 µs ES256 signature here). Emptied when the key changes. Under ca->lock. */
+struct sign_pool {
+	EVP_PKEY_CTX *c[CA_SIGN_POOL];
+	size_t n;
+	EVP_PKEY *key; /* the key of the pooled contexts (no reference held) */
+};
+static void sign_pool_flush(struct sign_pool *sp);
+
+/* X.509-SVID leaf templates by SPIFFE ID (certbuild_tmpl), most recent first */
+struct x509_tmpl {
+	char *id;
+	struct certbuild_tmpl *t;
 };
 
 struct ca {
@@ -70,13 +88,12 @@ struct ca {
 	X509 *ca_cert;
 	time_t ca_not_after;
 
-	pthread_mutex_t lock; /* guards everything below */
-	EVP_PKEY *jwt_key;    /* current signing key */
-	/* a DigestSign context initialised for jwt_tmpl_key: each JWT copies it (saves the
-	 * provider fetches of an init, ~3 µs of a ~25 µs mint); rebuilt when the key
-	 * rotates. Under lock. */
-	EVP_MD_CTX *jwt_tmpl;
-	EVP_PKEY *jwt_tmpl_key;
+	pthread_mutex_t lock;	  /* guards everything below */
+	EVP_PKEY *jwt_key;	  /* current signing key */
+	struct sign_pool jwt_sp;  /* for jwt_key */
+	struct sign_pool x509_sp; /* for ca_key */
+	struct x509_tmpl tmpl[CA_X509_TMPL];
+	size_t n_tmpl;
 	EVP_MD_CTX *x509_signer; /* the same for X.509-SVIDs, ca_key (built on first use) */
 	struct jwt_pub cur;
 	time_t cur_created;
@@ -85,15 +102,9 @@ struct ca {
 	uint64_t jwks_gen;
 };
 
-static time_t real_clock(void)
-{
-	return time(NULL);
-}
+static time_t real_clock(void) { return time(NULL); }
 
-static void ossl_drain(void)
-{
-	ERR_clear_error();
-}
+static void ossl_drain(void) { ERR_clear_error(); }
 
 /* ---- identifiers ---- */
 
@@ -150,8 +161,8 @@ static int jwk_of(EVP_PKEY *k, struct jwt_pub *ret)
 	if (BN_bn2binpad(by, bin, 32) != 32 || base64url_encode(bin, 32, p.y, sizeof(p.y)) != 43)
 		goto out;
 	/* RFC 7638 §3.2: required members only, lexicographic order, no whitespace. */
-	n = snprintf(canon, sizeof(canon), "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}",
-		     p.x, p.y);
+	n = snprintf(canon, sizeof(canon),
+		     "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}", p.x, p.y);
 	if (n < 0 || (size_t)n >= sizeof(canon))
 		goto out;
 	if (!EVP_Digest(canon, (size_t)n, digest, &dlen, EVP_sha256(), NULL) || dlen != 32)
@@ -188,10 +199,7 @@ static void sbuf_add(struct sbuf *b, const void *p, size_t n)
 	b->s->data[b->s->len] = '\0';
 }
 
-static void sbuf_str(struct sbuf *b, const char *str)
-{
-	sbuf_add(b, str, strlen(str));
-}
+static void sbuf_str(struct sbuf *b, const char *str) { sbuf_add(b, str, strlen(str)); }
 
 /* Serialize and write the signing keys (caller holds the lock or owns ca alone). */
 static int jwt_keys_save(const struct ca *ca, EVP_PKEY *cur, time_t created,
@@ -343,7 +351,8 @@ static int jwt_keys_load(struct ca *ca)
 		ret[n_ret].until = (time_t)t[1];
 		/* The ttl may have grown since: never publish for less than it needs. */
 		if (ret[n_ret].until < ret[n_ret].retired_at + (time_t)ca->jwt_ttl + CA_JWKS_LEEWAY)
-			ret[n_ret].until = ret[n_ret].retired_at + (time_t)ca->jwt_ttl + CA_JWKS_LEEWAY;
+			ret[n_ret].until =
+			    ret[n_ret].retired_at + (time_t)ca->jwt_ttl + CA_JWKS_LEEWAY;
 		n_ret++;
 	}
 	ca->jwt_key = cur;
@@ -402,9 +411,7 @@ static int install_key(struct ca *ca, EVP_PKEY *key, time_t now)
 		return r;
 	}
 	jwt_pub_done(&dropped);
-	EVP_MD_CTX_free(ca->jwt_tmpl); /* signs with the old key */
-	ca->jwt_tmpl = NULL;
-	ca->jwt_tmpl_key = NULL;
+	sign_pool_flush(&ca->jwt_sp); /* they sign with the old key */
 	EVP_PKEY_free(ca->jwt_key);
 	ca->jwt_key = key;
 	ca->cur = pub;
@@ -570,7 +577,12 @@ void ca_free(struct ca *ca)
 		return;
 	for (size_t i = 0; i < ca->n_retired; i++)
 		jwt_pub_done(&ca->retired[i]);
-	EVP_MD_CTX_free(ca->jwt_tmpl);
+	sign_pool_flush(&ca->jwt_sp);
+	sign_pool_flush(&ca->x509_sp);
+	for (size_t i = 0; i < ca->n_tmpl; i++) {
+		free(ca->tmpl[i].id);
+		certbuild_tmpl_free(ca->tmpl[i].t);
+	}
 	EVP_MD_CTX_free(ca->x509_signer);
 	EVP_PKEY_free(ca->jwt_key);
 	EVP_PKEY_free(ca->ca_key);
@@ -587,29 +599,26 @@ void ca_set_clock_for_test(struct ca *ca, time_t (*clock_fn)(void))
 	ca->clock = clock_fn ? clock_fn : real_clock;
 }
 
-const char *ca_trust_domain(const struct ca *ca)
-{
-	return ca->td;
-}
+const char *ca_trust_domain(const struct ca *ca) { return ca->td; }
 
-const char *ca_issuer(const struct ca *ca)
-{
-	return ca->issuer;
-}
+const char *ca_issuer(const struct ca *ca) { return ca->issuer; }
 
 /* ---- JWT-SVID ---- */
 
-/* ES256 (RFC 7518 §3.4): ECDSA P-256 over SHA-256, signature as raw r||s. */
-static int es256_sign(EVP_MD_CTX *md, const void *tbs, size_t n, unsigned char ret[static 64])
+/* ES256 (RFC 7518 §3.4): ECDSA P-256 over SHA-256, signature as raw r||s. pctx is a
+ * sign context of the key (EVP_PKEY_sign_init done). */
+static int es256_sign(EVP_PKEY_CTX *pctx, const void *tbs, size_t n, unsigned char ret[static 64])
 {
-	unsigned char der[80];
+	unsigned char der[80], h[32];
 	const unsigned char *p = der;
 	size_t dlen = sizeof(der);
+	unsigned int hlen = sizeof(h);
 	ECDSA_SIG *sig = NULL;
 	const BIGNUM *r, *s;
 	int rc = -EIO;
 
-	if (!md || EVP_DigestSign(md, der, &dlen, tbs, n) != 1)
+	if (!pctx || !sha256_md() || EVP_Digest(tbs, n, h, &hlen, sha256_md(), NULL) != 1 ||
+	    EVP_PKEY_sign(pctx, der, &dlen, h, hlen) != 1)
 		goto out;
 	sig = d2i_ECDSA_SIG(NULL, &p, (long)dlen);
 	if (!sig)
@@ -625,35 +634,50 @@ out:
 	return rc;
 }
 
-/* A DigestSign context for the current JWT key, copied from the template (built on
- * first use and after a rotation). Under ca->lock. NULL on failure. */
-static EVP_MD_CTX *jwt_sign_ctx_locked(struct ca *ca)
+static void sign_pool_flush(struct sign_pool *sp)
 {
-	EVP_MD_CTX *md;
+	while (sp->n > 0)
+		EVP_PKEY_CTX_free(sp->c[--sp->n]);
+	sp->key = NULL;
+}
 
-	if (ca->jwt_tmpl_key != ca->jwt_key || !ca->jwt_tmpl) {
-		EVP_MD_CTX *t = EVP_MD_CTX_new();
-		if (!t || !sha256_md() ||
-		    EVP_DigestSignInit(t, NULL, sha256_md(), NULL, ca->jwt_key) != 1) {
-			EVP_MD_CTX_free(t);
-			ossl_drain();
-			return NULL;
-		}
-		EVP_MD_CTX_free(ca->jwt_tmpl);
-		ca->jwt_tmpl = t;
-		ca->jwt_tmpl_key = ca->jwt_key;
-	}
-	md = EVP_MD_CTX_new();
-	if (!md || EVP_MD_CTX_copy_ex(md, ca->jwt_tmpl) != 1) {
-		EVP_MD_CTX_free(md);
+/* A sign context for key: a pooled one, or a new one (NULL on failure). Under ca->lock. */
+static EVP_PKEY_CTX *sign_ctx_take_locked(struct sign_pool *sp, EVP_PKEY *key)
+{
+	EVP_PKEY_CTX *pctx;
+
+	if (sp->key == key && sp->n > 0)
+		return sp->c[--sp->n];
+	pctx = EVP_PKEY_CTX_new(key, NULL);
+	if (!pctx || EVP_PKEY_sign_init(pctx) != 1) {
+		EVP_PKEY_CTX_free(pctx);
 		ossl_drain();
 		return NULL;
 	}
-	return md;
+	return pctx;
 }
 
-static char *jwt_claims(const struct ca *ca, const char *sub, const char *const *aud,
-			size_t n_aud, time_t iat, time_t exp, const char *jti)
+/* Back into sp if key is still current (cur: the key sp serves now), else freed. */
+static void sign_ctx_put(struct ca *ca, struct sign_pool *sp, EVP_PKEY *const *cur, EVP_PKEY *key,
+			 EVP_PKEY_CTX *pctx)
+{
+	if (!pctx)
+		return;
+	pthread_mutex_lock(&ca->lock);
+	if (key == *cur && sp->key != key) {
+		sign_pool_flush(sp);
+		sp->key = key;
+	}
+	if (sp->key == key && sp->n < CA_SIGN_POOL) {
+		sp->c[sp->n++] = pctx;
+		pctx = NULL;
+	}
+	pthread_mutex_unlock(&ca->lock);
+	EVP_PKEY_CTX_free(pctx);
+}
+
+static char *jwt_claims(const struct ca *ca, const char *sub, const char *const *aud, size_t n_aud,
+			time_t iat, time_t exp, const char *jti)
 {
 	json_t *c = json_object(), *a = json_array();
 	char *out = NULL;
@@ -684,7 +708,7 @@ int ca_mint_jwt(struct ca *ca, const char *workload_path, const char *const *aud
 	unsigned char rnd[16], sig[64];
 	struct secret *jwt = NULL;
 	EVP_PKEY *key = NULL;
-	EVP_MD_CTX *signer = NULL;
+	EVP_PKEY_CTX *signer = NULL;
 	char *claims = NULL;
 	size_t hlen, clen, need, off;
 	time_t now;
@@ -707,14 +731,17 @@ int ca_mint_jwt(struct ca *ca, const char *workload_path, const char *const *aud
 		ossl_drain();
 		return -EIO;
 	}
-	for (size_t i = 0; i < sizeof(rnd); i++)
-		snprintf(jti + 2 * i, 3, "%02x", rnd[i]);
+	for (size_t i = 0; i < sizeof(rnd); i++) {
+		jti[2 * i] = "0123456789abcdef"[rnd[i] >> 4];
+		jti[2 * i + 1] = "0123456789abcdef"[rnd[i] & 15];
+	}
+	jti[32] = '\0';
 
 	pthread_mutex_lock(&ca->lock);
 	now = ca->clock();
 	if (EVP_PKEY_up_ref(ca->jwt_key))
 		key = ca->jwt_key;
-	signer = key ? jwt_sign_ctx_locked(ca) : NULL;
+	signer = key ? sign_ctx_take_locked(&ca->jwt_sp, key) : NULL;
 	memcpy(kid, ca->cur.kid, sizeof(kid));
 	pthread_mutex_unlock(&ca->lock);
 	if (!key || !signer) {
@@ -774,7 +801,7 @@ out:
 	explicit_bzero(sig, sizeof(sig));
 	free(claims);
 	secret_free(jwt);
-	EVP_MD_CTX_free(signer);
+	sign_ctx_put(ca, &ca->jwt_sp, &ca->jwt_key, key, signer);
 	EVP_PKEY_free(key);
 	return r;
 }
@@ -1201,6 +1228,68 @@ static int x509_sign(struct ca *ca, X509 *x)
 	return r;
 }
 
+#define X509_SVID_KU (CERTBUILD_KU_KEY_ENCIPHERMENT | CERTBUILD_KU_KEY_AGREEMENT)
+
+/* The leaf for id and key from its template (certbuild_tmpl: built the first time an id
+ * is minted, kept for CA_X509_TMPL ids), signed with a pooled context of ca_key: the same
+ * bytes as the slow path below, without building and encoding an X509 object each time.
+ * -ENOENT/-ERANGE/-EIO when it cannot be used (the caller falls back), -ENOMEM. */
+static int x509_from_template(struct ca *ca, const char *id, EVP_PKEY *key, time_t nb, time_t na,
+			      unsigned char **ret, size_t *ret_len)
+{
+	struct certbuild_tmpl *nt = NULL;
+	unsigned char *tbs = NULL, der[80], h[32];
+	size_t tbs_len = 0, dlen = sizeof(der);
+	unsigned int hlen = sizeof(h);
+	EVP_PKEY_CTX *pctx;
+	int r = -ENOENT;
+
+	if (!certbuild_is_p256(ca->ca_key))
+		return -ENOENT; /* the template is for ecdsa-with-SHA256 */
+	for (int pass = 0; pass < 2 && r == -ENOENT; pass++) {
+		if (pass == 1 && certbuild_tmpl_new(ca->ca_cert, id, X509_SVID_KU, true, &nt) < 0)
+			return -ENOENT;
+		pthread_mutex_lock(&ca->lock);
+		for (size_t i = 0; i < ca->n_tmpl && r == -ENOENT; i++)
+			if (strcmp(ca->tmpl[i].id, id) == 0)
+				r = certbuild_tmpl_tbs(ca->tmpl[i].t, key, nb, na, &tbs, &tbs_len);
+		if (r == -ENOENT && nt) {
+			char *dup = strdup(id);
+			if (dup) {
+				if (ca->n_tmpl == CA_X509_TMPL) { /* the oldest goes */
+					free(ca->tmpl[CA_X509_TMPL - 1].id);
+					certbuild_tmpl_free(ca->tmpl[CA_X509_TMPL - 1].t);
+					ca->n_tmpl--;
+				}
+				memmove(&ca->tmpl[1], &ca->tmpl[0],
+					ca->n_tmpl * sizeof(ca->tmpl[0]));
+				ca->tmpl[0] = (struct x509_tmpl){dup, nt};
+				ca->n_tmpl++;
+				nt = NULL;
+				r = certbuild_tmpl_tbs(ca->tmpl[0].t, key, nb, na, &tbs, &tbs_len);
+			} else {
+				r = -ENOMEM;
+			}
+		}
+		pthread_mutex_unlock(&ca->lock);
+	}
+	certbuild_tmpl_free(nt); /* another thread inserted the same id meanwhile */
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&ca->lock);
+	pctx = sign_ctx_take_locked(&ca->x509_sp, ca->ca_key);
+	pthread_mutex_unlock(&ca->lock);
+	r = -EIO;
+	if (pctx && sha256_md() && EVP_Digest(tbs, tbs_len, h, &hlen, sha256_md(), NULL) == 1 &&
+	    EVP_PKEY_sign(pctx, der, &dlen, h, hlen) == 1)
+		r = certbuild_wrap_signed(tbs, tbs_len, der, dlen, ret, ret_len);
+	else
+		ossl_drain();
+	sign_ctx_put(ca, &ca->x509_sp, &ca->ca_key, ca->ca_key, pctx);
+	free(tbs);
+	return r;
+}
+
 int ca_mint_x509(struct ca *ca, const char *workload_path, struct secret **ret_key,
 		 unsigned char **ret_cert, size_t *ret_cert_len)
 {
@@ -1223,8 +1312,18 @@ int ca_mint_x509(struct ca *ca, const char *workload_path, struct secret **ret_k
 		na = ca->ca_not_after;
 	if (na <= now)
 		return -EKEYEXPIRED;
-	if ((r = certbuild_keygen(&key)) < 0 ||
-	    (r = certbuild_new("vouch", NULL, key, now - 10, na, true, &x)) < 0)
+	if ((r = certbuild_keygen(&key)) < 0)
+		goto out;
+	r = x509_from_template(ca, id, key, now - 10, na, &der, &der_len);
+	if (r == -ENOMEM)
+		goto out;
+	if (r == 0) {
+		if ((r = certbuild_key_pkcs8_der(key, &p8)) < 0)
+			goto out;
+		goto done;
+	}
+	/* the slow path: an X509 object, built and encoded by OpenSSL */
+	if ((r = certbuild_new("vouch", NULL, key, now - 10, na, true, &x)) < 0)
 		goto out;
 	r = -EIO;
 	if (!X509_set_issuer_name(x, X509_get_subject_name(ca->ca_cert))) {
@@ -1233,14 +1332,12 @@ int ca_mint_x509(struct ca *ca, const char *workload_path, struct secret **ret_k
 	}
 	/* X509-SVID §4: cA=false; KU digitalSignature (+ keyEncipherment, keyAgreement, as
 	 * SPIRE sets), no keyCertSign/cRLSign; EKU serverAuth and clientAuth. */
-	if ((r = certbuild_leaf_exts(x, ca->ca_cert,
-				     CERTBUILD_KU_KEY_ENCIPHERMENT | CERTBUILD_KU_KEY_AGREEMENT,
-				     true)) < 0 ||
-	    (r = certbuild_add_san(x, CERTBUILD_SAN_URI, id)) < 0 ||
-	    (r = x509_sign(ca, x)) < 0 ||
+	if ((r = certbuild_leaf_exts(x, ca->ca_cert, X509_SVID_KU, true)) < 0 ||
+	    (r = certbuild_add_san(x, CERTBUILD_SAN_URI, id)) < 0 || (r = x509_sign(ca, x)) < 0 ||
 	    (r = certbuild_cert_der(x, &der, &der_len)) < 0 ||
 	    (r = certbuild_key_pkcs8_der(key, &p8)) < 0)
 		goto out;
+done:
 	*ret_key = p8;
 	*ret_cert = der;
 	*ret_cert_len = der_len;
@@ -1260,7 +1357,4 @@ int ca_cert_der(struct ca *ca, unsigned char **ret, size_t *ret_len)
 	return certbuild_cert_der(ca->ca_cert, ret, ret_len);
 }
 
-int ca_cert_pem(struct ca *ca, char **ret)
-{
-	return certbuild_cert_pem(ca->ca_cert, ret, NULL);
-}
+int ca_cert_pem(struct ca *ca, char **ret) { return certbuild_cert_pem(ca->ca_cert, ret, NULL); }

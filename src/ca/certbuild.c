@@ -47,8 +47,7 @@ static EVP_PKEY_CTX *keygen_ctx;
 static int point_idx = -1;
 static pthread_once_t point_once = PTHREAD_ONCE_INIT;
 
-static void point_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
-		       void *argp)
+static void point_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
 {
 	(void)parent;
 	(void)ad;
@@ -58,7 +57,10 @@ static void point_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, lon
 	free(ptr);
 }
 
-static void point_index(void) { point_idx = EVP_PKEY_get_ex_new_index(0, NULL, NULL, NULL, point_free); }
+static void point_index(void)
+{
+	point_idx = EVP_PKEY_get_ex_new_index(0, NULL, NULL, NULL, point_free);
+}
 
 static const unsigned char *cached_point(const EVP_PKEY *key)
 {
@@ -769,4 +771,199 @@ out:
 	EVP_PKEY_free(key);
 	X509_free(cert);
 	return r;
+}
+
+/* ---- leaf templates ---- */
+
+/* The TBSCertificate of a leaf, encoded once by OpenSSL with placeholder values, and the
+ * offsets of the bytes that differ from one leaf to the next: serial (16 octets, see
+ * set_serial), notBefore and notAfter (UTCTime, 13 characters each), the P-256 point of
+ * the subject key (65 octets) and its subjectKeyIdentifier (20 octets). Everything else
+ * (issuer, subject, extensions with the URI SAN) is the same for every leaf of one
+ * workload, so a mint patches a copy instead of building and encoding an X509 object
+ * (~19 µs of a ~63 µs mint measured on the issue-5 machine). */
+struct certbuild_tmpl {
+	unsigned char *tbs;
+	size_t len;
+	size_t off_serial, off_nb, off_na, off_point, off_ski;
+};
+
+/* UTCTime (RFC 5280 §4.1.2.5.1: years 1950 through 2049) as YYMMDDHHMMSSZ. */
+static int utc_time(time_t t, char out[static 14])
+{
+	struct tm tm;
+
+	if (!gmtime_r(&t, &tm) || tm.tm_year < 50 || tm.tm_year > 149)
+		return -ERANGE;
+	const int v[6] = {tm.tm_year % 100, tm.tm_mon + 1, tm.tm_mday,
+			  tm.tm_hour,	    tm.tm_min,	   tm.tm_sec};
+	for (int i = 0; i < 6; i++) { /* two digits each; the century is implied */
+		out[2 * i] = (char)('0' + v[i] / 10);
+		out[2 * i + 1] = (char)('0' + v[i] % 10);
+	}
+	out[12] = 'Z';
+	out[13] = '\0';
+	return 0;
+}
+
+/* The only offset of needle in hay, or SIZE_MAX (absent or ambiguous). */
+static size_t find_once(const unsigned char *hay, size_t n, const void *needle, size_t m)
+{
+	const unsigned char *p = memmem(hay, n, needle, m);
+
+	if (!p || memmem(p + 1, n - (size_t)(p + 1 - hay), needle, m))
+		return SIZE_MAX;
+	return (size_t)(p - hay);
+}
+
+int certbuild_tmpl_new(X509 *issuer, const char *uri_san, unsigned ku, bool client_auth,
+		       struct certbuild_tmpl **ret)
+{
+	/* placeholder validity: distinct, unambiguous UTCTime strings */
+	const time_t nb = 1893456000; /* 2030-01-01 00:00:00 UTC */
+	const time_t na = 1928234706; /* 2031-02-07 11:25:06 UTC */
+	struct certbuild_tmpl *t = NULL;
+	char snb[14], sna[14];
+	unsigned char pt[65], ski[SHA_DIGEST_LENGTH];
+	const ASN1_INTEGER *serial;
+	unsigned char *der = NULL;
+	EVP_PKEY *key = NULL;
+	X509 *x = NULL;
+	int len, r;
+
+	if ((r = certbuild_keygen(&key)) < 0 || (r = p256_point(key, pt)) < 0 ||
+	    (r = certbuild_new("vouch", NULL, key, nb, na, true, &x)) < 0)
+		goto out;
+	r = -EIO;
+	if (!X509_set_issuer_name(x, X509_get_subject_name(issuer)))
+		goto out;
+	/* signed once with its own key: that sets the TBS signature algorithm (no public
+	 * setter in OpenSSL 3.0) to ecdsa-with-SHA256, which is what a P-256 CA signs with */
+	if ((r = certbuild_leaf_exts(x, issuer, ku, client_auth)) < 0 ||
+	    (r = certbuild_add_san(x, CERTBUILD_SAN_URI, uri_san)) < 0 ||
+	    (r = certbuild_sign(x, key)) < 0)
+		goto out;
+	r = -EIO;
+	len = i2d_re_X509_tbs(x, &der);
+	serial = X509_get0_serialNumber(x);
+	if (len <= 0 || !serial || ASN1_STRING_length(serial) != 16 || !SHA1(pt, sizeof(pt), ski) ||
+	    utc_time(nb, snb) < 0 || utc_time(na, sna) < 0)
+		goto out;
+	t = calloc(1, sizeof(*t));
+	if (!t) {
+		r = -ENOMEM;
+		goto out;
+	}
+	t->len = (size_t)len;
+	t->off_serial = find_once(der, t->len, ASN1_STRING_get0_data(serial), 16);
+	t->off_nb = find_once(der, t->len, snb, 13);
+	t->off_na = find_once(der, t->len, sna, 13);
+	t->off_point = find_once(der, t->len, pt, sizeof(pt));
+	t->off_ski = find_once(der, t->len, ski, sizeof(ski));
+	if (t->off_serial == SIZE_MAX || t->off_nb == SIZE_MAX || t->off_na == SIZE_MAX ||
+	    t->off_point == SIZE_MAX || t->off_ski == SIZE_MAX)
+		goto out; /* an encoding we do not expect: the caller builds leaves the slow way */
+	t->tbs = malloc(t->len);
+	if (!t->tbs) {
+		r = -ENOMEM;
+		goto out;
+	}
+	memcpy(t->tbs, der, t->len);
+	*ret = t;
+	t = NULL;
+	r = 0;
+out:
+	if (r < 0)
+		ERR_clear_error();
+	certbuild_tmpl_free(t);
+	OPENSSL_free(der);
+	X509_free(x);
+	EVP_PKEY_free(key);
+	return r;
+}
+
+void certbuild_tmpl_free(struct certbuild_tmpl *t)
+{
+	if (!t)
+		return;
+	free(t->tbs);
+	free(t);
+}
+
+int certbuild_tmpl_tbs(const struct certbuild_tmpl *t, EVP_PKEY *key, time_t nb, time_t na,
+		       unsigned char **ret, size_t *ret_len)
+{
+	unsigned char pt[65], serial[16], *tbs;
+	char snb[14], sna[14];
+	int r;
+
+	if ((r = utc_time(nb, snb)) < 0 || (r = utc_time(na, sna)) < 0)
+		return r;
+	if (p256_point(key, pt) < 0) {
+		ERR_clear_error();
+		return -EINVAL;
+	}
+	if (RAND_bytes(serial, sizeof(serial)) != 1) {
+		ERR_clear_error();
+		return -EIO;
+	}
+	serial[0] = (unsigned char)((serial[0] & 0x7f) | 0x01); /* as set_serial */
+	tbs = malloc(t->len);
+	if (!tbs)
+		return -ENOMEM;
+	memcpy(tbs, t->tbs, t->len);
+	memcpy(tbs + t->off_serial, serial, sizeof(serial));
+	memcpy(tbs + t->off_nb, snb, 13);
+	memcpy(tbs + t->off_na, sna, 13);
+	memcpy(tbs + t->off_point, pt, sizeof(pt));
+	SHA1(pt, sizeof(pt), tbs + t->off_ski); /* RFC 5280 §4.2.1.2 method (1), as leaf_exts */
+	*ret = tbs;
+	*ret_len = t->len;
+	return 0;
+}
+
+/* DER length octets of n into out (at most 4 octets used); their count. */
+static size_t der_len(size_t n, unsigned char *out)
+{
+	if (n < 0x80) {
+		out[0] = (unsigned char)n;
+		return 1;
+	}
+	if (n < 0x100) {
+		out[0] = 0x81, out[1] = (unsigned char)n;
+		return 2;
+	}
+	out[0] = 0x82, out[1] = (unsigned char)(n >> 8), out[2] = (unsigned char)n;
+	return 3;
+}
+
+int certbuild_wrap_signed(const unsigned char *tbs, size_t tbs_len, const unsigned char *sig,
+			  size_t sig_len, unsigned char **ret, size_t *ret_len)
+{
+	/* AlgorithmIdentifier ecdsa-with-SHA256 (RFC 5758 §3.2: parameters absent) */
+	static const unsigned char alg[] = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86,
+					    0x48, 0xce, 0x3d, 0x04, 0x03, 0x02};
+	unsigned char bl[4], cl[4], *out, *p;
+	size_t bn, body, cn;
+
+	if (tbs_len > 0x8000 || sig_len == 0 || sig_len > 128)
+		return -EINVAL;
+	bn = der_len(sig_len + 1, bl);
+	body = tbs_len + sizeof(alg) + 1 + bn + sig_len + 1;
+	cn = der_len(body, cl);
+	out = malloc(1 + cn + body);
+	if (!out)
+		return -ENOMEM;
+	p = out;
+	*p++ = 0x30; /* Certificate ::= SEQUENCE */
+	memcpy(p, cl, cn), p += cn;
+	memcpy(p, tbs, tbs_len), p += tbs_len;
+	memcpy(p, alg, sizeof(alg)), p += sizeof(alg);
+	*p++ = 0x03; /* signatureValue BIT STRING, no unused bits */
+	memcpy(p, bl, bn), p += bn;
+	*p++ = 0x00;
+	memcpy(p, sig, sig_len), p += sig_len;
+	*ret = out;
+	*ret_len = (size_t)(p - out);
+	return 0;
 }

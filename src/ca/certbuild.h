@@ -55,6 +55,26 @@ EVP_MD_CTX *certbuild_signer_new(EVP_PKEY *key);
 /* Sign x with md, a copy of a certbuild_signer_new context (used up). 0 or -errno. */
 int certbuild_sign_ctx(X509 *x, EVP_MD_CTX *md);
 
+/* Leaf templates (issue 5: X.509-SVID mint cost). certbuild_tmpl_new encodes, once, the
+ * TBSCertificate of a leaf issued by issuer with one URI SAN and certbuild_leaf_exts(ku,
+ * client_auth), subject O=vouch, signature algorithm ecdsa-with-SHA256 (for an issuer
+ * with a P-256 key only), and records where its per-leaf fields sit. -EIO when the
+ * encoding is not the expected one (the caller then builds leaves the usual way).
+ * certbuild_tmpl_tbs: a copy with a fresh serial (as certbuild_new's), validity [nb, na]
+ * and key's P-256 point and subjectKeyIdentifier: byte for byte what certbuild_new +
+ * leaf_exts + add_san encode for the same values (test_certbuild checks); -ERANGE when a
+ * time is outside UTCTime's 1950-2049, -EINVAL when key is not P-256.
+ * certbuild_wrap_signed: the Certificate DER around tbs and a DER ECDSA-with-SHA256
+ * signature of it. Outputs are malloc'd. */
+struct certbuild_tmpl;
+int certbuild_tmpl_new(X509 *issuer, const char *uri_san, unsigned ku, bool client_auth,
+		       struct certbuild_tmpl **ret);
+void certbuild_tmpl_free(struct certbuild_tmpl *t);
+int certbuild_tmpl_tbs(const struct certbuild_tmpl *t, EVP_PKEY *key, time_t nb, time_t na,
+		       unsigned char **ret, size_t *ret_len);
+int certbuild_wrap_signed(const unsigned char *tbs, size_t tbs_len, const unsigned char *sig,
+			  size_t sig_len, unsigned char **ret, size_t *ret_len);
+
 /* A self-signed CA certificate for key: cA=true (pathlen when >= 0), critical KU
  * keyCertSign|cRLSign, SKI, AKI, optional URI SAN, validity [now-60 s, now+lifetime]. */
 int certbuild_self_signed_ca(EVP_PKEY *key, const char *o, const char *cn, const char *uri_san,

@@ -6,9 +6,11 @@
 #include "ca/certbuild.h"
 #include "common/secret.h"
 
+#include <errno.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <string.h>
 #include <time.h>
 
 int main(void)
@@ -117,6 +119,110 @@ int main(void)
 		X509_free(issuer);
 		EVP_PKEY_free(ik);
 		EVP_PKEY_free(lk);
+	}
+	/* leaf templates: the patched TBS is what OpenSSL encodes for the same leaf, and the
+	 * wrapped certificate is canonical DER that verifies under the issuer */
+	{
+		EVP_PKEY *ik = NULL;
+		X509 *issuer = NULL;
+		struct certbuild_tmpl *t = NULL;
+		const char *id = "spiffe://example.org/ns/prod/sa/api";
+		time_t now = time(NULL);
+		int same = 0, canon = 0, verified = 0, runs = 20;
+		bool setup =
+		    certbuild_keygen(&ik) == 0 &&
+		    certbuild_self_signed_ca(ik, "ca", "issuer", NULL, 0, now, 86400, &issuer) ==
+			0 &&
+		    certbuild_tmpl_new(issuer, id,
+				       CERTBUILD_KU_KEY_ENCIPHERMENT | CERTBUILD_KU_KEY_AGREEMENT,
+				       true, &t) == 0;
+		ok(setup, "a leaf template is built for a P-256 issuer");
+		for (int i = 0; setup && i < runs; i++) {
+			EVP_PKEY *lk = NULL;
+			X509 *ref = NULL, *parsed = NULL;
+			unsigned char *tbs = NULL, *rtbs = NULL, *cert = NULL, *re = NULL;
+			size_t tl = 0, cl = 0;
+			int rl = -1, rel = -1;
+			time_t nb = now - 10 + i * 7919, na = nb + 3600 + i;
+			if (certbuild_keygen(&lk) < 0 ||
+			    certbuild_tmpl_tbs(t, lk, nb, na, &tbs, &tl) < 0)
+				goto next;
+			/* the same leaf the slow way, then the template's serial copied in */
+			if (certbuild_new("vouch", NULL, lk, nb, na, true, &ref) == 0 &&
+			    X509_set_issuer_name(ref, X509_get_subject_name(issuer)) &&
+			    certbuild_leaf_exts(ref, issuer,
+						CERTBUILD_KU_KEY_ENCIPHERMENT |
+						    CERTBUILD_KU_KEY_AGREEMENT,
+						true) == 0 &&
+			    certbuild_add_san(ref, CERTBUILD_SAN_URI, id) == 0 &&
+			    certbuild_sign(ref, ik) == 0)
+				rl = i2d_re_X509_tbs(ref, &rtbs);
+			if (rl > 0 && (size_t)rl == tl) {
+				const ASN1_INTEGER *sn = X509_get0_serialNumber(ref);
+				unsigned char *at = memmem(rtbs, tl, ASN1_STRING_get0_data(sn), 16);
+				/* the serials differ (random): compare everything else */
+				if (at && memcmp(rtbs, tbs, (size_t)(at - rtbs)) == 0 &&
+				    memcmp(at + 16, tbs + (at - rtbs) + 16,
+					   tl - (size_t)(at - rtbs) - 16) == 0)
+					same++;
+			}
+			/* sign the template TBS with the issuer key and wrap it */
+			EVP_MD_CTX *md = EVP_MD_CTX_new();
+			unsigned char sig[80];
+			size_t sl = sizeof(sig);
+			if (md && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, ik) == 1 &&
+			    EVP_DigestSign(md, sig, &sl, tbs, tl) == 1 &&
+			    certbuild_wrap_signed(tbs, tl, sig, sl, &cert, &cl) == 0) {
+				const unsigned char *c = cert;
+				parsed = d2i_X509(NULL, &c, (long)cl);
+				if (parsed && c == cert + cl) {
+					rel = i2d_X509(parsed, &re);
+					if (rel > 0 && (size_t)rel == cl &&
+					    memcmp(re, cert, cl) == 0)
+						canon++;
+					if (X509_verify(parsed, ik) == 1 &&
+					    X509_check_private_key(parsed, lk) == 1)
+						verified++;
+				}
+			}
+			EVP_MD_CTX_free(md);
+		next:
+			X509_free(parsed);
+			X509_free(ref);
+			OPENSSL_free(re);
+			OPENSSL_free(rtbs);
+			free(tbs);
+			free(cert);
+			EVP_PKEY_free(lk);
+		}
+		ok(same == runs,
+		   "template TBS = OpenSSL's TBS for the same leaf, byte for byte, but "
+		   "for the serial (%d of %d)",
+		   same, runs);
+		ok(canon == runs,
+		   "wrapped certificate parses whole and re-encodes to the same DER (%d "
+		   "of %d)",
+		   canon, runs);
+		ok(verified == runs,
+		   "wrapped certificate verifies under the issuer and matches its "
+		   "key (%d of %d)",
+		   verified, runs);
+		unsigned char *tb = NULL;
+		size_t tbl = 0;
+		EVP_PKEY *lk = NULL;
+		ok(t && certbuild_keygen(&lk) == 0 &&
+		       certbuild_tmpl_tbs(t, lk, (time_t)2524608000, now + 60, &tb, &tbl) ==
+			   -ERANGE &&
+		       certbuild_tmpl_tbs(t, lk, now, (time_t)2524608000, &tb, &tbl) == -ERANGE,
+		   "a time past 2049 (GeneralizedTime) is -ERANGE: the caller takes the slow path");
+		EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+		ok(t && ed && certbuild_tmpl_tbs(t, ed, now, now + 60, &tb, &tbl) == -EINVAL,
+		   "a key that is not P-256 is refused by the template");
+		EVP_PKEY_free(ed);
+		EVP_PKEY_free(lk);
+		certbuild_tmpl_free(t);
+		X509_free(issuer);
+		EVP_PKEY_free(ik);
 	}
 	/* a non-P-256 key takes the generic path */
 	EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
