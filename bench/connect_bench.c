@@ -7,12 +7,14 @@
  * Clients close with SO_LINGER 0 (RST): no TIME_WAIT, so ephemeral-port search costs the
  * same in every round. Configurations, per address family (IPv4 127.0.0.1, IPv6 ::1):
  *   baseline  the process in a scratch cgroup with no programs;
- *   miss      the process in a sibling cgroup with connect4/connect6/sockops attached,
+ *   miss      the process in a sibling cgroup with connect4/connect6 attached,
  *             destination not captured (dst4/dst6 and ports lookups miss);
  *   hit       same cgroup, destination captured (127.1.2.3:P / [::1]:P, a bound socket
  *             that does not listen: a connect that escapes redirection is refused) →
  *             redirected to a "proxy" listener, which accepts and drains the record with
- *             intercept_lookup() as the proxy does, so the LRU maps never fill.
+ *             intercept_lookup() as the proxy does (getsockname, sock_diag for the
+ *             client socket's cookie, one map lookup-and-delete), so the LRU map never
+ *             fills.
  * Rounds interleave the configurations (rotated order per round); the report gives the
  * median over rounds with min–max. A second pass with kernel BPF run-time statistics on
  * (BPF_ENABLE_STATS: the kernel turns them off again when the descriptor closes, also on
@@ -52,14 +54,14 @@
 
 enum fam { F4, F6, N_FAM };
 enum cfg { C_BASE, C_MISS, C_HIT, N_CFG };
-enum prog { P_CONNECT4, P_CONNECT6, P_SOCKOPS, N_PROG };
+enum prog { P_CONNECT4, P_CONNECT6, N_PROG };
 
 static const char *const fam_name[N_FAM] = {"IPv4", "IPv6"};
 static const char *const cfg_name[N_CFG] = {"baseline (no programs)", "hooks, not captured",
 					    "hooks, captured → redirected"};
-static const char *const prog_name[N_PROG] = {"cgroup/connect4", "cgroup/connect6", "sockops"};
-static const enum bpf_attach_type prog_type[N_PROG] = {
-    BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_INET6_CONNECT, BPF_CGROUP_SOCK_OPS};
+static const char *const prog_name[N_PROG] = {"cgroup/connect4", "cgroup/connect6"};
+static const enum bpf_attach_type prog_type[N_PROG] = {BPF_CGROUP_INET4_CONNECT,
+						       BPF_CGROUP_INET6_CONNECT};
 
 struct dist {
 	double p50, p90, p99, mean; /* ns */
@@ -464,7 +466,8 @@ static int phase(struct bench *b, int f, int c, unsigned n, bool record)
 		return r;
 	}
 	for (unsigned i = 0; i < n && !stop; i++) {
-		struct sockaddr_storage peer;
+		struct sockaddr_storage peer, self;
+		socklen_t sl = sizeof(self);
 		struct icpt_orig o;
 		uint64_t t0, t1, t2 = 0, t3 = 0;
 		int s, a;
@@ -493,7 +496,10 @@ static int phase(struct bench *b, int f, int c, unsigned n, bool record)
 		}
 		if (c == C_HIT) {
 			t2 = now_ns();
-			r = intercept_lookup(b->ic, (struct sockaddr *)&peer, &o);
+			r = getsockname(a, (struct sockaddr *)&self, &sl) < 0 ? -errno : 0;
+			if (r == 0)
+				r = intercept_lookup(b->ic, (struct sockaddr *)&peer,
+						     (struct sockaddr *)&self, &o);
 			t3 = now_ns();
 			if (r < 0 || o.dport != htons(port_of(&b->orig[f])) ||
 			    o.tgid != (__u32)getpid()) {
@@ -619,8 +625,8 @@ static int stats_phase(struct bench *b, int f, int c, const int fds[N_PROG],
  * stored as C_BASE). The latency rounds are over: nothing here is in the latency table. */
 static int stats_pass(struct bench *b)
 {
-	static const enum bpf_prog_type ptype[N_PROG] = {
-	    BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_PROG_TYPE_SOCK_OPS};
+	static const enum bpf_prog_type ptype[N_PROG] = {BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
+							 BPF_PROG_TYPE_CGROUP_SOCK_ADDR};
 	int sfd = bpf_enable_stats(BPF_STATS_RUN_TIME), cfd = -1, r = 0;
 	int nop[N_PROG], link[N_PROG];
 	char p[PATH_MAX];
@@ -755,14 +761,16 @@ static void report(const struct bench *b)
 		       "configuration, the baseline included.\n",
 		       b->inherited);
 	printf("- hooks, not captured: the process in a sibling cgroup with the real "
-	       "cgroup/connect4, cgroup/connect6 and sockops programs of build/libvouch.a "
+	       "cgroup/connect4 and cgroup/connect6 programs of build/libvouch.a "
 	       "attached (intercept_open); %d IPv4 and %d IPv6 destinations captured, no "
 	       "whole-port capture; the destination is not one of them (hash lookup misses).\n",
 	       N_FILL + 1, N_FILL + 1);
-	printf("- hooks, captured: the destination (127.1.2.3:P, or [::1]:P) is captured; the "
-	       "hook records it and rewrites it to the transparent listener, sockops re-keys the "
-	       "record; the listener accepts and drains it with intercept_lookup() as the proxy "
-	       "does (every record was found and matched).\n\n");
+	printf(
+	    "- hooks, captured: the destination (127.1.2.3:P, or [::1]:P) is captured; the "
+	    "hook records it by socket cookie and rewrites it to the transparent listener; the "
+	    "listener accepts and drains it with intercept_lookup() as the proxy does (sock_diag "
+	    "for the client socket's cookie, then the record; every record was found and "
+	    "matched).\n\n");
 	if (b->stats_sysctl == 1)
 		printf("**Note:** kernel.bpf_stats_enabled was already 1 during the run: the "
 		       "hooked latencies include the statistics overhead.\n\n");
@@ -813,8 +821,7 @@ static void report(const struct bench *b)
 	printf("\nKernel run time of the programs (BPF_ENABLE_STATS, i.e. what "
 	       "`sysctl kernel.bpf_stats_enabled=1` + `bpftool prog show` report as "
 	       "run_time_ns/run_cnt; enabled only for this separate pass of %u connects per "
-	       "configuration and off again afterwards; sockops runs several times per "
-	       "connection, its close-time callbacks included). The calibration row is an empty "
+	       "configuration and off again afterwards). The calibration row is an empty "
 	       "\"return 1\" "
 	       "program of each type on the baseline cgroup: its ns per run is the floor of the "
 	       "method on this machine (clock reads, dispatch), so a program's own cost is about "
@@ -851,8 +858,9 @@ static void report(const struct bench *b)
 		}
 	}
 
-	printf("\nThe proxy's side of a captured connection, intercept_lookup() (one "
-	       "BPF_MAP_LOOKUP_AND_DELETE_ELEM system call on the conns map), µs:\n\n");
+	printf("\nThe proxy's side of a captured connection, intercept_lookup() (getsockname, one "
+	       "sock_diag netlink round trip for the client socket's cookie, one "
+	       "BPF_MAP_LOOKUP_AND_DELETE_ELEM on the pending map), µs:\n\n");
 	printf("| family | p50 | p90 | p99 | mean |\n|---|---|---|---|---|\n");
 	for (int f = 0; f < N_FAM; f++) {
 		double v[4][MAX_ROUNDS];

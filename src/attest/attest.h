@@ -27,16 +27,18 @@
 struct attest_facts {
 	pid_t pid;
 	uint64_t start_time; /* clock ticks since boot (stat field 22) */
-	uid_t uid;           /* real uid */
+	uid_t uid;	     /* real uid */
 	uid_t euid;
 	gid_t gid; /* real gid */
 	gid_t egid;
-	char name[64];                 /* comm (process:name); the process can set it itself */
-	char exe[ATTEST_PATH_MAX];     /* readlink /proc/pid/exe, " (deleted)" kept */
-	char exe_sha256[65];           /* hex; "" if the binary could not be read */
-	char cgroup[ATTEST_PATH_MAX];  /* cgroup v2 path ("0::" line), e.g. "/system.slice/x.service" */
-	char systemd_unit[256];        /* last .service or .scope component of cgroup, or "" */
-	char container_id[65];         /* 64-hex id found in the cgroup path (docker/containerd/cri-o), or "" */
+	char name[64];		      /* comm (process:name); the process can set it itself */
+	char exe[ATTEST_PATH_MAX];    /* readlink /proc/pid/exe, " (deleted)" kept */
+	char exe_sha256[65];	      /* hex; "" if the binary could not be read */
+	char cgroup[ATTEST_PATH_MAX]; /* cgroup v2 path ("0::" line), e.g. "/system.slice/x.service"
+				       */
+	char systemd_unit[256];	      /* last .service or .scope component of cgroup, or "" */
+	char container_id[65]; /* 64-hex id found in the cgroup path (docker/containerd/cri-o), or
+				  "" */
 };
 
 /* Read the facts of pid (a thread group leader, in the caller's pid namespace, with
@@ -107,12 +109,20 @@ bool attest_selector_valid(const char *key, const char *value, const char **ret_
  *                    ruled out (the agent needs root with CAP_SYS_PTRACE);
  *   -EINVAL / -EAFNOSUPPORT  bad addresses; other -errno.
  * Cost: one netlink round trip and a readlink of every fd on the host (or one read of
- * the BPF iterator, attest_peer_iter_enable), so callers look up once per connection. Bounded: at most ATTEST_SCAN_MAX_FDS fds (-EOVERFLOW past it).
- * The returned pid is to be attested at once (attest_cached); threads with a private fd
- * table (clone without CLONE_FILES) are not searched. */
-int attest_tcp_peer_pid(const struct sockaddr *peer, const struct sockaddr *local,
-			pid_t *ret_pid);
+ * the BPF iterator, attest_peer_iter_enable), so callers look up once per connection. Bounded: at
+ * most ATTEST_SCAN_MAX_FDS fds (-EOVERFLOW past it). The returned pid is to be attested at once
+ * (attest_cached); threads with a private fd table (clone without CLONE_FILES) are not searched. */
+int attest_tcp_peer_pid(const struct sockaddr *peer, const struct sockaddr *local, pid_t *ret_pid);
 #define ATTEST_SCAN_MAX_FDS (4u << 20)
+
+/* The socket cookie (SO_COOKIE, bpf_get_socket_cookie) of the client socket at the other
+ * end of an accepted TCP connection, from the same sock_diag lookup by 4-tuple: peer and
+ * local as accept()/getsockname() give them (AF_INET, AF_INET6 or v4-mapped). A client
+ * that already closed but whose socket is still shutting down is found too (its cookie
+ * is what a connect hook saw). 0, -ENOENT, -EINVAL / -EAFNOSUPPORT, other -errno. One
+ * netlink round trip. */
+int attest_tcp_peer_cookie(const struct sockaddr *peer, const struct sockaddr *local,
+			   uint64_t *ret_cookie);
 
 /* Find socket holders for attest_tcp_peer_pid with a BPF task_file iterator
  * (attest/peer.bpf.c: one read() walks every fd table in the kernel) instead of a readlink

@@ -41,7 +41,7 @@
 struct diag_query {
 	int family;
 	uint8_t src[16], dst[16]; /* network order; 4 bytes used for AF_INET */
-	uint16_t sport, dport;    /* network order */
+	uint16_t sport, dport;	  /* network order */
 	uint32_t ifindex;
 };
 
@@ -100,11 +100,32 @@ static int build_queries(const struct sockaddr *peer, const struct sockaddr *loc
 	return -EAFNOSUPPORT;
 }
 
+/* Is m the socket q asked for? An IPv4 query also finds an AF_INET6 socket connected to
+ * a v4-mapped address (a dual-stack client: Java, or any socket made with AF_INET6 that
+ * connects to ::ffff:a.b.c.d); the kernel reports it with its own family and mapped
+ * addresses. */
+static bool same_socket(const struct diag_query *q, const struct inet_diag_msg *m, size_t alen)
+{
+	static const uint8_t pfx[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	const uint8_t *src = (const uint8_t *)m->id.idiag_src,
+		      *dst = (const uint8_t *)m->id.idiag_dst;
+
+	if (m->id.idiag_sport != q->sport || m->id.idiag_dport != q->dport)
+		return false;
+	if (m->idiag_family == q->family)
+		return memcmp(src, q->src, alen) == 0 && memcmp(dst, q->dst, alen) == 0;
+	return q->family == AF_INET && m->idiag_family == AF_INET6 && memcmp(src, pfx, 12) == 0 &&
+	       memcmp(dst, pfx, 12) == 0 && memcmp(src + 12, q->src, 4) == 0 &&
+	       memcmp(dst + 12, q->dst, 4) == 0;
+}
+
 /* sock_diag exact lookup (SOCK_DIAG_BY_FAMILY without NLM_F_DUMP): the kernel looks the
  * socket up by 4-tuple and answers with one inet_diag_msg or an NLMSG_ERROR
- * (-ENOENT when there is none). Returns 0 with the inode and uid of a connected
- * socket, -ENOENT, -errno. */
-static int diag_lookup(const struct diag_query *q, uint32_t *ret_inode, uint32_t *ret_uid)
+ * (-ENOENT when there is none). Returns 0 with the inode, uid and socket cookie of a
+ * connected socket, -ENOENT, -errno. orphan_ok: a socket no process holds any more
+ * (inode 0: closed by its owner, still finishing its shutdown) counts too. */
+static int diag_lookup(const struct diag_query *q, bool orphan_ok, uint32_t *ret_inode,
+		       uint32_t *ret_uid, uint64_t *ret_cookie)
 {
 	struct {
 		struct nlmsghdr nlh;
@@ -184,15 +205,15 @@ static int diag_lookup(const struct diag_query *q, uint32_t *ret_inode, uint32_t
 			goto out;
 		/* The lookup falls back to listeners and TIME_WAIT entries; neither is a
 		 * client socket held by a process. */
-		if (m->idiag_family != q->family || m->id.idiag_sport != q->sport ||
-		    m->id.idiag_dport != q->dport || memcmp(m->id.idiag_src, q->src, alen) != 0 ||
-		    memcmp(m->id.idiag_dst, q->dst, alen) != 0 || m->idiag_state == TCP_LISTEN ||
-		    m->idiag_state == TCP_TIME_WAIT || m->idiag_inode == 0) {
+		if (!same_socket(q, m, alen) || m->idiag_state == TCP_LISTEN ||
+		    m->idiag_state == TCP_TIME_WAIT || (m->idiag_inode == 0 && !orphan_ok)) {
 			r = -ENOENT;
 			goto out;
 		}
 		*ret_inode = m->idiag_inode;
 		*ret_uid = m->idiag_uid;
+		*ret_cookie = (uint64_t)m->id.idiag_cookie[0] | (uint64_t)m->id.idiag_cookie[1]
+								    << 32;
 		r = 0;
 		goto out;
 	}
@@ -552,12 +573,12 @@ out:
 	return r;
 }
 
-int attest_tcp_peer_pid(const struct sockaddr *peer, const struct sockaddr *local,
-			pid_t *ret_pid)
+int attest_tcp_peer_pid(const struct sockaddr *peer, const struct sockaddr *local, pid_t *ret_pid)
 {
 	struct diag_query q[2];
 	struct holder *hs = NULL;
 	uint32_t inode = 0, uid = 0;
+	uint64_t cookie;
 	size_t nq, nh = 0;
 	int r;
 
@@ -566,7 +587,7 @@ int attest_tcp_peer_pid(const struct sockaddr *peer, const struct sockaddr *loca
 		return r;
 	r = -ENOENT;
 	for (size_t i = 0; i < nq && r == -ENOENT; i++)
-		r = diag_lookup(&q[i], &inode, &uid);
+		r = diag_lookup(&q[i], false, &inode, &uid, &cookie);
 	if (r < 0)
 		return r;
 	hs = calloc(PEER_MAX_HOLDERS, sizeof(*hs));
@@ -584,5 +605,24 @@ int attest_tcp_peer_pid(const struct sockaddr *peer, const struct sockaddr *loca
 	r = nh == 1 ? choose_one(hs[0].pid, uid, ret_pid) : choose(hs, nh, uid, ret_pid);
 out:
 	free(hs);
+	return r;
+}
+
+int attest_tcp_peer_cookie(const struct sockaddr *peer, const struct sockaddr *local,
+			   uint64_t *ret_cookie)
+{
+	struct diag_query q[2];
+	uint32_t inode = 0, uid = 0;
+	size_t nq;
+	int r;
+
+	if (!ret_cookie)
+		return -EINVAL;
+	r = build_queries(peer, local, q, &nq);
+	if (r < 0)
+		return r;
+	r = -ENOENT;
+	for (size_t i = 0; i < nq && r == -ENOENT; i++)
+		r = diag_lookup(&q[i], true, &inode, &uid, ret_cookie);
 	return r;
 }

@@ -8,6 +8,8 @@
  * or when the process dies. */
 #include "intercept/intercept.h"
 
+#include "attest/attest.h"
+
 #include "common/readfile.h"
 
 #include "intercept.skel.h"
@@ -32,7 +34,7 @@
 
 struct intercept {
 	struct intercept_bpf *skel;
-	struct bpf_link *links[3]; /* sockops, connect6, connect4 */
+	struct bpf_link *links[2]; /* connect6, connect4 */
 	int cgroup_fd;
 	pthread_mutex_t lock; /* serializes set_dests / set_ports */
 };
@@ -83,39 +85,6 @@ static void set_err(char *err, size_t cap, const char *fmt, ...)
 }
 
 /* ---- pure helpers ---- */
-
-int intercept_conn_key(const struct sockaddr *peer, struct icpt_conn_key *ret)
-{
-	struct icpt_conn_key k;
-
-	if (!peer || !ret)
-		return -EINVAL;
-	memset(&k, 0, sizeof(k));
-	if (peer->sa_family == AF_INET) {
-		const struct sockaddr_in *s = (const struct sockaddr_in *)peer;
-
-		k.saddr[0] = s->sin_addr.s_addr;
-		k.sport = ntohs(s->sin_port);
-		k.family = AF_INET;
-	} else if (peer->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)peer;
-		__u32 a[4];
-
-		memcpy(a, &s->sin6_addr, sizeof(a));
-		k.sport = ntohs(s->sin6_port);
-		if (icpt_is_v4mapped(a)) {
-			k.saddr[0] = a[3];
-			k.family = AF_INET;
-		} else {
-			memcpy(k.saddr, a, sizeof(a));
-			k.family = AF_INET6;
-		}
-	} else {
-		return -EAFNOSUPPORT;
-	}
-	*ret = k;
-	return 0;
-}
 
 /* Decode a mountinfo path field (octal escapes \ooo, proc(5)) into buf. */
 static int unescape_path(const char *s, size_t n, char *buf, size_t cap)
@@ -437,14 +406,10 @@ int intercept_open(const struct intercept_opts *opts, struct intercept **ret, ch
 		set_err(err, err_cap, "configuring the BPF programs failed: %s", strerror(-r));
 		goto out;
 	}
-	/* sockops first: a connect redirected before it is attached would never be re-keyed */
-	r = attach(ic, ic->skel->progs.icpt_sockops, 0, opts->cgroup_path, err, err_cap);
+	r = attach(ic, ic->skel->progs.icpt_connect6, 0, opts->cgroup_path, err, err_cap);
 	if (r < 0)
 		goto out;
-	r = attach(ic, ic->skel->progs.icpt_connect6, 1, opts->cgroup_path, err, err_cap);
-	if (r < 0)
-		goto out;
-	r = attach(ic, ic->skel->progs.icpt_connect4, 2, opts->cgroup_path, err, err_cap);
+	r = attach(ic, ic->skel->progs.icpt_connect4, 1, opts->cgroup_path, err, err_cap);
 	if (r < 0)
 		goto out;
 	*ret = ic;
@@ -459,7 +424,6 @@ void intercept_close(struct intercept *ic)
 {
 	if (!ic)
 		return;
-	/* connect hooks first, so nothing new is redirected while sockops is still there */
 	for (size_t i = sizeof(ic->links) / sizeof(ic->links[0]); i-- > 0;)
 		bpf_link__destroy(ic->links[i]);
 	intercept_bpf__destroy(ic->skel);
@@ -637,20 +601,25 @@ out:
 	return r;
 }
 
-int intercept_lookup(struct intercept *ic, const struct sockaddr *peer, struct icpt_orig *ret)
+int intercept_lookup(struct intercept *ic, const struct sockaddr *peer,
+		     const struct sockaddr *local, struct icpt_orig *ret)
 {
-	struct icpt_conn_key k;
 	struct icpt_orig o;
+	uint64_t cookie;
 	int r;
 
-	if (!ic || !ret)
+	if (!ic || !ret || !peer || !local)
 		return -EINVAL;
-	r = intercept_conn_key(peer, &k);
-	if (r < 0)
-		return r;
-	r = bpf_map_lookup_and_delete_elem(bpf_map__fd(ic->skel->maps.conns), &k, &o);
+	if (peer->sa_family != AF_INET && peer->sa_family != AF_INET6)
+		return -EAFNOSUPPORT;
+	r = attest_tcp_peer_cookie(peer, local, &cookie);
 	if (r < 0)
 		return r == -ENOENT ? -ENOENT : r;
+	r = bpf_map_lookup_and_delete_elem(bpf_map__fd(ic->skel->maps.pending), &cookie, &o);
+	if (r < 0)
+		return r == -ENOENT ? -ENOENT : r;
+	if (o.cookie != cookie)
+		return -ENOENT; /* not possible: the map is keyed by it */
 	*ret = o;
 	return 0;
 }

@@ -76,23 +76,20 @@ int intercept_set_dests(struct intercept *ic, const struct intercept_dest *dests
 int intercept_set_ports(struct intercept *ic, const uint16_t *ports, size_t n);
 
 /* After accept() on the transparent listener: peer is the client's address from
- * accept()/getpeername() (AF_INET, AF_INET6 or v4-mapped). Fills *ret with what the hook
- * recorded and deletes the entry. 0, -ENOENT (no record: the connection was not
- * redirected by us, was already looked up, or its client is already fully closed),
- * -EINVAL, -EAFNOSUPPORT. Thread-safe. */
-int intercept_lookup(struct intercept *ic, const struct sockaddr *peer, struct icpt_orig *ret);
+ * accept()/getpeername(), local the listener's end from getsockname() (AF_INET, AF_INET6
+ * or v4-mapped). The client socket's cookie comes from sock_diag for that 4-tuple
+ * (attest_tcp_peer_cookie); fills *ret with what the hook recorded under that cookie and
+ * deletes the entry. 0, -ENOENT (no record: the connection was not redirected by us, was
+ * already looked up, or its client socket is gone), -EINVAL, -EAFNOSUPPORT. Thread-safe;
+ * one netlink round trip and one map operation. */
+int intercept_lookup(struct intercept *ic, const struct sockaddr *peer,
+		     const struct sockaddr *local, struct icpt_orig *ret);
 
 /* The cgroup v2 mount point ("/sys/fs/cgroup/unified" or "/sys/fs/cgroup"), from
  * /proc/self/mountinfo. 0 or -ENOENT. */
 int intercept_cgroup2_root(char *buf, size_t cap);
 
 /* ---- pure helpers (no kernel state; used by the functions above and unit-tested) ---- */
-
-/* The conns-map key for a client address as accept()/getpeername() returns it: AF_INET,
- * AF_INET6, or an IPv4-mapped AF_INET6 address (a dual-stack listener's view of an IPv4
- * client), which is keyed as AF_INET exactly as the sockops hook keys it. Unused bytes
- * are zero. 0, -EINVAL (NULL), -EAFNOSUPPORT (another family). */
-int intercept_conn_key(const struct sockaddr *peer, struct icpt_conn_key *ret);
 
 /* The cgroup2 mount point in mountinfo text (proc(5) format, not necessarily
  * NUL-terminated, at most INTERCEPT_MOUNTINFO_MAX bytes): the first cgroup2 mount whose

@@ -40,9 +40,9 @@ struct icpt_conf {
 	__u32 enabled;	  /* 0: the programs let everything through */
 };
 
-/* What the connect hook saw: recorded by socket cookie at connect time, re-keyed by the
- * client's local address/port in sockops once established, read (and deleted) by the
- * proxy after accept(). */
+/* What the connect hook saw: recorded by socket cookie at connect time, read (and
+ * deleted) by the proxy after accept(), which gets the client socket's cookie from
+ * sock_diag. */
 struct icpt_orig {
 	__u32 daddr[4]; /* original destination; IPv4 in daddr[0] */
 	__u16 dport;	/* network order */
@@ -54,14 +54,6 @@ struct icpt_orig {
 	__u64 cookie;
 	__u32 reason; /* ICPT_REASON_* that captured it */
 	__u32 pad;
-};
-
-/* Key of the established-connection map: the client's own address as the proxy sees it
- * in getpeername() after accept(). */
-struct icpt_conn_key {
-	__u32 saddr[4]; /* IPv4 in saddr[0] */
-	__u16 sport;	/* HOST byte order (skops->local_port is host order) */
-	__u16 family;
 };
 
 enum icpt_reason {

@@ -1217,8 +1217,8 @@ static int open_transparent(struct conn *c)
 	/* TLS alert record: fatal access_denied (RFC 8446 §6), before any handshake key */
 	static const uint8_t denied[] = {21, 3, 3, 0, 2, 2, 49};
 	struct proxy *p = c->p;
-	struct sockaddr_storage peer, dst;
-	socklen_t pl = sizeof(peer), dl;
+	struct sockaddr_storage peer, self, dst;
+	socklen_t pl = sizeof(peer), sl = sizeof(self), dl;
 	struct resource_set *set = NULL;
 	struct decide_tp_out *d = NULL;
 	char sni[SNI_NAME_MAX + 1], from[INET6_ADDRSTRLEN + 8];
@@ -1226,10 +1226,12 @@ static int open_transparent(struct conn *c)
 	int r, ret = -1;
 
 	c->no_linger = true;
-	if (getpeername(c->cs.fd, (struct sockaddr *)&peer, &pl) < 0)
+	if (getpeername(c->cs.fd, (struct sockaddr *)&peer, &pl) < 0 ||
+	    getsockname(c->cs.fd, (struct sockaddr *)&self, &sl) < 0)
 		goto out;
 	r = p->o.lookup ? p->o.lookup(p->o.cb_ctx, (struct sockaddr *)&peer, &c->orig)
-			: intercept_lookup(p->o.intercept, (struct sockaddr *)&peer, &c->orig);
+			: intercept_lookup(p->o.intercept, (struct sockaddr *)&peer,
+					   (struct sockaddr *)&self, &c->orig);
 	if (r < 0) {
 		decide_format_addr((struct sockaddr *)&peer, from, sizeof(from));
 		log_debug("transparent listener %s:%u: connection from %s was not redirected by "

@@ -82,7 +82,7 @@ struct proxy_opts {
 	 * (blocking, per connection). Called from connection threads. */
 	bool (*dest_resolves)(void *ctx, const char *host, uint16_t port,
 			      const struct sockaddr *dst);
-	/* Test seam: when set, used instead of intercept_lookup(intercept, peer, ret) (same
+	/* Test seam: when set, used instead of intercept_lookup(intercept, peer, local, ret) (same
 	 * contract) on transparent listeners, and intercept may be NULL. */
 	int (*lookup)(void *ctx, const struct sockaddr *peer, struct icpt_orig *ret);
 	void *cb_ctx; /* ctx of on_attributed, dest_resolves and lookup */

@@ -271,12 +271,14 @@ static int attached(int cgfd, enum bpf_attach_type t)
 	return (int)cnt;
 }
 
+/* connect4 + connect6 attached; -1 if a query fails or a sockops program is attached
+ * (there is none since records are found by socket cookie) */
 static int attached_all(int cgfd)
 {
 	int a = attached(cgfd, BPF_CGROUP_INET4_CONNECT),
 	    b = attached(cgfd, BPF_CGROUP_INET6_CONNECT), c = attached(cgfd, BPF_CGROUP_SOCK_OPS);
 
-	return a < 0 || b < 0 || c < 0 ? -1 : a + b + c;
+	return a < 0 || b < 0 || c != 0 ? -1 : a + b;
 }
 
 static struct intercept *open_ic_with(bool with4, char *err, size_t cap, int *ret_r)
@@ -309,6 +311,27 @@ static int set_base_dests(struct intercept *ic)
 	return intercept_set_dests(ic, d, 2);
 }
 
+/* intercept_lookup as the proxy calls it: the accepted peer and the listener's own
+ * address (the listener it landed on: 127.0.0.1 for IPv4 peers, [::1] for IPv6 ones). */
+static int lookup(struct intercept *ic, const struct sockaddr_storage *peer, struct icpt_orig *o)
+{
+	struct sockaddr_storage self;
+
+	memset(&self, 0, sizeof(self));
+	if (peer->ss_family == AF_INET) {
+		struct sockaddr_in *a = (struct sockaddr_in *)&self;
+		a->sin_family = AF_INET;
+		a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		a->sin_port = htons(lport[L4]);
+	} else {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&self;
+		a->sin6_family = AF_INET6;
+		a->sin6_addr = in6addr_loopback;
+		a->sin6_port = htons(lport[L6]);
+	}
+	return intercept_lookup(ic, (const struct sockaddr *)peer, (struct sockaddr *)&self, o);
+}
+
 /* ---- the scenarios ---- */
 
 static void test_redirect(struct intercept *ic, struct worker *in, ino_t cg_ino)
@@ -321,7 +344,7 @@ static void test_redirect(struct intercept *ic, struct worker *in, ino_t cg_ino)
 	ok(where == L4, "captured 127.1.2.3:%u from the cgroup lands on the IPv4 listener (%s)",
 	   lport[R1], where >= 0 ? lname[where] : "nowhere");
 	memset(&o, 0, sizeof(o));
-	int r = intercept_lookup(ic, (struct sockaddr *)&peer, &o);
+	int r = lookup(ic, &peer, &o);
 	ok(r == 0, "lookup by the accepted peer finds the record (%d)", r);
 	ok(o.tgid == (__u32)in->pid && o.pid == (__u32)in->pid,
 	   "record: tgid/pid %u/%u = the child %d", o.tgid, o.pid, (int)in->pid);
@@ -334,20 +357,19 @@ static void test_redirect(struct intercept *ic, struct worker *in, ino_t cg_ino)
 	   "record: cgroup id %llu = inode of the scratch cgroup %llu",
 	   (unsigned long long)o.cgroup_id, (unsigned long long)cg_ino);
 	ok(o.reason == ICPT_REASON_DEST && o.cookie != 0, "record: reason DEST, a socket cookie");
-	ok(intercept_lookup(ic, (struct sockaddr *)&peer, &o) == -ENOENT,
+	ok(lookup(ic, &peer, &o) == -ENOENT,
 	   "a record is consumed by its lookup (second lookup: -ENOENT)");
 
 	where = via(in, "127.0.0.1", lport[R2], &peer);
 	ok(where == R2, "an uncaptured destination from the same child is untouched (%s)",
 	   where >= 0 ? lname[where] : "nowhere");
-	ok(intercept_lookup(ic, (struct sockaddr *)&peer, &o) == -ENOENT,
-	   "no record for an untouched connection");
+	ok(lookup(ic, &peer, &o) == -ENOENT, "no record for an untouched connection");
 
 	where = via(in, "::1", lport[R6], &peer);
 	ok(where == L6, "captured [::1]:%u lands on the IPv6 listener (%s)", lport[R6],
 	   where >= 0 ? lname[where] : "nowhere");
 	memset(&o, 0, sizeof(o));
-	ok(intercept_lookup(ic, (struct sockaddr *)&peer, &o) == 0 && o.family == AF_INET6 &&
+	ok(lookup(ic, &peer, &o) == 0 && o.family == AF_INET6 &&
 	       memcmp(o.daddr, &in6addr_loopback, 16) == 0 && o.dport == htons(lport[R6]) &&
 	       o.tgid == (__u32)in->pid && o.cgroup_id == (__u64)cg_ino,
 	   "IPv6 record: original [::1]:%u, child tgid, scratch cgroup", lport[R6]);
@@ -362,21 +384,18 @@ static void test_redirect(struct intercept *ic, struct worker *in, ino_t cg_ino)
 	   "v4-mapped ::ffff:127.1.2.3 from an IPv6 socket lands on the IPv4 listener (%s)",
 	   where >= 0 ? lname[where] : "nowhere");
 	memset(&o, 0, sizeof(o));
-	ok(peer.ss_family == AF_INET && intercept_lookup(ic, (struct sockaddr *)&peer, &o) == 0 &&
-	       o.family == AF_INET && o.daddr[0] == inet_addr("127.1.2.3") &&
-	       o.dport == htons(lport[R1]),
+	ok(peer.ss_family == AF_INET && lookup(ic, &peer, &o) == 0 && o.family == AF_INET &&
+	       o.daddr[0] == inet_addr("127.1.2.3") && o.dport == htons(lport[R1]),
 	   "v4-mapped record: original destination 127.1.2.3 as IPv4");
 
 	/* a record whose client is gone before the proxy asked for it is dropped */
 	r = worker_cmd(in, CMD_CONNECT, "127.1.2.3", lport[R1], &local);
 	ok(r == 0 && landed(NULL) == L4, "one more redirected connection");
-	ok(worker_cmd(in, CMD_ABORT, NULL, 0, NULL) == 0 &&
-	       intercept_lookup(ic, (struct sockaddr *)&local, &o) == -ENOENT,
-	   "the client reset it before the lookup: its record is gone (TCP_CLOSE), not left for "
-	   "a later connection from the same port");
+	ok(worker_cmd(in, CMD_ABORT, NULL, 0, NULL) == 0 && lookup(ic, &local, &o) == -ENOENT,
+	   "the client reset it before the lookup: no socket, no record for it (records are "
+	   "by socket cookie: a later connection from the same port cannot inherit one)");
 	r = worker_cmd(in, CMD_CONNECT, "127.1.2.3", lport[R1], &local);
-	ok(r == 0 && landed(NULL) == L4 &&
-	       intercept_lookup(ic, (struct sockaddr *)&local, &o) == 0 && o.tgid == (__u32)in->pid,
+	ok(r == 0 && landed(NULL) == L4 && lookup(ic, &local, &o) == 0 && o.tgid == (__u32)in->pid,
 	   "control: the client's own getsockname() address finds the record while it is open");
 }
 
@@ -420,18 +439,16 @@ static void test_lists(struct intercept *ic, struct worker *in)
 	ok(intercept_set_ports(ic, ports, 1) == 0, "capture port %u", lport[R3]);
 	where = via(in, "127.0.0.1", lport[R3], &peer);
 	memset(&o, 0, sizeof(o));
-	ok(where == L4 && intercept_lookup(ic, (struct sockaddr *)&peer, &o) == 0 &&
-	       o.reason == ICPT_REASON_PORT && o.daddr[0] == inet_addr("127.0.0.1") &&
-	       o.dport == htons(lport[R3]),
+	ok(where == L4 && lookup(ic, &peer, &o) == 0 && o.reason == ICPT_REASON_PORT &&
+	       o.daddr[0] == inet_addr("127.0.0.1") && o.dport == htons(lport[R3]),
 	   "port capture: 127.0.0.1:%u redirected, reason PORT, original destination kept",
 	   lport[R3]);
 	where = via(in, "127.9.9.9", lport[R3], &peer);
-	ok(where == L4 && intercept_lookup(ic, (struct sockaddr *)&peer, &o) == 0 &&
-	       o.daddr[0] == inet_addr("127.9.9.9"),
+	ok(where == L4 && lookup(ic, &peer, &o) == 0 && o.daddr[0] == inet_addr("127.9.9.9"),
 	   "port capture: any address on that port (127.9.9.9) is redirected");
 	where = via(in, "::1", lport[R3], &peer);
-	ok(where == L6 && intercept_lookup(ic, (struct sockaddr *)&peer, &o) == 0 &&
-	       o.reason == ICPT_REASON_PORT && o.family == AF_INET6,
+	ok(where == L6 && lookup(ic, &peer, &o) == 0 && o.reason == ICPT_REASON_PORT &&
+	       o.family == AF_INET6,
 	   "port capture: IPv6 too");
 	ports[1] = 0;
 	ok(intercept_set_ports(ic, ports, 2) == -EINVAL, "port 0: -EINVAL");
@@ -440,7 +457,7 @@ static void test_lists(struct intercept *ic, struct worker *in)
 	ok(intercept_set_ports(ic, ports, ICPT_MAX_PORTS + 1) == -E2BIG, "%d ports: -E2BIG",
 	   ICPT_MAX_PORTS + 1);
 	where = via(in, "127.0.0.1", lport[R3], &peer);
-	ok(where == L4 && intercept_lookup(ic, (struct sockaddr *)&peer, &o) == 0,
+	ok(where == L4 && lookup(ic, &peer, &o) == 0,
 	   "refused updates left the port set unchanged");
 	ok(intercept_set_ports(ic, NULL, 0) == 0, "clear the port captures");
 	where = via(in, "127.0.0.1", lport[R3], NULL);
@@ -456,10 +473,9 @@ static void test_lists(struct intercept *ic, struct worker *in)
 	where = via(in, "127.1.2.3", lport[R1], NULL);
 	ok(where == R1, "A no longer captured (%s)", where >= 0 ? lname[where] : "nowhere");
 	where = via(in, "::1", lport[R6], &peer);
-	ok(where == L6 && intercept_lookup(ic, (struct sockaddr *)&peer, &o) == 0,
-	   "B still captured");
+	ok(where == L6 && lookup(ic, &peer, &o) == 0, "B still captured");
 	where = via(in, "127.0.0.1", lport[R2], &peer);
-	ok(where == L4 && intercept_lookup(ic, (struct sockaddr *)&peer, &o) == 0, "C captured");
+	ok(where == L4 && lookup(ic, &peer, &o) == 0, "C captured");
 
 	/* v4-mapped destinations are IPv4 destinations */
 	inet_pton(AF_INET6, "::ffff:127.1.2.3", &d[1].addr.v6);
@@ -467,8 +483,7 @@ static void test_lists(struct intercept *ic, struct worker *in)
 	d[1].port = lport[R1];
 	ok(intercept_set_dests(ic, d, 2) == 0, "a v4-mapped destination is accepted");
 	where = via(in, "127.1.2.3", lport[R1], &peer);
-	ok(where == L4 && intercept_lookup(ic, (struct sockaddr *)&peer, &o) == 0,
-	   "... and captures the plain IPv4 connect");
+	ok(where == L4 && lookup(ic, &peer, &o) == 0, "... and captures the plain IPv4 connect");
 
 	/* refusals leave the set alone */
 	struct intercept_dest bad[2] = {d[0], {.family = AF_UNIX, .port = 1}};
@@ -489,7 +504,7 @@ static void test_lists(struct intercept *ic, struct worker *in)
 	ok(intercept_set_dests(ic, many, n) == -E2BIG,
 	   "more than twice the limit: -E2BIG before parsing");
 	where = via(in, "127.1.2.3", lport[R1], &peer);
-	ok(where == L4 && intercept_lookup(ic, (struct sockaddr *)&peer, &o) == 0,
+	ok(where == L4 && lookup(ic, &peer, &o) == 0,
 	   "refused updates left the destination set unchanged");
 	for (size_t i = 0; i < n; i++)
 		many[i] = many[0];
@@ -517,8 +532,7 @@ static void test_lists(struct intercept *ic, struct worker *in)
 	where = via(in, "127.1.2.3", lport[R1], NULL);
 	ok(where == R1, "the old set is gone (%s)", where >= 0 ? lname[where] : "nowhere");
 	where = via(in, "127.0.0.1", lport[R2], &peer);
-	ok(where == L4 && intercept_lookup(ic, (struct sockaddr *)&peer, &o) == 0,
-	   "the new set is live");
+	ok(where == L4 && lookup(ic, &peer, &o) == 0, "the new set is live");
 	free(many);
 	ok(set_base_dests(ic) == 0, "back to {127.1.2.3, [::1]}");
 }
@@ -529,7 +543,7 @@ static void test_lifecycle(struct intercept **icp, struct worker *in, int cgfd)
 	int r, ready[2], where;
 	pid_t loader;
 
-	ok(attached_all(cgfd) == 3, "attached: connect4, connect6, sockops (%d)",
+	ok(attached_all(cgfd) == 2, "attached: connect4, connect6, no sockops (%d)",
 	   attached_all(cgfd));
 	intercept_close(*icp);
 	*icp = NULL;
@@ -558,7 +572,7 @@ static void test_lifecycle(struct intercept **icp, struct worker *in, int cgfd)
 		r = -ECHILD;
 	close(ready[0]);
 	ok(r == 0, "a second loader process attaches (%d)", r);
-	ok(attached_all(cgfd) == 3, "its three programs are attached");
+	ok(attached_all(cgfd) == 2, "its two programs are attached");
 	where = via(in, "127.1.2.3", lport[R1], NULL);
 	ok(where == L4, "and redirect (%s)", where >= 0 ? lname[where] : "nowhere");
 	*icp = open_ic(err, sizeof(err), &r);
@@ -576,8 +590,7 @@ static void test_lifecycle(struct intercept **icp, struct worker *in, int cgfd)
 	struct sockaddr_storage peer;
 	struct icpt_orig o;
 	where = via(in, "127.1.2.3", lport[R1], &peer);
-	ok(where == L4 && *icp && intercept_lookup(*icp, (struct sockaddr *)&peer, &o) == 0 &&
-	       o.tgid == (__u32)in->pid,
+	ok(where == L4 && *icp && lookup(*icp, &peer, &o) == 0 && o.tgid == (__u32)in->pid,
 	   "and redirects with records again");
 
 	/* only an IPv6 listener: IPv4 connects are left alone, v4-mapped ones go to it */
@@ -590,9 +603,8 @@ static void test_lifecycle(struct intercept **icp, struct worker *in, int cgfd)
 	   where >= 0 ? lname[where] : "nowhere");
 	where = via(in, "::ffff:127.1.2.3", lport[R1], &peer);
 	memset(&o, 0, sizeof(o));
-	ok(where == L6 && *icp && intercept_lookup(*icp, (struct sockaddr *)&peer, &o) == 0 &&
-	       o.family == AF_INET && o.daddr[0] == inet_addr("127.1.2.3") &&
-	       o.dport == htons(lport[R1]),
+	ok(where == L6 && *icp && lookup(*icp, &peer, &o) == 0 && o.family == AF_INET &&
+	       o.daddr[0] == inet_addr("127.1.2.3") && o.dport == htons(lport[R1]),
 	   "no IPv4 listener: v4-mapped ::ffff:127.1.2.3 goes to the IPv6 listener, record "
 	   "says 127.1.2.3 (%s)",
 	   where >= 0 ? lname[where] : "nowhere");

@@ -14,11 +14,11 @@
 #include <unistd.h>
 
 enum child_mode {
-	C_PLAIN,      /* connect and hold */
-	C_FORK_EXEC,  /* connect, fork, the grandchild execs sleep keeping the socket */
-	C_FORK,       /* connect, fork, the grandchild keeps the socket, same binary */
-	C_SETUID,     /* connect as root, then drop every uid to 65534 */
-	C_CLOSE,      /* connect, then close before the lookup */
+	C_PLAIN,     /* connect and hold */
+	C_FORK_EXEC, /* connect, fork, the grandchild execs sleep keeping the socket */
+	C_FORK,	     /* connect, fork, the grandchild keeps the socket, same binary */
+	C_SETUID,    /* connect as root, then drop every uid to 65534 */
+	C_CLOSE,     /* connect, then close before the lookup */
 };
 
 struct conn {
@@ -69,8 +69,8 @@ static void child_main(enum child_mode mode, const struct sockaddr_storage *dst,
 		       int release_rd, int info_wr)
 {
 	struct sockaddr_storage d = *dst;
-	socklen_t dl = d.ss_family == AF_INET ? sizeof(struct sockaddr_in)
-					      : sizeof(struct sockaddr_in6);
+	socklen_t dl =
+	    d.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
 	pid_t gc = 0;
 	char x;
 	/* no SOCK_CLOEXEC: the exec'ing grandchild must inherit it */
@@ -282,6 +282,73 @@ static void test_listener_not_client(void)
 	close(lfd);
 }
 
+/* attest_tcp_peer_cookie: the accepted side finds the client socket's own SO_COOKIE (the
+ * value a BPF connect hook gets from bpf_get_socket_cookie), also once the client closed
+ * while its socket is still shutting down; gone after a reset. */
+static void test_cookie(int family, const char *addr, const char *connect_to, const char *what)
+{
+	struct sockaddr_storage la, peer, self, to;
+	socklen_t pl = sizeof(peer), sl = sizeof(self), cl = sizeof(uint64_t);
+	uint64_t want = 0, got = 0;
+	int lfd = listen_on(family, addr, &la), cfd = -1, afd = -1, r;
+
+	if (lfd < 0) {
+		skip("%s: cannot listen on %s (%s)", what, addr, strerror(errno));
+		return;
+	}
+	to = la;
+	if (connect_to && !strchr(connect_to, ':')) { /* a dual-stack listener reached over IPv4 */
+		struct sockaddr_in *t = (struct sockaddr_in *)&to;
+		uint16_t port = ((struct sockaddr_in6 *)&la)->sin6_port;
+		memset(&to, 0, sizeof(to));
+		t->sin_family = AF_INET;
+		t->sin_port = port;
+		inet_pton(AF_INET, connect_to, &t->sin_addr);
+	} else if (connect_to) { /* an IPv4 listener reached from an AF_INET6 socket, mapped */
+		struct sockaddr_in6 *t = (struct sockaddr_in6 *)&to;
+		uint16_t port = ((struct sockaddr_in *)&la)->sin_port;
+		memset(&to, 0, sizeof(to));
+		t->sin6_family = AF_INET6;
+		t->sin6_port = port;
+		inet_pton(AF_INET6, connect_to, &t->sin6_addr);
+	}
+	cfd = socket(to.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (cfd < 0 ||
+	    connect(cfd, (struct sockaddr *)&to,
+		    to.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+					    : sizeof(struct sockaddr_in6)) < 0 ||
+	    (afd = accept(lfd, NULL, NULL)) < 0 ||
+	    getsockopt(cfd, SOL_SOCKET, SO_COOKIE, &want, &cl) < 0 ||
+	    getpeername(afd, (struct sockaddr *)&peer, &pl) < 0 ||
+	    getsockname(afd, (struct sockaddr *)&self, &sl) < 0) {
+		ok(0, "%s: connection set up (%s)", what, strerror(errno));
+		goto out;
+	}
+	r = attest_tcp_peer_cookie((struct sockaddr *)&peer, (struct sockaddr *)&self, &got);
+	ok(r == 0 && got == want && want != 0,
+	   "%s: cookie of the client socket %llu (got %llu, r=%d)", what, (unsigned long long)want,
+	   (unsigned long long)got, r);
+	close(cfd); /* FIN: the client socket lingers in FIN_WAIT2, owned by no process */
+	cfd = -1;
+	got = 0;
+	r = attest_tcp_peer_cookie((struct sockaddr *)&peer, (struct sockaddr *)&self, &got);
+	ok(r == 0 && got == want, "%s: still found after the client closed (r=%d)", what, r);
+	{
+		struct linger lg = {.l_onoff = 1, .l_linger = 0};
+		setsockopt(afd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		close(afd); /* RST both ways: the client socket is gone */
+		afd = -1;
+	}
+	r = attest_tcp_peer_cookie((struct sockaddr *)&peer, (struct sockaddr *)&self, &got);
+	ok(r == -ENOENT, "%s: -ENOENT once the connection was reset (%d)", what, r);
+out:
+	if (cfd >= 0)
+		close(cfd);
+	if (afd >= 0)
+		close(afd);
+	close(lfd);
+}
+
 /* Every case, through whichever holder search is in use. */
 static void run_all(const char *how)
 {
@@ -310,6 +377,19 @@ int main(void)
 	signal(SIGPIPE, SIG_IGN);
 	alarm(300); /* a hang fails the test instead of stalling the run */
 	ok(!attest_peer_iter_active(), "the /proc scan is the default");
+	test_cookie(AF_INET, "127.0.0.1", NULL, "cookie, IPv4");
+	test_cookie(AF_INET6, "::1", NULL, "cookie, IPv6");
+	test_cookie(AF_INET6, "::", "127.0.0.1", "cookie, dual-stack listener, IPv4 client");
+	test_cookie(AF_INET, "127.0.0.1", "::ffff:127.0.0.1",
+		    "cookie, IPv4 listener, dual-stack client (v4-mapped)");
+	{
+		struct sockaddr_in a = {.sin_family = AF_INET};
+		uint64_t ck;
+		ok(attest_tcp_peer_cookie(NULL, (struct sockaddr *)&a, &ck) == -EINVAL &&
+		       attest_tcp_peer_cookie((struct sockaddr *)&a, (struct sockaddr *)&a, NULL) ==
+			   -EINVAL,
+		   "cookie: NULL arguments -> EINVAL");
+	}
 	run_all("scanning /proc");
 	r = attest_peer_iter_enable(why, sizeof(why));
 	if (r == 0) {
