@@ -379,6 +379,9 @@ case_args() {
 results=$tmp/results
 : >"$results"
 declare -A rss_idle
+# idle = 2 s after the warm-ups: what a proxy keeps once its connections have closed
+# (vouchd returns freed heap to the kernel on its next housekeeping tick)
+sleep 2
 for t in $targets; do rss_idle[$t]=$(rss_kb "$(target_pid "$t")"); done
 t_start=$(date +%s)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -288,7 +288,7 @@ if rss_idle:
     if "vouchd-tp" in cols:
         cells["vouchd-tp"] = "(same process)"
     ok = {"vouchd": rss_idle["vouchd"] <= 10 * 1024} if "vouchd" in rss_idle else {}
-    row("RSS idle (after warm-up, before the timed runs)", cells, "—", "≤ 10 MB", verdicts(ok))
+    row("RSS idle (2 s after the warm-up, before the timed runs)", cells, "—", "≤ 10 MB", verdicts(ok))
 for n in sorted({int(r["n"]) for r in idle}):
     cells, ok = {}, {}
     for r in idle:

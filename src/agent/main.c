@@ -439,6 +439,7 @@ static int agent_start(struct agent *a)
 static void trim_after_burst(struct agent *a)
 {
 	static long base = -1, prev = -1;
+	static bool trimmed_idle;
 	struct proxy_stats ps = {0};
 	long cur;
 
@@ -446,12 +447,17 @@ static void trim_after_burst(struct agent *a)
 		return;
 	proxy_get_stats(a->proxy, &ps);
 	cur = (long)ps.connections + (long)ps.threads;
-	if (base < 0)
-		base = cur;
-	if (cur == prev && labs(cur - base) >= TRIM_STEP) {
+	/* also: the first tick after start-up (loading the BPF programs parses the kernel's
+	 * BTF, megabytes, and frees it) and once whenever the agent has gone idle (no
+	 * connection open): then the walk is short and nobody waits on it */
+	if (base < 0 || (cur == prev && labs(cur - base) >= TRIM_STEP) ||
+	    (ps.connections == 0 && !trimmed_idle)) {
 		(void)malloc_trim(0);
 		base = cur;
+		trimmed_idle = ps.connections == 0;
 	}
+	if (ps.connections > 0)
+		trimmed_idle = false;
 	prev = cur;
 }
 
