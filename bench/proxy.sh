@@ -14,6 +14,9 @@
 #   relay     loadgen --TLS, end to end--> bench/relay.c (one epoll thread copying bytes, no
 #             TLS termination, no parsing) --> upstream: the floor for any user-space hop on
 #             this machine; loadgen sends the Bearer token itself, as for the baseline
+#   tlsrelay  loadgen --TLS--> bench/tlsrelay.c (terminates TLS, re-encrypts record by record
+#             to its own TLS connection to the upstream; no HTTP, no policy): the floor for a
+#             TLS-terminating hop, the work no proxy doing vouchd's job can skip
 #
 # One vouchd serves both of its rows: interception on, attached to a scratch cgroup v2
 # directory (PROXY_CGROUP, default <cgroup2 mount>/vouch-bench-PID, removed at the end) that
@@ -27,7 +30,7 @@
 # Placement: loadgen and the upstream on CPU PROXY_LOAD_CPU (default 0), the proxy under test
 # on PROXY_CPU (default 1); with one CPU, everything on CPU 0. Knobs (environment):
 # BENCH_REPS (3), PROXY_DURATION (2 s per fixed-rate run), PROXY_MAX_DURATION (2 s for --max
-# and --new-conns), PROXY_WARMUP (0.5 s), PROXY_TARGETS ("baseline relay haproxy vouchd vouchd-tp"),
+# and --new-conns), PROXY_WARMUP (0.5 s), PROXY_TARGETS ("baseline relay tlsrelay haproxy vouchd vouchd-tp"),
 # PROXY_NICE (-20: the nice level of every bench process; the box may be shared), PROXY_CASES
 # (a subset of "r500c1 r500c16 r1000c1 r1000c16 s1000c1 s1000c16 sse max newconn"),
 # PROXY_SSE_RATE (200), PROXY_IDLE_CONNS ("1000 10000": open idle keep-alive connections,
@@ -50,7 +53,7 @@ dur=${PROXY_DURATION:-2}
 maxdur=${PROXY_MAX_DURATION:-2}
 warm=${PROXY_WARMUP:-0.5}
 sse_rate=${PROXY_SSE_RATE:-200}
-targets=${PROXY_TARGETS:-baseline relay haproxy vouchd vouchd-tp}
+targets=${PROXY_TARGETS:-baseline relay tlsrelay haproxy vouchd vouchd-tp}
 # 10k idle keep-alive connections per proxy: the soft descriptor limit up to the hard one
 ulimit -n "$(ulimit -Hn)"
 ncpu=$(nproc)
@@ -70,7 +73,7 @@ if ! command -v haproxy >/dev/null; then
 fi
 [ -x "$build/vouchd" ] || make --no-print-directory -j2 BUILD="$build"
 make --no-print-directory -f Makefile -f bench/bench.mk BUILD="$build" "$build/bench/loadgen" \
-	"$build/bench/upstream" "$build/bench/relay" >/dev/null
+	"$build/bench/upstream" "$build/bench/relay" "$build/bench/tlsrelay" >/dev/null
 loadgen=$(realpath "$build/bench/loadgen")
 py_exe=$(readlink -f /usr/bin/python3) # bench/idle_conns.py, a second bound workload
 upstream_bin=$(realpath "$build/bench/upstream")
@@ -153,6 +156,16 @@ if [[ " $targets " == *" relay "* ]]; then
 	relay_pid=$!
 	pids+=("$relay_pid")
 	wait_port "$relay_port" || drop_target relay
+fi
+tlsrelay_port=$(free_port)
+tlsrelay_pid=
+if [[ " $targets " == *" tlsrelay "* ]]; then
+	"${pin[@]}" "$proxy_cpu" "$(realpath "$build/bench/tlsrelay")" --listen "$tlsrelay_port" \
+		--to "$up_port" --cert "$c/server.crt" --key "$c/server.key" --ca "$c/ca.crt" \
+		>"$tmp/tlsrelay.log" 2>&1 &
+	tlsrelay_pid=$!
+	pids+=("$tlsrelay_pid")
+	wait_port "$tlsrelay_port" || drop_target tlsrelay
 fi
 
 # --- HAProxy
@@ -319,6 +332,7 @@ set_target_args() {
 	case $1 in
 	baseline) targs=(--target "localhost:$up_port" --ca "$c/ca.crt" --header "Authorization: Bearer $token") ;;
 	relay) targs=(--target "localhost:$relay_port" --ca "$c/ca.crt" --header "Authorization: Bearer $token") ;;
+	tlsrelay) targs=(--target "localhost:$tlsrelay_port" --ca "$c/ca.crt" --header "Authorization: Bearer $token") ;;
 	haproxy) targs=(--target "localhost:$ha_port" --ca "$c/ca.crt" --api-key "$api_key") ;;
 	vouchd) targs=(--target "localhost:$up_port" --proxy-connect "127.0.0.1:$v_proxy_port" --ca "$v_ca"
 		--api-key "$api_key") ;;
@@ -329,6 +343,7 @@ target_pid() {
 	case $1 in
 	haproxy) echo "$ha_pid" ;;
 	relay) echo "$relay_pid" ;;
+	tlsrelay) echo "$tlsrelay_pid" ;;
 	vouchd | vouchd-tp) echo "$v_pid" ;;
 	*) echo "" ;;
 	esac
