@@ -319,7 +319,8 @@ if "newconn" in cases:
     row("new connections/s, full TLS handshake with the client (4 in parallel; per core = ÷ proxy CPU share)",
         cells, ratio_cell(lambda t: med(per_core(t, "newconn"))) + " per core", "≥ 1,000 per core", verdicts(ok))
 if rss_idle:
-    cells = {t: f"{rss_idle[t] / 1024:.1f} MB" for t in ("haproxy", "vouchd") if t in rss_idle}
+    cells = {t: f"{rss_idle[t] / 1024:.1f} MB" for t in ("relay", "tlsrelay", "haproxy", "vouchd")
+             if rss_idle.get(t)}
     if "vouchd-tp" in cols:
         cells["vouchd-tp"] = "(same process)"
     ok = {"vouchd": rss_idle["vouchd"] <= 10 * 1024} if "vouchd" in rss_idle else {}
