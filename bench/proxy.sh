@@ -48,6 +48,16 @@ if [ "$(id -u)" != 0 ]; then
 	exit 0
 fi
 
+# The processes under test get the environment of a stock Debian host or a systemd unit:
+# no SSL_CERT_FILE / SSL_CERT_DIR (some shells and CI images export them). With
+# SSL_CERT_FILE set, OpenSSL — and vouchd, which honours it — parses that whole bundle into
+# every TLS context (+0.7 MB resident per context here) instead of looking the system CAs
+# up lazily in the hashed directory. Every target here is given its CA files explicitly.
+bench_env_note=
+if [ -n "${SSL_CERT_FILE:-}${SSL_CERT_DIR:-}" ]; then
+	bench_env_note="SSL_CERT_FILE/SSL_CERT_DIR were set in the calling environment and removed for the run"
+	unset SSL_CERT_FILE SSL_CERT_DIR
+fi
 reps=${BENCH_REPS:-3}
 dur=${PROXY_DURATION:-2}
 maxdur=${PROXY_MAX_DURATION:-2}
@@ -476,7 +486,7 @@ PD_TARGETS="$targets" PD_CASES="${cases[*]}" PD_BUILD="$build" PD_REPS="$reps" P
 	PD_PROXY_CPU="$proxy_cpu" PD_CPU_MODEL="$cpu_model" PD_NCPU="$ncpu" PD_VIRT="$virt" \
 	PD_KERNEL="$(uname -r)" PD_SSL="$ssl_ver" PD_HAPROXY="$ha_ver" PD_COMMIT="$commit" \
 	PD_DATE="$(date -u '+%Y-%m-%d %H:%M UTC')" PD_TOTAL="$t_total" PD_LOAD_BEFORE="$load_before" \
-	PD_LOAD_AFTER="$load_after" PD_NOFILE="$(ulimit -n)" PD_V_NOTE="$v_note" PD_TP_NOTE="$tp_note" PD_CGROUP="$cg" \
+	PD_LOAD_AFTER="$load_after" PD_NOFILE="$(ulimit -n)" PD_V_NOTE="$v_note" PD_TP_NOTE="$tp_note" PD_ENV_NOTE="$bench_env_note" PD_CGROUP="$cg" \
 	/usr/bin/python3 -B bench/proxy_doc.py "$results" >"$doc.tmp"
 mv "$doc.tmp" "$doc"
 echo

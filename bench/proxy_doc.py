@@ -179,6 +179,10 @@ P("  - vouchd transparent: the same vouchd (one process serves both rows) with `
 P(f"- Each case ran {reps} times, interleaved (case by case, target by target); cells are **median [min–max]** "
   f"over the repetitions. Fixed-rate runs: {warm} s warm-up + {dur} s measured; `--max`/`--new-conns`: "
   f"0.5 s + {maxdur} s. *Added* = median(proxied) − median(baseline).")
+P("- Environment of the processes under test: as on a stock Debian 12 host or under systemd, without "
+  "SSL_CERT_FILE / SSL_CERT_DIR" + (f" ({E('PD_ENV_NOTE')})" if E("PD_ENV_NOTE") else "") + ". vouchd honours "
+  "them as OpenSSL does: with SSL_CERT_FILE set it parses that whole bundle into each TLS context (idle RSS "
+  "+0.7–1.6 MB here) instead of looking system CAs up lazily in the hashed directory.")
 for k, what in (("PD_V_NOTE", "vouchd not measured"), ("PD_TP_NOTE", "vouchd transparent mode not measured")):
     if E(k, "").strip():
         P(f"- **{what}**: {E(k).strip()}")
