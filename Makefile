@@ -4,10 +4,13 @@
 #   make check      the same tiers built with ASan+UBSan (build/asan/)
 #   make demo       install deps, build, run the end-to-end demo against the local Claude stand-in
 #   make deps       install missing Debian and npm dependencies (scripts/install-deps.sh)
+#   make fuzz       build the libFuzzer harnesses (fuzz/, clang, ASan+UBSan, build/fuzz/) and
+#                   run each for FUZZ_SECONDS (default 30), FUZZ_JOBS (2) at a time; fails on
+#                   any crash, leak, timeout or UB report (docs/FUZZING.md)
 
 BUILD   ?= build
 CC      ?= cc
-PKGS    := openssl yaml-0.1 jansson libnghttp2 libprotobuf-c
+PKGS    := openssl yaml-0.1 jansson libnghttp2 libprotobuf-c libseccomp libcap
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -20,17 +23,21 @@ CFLAGS  ?= -O2 -g
 SAN_FLAGS :=
 ifeq ($(SANITIZE),1)
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else ifeq ($(SANITIZE),fuzz)
+# libFuzzer build (make fuzz): coverage for the fuzzer in every library object, any UB fatal.
+SAN_FLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+             -fno-sanitize-recover=all
 else
 HARDEN  += -D_FORTIFY_SOURCE=3
 endif
 CPPFLAGS += -std=c17 -D_GNU_SOURCE -Isrc $(PKG_CFLAGS) -MMD -MP
 ALL_CFLAGS = $(CPPFLAGS) $(WARN) $(HARDEN) $(CFLAGS) $(SAN_FLAGS)
-LDLIBS  += $(PKG_LIBS) -lpthread -lresolv
+LDLIBS  += $(PKG_LIBS) -lpthread -lresolv -lm
 LDFLAGS += -pie -Wl,-z,relro,-z,now
 
 LIB_SRC := $(sort $(wildcard src/common/*.c src/config/*.c src/registry/*.c src/attest/*.c \
              src/ca/*.c src/oidc/*.c src/broker/*.c src/proxy/*.c src/audit/*.c \
-             src/intercept/*.c src/workload/*.c))
+             src/intercept/*.c src/workload/*.c src/scan/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 AGENT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard src/agent/*.c))
 CLI_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard src/cli/*.c))
@@ -74,7 +81,7 @@ $(BUILD)/intercept.skel.h: $(BUILD)/intercept.bpf.o
 $(BUILD)/obj/src/intercept/intercept.o: $(BUILD)/intercept.skel.h
 
 # attest/peer.bpf.c: the socket-holder iterator peer.c uses (falls back to /proc without BPF)
-$(BUILD)/peer.bpf.o: src/attest/peer.bpf.c $(BUILD)/vmlinux.h
+$(BUILD)/peer.bpf.o: src/attest/peer.bpf.c src/attest/peer_types.h $(BUILD)/vmlinux.h
 	$(BPF_CLANG) $(BPF_CFLAGS) -c $< -o $@.tmp
 	$(LLVM_STRIP) -g $@.tmp
 	@mv $@.tmp $@
@@ -110,7 +117,7 @@ $(BUILD)/obj/gen/%.o: $(GEN)/%.c $(GEN_HDR)
 # Every object of ours may include the generated headers.
 $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(AGENT_OBJ) $(CLI_OBJ) $(UNIT_BIN): | $(GEN_HDR)
 
-.PHONY: all test check demo deps clean format unit bench
+.PHONY: all test check demo deps clean format unit bench fuzz fuzz-build fuzzers fuzz-seeds
 all: $(BUILD)/vouchd $(BUILD)/vouch
 
 $(BUILD)/obj/%.o: %.c
@@ -121,7 +128,16 @@ $(BUILD)/libvouch.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/vouchd: $(AGENT_OBJ) $(BUILD)/libvouch.a
+# The dashboard's static files (web/dashboard) are compiled into vouchd.
+DASH_FILES := $(sort $(wildcard web/dashboard/*.html web/dashboard/*.js web/dashboard/*.css))
+$(GEN)/dashboard_assets.c: $(DASH_FILES) scripts/embed-assets.sh
+	@mkdir -p $(GEN)
+	scripts/embed-assets.sh $@ $(DASH_FILES)
+$(BUILD)/obj/gen/dashboard_assets.o: $(GEN)/dashboard_assets.c src/agent/dashboard.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/vouchd: $(AGENT_OBJ) $(BUILD)/obj/gen/dashboard_assets.o $(BUILD)/libvouch.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/vouch: $(CLI_OBJ) $(BUILD)/libvouch.a
@@ -138,7 +154,34 @@ test: all unit
 
 check:
 	$(MAKE) BUILD=build/asan SANITIZE=1 CFLAGS="-O1 -g" all unit
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 test/run build/asan
+	@# seccomp logs instead of killing here: LeakSanitizer clones and ptraces at exit
+	@VOUCH_SECCOMP=log ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 test/run build/asan
+
+# ---- fuzz (STYLE.md §20; docs/FUZZING.md) ----
+# One libFuzzer harness per parser of outside input: fuzz/fuzz_<name>.c, seeds in
+# fuzz/corpus/<name>/. The library is rebuilt with clang under build/fuzz so the normal
+# build is untouched; the harnesses link against that libvouch.a.
+FUZZ_BUILD   ?= build/fuzz
+FUZZ_SECONDS ?= 30
+FUZZ_JOBS    ?= 2
+FUZZ_NAMES   := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+
+$(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c $(BUILD)/libvouch.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer -Ifuzz -Itest/unit $(LDFLAGS) -o $@ $< $(BUILD)/libvouch.a $(LDLIBS)
+
+fuzzers: $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
+
+fuzz-build:
+	$(MAKE) BUILD=$(FUZZ_BUILD) CC=clang SANITIZE=fuzz CFLAGS="-O1 -g" fuzzers
+
+fuzz: fuzz-build
+	@fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_JOBS) $(FUZZ_NAMES)
+
+# Re-record the protocol seeds of fuzz/corpus/grpc and fuzz/corpus/wlapi (committed).
+fuzz-seeds: $(BUILD)/libvouch.a
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $(BUILD)/gen_seeds fuzz/gen_seeds.c $(BUILD)/libvouch.a $(LDLIBS)
+	$(BUILD)/gen_seeds fuzz/corpus/grpc fuzz/corpus/wlapi
 
 bench: all
 	@bench/run.sh $(BUILD)
@@ -156,4 +199,5 @@ format:
 clean:
 	rm -rf $(BUILD)
 
--include $(LIB_OBJ:.o=.d) $(AGENT_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(AGENT_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(UNIT_BIN:=.d) \
+	 $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%.d)

@@ -4,12 +4,16 @@
  * same operations done with OpenSSL alone (EVP keygen, ECDSA sign) is printed by run.sh's
  * caller from `openssl speed`, so this only measures ours.
  *
- *   mint_bench [-n N] [-w WARMUP] [-m]
+ *   mint_bench [-n N] [-w WARMUP] [-m] [-s]
+ *
+ * -s: as vouchd runs, with the keys in a forked signer process (ca/signer.h) and the CA
+ * opened with ca_open_remote(): every mint includes a socketpair round trip.
  *
  * Prints a Markdown table: operation | p50 / p99 / mean (µs) | goal (bench/run.sh renders
  * it), or with -m one machine-readable line per operation:
  *   mint_bench op=<jwt_mint|x509_mint|jwt_verify> ops=N mean_us=M p50_us=P p99_us=Q */
 #include "ca/ca.h"
+#include "ca/signer.h"
 
 #include <ftw.h>
 #include <getopt.h>
@@ -17,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -67,7 +72,8 @@ static void row(bool machine, const char *op, const char *what, double *v, int n
 int main(int argc, char **argv)
 {
 	int n = 5000, warm = 500, opt, rc = 1;
-	bool machine = false;
+	bool machine = false, separated = false;
+	struct signer *signer = NULL;
 	char dir[] = "/tmp/vouch-mint-bench-XXXXXX", state[64], jti[33];
 	struct ca *ca = NULL;
 	struct secret *tok = NULL;
@@ -75,18 +81,20 @@ int main(int argc, char **argv)
 	const char *aud[] = {"https://api.anthropic.com"};
 	const char *want_sub = "spiffe://bench.test/bench/app";
 
-	while ((opt = getopt(argc, argv, "n:w:m")) != -1) {
+	while ((opt = getopt(argc, argv, "n:w:ms")) != -1) {
 		if (opt == 'n')
 			n = count_arg(optarg);
 		else if (opt == 'w')
 			warm = count_arg(optarg);
 		else if (opt == 'm')
 			machine = true;
+		else if (opt == 's')
+			separated = true;
 		else
 			return 2;
 	}
 	if (n <= 0 || warm < 0) {
-		fprintf(stderr, "usage: mint_bench [-n N] [-w WARMUP] [-m]\n");
+		fprintf(stderr, "usage: mint_bench [-n N] [-w WARMUP] [-m] [-s]\n");
 		return 2;
 	}
 	if (!mkdtemp(dir))
@@ -100,7 +108,13 @@ int main(int argc, char **argv)
 	ver = calloc((size_t)n, sizeof(double));
 	if (!jwt || !x509 || !ver)
 		goto out;
-	if (ca_open(&cc, &ca) < 0) {
+	if (separated && (mkdir(state, 0700) < 0 ||
+			  signer_start(&(struct signer_config){.ca = &cc, .tls_state_dir = state},
+				       &signer) < 0)) {
+		fprintf(stderr, "mint_bench: cannot start a signer in %s\n", state);
+		goto out;
+	}
+	if ((separated ? ca_open_remote(&cc, signer, &ca) : ca_open(&cc, &ca)) < 0) {
 		fprintf(stderr, "mint_bench: cannot open a CA in %s\n", state);
 		goto out;
 	}
@@ -162,11 +176,13 @@ int main(int argc, char **argv)
 	    x509, n, "≤ 60 µs");
 	row(machine, "jwt_verify", "JWT-SVID validate (`ca_verify_jwt`)", ver, n, "—");
 	if (!machine)
-		printf("\n%d calls each after %d warm-up calls, one thread.\n", n, warm);
+		printf("\n%d calls each after %d warm-up calls, one thread%s.\n", n, warm,
+		       separated ? ", keys in a separate signer process" : "");
 	rc = 0;
 out:
 	secret_free(tok);
 	ca_free(ca);
+	signer_free(signer);
 	free(jwt);
 	free(x509);
 	free(ver);

@@ -3,6 +3,7 @@
  * connection is served at a time with short timeouts: this is a control channel, not a
  * data path. */
 #include "agent/agent.h"
+#include "agent/status.h"
 #include "agent/tokenfile.h"
 
 #include "common/log.h"
@@ -21,6 +22,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define ADMIN_MAX_REQUEST 4096
@@ -105,6 +107,9 @@ static json_t *cmd_stats(struct agent *a)
 			       (json_int_t)ws.pushes, "open_streams", (int)ws.open_streams);
 	}
 	json_object_set_new(o, "workload_api", wl ? wl : json_null());
+	json_t *ut = NULL, *ur = agent_usage(a, &ut);
+	json_decref(ur);
+	json_object_set_new(o, "usage", ut ? ut : json_null());
 	if (a->proxy) {
 		struct proxy_stats ps;
 		proxy_get_stats(a->proxy, &ps);
@@ -114,6 +119,19 @@ static json_t *cmd_stats(struct agent *a)
 					      (json_int_t)ps.idle, "threads", (json_int_t)ps.threads));
 	}
 	return o;
+}
+
+/* {"cmd":"usage"}: Claude usage per (workload, model) and the sums (agent_usage). */
+static json_t *cmd_usage(struct agent *a)
+{
+	json_t *totals = NULL, *rows = agent_usage(a, &totals);
+	json_t *o = rows && totals ? json_pack("{s:o,s:o}", "usage", rows, "totals", totals) : NULL;
+
+	if (!o) {
+		json_decref(rows);
+		json_decref(totals);
+	}
+	return o ? o : err_json("out of memory");
 }
 
 static json_t *cmd_oidc(struct agent *a)
@@ -189,68 +207,247 @@ static json_t *workload_arg(struct agent *a, json_t *req, char *path, size_t cap
 	return NULL;
 }
 
-static json_t *cmd_revoke(struct agent *a, json_t *req)
+/* A binding reference from an operator: "name" (that name in every namespace) or
+ * "namespace/name", each part a Kubernetes-style name (1..253 of [A-Za-z0-9._-]). */
+static bool binding_ref_ok(const char *s)
 {
-	json_t *reasonv = json_object_get(req, "reason");
-	const char *reason = "revoked by an operator";
-	char path[TRACKER_MAX_PATH + 1], id[TRACKER_MAX_PATH + 320];
-	json_t *e;
-	bool already;
-	int r;
+	const char *slash = strchr(s, '/');
+	size_t part = 0;
 
-	if ((e = workload_arg(a, req, path, sizeof(path))))
+	if (slash && strchr(slash + 1, '/'))
+		return false;
+	for (; *s; s++) {
+		if (*s == '/') {
+			if (part == 0)
+				return false;
+			part = 0;
+			continue;
+		}
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || *s == '.' || *s == '_' || *s == '-') ||
+		    ++part > 253)
+			return false;
+	}
+	return part > 0;
+}
+
+/* Does ref ("name" or "ns/name") name a binding of set? */
+static bool names_binding(const struct resource_set *set, const char *ref)
+{
+	for (size_t i = 0; set && i < set->n_bindings; i++) {
+		const struct res_meta *m = &set->bindings[i].meta;
+		char q[600];
+		snprintf(q, sizeof(q), "%s/%s", m->ns[0] ? m->ns : "default", m->name);
+		if (strcmp(m->name, ref) == 0 || strcmp(q, ref) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Is path the workloadID of a WorkloadIdentity or a binding of set? */
+static bool names_workload(const struct resource_set *set, const char *path)
+{
+	for (size_t i = 0; set && i < set->n_workloads; i++)
+		if (strcmp(set->workloads[i].workload_id, path) == 0)
+			return true;
+	for (size_t i = 0; set && i < set->n_bindings; i++)
+		if (strcmp(set->bindings[i].workload_id, path) == 0)
+			return true;
+	return false;
+}
+
+struct revoked_hit {
+	enum revoke_kind kind;
+	const char *name;
+	bool hit;
+};
+
+static void find_entry(void *ctx, enum revoke_kind kind, const char *name,
+		       const struct revoke_info *info)
+{
+	struct revoked_hit *h = ctx;
+
+	(void)info;
+	if (kind == h->kind && strcmp(name, h->name) == 0)
+		h->hit = true;
+}
+
+static bool is_entry(struct agent *a, enum revoke_kind kind, const char *name)
+{
+	struct revoked_hit h = {kind, name, false};
+
+	revocations_foreach(a->revocations, find_entry, &h);
+	return h.hit;
+}
+
+/* What a revoke/unrevoke request names: {"workload":W} (a path or a SPIFFE ID of this
+ * trust domain), {"binding":B} ("name" or "ns/name"), or {"target":X}, resolved against
+ * the live resources (and, to unrevoke, the revocations in force): a SPIFFE ID is a
+ * workload; otherwise X is a binding or a workload by what it names, an error when it
+ * names both (use --workload or --binding), a workload path ahead of time when it names
+ * neither but holds a '/', else an error. On success *ret_kind and name (cap bytes) are
+ * set and NULL returned; otherwise the error answer. */
+static json_t *revoke_target(struct agent *a, json_t *req, bool revoke, enum revoke_kind *ret_kind,
+			     char *name, size_t cap)
+{
+	json_t *bv = json_object_get(req, "binding"), *tv = json_object_get(req, "target");
+	const char *b = json_string_value(bv), *t = json_string_value(tv);
+	int given = !!json_object_get(req, "workload") + !!bv + !!tv;
+	char path[TRACKER_MAX_PATH + 1], msg[1024];
+	json_t *e;
+
+	if (given != 1)
+		return err_json("name exactly one of workload, binding, target");
+	if (bv || (t && strncmp(t, "spiffe://", 9) != 0 && binding_ref_ok(t))) {
+		const char *ref = bv ? b : t;
+		struct resource_set *set;
+		bool is_b, is_w = false;
+		if (!ref || !binding_ref_ok(ref))
+			return err_json("binding: a CredentialBinding name or namespace/name");
+		set = registry_get(a->registry);
+		is_b = names_binding(set, ref) || (!revoke && is_entry(a, REVOKE_BINDING, ref));
+		if (tv)
+			is_w = names_workload(set, ref) ||
+			       (!revoke && is_entry(a, REVOKE_WORKLOAD, ref));
+		resource_set_unref(set);
+		if (tv && is_b && is_w) {
+			snprintf(msg, sizeof(msg),
+				 "'%.253s' names both a workload and a CredentialBinding: say "
+				 "--workload %.253s or --binding %.253s",
+				 ref, ref, ref);
+			return err_json(msg);
+		}
+		if (bv || is_b) {
+			if (strlen(ref) >= cap)
+				return err_json("binding: too long");
+			*ret_kind = REVOKE_BINDING;
+			memcpy(name, ref, strlen(ref) + 1);
+			return NULL;
+		}
+		if (!is_w && !strchr(ref, '/')) {
+			snprintf(msg, sizeof(msg),
+				 "'%.253s' names no CredentialBinding and no workload: to %s one "
+				 "ahead of time, say --binding %.253s or --workload %.253s",
+				 ref, revoke ? "revoke" : "unrevoke", ref, ref);
+			return err_json(msg);
+		}
+	}
+	if (tv) { /* a workload, as the "workload" key would give it */
+		if (!t)
+			return err_json("target: a workload or a CredentialBinding");
+		json_t *w = json_pack("{s:s}", "workload", t);
+		e = w ? workload_arg(a, w, path, sizeof(path)) : err_json("out of memory");
+		json_decref(w);
+	} else {
+		e = workload_arg(a, req, path, sizeof(path));
+	}
+	if (e)
 		return e;
-	if (reasonv && !json_is_null(reasonv)) {
+	if (strlen(path) >= cap)
+		return err_json("workload: too long");
+	*ret_kind = REVOKE_WORKLOAD;
+	memcpy(name, path, strlen(path) + 1);
+	return NULL;
+}
+
+/* {"cmd":"revoke", workload|binding|target [,"reason":TEXT]} and {"cmd":"unrevoke", ...}:
+ * in force for the next request at once (the proxy checks the table per request), then
+ * written to revocations.json; audited with the admin socket peer as the actor. A failed
+ * save leaves the change in force in memory and says so ("persisted": false). */
+static json_t *cmd_revoke(struct agent *a, json_t *req, const struct ucred *cred, bool revoke)
+{
+	json_t *reasonv = json_object_get(req, "reason"), *e, *o;
+	const char *reason = revoke ? "revoked by an operator" : "revocation lifted by an operator";
+	char name[TRACKER_MAX_PATH + 1], id[TRACKER_MAX_PATH + 320], actor[64];
+	char cur[REVOKE_REASON_MAX + 1] = "";
+	enum revoke_kind kind = REVOKE_WORKLOAD;
+	bool already = false, changed;
+	int r, saved = 0;
+
+	if ((e = revoke_target(a, req, revoke, &kind, name, sizeof(name))))
+		return e;
+	if (revoke && reasonv && !json_is_null(reasonv)) {
 		reason = json_string_value(reasonv);
 		if (!reason || !*reason || strlen(reason) > ADMIN_MAX_REASON)
 			return err_json("reason: a non-empty string of at most 256 bytes");
+		for (const unsigned char *p = (const unsigned char *)reason; *p; p++)
+			if (*p < 0x20 || *p == 0x7f)
+				return err_json("reason: no control characters");
 	}
-	already = revocations_check(a->revocations, path, NULL, 0);
-	r = revocations_add(a->revocations, path, reason);
-	if (r == -E2BIG)
-		return err_json("the revocation table is full (4096 workloads); unrevoke some "
-				"first");
-	if (r < 0)
-		return err_json(strerror(-r));
-	/* From here the proxy answers 403 to the workload's next request, also on an open
-	 * connection; its cached tokens go now. */
-	broker_drop_workload(a->broker, path);
-	tokenfiles_kick(tokenfiles_agent, path); /* its token files go now */
-	char cur[ADMIN_MAX_REASON + 1] = "";
-	revocations_check(a->revocations, path, cur, sizeof(cur)); /* the first reason stays */
-	if (cur[0])
-		reason = cur;
-	snprintf(id, sizeof(id), "spiffe://%s/%s", a->cfg.trust_domain, path);
-	audit_emit(a->audit,
-		   &(struct audit_rec){
-		       .event = "revoke", .workload_id = id, .reason = reason, .expires_in = -1});
-	log_info("%s revoked: %s", id, reason);
-	return json_pack("{s:s,s:s,s:s,s:b}", "revoked", id, "workload", path, "reason", reason,
-			 "already", already);
-}
-
-static json_t *cmd_unrevoke(struct agent *a, json_t *req)
-{
-	char path[TRACKER_MAX_PATH + 1], id[TRACKER_MAX_PATH + 320];
-	json_t *e;
-	int r;
-
-	if ((e = workload_arg(a, req, path, sizeof(path))))
-		return e;
-	r = revocations_remove(a->revocations, path);
-	if (r < 0 && r != -ENOENT)
-		return err_json(strerror(-r));
-	snprintf(id, sizeof(id), "spiffe://%s/%s", a->cfg.trust_domain, path);
-	if (r == 0) {
-		tokenfiles_kick(tokenfiles_agent, path);
+	snprintf(actor, sizeof(actor), "uid %u pid %d", (unsigned)cred->uid, (int)cred->pid);
+	if (revoke) {
+		already = is_entry(a, kind, name);
+		r = revocations_add_kind(a->revocations, kind, name,
+					 &(struct revoke_info){.reason = reason,
+							       .at = (int64_t)time(NULL),
+							       .uid = cred->uid,
+							       .pid = cred->pid});
+		if (r == -E2BIG)
+			return err_json("the revocation table is full (4096 entries); unrevoke "
+					"some first");
+		if (r < 0)
+			return err_json(strerror(-r));
+		changed = !already;
+	} else {
+		r = revocations_remove_kind(a->revocations, kind, name);
+		if (r < 0 && r != -ENOENT)
+			return err_json(strerror(-r));
+		changed = r == 0;
+	}
+	/* From here the proxy refuses (or serves again) from the next request on, also on
+	 * an open connection. A revoked workload's cached tokens and token files go now. */
+	if (kind == REVOKE_WORKLOAD) {
+		if (revoke)
+			broker_drop_workload(a->broker, name);
+		tokenfiles_kick(tokenfiles_agent, name);
+		snprintf(id, sizeof(id), "spiffe://%s/%s", a->cfg.trust_domain, name);
+	} else {
+		tokenfiles_kick(tokenfiles_agent, NULL); /* its token files go (or come back) */
+		snprintf(id, sizeof(id), "%s", name);
+	}
+	if (changed)
+		saved = agent_revocations_save(a);
+	if (revoke && is_entry(a, kind, name)) {
+		/* the first reason stays */
+		if (kind == REVOKE_WORKLOAD)
+			revocations_check(a->revocations, name, cur, sizeof(cur));
+		else
+			revocations_check_binding(a->revocations, "", name, cur, sizeof(cur), NULL,
+						  0);
+		if (cur[0])
+			reason = cur;
+	}
+	if (changed) {
 		audit_emit(a->audit,
-			   &(struct audit_rec){.event = "unrevoke",
-					       .workload_id = id,
-					       .reason = "revocation lifted by an operator",
+			   &(struct audit_rec){.event = revoke ? "revoke" : "unrevoke",
+					       .workload_id = kind == REVOKE_WORKLOAD ? id : NULL,
+					       .binding = kind == REVOKE_BINDING ? name : NULL,
+					       .reason = reason,
+					       .actor = actor,
 					       .expires_in = -1});
-		log_info("%s: revocation lifted", id);
+		log_info("%s %s %s by %s: %s", kind == REVOKE_WORKLOAD ? "workload" : "binding", id,
+			 revoke ? "revoked" : "unrevoked", actor, reason);
 	}
-	return json_pack("{s:s,s:s,s:b}", "unrevoked", id, "workload", path, "was_revoked", r == 0);
+	o = revoke ? json_pack("{s:s,s:s,s:s,s:s,s:b}", "revoked", id, "kind",
+			       kind == REVOKE_WORKLOAD ? "workload" : "binding", "name", name,
+			       "reason", reason, "already", already)
+		   : json_pack("{s:s,s:s,s:s,s:b}", "unrevoked", id, "kind",
+			       kind == REVOKE_WORKLOAD ? "workload" : "binding", "name", name,
+			       "was_revoked", changed);
+	if (!o)
+		return err_json("out of memory");
+	if (kind == REVOKE_WORKLOAD)
+		json_object_set_new(o, "workload", json_string(name));
+	json_object_set_new(o, "persisted", json_boolean(saved == 0));
+	if (saved < 0) {
+		char w[200];
+		snprintf(w, sizeof(w),
+			 "in force now, but not saved to the state dir (%s): a restart would "
+			 "%s",
+			 strerror(-saved), revoke ? "lift it" : "bring it back");
+		json_object_set_new(o, "warning", json_string(w));
+	}
+	return o;
 }
 
 /* {"cmd":"token-file","workload":W,"audience":A,"path":P[,"uid":N]} keeps an ad-hoc
@@ -372,21 +569,27 @@ static void serve_one(struct agent *a, int fd)
 		resp = cmd_explain(a, req);
 	else if (strcmp(cmd, "stats") == 0)
 		resp = cmd_stats(a);
+	else if (strcmp(cmd, "status") == 0)
+		resp = agent_status(a);
 	else if (strcmp(cmd, "oidc") == 0)
 		resp = cmd_oidc(a);
 	else if (strcmp(cmd, "reload") == 0)
 		resp = cmd_reload(a);
 	else if (strcmp(cmd, "revoke") == 0)
-		resp = cmd_revoke(a, req);
+		resp = cmd_revoke(a, req, &cred, true);
 	else if (strcmp(cmd, "unrevoke") == 0)
-		resp = cmd_unrevoke(a, req);
+		resp = cmd_revoke(a, req, &cred, false);
+	else if (strcmp(cmd, "inventory") == 0)
+		resp = agent_inventory(a);
 	else if (strcmp(cmd, "run-info") == 0)
 		resp = cmd_run_info(a);
 	else if (strcmp(cmd, "token-file") == 0)
 		resp = cmd_token_file(a, req);
+	else if (strcmp(cmd, "usage") == 0)
+		resp = cmd_usage(a);
 	else
-		resp = err_json("unknown cmd (explain, stats, oidc, reload, revoke, unrevoke, "
-				"run-info, token-file)");
+		resp = err_json("unknown cmd (explain, stats, status, inventory, oidc, reload, "
+				"revoke, unrevoke, run-info, token-file, usage)");
 reply:
 	out = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
 	if (out) {

@@ -1,17 +1,25 @@
 /* vouchd — the node agent. Setup follows open → configure → start → serve → stop:
- * config, state dir, audit, identity CA, interception CA, registry, attestation cache,
- * broker, revocations, process tracker, intercept hooks, listeners (proxy incl. the
- * transparent ones, OIDC, admin), resolver; then the main thread waits for signals and
- * does housekeeping once a second (resource reload, key rotation, cache pruning). */
+ * config, state dir, the signer process (it holds the CA keys), intercept hooks and the
+ * socket-holder iterator (the last privileged steps), confinement (capabilities,
+ * no_new_privs, seccomp: agent/sandbox.c), then audit, identity CA and interception CA
+ * (public halves, signing through the signer), registry, attestation cache, broker,
+ * revocations, process tracker, listeners (proxy incl. the transparent ones, OIDC,
+ * admin), resolver; then the main thread waits for signals and does housekeeping once a
+ * second (resource reload, key rotation, cache pruning, signer liveness). */
 #include "agent/agent.h"
+#include "agent/sandbox.h"
 #include "agent/tokenfile.h"
 
+#include "ca/signer.h"
+
 #include "common/log.h"
+#include "common/secret.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
 #include <malloc.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,15 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
-/* jansson holds copies of tokens and assertions while parsing and building JSON (token
- * responses, exchange bodies): wipe every block it frees. */
-static void json_wiping_free(void *p)
-{
-	if (p) {
-		explicit_bzero(p, malloc_usable_size(p));
-		free(p);
-	}
-}
+/* Bytes of OpenSSL secure heap (a power of two; see main). */
+#define VOUCHD_SECURE_HEAP (256 * 1024)
 
 static void usage(FILE *f)
 {
@@ -77,10 +78,9 @@ static void set_log_level(const char *lvl)
 		log_set_level(LOG_LVL_ERR);
 }
 
-static int agent_setup(struct agent *a)
+static void ca_config_of(const struct agent *a, struct ca_config *cc)
 {
-	struct diag_list d = {0};
-	struct ca_config cc = {
+	*cc = (struct ca_config){
 	    .state_dir = a->cfg.state_dir,
 	    .trust_domain = a->cfg.trust_domain,
 	    .issuer = a->cfg.issuer,
@@ -90,6 +90,14 @@ static int agent_setup(struct agent *a)
 	    .x509_ttl = a->cfg.x509_ttl,
 	    .jwt_key_rotation = a->cfg.jwt_key_rotation,
 	};
+}
+
+/* Fork the signer (ca/signer.h): it opens both CAs from the state dir and keeps their
+ * private keys; this process never loads them. First thing after the configuration, while
+ * single-threaded and before any outside input is read. It logs its own errors. */
+static int agent_signer_start(struct agent *a)
+{
+	struct ca_config cc;
 	int r;
 
 	r = mkdir_private(a->cfg.state_dir);
@@ -97,19 +105,47 @@ static int agent_setup(struct agent *a)
 		log_err("state dir %s: %s", a->cfg.state_dir, strerror(-r));
 		return r;
 	}
+	ca_config_of(a, &cc);
+	r = signer_start(&(struct signer_config){.ca = &cc,
+						 .tls_state_dir = a->cfg.state_dir,
+						 .seccomp_log = sandbox_log_only()},
+			 &a->signer);
+	if (r < 0)
+		log_err("the signer process did not start: %s", strerror(-r));
+	return r;
+}
+
+static int agent_setup(struct agent *a)
+{
+	struct diag_list d = {0};
+	struct ca_config cc;
+	int r;
+
+	ca_config_of(a, &cc);
 	r = audit_open(a->cfg.audit_log, &a->audit);
 	if (r < 0) {
 		log_err("audit log %s: %s", a->cfg.audit_log, strerror(-r));
 		return r;
 	}
-	r = ca_open(&cc, &a->ca);
+	r = metrics_new(0, &a->metrics);
+	if (r < 0)
+		return r;
+	r = agent_persist_open(a); /* revocations and inventory from the state dir */
+	if (r < 0)
+		return r;
+	audit_set_tap(a->audit, agent_audit_tap, a);
+	r = usage_table_new(0, &a->usage);
+	if (r < 0)
+		return r;
+	r = ca_open_remote(&cc, a->signer, &a->ca);
 	if (r < 0) {
-		log_err("identity CA in %s: %s", a->cfg.state_dir, strerror(-r));
+		log_err("identity CA in %s (from the signer): %s", a->cfg.state_dir, strerror(-r));
 		return r;
 	}
-	r = tlsca_open(a->cfg.state_dir, &a->tlsca);
+	r = tlsca_open_remote(a->cfg.state_dir, a->signer, &a->tlsca);
 	if (r < 0) {
-		log_err("interception CA in %s: %s", a->cfg.state_dir, strerror(-r));
+		log_err("interception CA in %s (from the signer): %s", a->cfg.state_dir,
+			strerror(-r));
 		return r;
 	}
 	r = registry_new(a->cfg.resources_dir, &d, &a->registry);
@@ -289,6 +325,24 @@ static bool agent_is_revoked(void *ctx, const char *workload_path)
 	return revocations_check(a->revocations, workload_path, NULL, 0);
 }
 
+/* What needs privileges beyond those vouchd keeps (docs/SECURITY.md): loading and
+ * attaching the BPF programs (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON). Runs before any
+ * thread and any listener exists; sandbox_enter() follows at once. */
+static void agent_privileged_setup(struct agent *a)
+{
+	char why[160] = "";
+
+	agent_intercept_open(a);
+	/* explicit-mode callers: find the client socket's holders with the BPF iterator
+	 * when this host allows it, else by scanning /proc */
+	if (attest_peer_iter_enable(why, sizeof(why)) == 0) {
+		snprintf(a->peer_lookup, sizeof(a->peer_lookup), "bpf");
+	} else {
+		snprintf(a->peer_lookup, sizeof(a->peer_lookup), "proc: %s", why);
+		log_info("explicit-mode callers are found by scanning /proc (%s)", why);
+	}
+}
+
 static int agent_start(struct agent *a)
 {
 	const struct agentconf_intercept *ic = &a->cfg.intercept;
@@ -297,25 +351,10 @@ static int agent_start(struct agent *a)
 	char err[256] = "";
 	int r;
 
-	a->revocations = revocations_new();
-	if (!a->revocations)
-		return -ENOMEM;
 	r = tracker_new(agent_on_last_exit, a, &a->tracker);
 	if (r < 0) {
 		log_err("process tracker: %s", strerror(-r));
 		return r;
-	}
-	agent_intercept_open(a);
-	{
-		/* explicit-mode callers: find the client socket's holders with the BPF
-		 * iterator when this host allows it, else by scanning /proc */
-		char why[160] = "";
-		if (attest_peer_iter_enable(why, sizeof(why)) == 0) {
-			snprintf(a->peer_lookup, sizeof(a->peer_lookup), "bpf");
-		} else {
-			snprintf(a->peer_lookup, sizeof(a->peer_lookup), "proc: %s", why);
-			log_info("explicit-mode callers are found by scanning /proc (%s)", why);
-		}
 	}
 
 	ls = calloc(a->cfg.n_plain + 3, sizeof(*ls));
@@ -343,8 +382,10 @@ static int agent_start(struct agent *a)
 	    .n_listeners = n,
 	    .max_connections = a->cfg.max_connections,
 	    .reattest_ms = a->cfg.reattest_interval_ms,
+	    .upstream_read_ms = a->cfg.upstream_timeout_ms,
 	    .intercept = a->intercept,
 	    .revocations = a->revocations,
+	    .usage = a->usage,
 	    .on_attributed = agent_on_attributed,
 	    .cb_ctx = a,
 	};
@@ -392,6 +433,7 @@ static int agent_start(struct agent *a)
 						       .trust_domain = a->cfg.trust_domain,
 						       .jwt_ttl = a->cfg.jwt_ttl,
 						       .revoked = agent_is_revoked,
+						       .binding_revoked = agent_binding_revoked,
 						       .ctx = a},
 			     &tokenfiles_agent);
 	if (r < 0) {
@@ -422,6 +464,13 @@ static int agent_start(struct agent *a)
 		log_err("admin socket %s: %s", a->cfg.admin_socket, strerror(-r));
 		return r;
 	}
+	r = metrics_http_start(a);
+	if (r < 0) {
+		log_err("metrics listener %s: %s", a->cfg.metrics.listen, strerror(-r));
+		return r;
+	}
+	if (a->metrics_http)
+		log_info("metrics on http://%s/metrics", a->cfg.metrics.listen);
 	return 0;
 }
 
@@ -461,7 +510,8 @@ static void trim_after_burst(struct agent *a)
 	prev = cur;
 }
 
-static void housekeeping(struct agent *a, bool force)
+/* -EPIPE when the signer is gone: vouchd then exits (fail closed, ca/signer.h). */
+static int housekeeping(struct agent *a, bool force)
 {
 	struct diag_list d = {0};
 	int r = registry_reload(a->registry, force, &d);
@@ -488,15 +538,20 @@ static void housekeeping(struct agent *a, bool force)
 	tokenfiles_sync(tokenfiles_agent, cur);
 	resource_set_unref(cur);
 	ca_tick(a->ca);
+	if (!signer_alive(a->signer))
+		return -EPIPE;
 	if (a->wlapi)
 		wlapi_tick(a->wlapi); /* after ca_tick: pushes a rotated JWKS at once */
 	attest_cache_prune(a->attest);
 	trim_after_burst(a);
+	agent_persist_tick(a);
+	return 0;
 }
 
 static void agent_stop(struct agent *a)
 {
 	atomic_store(&a->stopping, true);
+	metrics_http_stop(a); /* it reads the proxy, the broker and the registry */
 	proxy_stop(a->proxy);
 	wlapi_stop(a->wlapi); /* ends the streams, removes the socket */
 	a->wlapi = NULL;
@@ -509,13 +564,17 @@ static void agent_stop(struct agent *a)
 	oidc_http_stop(a);
 	tracker_free(a->tracker); /* its callback uses the broker */
 	broker_free(a->broker);
+	agent_persist_close(a); /* the last inventory save: nothing is counted any more */
 	revocations_free(a->revocations);
 	attest_cache_free(a->attest);
 	attest_peer_iter_disable();
 	registry_free(a->registry);
 	tlsca_free(a->tlsca);
 	ca_free(a->ca);
+	signer_free(a->signer); /* after everything that signs */
 	audit_close(a->audit);
+	metrics_free(a->metrics);
+	usage_table_free(a->usage); /* read by the admin socket, fed by the proxy */
 	agentconf_done(&a->cfg);
 }
 
@@ -546,7 +605,16 @@ int main(int argc, char **argv)
 	}
 	/* Secrets live in this process: no core dumps, no ptrace by other uids. */
 	prctl(PR_SET_DUMPABLE, 0);
-	json_set_alloc_funcs(malloc, json_wiping_free);
+	/* jansson holds copies of tokens and assertions while parsing and building JSON (token
+	 * responses, exchange bodies): every block it frees is wiped. */
+	json_set_alloc_funcs(malloc, secret_heap_free);
+	/* OpenSSL's secure heap: a locked, MADV_DONTDUMP arena where it keeps private-key
+	 * scalars (BN_secure_new: the identity CA, JWT, interception CA, leaf and X.509-SVID
+	 * keys) and signing temporaries, cleansed on free. Sized for TLSCA_MAX_NAMES leaf
+	 * keys plus the CA keys and per-workload SVID keys with room to spare; a failure
+	 * (no mmap) leaves OpenSSL on the ordinary heap, which is logged. */
+	if (CRYPTO_secure_malloc_init(VOUCHD_SECURE_HEAP, 32) == 0)
+		log_warn("OpenSSL secure heap unavailable: private keys stay on the ordinary heap");
 	/* Every workload connection, pooled upstream and cached attestation (a pidfd each)
 	 * holds a descriptor: raise the soft limit to the hard one. */
 	struct rlimit rl;
@@ -583,8 +651,20 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
+	if (agent_signer_start(&a) < 0)
+		goto out;
+	agent_privileged_setup(&a);
+	/* The keys are in the signer and the hooks attached: before any thread, listener or
+	 * outside input exists, keep only the capabilities attestation and token files need
+	 * and confine the system calls; every thread started later inherits both. */
+	r = sandbox_enter(&a);
+	if (r < 0) {
+		log_err("cannot confine vouchd: %s", strerror(-r));
+		goto out;
+	}
 	if (agent_setup(&a) < 0 || agent_start(&a) < 0)
 		goto out;
+	metrics_heartbeat(a.metrics);
 	log_info("vouchd ready: trust domain %s, issuer %s, resources %s", a.cfg.trust_domain,
 		 a.cfg.issuer, a.cfg.resources_dir);
 	for (;;) {
@@ -601,7 +681,12 @@ int main(int argc, char **argv)
 		}
 		if (sig == SIGHUP)
 			log_info("SIGHUP: re-reading %s", a.cfg.resources_dir);
-		housekeeping(&a, sig == SIGHUP);
+		if (housekeeping(&a, sig == SIGHUP) < 0) {
+			log_err("the signer process is gone: nothing can be signed any more; "
+				"vouchd exits (restart it)");
+			goto out;
+		}
+		metrics_heartbeat(a.metrics); /* /healthz: the loop is alive */
 	}
 	rc = 0;
 out:

@@ -30,7 +30,7 @@ struct tf_entry {
 	bool adhoc;
 	bool written; /* dev/ino name the file we last wrote */
 	bool failing; /* the last attempt failed (logged once until it succeeds) */
-	bool revoked; /* removed because the workload is revoked */
+	bool revoked; /* removed because the workload or its binding is revoked */
 	dev_t dev;
 	ino_t ino;
 	struct timespec due; /* CLOCK_MONOTONIC */
@@ -42,6 +42,7 @@ struct tokenfiles {
 	char *td;
 	uint32_t ttl;
 	bool (*revoked)(void *ctx, const char *workload_path);
+	bool (*binding_revoked)(void *ctx, const char *binding);
 	void *ctx;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -298,14 +299,15 @@ static int entry_refresh(struct tokenfiles *t, struct tf_entry *e)
 	int r;
 
 	e->due = mono_now();
-	if (t->revoked && t->revoked(t->ctx, e->workload)) {
+	bool wl = t->revoked && t->revoked(t->ctx, e->workload);
+	if (wl || (e->binding && t->binding_revoked && t->binding_revoked(t->ctx, e->binding))) {
 		if (!e->revoked) {
 			if (e->written)
 				tokenfile_unlink(e->path, e->dev, e->ino);
 			e->written = false;
 			e->revoked = true;
-			log_info("token file %s removed: workload %s is revoked", e->path,
-				 e->workload);
+			log_info("token file %s removed: %s %s is revoked", e->path,
+				 wl ? "workload" : "binding", wl ? e->workload : e->binding);
 		}
 		e->due.tv_sec += 1; /* look again when the revocation may have been lifted */
 		return -EACCES;
@@ -485,6 +487,7 @@ int tokenfiles_start(const struct tokenfiles_opts *o, struct tokenfiles **ret)
 	t->audit = o->audit;
 	t->ttl = o->jwt_ttl ? o->jwt_ttl : TF_DEFAULT_TTL;
 	t->revoked = o->revoked;
+	t->binding_revoked = o->binding_revoked;
 	t->ctx = o->ctx;
 	t->td = strdup(o->trust_domain ? o->trust_domain : "");
 	if (!t->td) {
@@ -718,7 +721,7 @@ void tokenfiles_kick(struct tokenfiles *t, const char *workload_path)
 		return;
 	pthread_mutex_lock(&t->mu);
 	for (size_t i = 0; i < t->n; i++)
-		if (strcmp(t->e[i]->workload, workload_path) == 0)
+		if (!workload_path || strcmp(t->e[i]->workload, workload_path) == 0)
 			t->e[i]->due = mono_now();
 	pthread_cond_signal(&t->cv);
 	pthread_mutex_unlock(&t->mu);

@@ -37,6 +37,9 @@ struct tokenfiles_opts {
 	/* Optional: is this workload revoked? A revoked workload's files are removed and
 	 * not rewritten until the revocation is lifted. Called on the maintenance thread. */
 	bool (*revoked)(void *ctx, const char *workload_path);
+	/* Optional: is this CredentialBinding ("ns/name", "default" for no namespace)
+	 * revoked? Its files are treated as a revoked workload's. */
+	bool (*binding_revoked)(void *ctx, const char *binding);
 	void *ctx;
 };
 
@@ -69,7 +72,8 @@ int tokenfiles_add(struct tokenfiles *t, const struct resource_set *set,
  * there; -EEXIST: it belongs to a binding (remove the binding instead). */
 int tokenfiles_remove(struct tokenfiles *t, const char *path);
 
-/* Re-check workload_path's files now (after a revocation or its lifting). */
+/* Re-check workload_path's files now (after a revocation or its lifting); NULL: every
+ * file (a binding's revocation). */
 void tokenfiles_kick(struct tokenfiles *t, const char *workload_path);
 
 /* Number of files currently maintained (bindings + ad-hoc). */

@@ -12,6 +12,7 @@
  * set; the iterator in one read() instead of a readlink per fd on the host. */
 #include "attest/attest.h"
 #include "attest/attest_int.h"
+#include "attest/peer_types.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -313,8 +314,10 @@ out:
 }
 
 /* ---- the BPF holder iterator ----
- * One per process; lookups are serialized because the wanted inode is one global of the
- * program. */
+ * One per process. A pass walks every fd on the host, so lookups are combined: a thread
+ * queues its lookup; whichever thread finds no pass running takes up to PEER_ITER_BATCH
+ * queued lookups (oldest first), runs one pass for all of them and hands each its
+ * holders. iter.lock guards the program (skel, link) during a pass; iterq.lock the queue. */
 #define PROC_PID_INIT_INO 0xEFFFFFFCu /* the initial pid namespace (include/linux/proc_ns.h) */
 
 static struct {
@@ -322,6 +325,23 @@ static struct {
 	struct peer_bpf *skel;
 	struct bpf_link *link;
 } iter = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* A lookup waiting for (or answered by) a pass; lives on the asking thread's stack. */
+struct iter_lookup {
+	uint32_t inode;
+	struct holder *hs; /* PEER_MAX_HOLDERS, the asker's */
+	size_t n;
+	bool overflow, done;
+	int r;
+	struct iter_lookup *next;
+};
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	struct iter_lookup *head, *tail; /* waiting, oldest first */
+	bool running;			 /* a pass is under way */
+} iterq = {.lock = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
@@ -398,21 +418,21 @@ bool attest_peer_iter_active(void)
 	return on;
 }
 
-/* Every thread group holding socket inode, by the iterator. -ENOSYS when it is not
- * enabled; -EADDRINUSE past PEER_MAX_HOLDERS. */
-static int iter_holders(uint32_t inode, struct holder *hs, size_t *ret_n)
+/* One pass of the iterator for batch[0..nb): fills each lookup's holders and result. */
+static void iter_pass(struct iter_lookup **batch, size_t nb)
 {
-	uint32_t buf[256];
-	size_t n = 0, have = 0;
-	bool overflow = false;
+	struct peer_iter_rec buf[128];
+	size_t have = 0;
 	int fd, r = 0;
 
 	pthread_mutex_lock(&iter.lock);
 	if (!iter.link) {
-		pthread_mutex_unlock(&iter.lock);
-		return -ENOSYS;
+		r = -ENOSYS;
+		goto out;
 	}
-	iter.skel->bss->want_ino = inode;
+	for (size_t i = 0; i < nb; i++)
+		iter.skel->bss->want[i] = batch[i]->inode;
+	iter.skel->bss->n_want = (uint32_t)nb;
 	fd = bpf_iter_create(bpf_link__fd(iter.link));
 	if (fd < 0) {
 		r = -errno;
@@ -427,20 +447,25 @@ static int iter_holders(uint32_t inode, struct holder *hs, size_t *ret_n)
 			break;
 		}
 		have += (size_t)got;
-		for (size_t i = 0; i + 1 <= have / sizeof(uint32_t); i++) {
-			pid_t pid = (pid_t)buf[i];
+		for (size_t i = 0; i < have / sizeof(buf[0]); i++) {
+			struct iter_lookup *l;
+			pid_t pid = (pid_t)buf[i].tgid;
 			bool dup = false;
-			for (size_t j = 0; j < n && !dup; j++)
-				dup = hs[j].pid == pid;
-			if (dup || pid <= 0)
+
+			if (buf[i].slot >= nb || pid <= 0)
 				continue;
-			if (n == PEER_MAX_HOLDERS)
-				overflow = true;
+			l = batch[buf[i].slot];
+			for (size_t j = 0; j < l->n && !dup; j++)
+				dup = l->hs[j].pid == pid;
+			if (dup)
+				continue;
+			if (l->n == PEER_MAX_HOLDERS)
+				l->overflow = true;
 			else
-				hs[n++].pid = pid;
+				l->hs[l->n++].pid = pid;
 		}
 		/* keep a partial record (the kernel writes whole ones; be safe) */
-		size_t whole = have / sizeof(uint32_t) * sizeof(uint32_t);
+		size_t whole = have / sizeof(buf[0]) * sizeof(buf[0]);
 		memmove(buf, (char *)buf + whole, have - whole);
 		have -= whole;
 		if (got == 0)
@@ -449,11 +474,49 @@ static int iter_holders(uint32_t inode, struct holder *hs, size_t *ret_n)
 	close(fd);
 out:
 	pthread_mutex_unlock(&iter.lock);
-	if (r == 0 && overflow)
-		r = -EADDRINUSE;
-	if (r == 0)
-		*ret_n = n;
-	return r;
+	for (size_t i = 0; i < nb; i++)
+		batch[i]->r = r < 0 ? r : batch[i]->overflow ? -EADDRINUSE : 0;
+}
+
+/* Every thread group holding socket inode, by the iterator. -ENOSYS when it is not
+ * enabled; -EADDRINUSE past PEER_MAX_HOLDERS. */
+static int iter_holders(uint32_t inode, struct holder *hs, size_t *ret_n)
+{
+	struct iter_lookup me = {.inode = inode, .hs = hs};
+
+	pthread_mutex_lock(&iterq.lock);
+	if (iterq.tail)
+		iterq.tail->next = &me;
+	else
+		iterq.head = &me;
+	iterq.tail = &me;
+	while (!me.done) {
+		struct iter_lookup *batch[PEER_ITER_BATCH];
+		size_t nb = 0;
+
+		if (iterq.running) {
+			pthread_cond_wait(&iterq.cv, &iterq.lock);
+			continue;
+		}
+		iterq.running = true;
+		while (iterq.head && nb < PEER_ITER_BATCH) {
+			batch[nb++] = iterq.head;
+			iterq.head = iterq.head->next;
+		}
+		if (!iterq.head)
+			iterq.tail = NULL;
+		pthread_mutex_unlock(&iterq.lock);
+		iter_pass(batch, nb);
+		pthread_mutex_lock(&iterq.lock);
+		for (size_t i = 0; i < nb; i++)
+			batch[i]->done = true; /* the asker may return (and free it) from here on */
+		iterq.running = false;
+		pthread_cond_broadcast(&iterq.cv);
+	}
+	pthread_mutex_unlock(&iterq.lock);
+	if (me.r == 0)
+		*ret_n = me.n;
+	return me.r;
 }
 
 /* Facts that decide identity; two holders that differ in any of them are ambiguous. */

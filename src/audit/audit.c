@@ -11,10 +11,19 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The most recent denials and errors, kept rendered (fields cut shorter than in the log)
+ * for `vouch status` and the dashboard: a ring allocated on the first one. */
+#define AUDIT_RECENT_LINE 2560
+#define AUDIT_RECENT_FIELD 160 /* 12 fields of this always fit in a ring line */
+
 struct audit {
 	int fd;
 	bool own_fd;
 	pthread_mutex_t lock;
+	char (*recent)[AUDIT_RECENT_LINE]; /* AUDIT_RECENT slots, NUL-terminated lines */
+	uint64_t n_recent;		   /* records ever put in the ring */
+	void (*tap)(void *ctx, const struct audit_rec *r);
+	void *tap_ctx;
 };
 
 int audit_open(const char *path, struct audit **ret)
@@ -46,6 +55,7 @@ void audit_close(struct audit *a)
 	if (a->own_fd)
 		close(a->fd);
 	pthread_mutex_destroy(&a->lock);
+	free(a->recent);
 	free(a);
 }
 
@@ -62,6 +72,7 @@ void audit_close(struct audit *a)
 struct line {
 	char b[AUDIT_LINE_MAX];
 	size_t n;
+	size_t field_cap; /* encoded bytes per string field (AUDIT_FIELD_OUT or less) */
 };
 
 static void put_raw(struct line *l, const char *s, size_t n)
@@ -133,7 +144,7 @@ static void put_str(struct line *l, const char *k, const char *v)
 		} else {
 			memcpy(e, s + i, u), en = u;
 		}
-		if (l->n - start + en > AUDIT_FIELD_OUT ||
+		if (l->n - start + en > l->field_cap ||
 		    l->n + en + 8 > sizeof(l->b)) /* keep room for "…", '"', '}', '\n' */
 			break;
 		put_raw(l, e, en);
@@ -155,6 +166,30 @@ static void put_int(struct line *l, const char *k, long long v)
 	put_raw(l, k, strlen(k));
 	put_raw(l, "\":", 2);
 	put_raw(l, num, (size_t)n);
+}
+
+/* A Messages response's usage: the fields read, and "usage":"unknown" when none was
+ * (or "incomplete" when the body could not be read to its end). */
+static void put_usage(struct line *l, const struct audit_usage *u)
+{
+	static const char *const names[4] = {"input_tokens", "output_tokens",
+					     "cache_creation_input_tokens",
+					     "cache_read_input_tokens"};
+	const int64_t v[4] = {u->input_tokens, u->output_tokens, u->cache_creation_input_tokens,
+			      u->cache_read_input_tokens};
+	bool any = u->model[0] != '\0';
+
+	put_str(l, "model", u->model);
+	for (size_t i = 0; i < 4; i++) {
+		if (v[i] >= 0) {
+			put_int(l, names[i], v[i]);
+			any = true;
+		}
+	}
+	if (!any)
+		put_str(l, "usage", "unknown");
+	else if (!u->complete)
+		put_str(l, "usage", "incomplete");
 }
 
 /* One write of n bytes (a whole number of lines) under the lock: lines from several
@@ -191,24 +226,16 @@ static _Thread_local time_t ts_sec;
 static _Thread_local char ts_prefix[64];
 static _Thread_local size_t ts_len;
 
-void audit_emit(struct audit *a, const struct audit_rec *r)
+/* One record as a JSON line (with its '\n') into l; string fields cut at field_cap. */
+static void render(struct line *l, const struct audit_rec *r, const struct timespec *now,
+		   size_t field_cap)
 {
-	struct timespec now;
-	struct line line_buf, *l = &line_buf;
-	struct tm tm;
 	size_t n;
 
-	if (!a || !r)
-		return;
-	clock_gettime(CLOCK_REALTIME, &now);
-	if (now.tv_sec != ts_sec || ts_len == 0) { /* the date changes once a second */
-		gmtime_r(&now.tv_sec, &tm);
-		ts_len = strftime(ts_prefix, sizeof(ts_prefix), "{\"ts\":\"%Y-%m-%dT%H:%M:%S", &tm);
-		ts_sec = now.tv_sec;
-	}
+	l->field_cap = field_cap;
 	memcpy(l->b, ts_prefix, ts_len);
 	n = ts_len;
-	long ms = now.tv_nsec / 1000000;
+	long ms = now->tv_nsec / 1000000;
 	l->b[n++] = '.';
 	l->b[n++] = (char)('0' + ms / 100);
 	l->b[n++] = (char)('0' + ms / 10 % 10);
@@ -221,6 +248,7 @@ void audit_emit(struct audit *a, const struct audit_rec *r)
 		put_int(l, "pid", r->pid);
 	put_str(l, "exe", r->exe);
 	put_str(l, "destination", r->destination);
+	put_str(l, "service", r->service);
 	put_str(l, "audience", r->audience);
 	put_str(l, "source", r->source);
 	put_str(l, "binding", r->binding);
@@ -232,9 +260,68 @@ void audit_emit(struct audit *a, const struct audit_rec *r)
 	put_str(l, "jti", r->jti);
 	if (r->expires_in >= 0 && (r->fingerprint || r->jti))
 		put_int(l, "expires_in", r->expires_in);
+	if (r->elapsed_us > 0)
+		put_int(l, "elapsed_us", r->elapsed_us);
 	put_str(l, "reason", r->reason);
+	put_str(l, "limit", r->limit);
+	put_str(l, "actor", r->actor);
+	if (r->usage)
+		put_usage(l, r->usage);
 	l->b[l->n++] = '}'; /* put_raw always leaves room for these two */
 	l->b[l->n++] = '\n';
+}
+
+static void keep_recent(struct audit *a, const struct audit_rec *r, const struct timespec *now)
+{
+	static _Thread_local struct line rl;
+
+	render(&rl, r, now, AUDIT_RECENT_FIELD);
+	if (rl.n >= AUDIT_RECENT_LINE)
+		return; /* cannot happen with AUDIT_RECENT_FIELD; never keep half a line */
+	pthread_mutex_lock(&a->lock);
+	if (!a->recent)
+		a->recent = calloc(AUDIT_RECENT, AUDIT_RECENT_LINE);
+	if (a->recent) {
+		char *slot = a->recent[a->n_recent % AUDIT_RECENT];
+		memcpy(slot, rl.b, rl.n - 1); /* without the '\n' */
+		slot[rl.n - 1] = '\0';
+		a->n_recent++;
+	}
+	pthread_mutex_unlock(&a->lock);
+}
+
+size_t audit_recent(struct audit *a, void (*fn)(const char *line, void *arg), void *arg)
+{
+	size_t n = 0;
+
+	if (!a)
+		return 0;
+	pthread_mutex_lock(&a->lock);
+	for (uint64_t i = a->n_recent; a->recent && i > 0 && n < AUDIT_RECENT; i--, n++)
+		fn(a->recent[(i - 1) % AUDIT_RECENT], arg);
+	pthread_mutex_unlock(&a->lock);
+	return n;
+}
+
+void audit_emit(struct audit *a, const struct audit_rec *r)
+{
+	struct timespec now;
+	struct line line_buf, *l = &line_buf;
+	struct tm tm;
+
+	if (!a || !r)
+		return;
+	if (a->tap)
+		a->tap(a->tap_ctx, r);
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (now.tv_sec != ts_sec || ts_len == 0) { /* the date changes once a second */
+		gmtime_r(&now.tv_sec, &tm);
+		ts_len = strftime(ts_prefix, sizeof(ts_prefix), "{\"ts\":\"%Y-%m-%dT%H:%M:%S", &tm);
+		ts_sec = now.tv_sec;
+	}
+	render(l, r, &now, AUDIT_FIELD_OUT);
+	if (r->event && (strcmp(r->event, "deny") == 0 || strcmp(r->event, "error") == 0))
+		keep_recent(a, r, &now);
 	if (held.a == a && held.b) {
 		if (held.n + l->n > AUDIT_HOLD_MAX)
 			audit_flush();
@@ -243,6 +330,14 @@ void audit_emit(struct audit *a, const struct audit_rec *r)
 		return;
 	}
 	write_all(a, l->b, l->n);
+}
+
+void audit_set_tap(struct audit *a, void (*fn)(void *ctx, const struct audit_rec *r), void *ctx)
+{
+	if (!a)
+		return;
+	a->tap = fn;
+	a->tap_ctx = ctx;
 }
 
 void audit_hold(struct audit *a)

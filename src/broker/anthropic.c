@@ -11,9 +11,11 @@
  *  - the response body is accumulated in a struct secret (a 2xx body holds the access
  *    token); after parsing, every string value of the jansson tree (the token among
  *    them) is overwritten before json_decref().
- *  Residual copies we cannot reach: jansson's lexer scratch buffer (freed without a
- *  wipe), OpenSSL's record buffers. They are
- *  heap memory of this process only; nothing is logged or written to disk. */
+ *  The copies outside our reach are wiped too: vouchd installs secret_heap_free as
+ *  jansson's free function (its lexer and dump buffers), the token endpoint's TLS
+ *  connection cleanses received plaintext (SSL_OP_CLEANSE_PLAINTEXT, upstream.c), and
+ *  secret_free scrubs the vector registers the bytes were copied through
+ *  (docs/SECURITY.md "Secret inventory"; test/integration/coredump.test.mjs). */
 #include "broker/anthropic.h"
 
 #include "proxy/http1.h"

@@ -73,6 +73,14 @@ struct broker {
 	struct broker_stats stats;
 };
 
+static int64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static int64_t mono_ms(void)
 {
 	struct timespec ts;
@@ -288,7 +296,8 @@ static void audit_issue(struct broker *b, const struct entry *e, const char *spi
 }
 
 static void audit_exchange(struct broker *b, const struct entry *e, const char *spiffe_id,
-			   const char *jti, int r, const struct anthropic_result *res)
+			   const char *jti, int r, const struct anthropic_result *res,
+			   int64_t elapsed_us)
 {
 	char fp[17];
 	struct audit_rec rec = {
@@ -298,6 +307,7 @@ static void audit_exchange(struct broker *b, const struct entry *e, const char *
 		.jti = jti[0] ? jti : NULL,
 		.status = res->http_status,
 		.expires_in = -1,
+		.elapsed_us = elapsed_us > 0 ? elapsed_us : 1,
 	};
 
 	if (r == 0) {
@@ -322,7 +332,7 @@ static void exchange_attempt(struct broker *b, struct entry *e, bool background)
 	struct anthropic_result res;
 	struct secret *jwt = NULL;
 	char jti[33] = "", spiffe_id[BROKER_PATH_MAX + 300];
-	int64_t start = mono_ms(), life;
+	int64_t start = mono_ms(), start_us = mono_us(), life;
 	bool exchanged = false;
 	int r;
 
@@ -351,7 +361,7 @@ static void exchange_attempt(struct broker *b, struct entry *e, bool background)
 		if (!res.error[0])
 			snprintf(res.error, sizeof(res.error), "%s", strerror(-r));
 	}
-	audit_exchange(b, e, spiffe_id, jti, r, &res);
+	audit_exchange(b, e, spiffe_id, jti, r, &res, mono_us() - start_us);
 
 publish:
 	pthread_mutex_lock(&b->lock);
@@ -753,6 +763,27 @@ void broker_retain_bound(struct broker *b, const struct resource_set *set)
 	}
 	pthread_mutex_unlock(&b->lock);
 	free(hashes);
+}
+
+void broker_foreach(struct broker *b, void (*fn)(void *ctx, const struct broker_entry_info *e),
+		    void *ctx)
+{
+	if (!b)
+		return;
+	pthread_mutex_lock(&b->lock);
+	int64_t now = mono_ms();
+	for (const struct entry *e = b->entries; e; e = e->next) {
+		struct broker_entry_info info = {
+		    .workload = e->workload,
+		    .source = e->label,
+		    .src_ns = e->src_ns,
+		    .src_name = e->src_name,
+		    .ttl_ms = e->token && e->expiry_ms > now ? e->expiry_ms - now : -1,
+		    .last_ok = e->attempts > 0 && e->last_err == 0,
+		};
+		fn(ctx, &info);
+	}
+	pthread_mutex_unlock(&b->lock);
 }
 
 void broker_get_stats(struct broker *b, struct broker_stats *ret)

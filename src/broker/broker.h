@@ -86,4 +86,18 @@ void broker_drop_workload(struct broker *b, const char *workload_path);
 void broker_retain_bound(struct broker *b, const struct resource_set *set);
 void broker_get_stats(struct broker *b, struct broker_stats *ret);
 
+/* What broker_foreach shows of one cache entry (valid during the call only; never the
+ * token). */
+struct broker_entry_info {
+	const char *workload;	       /* SPIFFE path */
+	const char *source;	       /* "ns/name" */
+	const char *src_ns, *src_name; /* the binding's namespace and source name */
+	int64_t ttl_ms;		       /* left on the cached token; -1 when there is none */
+	bool last_ok;		       /* an attempt completed and the last one succeeded */
+};
+/* Call fn for every cache entry, under the broker's lock: fn must be quick and must not
+ * call into the broker. For metrics and readiness. */
+void broker_foreach(struct broker *b, void (*fn)(void *ctx, const struct broker_entry_info *e),
+		    void *ctx);
+
 #endif

@@ -12,11 +12,23 @@
  *
  * The generated CA certificate is valid for CA_CERT_LIFETIME (365 days); ca_open()
  * re-issues it for the same key when less than CA_CERT_RENEW (30 days) is left, so
- * SVIDs chain to either certificate. X.509-SVIDs never outlive the CA certificate. */
+ * SVIDs chain to either certificate. X.509-SVIDs never outlive the CA certificate.
+ *
+ * Separated signing (ca/signer.h): in vouchd the CA with private keys lives in the signer
+ * process; vouchd's own struct ca (ca_open_remote) holds the CA certificate and the JWT
+ * public keys only, and signs through the signer. The JWT public state crosses as text:
+ *   vouch-jwt-public v1
+ *   generation <n>              (changes whenever the published set changes)
+ *   current <created unix time>
+ *   <SubjectPublicKeyInfo PEM>
+ *   retired <retired_at> <published until>     (zero or more)
+ *   <SubjectPublicKeyInfo PEM> */
 #include "ca/ca.h"
 
+#include "ca/ca_int.h"
 #include "ca/certbuild.h"
 #include "ca/keyfile.h"
+#include "ca/signer.h"
 #include "common/base64.h"
 #include "config/resources.h"
 
@@ -84,6 +96,9 @@ struct ca {
 	time_t (*clock)(void);
 
 	/* Immutable after ca_open(). */
+	struct signer *signer; /* remote: keys in the signer process; ca_key is NULL and
+				* jwt_key a public key */
+	bool ca_p256;	       /* the CA certificate's key is P-256 (leaf templates apply) */
 	EVP_PKEY *ca_key;
 	X509 *ca_cert;
 	time_t ca_not_after;
@@ -100,6 +115,7 @@ struct ca {
 	struct jwt_pub retired[CA_MAX_RETIRED];
 	size_t n_retired;
 	uint64_t jwks_gen;
+	uint64_t remote_gen; /* remote: the signer's generation of the state we hold */
 };
 
 static time_t real_clock(void) { return time(NULL); }
@@ -507,10 +523,10 @@ static bool utf8_ok(const char *s)
 	return ok;
 }
 
-int ca_open(const struct ca_config *cfg, struct ca **ret)
+/* Validate cfg and allocate a CA without keys. */
+static int ca_new(const struct ca_config *cfg, struct ca **ret)
 {
 	struct ca *ca = NULL;
-	time_t now = time(NULL);
 	int r = -EINVAL;
 
 	if (!cfg || !cfg->state_dir || !cfg->trust_domain || !cfg->issuer)
@@ -543,6 +559,21 @@ int ca_open(const struct ca_config *cfg, struct ca **ret)
 	if ((r = keyfile_join(ca->jwt_keys_path, sizeof(ca->jwt_keys_path), ca->state_dir,
 			      "jwt-keys")) < 0)
 		goto out;
+	*ret = ca;
+	ca = NULL;
+out:
+	ca_free(ca);
+	return r;
+}
+
+int ca_open(const struct ca_config *cfg, struct ca **ret)
+{
+	struct ca *ca = NULL;
+	time_t now = time(NULL);
+	int r = ca_new(cfg, &ca);
+
+	if (r < 0)
+		return r;
 	if ((r = keyfile_mkdirs(ca->state_dir, 0700, true)) < 0)
 		goto out;
 	if (cfg->cert_file)
@@ -553,6 +584,7 @@ int ca_open(const struct ca_config *cfg, struct ca **ret)
 		goto out;
 	if ((r = certbuild_not_after(ca->ca_cert, &ca->ca_not_after)) < 0)
 		goto out;
+	ca->ca_p256 = certbuild_is_p256(ca->ca_key);
 	/* Fill OpenSSL's lazily computed extension cache now, while single-threaded. */
 	(void)X509_check_ca(ca->ca_cert);
 
@@ -607,18 +639,17 @@ const char *ca_issuer(const struct ca *ca) { return ca->issuer; }
 
 /* ES256 (RFC 7518 §3.4): ECDSA P-256 over SHA-256, signature as raw r||s. pctx is a
  * sign context of the key (EVP_PKEY_sign_init done). */
-static int es256_sign(EVP_PKEY_CTX *pctx, const void *tbs, size_t n, unsigned char ret[static 64])
+static int es256_sign_digest(EVP_PKEY_CTX *pctx, const unsigned char h[static 32],
+			     unsigned char ret[static 64])
 {
-	unsigned char der[80], h[32];
+	unsigned char der[80];
 	const unsigned char *p = der;
 	size_t dlen = sizeof(der);
-	unsigned int hlen = sizeof(h);
 	ECDSA_SIG *sig = NULL;
 	const BIGNUM *r, *s;
 	int rc = -EIO;
 
-	if (!pctx || !sha256_md() || EVP_Digest(tbs, n, h, &hlen, sha256_md(), NULL) != 1 ||
-	    EVP_PKEY_sign(pctx, der, &dlen, h, hlen) != 1)
+	if (!pctx || EVP_PKEY_sign(pctx, der, &dlen, h, 32) != 1)
 		goto out;
 	sig = d2i_ECDSA_SIG(NULL, &p, (long)dlen);
 	if (!sig)
@@ -630,8 +661,20 @@ static int es256_sign(EVP_PKEY_CTX *pctx, const void *tbs, size_t n, unsigned ch
 out:
 	if (rc < 0)
 		ossl_drain();
-	ECDSA_SIG_free(sig);
+	explicit_bzero(der, sizeof(der)); /* r and s: with the claims, the token itself */
+	ECDSA_SIG_free(sig);		  /* clears r and s (BN_clear_free) */
 	return rc;
+}
+
+static int sha256(const void *p, size_t n, unsigned char ret[static 32])
+{
+	unsigned int hlen = 32;
+
+	if (!sha256_md() || EVP_Digest(p, n, ret, &hlen, sha256_md(), NULL) != 1 || hlen != 32) {
+		ossl_drain();
+		return -EIO;
+	}
+	return 0;
 }
 
 static void sign_pool_flush(struct sign_pool *sp)
@@ -701,11 +744,12 @@ out:
 	return out;
 }
 
-int ca_mint_jwt(struct ca *ca, const char *workload_path, const char *const *aud, size_t n_aud,
-		uint32_t ttl, struct secret **ret_jwt, char ret_jti[static 33])
+static int mint_jwt_once(struct ca *ca, const char *workload_path, const char *const *aud,
+			 size_t n_aud, uint32_t ttl, struct secret **ret_jwt,
+			 char ret_jti[static 33])
 {
 	char sub[CA_MAX_ID + 1], header[128], jti[33], kid[CA_B64_32];
-	unsigned char rnd[16], sig[64];
+	unsigned char rnd[16], sig[64], h[32];
 	struct secret *jwt = NULL;
 	EVP_PKEY *key = NULL;
 	EVP_PKEY_CTX *signer = NULL;
@@ -739,12 +783,12 @@ int ca_mint_jwt(struct ca *ca, const char *workload_path, const char *const *aud
 
 	pthread_mutex_lock(&ca->lock);
 	now = ca->clock();
-	if (EVP_PKEY_up_ref(ca->jwt_key))
+	if (!ca->signer && EVP_PKEY_up_ref(ca->jwt_key))
 		key = ca->jwt_key;
 	signer = key ? sign_ctx_take_locked(&ca->jwt_sp, key) : NULL;
 	memcpy(kid, ca->cur.kid, sizeof(kid));
 	pthread_mutex_unlock(&ca->lock);
-	if (!key || !signer) {
+	if (!ca->signer && (!key || !signer)) {
 		r = -EIO;
 		goto out;
 	}
@@ -783,7 +827,13 @@ int ca_mint_jwt(struct ca *ca, const char *workload_path, const char *const *aud
 	if (n < 0)
 		goto out;
 	off += (size_t)n;
-	if ((r = es256_sign(signer, jwt->data, off, sig)) < 0)
+	if ((r = sha256(jwt->data, off, h)) < 0)
+		goto out;
+	if (ca->signer)
+		r = signer_sign(ca->signer, SIGNER_KEY_JWT, kid, h, sig);
+	else
+		r = es256_sign_digest(signer, h, sig);
+	if (r < 0)
 		goto out;
 	r = -EIO;
 	jwt->data[off++] = '.';
@@ -799,11 +849,24 @@ int ca_mint_jwt(struct ca *ca, const char *workload_path, const char *const *aud
 	r = 0;
 out:
 	explicit_bzero(sig, sizeof(sig));
-	free(claims);
+	secret_heap_free(claims); /* json_dumps output: malloc()ed */
 	secret_free(jwt);
 	sign_ctx_put(ca, &ca->jwt_sp, &ca->jwt_key, key, signer);
 	EVP_PKEY_free(key);
 	return r;
+}
+
+static int remote_refresh(struct ca *ca, enum signer_op op);
+
+int ca_mint_jwt(struct ca *ca, const char *workload_path, const char *const *aud, size_t n_aud,
+		uint32_t ttl, struct secret **ret_jwt, char ret_jti[static 33])
+{
+	int r = mint_jwt_once(ca, workload_path, aud, n_aud, ttl, ret_jwt, ret_jti);
+
+	/* The signer rotated since we last looked: learn the new kid, sign again. */
+	if (r == -ESTALE && ca->signer && (r = remote_refresh(ca, SIGNER_OP_JWT_STATE)) == 0)
+		r = mint_jwt_once(ca, workload_path, aud, n_aud, ttl, ret_jwt, ret_jti);
+	return r == -ESTALE ? -EIO : r;
 }
 
 /* ---- JWT-SVID validation ---- */
@@ -1183,6 +1246,8 @@ int ca_rotate_jwt_key(struct ca *ca)
 {
 	int r;
 
+	if (ca->signer)
+		return remote_refresh(ca, SIGNER_OP_ROTATE);
 	pthread_mutex_lock(&ca->lock);
 	r = rotate_locked(ca, ca->clock());
 	pthread_mutex_unlock(&ca->lock);
@@ -1193,6 +1258,12 @@ void ca_tick(struct ca *ca)
 {
 	time_t now;
 
+	if (ca->signer) {
+		/* the signer rotates and prunes by its own clock; a failure breaks the
+		 * handle (signer_alive), which vouchd checks right after */
+		(void)remote_refresh(ca, SIGNER_OP_TICK);
+		return;
+	}
 	pthread_mutex_lock(&ca->lock);
 	now = ca->clock();
 	/* A failed rotation keeps the current key and is retried on the next tick. */
@@ -1244,7 +1315,7 @@ static int x509_from_template(struct ca *ca, const char *id, EVP_PKEY *key, time
 	EVP_PKEY_CTX *pctx;
 	int r = -ENOENT;
 
-	if (!certbuild_is_p256(ca->ca_key))
+	if (!ca->ca_p256)
 		return -ENOENT; /* the template is for ecdsa-with-SHA256 */
 	for (int pass = 0; pass < 2 && r == -ENOENT; pass++) {
 		if (pass == 1 && certbuild_tmpl_new(ca->ca_cert, id, X509_SVID_KU, true, &nt) < 0)
@@ -1276,6 +1347,17 @@ static int x509_from_template(struct ca *ca, const char *id, EVP_PKEY *key, time
 	certbuild_tmpl_free(nt); /* another thread inserted the same id meanwhile */
 	if (r < 0)
 		return r;
+	if (ca->signer) {
+		unsigned char rs[64];
+		if ((r = sha256(tbs, tbs_len, h)) == 0 &&
+		    (r = signer_sign(ca->signer, SIGNER_KEY_X509_CA, NULL, h, rs)) == 0 &&
+		    (r = certbuild_ecdsa_der(rs, der, &dlen)) == 0)
+			r = certbuild_wrap_signed(tbs, tbs_len, der, dlen, ret, ret_len);
+		free(tbs);
+		/* -ENOENT/-ERANGE/-EIO would send the caller down the slow path, which
+		 * signs the same way: a signer failure ends here */
+		return r < 0 && r != -ENOMEM ? -EPIPE : r;
+	}
 	pthread_mutex_lock(&ca->lock);
 	pctx = sign_ctx_take_locked(&ca->x509_sp, ca->ca_key);
 	pthread_mutex_unlock(&ca->lock);
@@ -1288,6 +1370,14 @@ static int x509_from_template(struct ca *ca, const char *id, EVP_PKEY *key, time
 	sign_ctx_put(ca, &ca->x509_sp, &ca->ca_key, ca->ca_key, pctx);
 	free(tbs);
 	return r;
+}
+
+static int remote_sign_x509(void *ctx, const unsigned char digest[static 32],
+			    unsigned char ret_sig[static 64])
+{
+	struct ca *ca = ctx;
+
+	return signer_sign(ca->signer, SIGNER_KEY_X509_CA, NULL, digest, ret_sig);
 }
 
 int ca_mint_x509(struct ca *ca, const char *workload_path, struct secret **ret_key,
@@ -1315,7 +1405,7 @@ int ca_mint_x509(struct ca *ca, const char *workload_path, struct secret **ret_k
 	if ((r = certbuild_keygen(&key)) < 0)
 		goto out;
 	r = x509_from_template(ca, id, key, now - 10, na, &der, &der_len);
-	if (r == -ENOMEM)
+	if (r == -ENOMEM || r == -EPIPE)
 		goto out;
 	if (r == 0) {
 		if ((r = certbuild_key_pkcs8_der(key, &p8)) < 0)
@@ -1333,9 +1423,13 @@ int ca_mint_x509(struct ca *ca, const char *workload_path, struct secret **ret_k
 	/* X509-SVID §4: cA=false; KU digitalSignature (+ keyEncipherment, keyAgreement, as
 	 * SPIRE sets), no keyCertSign/cRLSign; EKU serverAuth and clientAuth. */
 	if ((r = certbuild_leaf_exts(x, ca->ca_cert, X509_SVID_KU, true)) < 0 ||
-	    (r = certbuild_add_san(x, CERTBUILD_SAN_URI, id)) < 0 || (r = x509_sign(ca, x)) < 0 ||
-	    (r = certbuild_cert_der(x, &der, &der_len)) < 0 ||
-	    (r = certbuild_key_pkcs8_der(key, &p8)) < 0)
+	    (r = certbuild_add_san(x, CERTBUILD_SAN_URI, id)) < 0)
+		goto out;
+	if (ca->signer)
+		r = certbuild_sign_remote(x, key, remote_sign_x509, ca, &der, &der_len);
+	else if ((r = x509_sign(ca, x)) == 0)
+		r = certbuild_cert_der(x, &der, &der_len);
+	if (r < 0 || (r = certbuild_key_pkcs8_der(key, &p8)) < 0)
 		goto out;
 done:
 	*ret_key = p8;
@@ -1358,3 +1452,193 @@ int ca_cert_der(struct ca *ca, unsigned char **ret, size_t *ret_len)
 }
 
 int ca_cert_pem(struct ca *ca, char **ret) { return certbuild_cert_pem(ca->ca_cert, ret, NULL); }
+
+/* ---- separated signing (ca/signer.h) ---- */
+
+int ca_sign_digest(struct ca *ca, bool jwt, const char *kid, const unsigned char digest[static 32],
+		   unsigned char ret_sig[static 64])
+{
+	struct sign_pool *sp = jwt ? &ca->jwt_sp : &ca->x509_sp;
+	EVP_PKEY *const *cur = jwt ? &ca->jwt_key : &ca->ca_key;
+	EVP_PKEY *key = NULL;
+	EVP_PKEY_CTX *pctx = NULL;
+	int r;
+
+	if (ca->signer || (!jwt && !ca->ca_p256))
+		return -EOPNOTSUPP;
+	pthread_mutex_lock(&ca->lock);
+	if (jwt && (!kid || strcmp(kid, ca->cur.kid) != 0)) {
+		pthread_mutex_unlock(&ca->lock);
+		return -ESTALE;
+	}
+	if (EVP_PKEY_up_ref(*cur))
+		key = *cur;
+	pctx = key ? sign_ctx_take_locked(sp, key) : NULL;
+	pthread_mutex_unlock(&ca->lock);
+	r = pctx ? es256_sign_digest(pctx, digest, ret_sig) : -EIO;
+	sign_ctx_put(ca, sp, cur, key, pctx);
+	EVP_PKEY_free(key);
+	return r;
+}
+
+int ca_jwt_state(struct ca *ca, char **ret, size_t *ret_len)
+{
+	struct sbuf b = {.s = secret_new(CA_JWT_KEYS_MAX)};
+	char line[96], *cur_pem = NULL, *out = NULL;
+	int r;
+
+	if (!b.s)
+		return -ENOMEM;
+	pthread_mutex_lock(&ca->lock);
+	r = certbuild_pubkey_pem(ca->jwt_key, &cur_pem, NULL);
+	if (r == 0) {
+		snprintf(line, sizeof(line), "vouch-jwt-public v1\ngeneration %llu\ncurrent %lld\n",
+			 (unsigned long long)ca->jwks_gen, (long long)ca->cur_created);
+		sbuf_str(&b, line);
+		sbuf_str(&b, cur_pem);
+		for (size_t i = 0; i < ca->n_retired; i++) {
+			snprintf(line, sizeof(line), "retired %lld %lld\n",
+				 (long long)ca->retired[i].retired_at,
+				 (long long)ca->retired[i].until);
+			sbuf_str(&b, line);
+			sbuf_str(&b, ca->retired[i].pem);
+		}
+		r = b.err;
+	}
+	pthread_mutex_unlock(&ca->lock);
+	if (r == 0 && !(out = strndup((const char *)b.s->data, b.s->len)))
+		r = -ENOMEM;
+	if (r == 0) {
+		*ret = out;
+		*ret_len = b.s->len;
+	}
+	free(cur_pem);
+	secret_free(b.s);
+	return r;
+}
+
+int ca_rebase(struct ca *ca, const char *dir)
+{
+	char path[PATH_MAX];
+	int r = keyfile_join(path, sizeof(path), dir, "jwt-keys");
+
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&ca->lock);
+	memcpy(ca->jwt_keys_path, path, sizeof(path));
+	pthread_mutex_unlock(&ca->lock);
+	return 0;
+}
+
+/* Parse the signer's JWT public state (text from ca_jwt_state(), ≤ SIGNER_MAX_PAYLOAD
+ * bytes, checked like a file: the signer is more trusted than us, but a bug there must
+ * not become one here) and make it ours when its generation differs from what we hold. */
+static int remote_apply(struct ca *ca, const char *text, size_t len)
+{
+	struct jwt_pub ret[CA_MAX_RETIRED] = {0}, curpub, old[CA_MAX_RETIRED];
+	EVP_PKEY *cur = NULL, *pub = NULL, *old_key;
+	size_t n_ret = 0, n, blen, n_old;
+	const char *pos = text, *end = text + len, *l, *blk;
+	long long t[2], gen;
+	int r = -EINVAL;
+
+	if (!next_line(&pos, end, &l, &n) || !line_is(l, n, "vouch-jwt-public v1") ||
+	    !next_line(&pos, end, &l, &n) || parse_times(l, n, "generation", &gen, 1) < 0 ||
+	    !next_line(&pos, end, &l, &n) || parse_times(l, n, "current", t, 1) < 0)
+		goto out;
+	if (pem_block(&pos, end, "PUBLIC KEY", &blk, &blen) < 0 ||
+	    certbuild_pubkey_from_pem(blk, blen, &cur) < 0 || jwk_of(cur, &curpub) < 0)
+		goto out;
+	while (next_line(&pos, end, &l, &n)) {
+		if (n == 0 && pos == end)
+			break;
+		if (n_ret == CA_MAX_RETIRED || parse_times(l, n, "retired", &t[0], 2) < 0)
+			goto out;
+		long long ra = t[0], until = t[1];
+		if (pem_block(&pos, end, "PUBLIC KEY", &blk, &blen) < 0 ||
+		    certbuild_pubkey_from_pem(blk, blen, &pub) < 0 || jwk_of(pub, &ret[n_ret]) < 0)
+			goto out;
+		EVP_PKEY_free(pub);
+		pub = NULL;
+		ret[n_ret].pem = strndup(blk, blen);
+		if (!ret[n_ret].pem) {
+			r = -ENOMEM;
+			goto out;
+		}
+		ret[n_ret].retired_at = (time_t)ra;
+		ret[n_ret].until = (time_t)until;
+		n_ret++;
+	}
+	r = 0;
+	pthread_mutex_lock(&ca->lock);
+	if ((uint64_t)gen == ca->remote_gen && ca->jwt_key) {
+		pthread_mutex_unlock(&ca->lock);
+		goto out; /* nothing new */
+	}
+	old_key = ca->jwt_key;
+	memcpy(old, ca->retired, sizeof(old));
+	n_old = ca->n_retired;
+	ca->jwt_key = cur;
+	cur = NULL;
+	ca->cur = curpub;
+	ca->cur_created = (time_t)t[0];
+	memcpy(ca->retired, ret, sizeof(ret));
+	ca->n_retired = n_ret;
+	n_ret = 0;
+	ca->remote_gen = (uint64_t)gen;
+	ca->jwks_gen++;
+	pthread_mutex_unlock(&ca->lock);
+	EVP_PKEY_free(old_key);
+	for (size_t i = 0; i < n_old; i++)
+		jwt_pub_done(&old[i]);
+out:
+	for (size_t i = 0; i < n_ret; i++)
+		jwt_pub_done(&ret[i]);
+	EVP_PKEY_free(pub);
+	EVP_PKEY_free(cur);
+	return r;
+}
+
+static int remote_refresh(struct ca *ca, enum signer_op op)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int r = signer_fetch(ca->signer, op, SIGNER_KEY_NONE, &text, &len);
+
+	if (r == 0)
+		r = remote_apply(ca, text, len);
+	free(text);
+	return r;
+}
+
+int ca_open_remote(const struct ca_config *cfg, struct signer *s, struct ca **ret)
+{
+	struct ca *ca = NULL;
+	char *pem = NULL;
+	size_t len = 0;
+	int r;
+
+	if (!s)
+		return -EINVAL;
+	if ((r = ca_new(cfg, &ca)) < 0)
+		return r;
+	ca->signer = s;
+	if ((r = signer_fetch(s, SIGNER_OP_CERT, SIGNER_KEY_X509_CA, &pem, &len)) < 0 ||
+	    (r = certbuild_cert_from_pem(pem, len, &ca->ca_cert)) < 0 ||
+	    (r = certbuild_not_after(ca->ca_cert, &ca->ca_not_after)) < 0)
+		goto out;
+	ca->ca_p256 = certbuild_is_p256(X509_get0_pubkey(ca->ca_cert));
+	(void)X509_check_ca(ca->ca_cert);
+	if (!ca->ca_p256) {
+		r = -EINVAL; /* the signer signs P-256 only */
+		goto out;
+	}
+	if ((r = remote_refresh(ca, SIGNER_OP_JWT_STATE)) < 0)
+		goto out;
+	*ret = ca;
+	ca = NULL;
+out:
+	free(pem);
+	ca_free(ca);
+	return r;
+}

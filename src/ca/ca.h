@@ -17,13 +17,13 @@
 struct ca;
 
 struct ca_config {
-	const char *state_dir;    /* where keys live (created 0700 if missing) */
-	const char *trust_domain; /* e.g. "vouch.local" */
-	const char *issuer;       /* JWT "iss" */
+	const char *state_dir;		  /* where keys live (created 0700 if missing) */
+	const char *trust_domain;	  /* e.g. "vouch.local" */
+	const char *issuer;		  /* JWT "iss" */
 	const char *cert_file, *key_file; /* optional: load the X.509 CA from these (PEM) */
-	uint32_t jwt_ttl;          /* default JWT-SVID lifetime, s (≤ 300 by default) */
-	uint32_t x509_ttl;         /* X.509-SVID lifetime, s */
-	uint32_t jwt_key_rotation; /* seconds between JWT key rotations */
+	uint32_t jwt_ttl;		  /* default JWT-SVID lifetime, s (≤ 300 by default) */
+	uint32_t x509_ttl;		  /* X.509-SVID lifetime, s */
+	uint32_t jwt_key_rotation;	  /* seconds between JWT key rotations */
 };
 
 /* Open (load or generate) the CA. Returns 0 or -errno; *ret owned by the caller.
@@ -34,6 +34,16 @@ struct ca_config {
  * accessible or not ours (or a state dir writable by others), -EKEYEXPIRED an expired
  * configured CA certificate, other -errno from the file system. */
 int ca_open(const struct ca_config *cfg, struct ca **ret);
+/* The same CA without its private keys, for the process that parses outside input: the
+ * keys are in the signer process s (ca/signer.h), which must outlive the CA. It fetches
+ * the CA certificate and the JWT public keys from s and signs every JWT-SVID and
+ * X.509-SVID through it (one round trip each); ca_tick() and ca_rotate_jwt_key() ask s
+ * to rotate/prune and pick up its new public keys. Every function below behaves as for
+ * ca_open(), except that a signer failure is -EPIPE (nothing is issued unsigned) and
+ * ca_set_clock_for_test() does not move the signer's rotation clock. -EINVAL when the
+ * CA key is not P-256. */
+struct signer;
+int ca_open_remote(const struct ca_config *cfg, struct signer *s, struct ca **ret);
 void ca_free(struct ca *ca);
 
 /* Mint a JWT-SVID: header {alg:ES256, kid, typ:JWT}; claims {iss, sub:

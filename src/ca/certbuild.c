@@ -967,3 +967,57 @@ int certbuild_wrap_signed(const unsigned char *tbs, size_t tbs_len, const unsign
 	*ret_len = (size_t)(p - out);
 	return 0;
 }
+
+int certbuild_ecdsa_der(const unsigned char rs[static 64], unsigned char *out, size_t *ret_len)
+{
+	ECDSA_SIG *sig = ECDSA_SIG_new();
+	BIGNUM *r = BN_bin2bn(rs, 32, NULL), *s = BN_bin2bn(rs + 32, 32, NULL);
+	unsigned char *p = out;
+	int n, rc = -EINVAL;
+
+	if (!sig || !r || !s) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (BN_is_zero(r) || BN_is_zero(s) || !ECDSA_SIG_set0(sig, r, s))
+		goto out;
+	r = s = NULL; /* owned by sig */
+	n = i2d_ECDSA_SIG(sig, NULL);
+	if (n <= 0 || n > CERTBUILD_ECDSA_DER_MAX || i2d_ECDSA_SIG(sig, &p) != n)
+		goto out;
+	*ret_len = (size_t)n;
+	rc = 0;
+out:
+	if (rc < 0)
+		ERR_clear_error();
+	BN_free(r);
+	BN_free(s);
+	ECDSA_SIG_free(sig);
+	return rc;
+}
+
+int certbuild_sign_remote(X509 *x, EVP_PKEY *tmp_key, certbuild_sign_fn sign, void *ctx,
+			  unsigned char **ret, size_t *ret_len)
+{
+	unsigned char *tbs = NULL, h[32], rs[64], der[CERTBUILD_ECDSA_DER_MAX];
+	unsigned int hlen = sizeof(h);
+	size_t dlen = 0;
+	int len, r;
+
+	if (!certbuild_is_p256(tmp_key))
+		return -EINVAL;
+	if ((r = certbuild_sign(x, tmp_key)) < 0)
+		return r;
+	len = i2d_re_X509_tbs(x, &tbs);
+	if (len <= 0 || !sha256_md() ||
+	    EVP_Digest(tbs, (size_t)len, h, &hlen, sha256_md(), NULL) != 1) {
+		r = ossl_fail(-EIO);
+		goto out;
+	}
+	if ((r = sign(ctx, h, rs)) < 0 || (r = certbuild_ecdsa_der(rs, der, &dlen)) < 0)
+		goto out;
+	r = certbuild_wrap_signed(tbs, (size_t)len, der, dlen, ret, ret_len);
+out:
+	OPENSSL_free(tbs);
+	return r;
+}

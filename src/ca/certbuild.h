@@ -75,6 +75,21 @@ int certbuild_tmpl_tbs(const struct certbuild_tmpl *t, EVP_PKEY *key, time_t nb,
 int certbuild_wrap_signed(const unsigned char *tbs, size_t tbs_len, const unsigned char *sig,
 			  size_t sig_len, unsigned char **ret, size_t *ret_len);
 
+/* Separated signing (ca/signer.h): the CA key is in another process, which signs a
+ * SHA-256 digest and answers the raw r||s ECDSA signature (RFC 7518 §3.4 form).
+ * certbuild_ecdsa_der: that signature as a DER ECDSA-Sig-Value (RFC 5480 §2.2) into
+ * out (≤ CERTBUILD_ECDSA_DER_MAX bytes); -EINVAL for r or s zero.
+ * certbuild_sign_remote: the Certificate DER of x signed through sign(ctx, digest of the
+ * TBSCertificate, ret_sig). tmp_key is any P-256 key (the leaf's own): OpenSSL 3.0 has
+ * no public setter for the TBS signature algorithm, so x is first signed with it to set
+ * ecdsa-with-SHA256; that signature is discarded. *ret is malloc'd. */
+#define CERTBUILD_ECDSA_DER_MAX 72
+int certbuild_ecdsa_der(const unsigned char rs[static 64], unsigned char *out, size_t *ret_len);
+typedef int (*certbuild_sign_fn)(void *ctx, const unsigned char digest[static 32],
+				 unsigned char ret_sig[static 64]);
+int certbuild_sign_remote(X509 *x, EVP_PKEY *tmp_key, certbuild_sign_fn sign, void *ctx,
+			  unsigned char **ret, size_t *ret_len);
+
 /* A self-signed CA certificate for key: cA=true (pathlen when >= 0), critical KU
  * keyCertSign|cRLSign, SKI, AKI, optional URI SAN, validity [now-60 s, now+lifetime]. */
 int certbuild_self_signed_ca(EVP_PKEY *key, const char *o, const char *cn, const char *uri_san,

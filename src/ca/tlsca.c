@@ -7,8 +7,10 @@
  * [now-5 min, now+24 h] (never past the CA), re-issued when under 1 h remains. */
 #include "ca/tlsca.h"
 
+#include "ca/ca_int.h"
 #include "ca/certbuild.h"
 #include "ca/keyfile.h"
+#include "ca/signer.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -39,6 +41,7 @@ struct leaf {
 
 struct tlsca {
 	char cert_path[PATH_MAX];
+	struct signer *signer; /* remote (tlsca_open_remote): key is NULL, leaves signed there */
 	EVP_PKEY *key;
 	X509 *cert;
 	time_t ca_not_after;
@@ -127,6 +130,37 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 	return SSL_TLSEXT_ERR_OK;
 }
 
+static int remote_sign(void *ctx, const unsigned char digest[static 32],
+		       unsigned char ret_sig[static 64])
+{
+	struct tlsca *t = ctx;
+
+	return signer_sign(t->signer, SIGNER_KEY_INTERCEPT, NULL, digest, ret_sig);
+}
+
+/* Sign x with the CA key, here or in the signer; a signed copy replaces *x. */
+static int sign_leaf(struct tlsca *t, X509 **x, EVP_PKEY *leaf_key)
+{
+	unsigned char *der = NULL;
+	const unsigned char *p;
+	size_t len = 0;
+	X509 *signed_x;
+	int r;
+
+	if (!t->signer)
+		return certbuild_sign(*x, t->key);
+	if ((r = certbuild_sign_remote(*x, leaf_key, remote_sign, t, &der, &len)) < 0)
+		return r;
+	p = der;
+	signed_x = len <= LONG_MAX ? d2i_X509(NULL, &p, (long)len) : NULL;
+	free(der);
+	if (!signed_x)
+		return -EIO;
+	X509_free(*x);
+	*x = signed_x;
+	return 0;
+}
+
 static int issue(struct tlsca *t, const char *name, bool ip, time_t now, SSL_CTX **ret,
 		 time_t *ret_not_after)
 {
@@ -150,7 +184,7 @@ static int issue(struct tlsca *t, const char *name, bool ip, time_t now, SSL_CTX
 		goto out;
 	if ((r = certbuild_leaf_exts(x, t->cert, 0, false)) < 0 ||
 	    (r = certbuild_add_san(x, ip ? CERTBUILD_SAN_IP : CERTBUILD_SAN_DNS, name)) < 0 ||
-	    (r = certbuild_sign(x, t->key)) < 0)
+	    (r = sign_leaf(t, &x, key)) < 0)
 		goto out;
 	r = -EIO;
 	ctx = SSL_CTX_new(TLS_server_method());
@@ -159,7 +193,7 @@ static int issue(struct tlsca *t, const char *name, bool ip, time_t now, SSL_CTX
 	    SSL_CTX_check_private_key(ctx) != 1)
 		goto out;
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
-					 SSL_OP_CIPHER_SERVER_PREFERENCE);
+				     SSL_OP_CIPHER_SERVER_PREFERENCE);
 	/* The chain is the leaf alone: clients trust the CA file (tlsca_cert_path).
 	 * RELEASE_BUFFERS: an idle keep-alive connection holds no 16 KiB record buffers
 	 * (about 34 KiB per connection; issue 5's memory goal). */
@@ -206,8 +240,7 @@ int tlsca_open(const char *state_dir, struct tlsca **ret)
 		free(t);
 		return -ENOMEM;
 	}
-	if ((r = keyfile_join(t->cert_path, sizeof(t->cert_path), state_dir, spec.cert_name)) <
-		    0 ||
+	if ((r = keyfile_join(t->cert_path, sizeof(t->cert_path), state_dir, spec.cert_name)) < 0 ||
 	    (r = keyfile_mkdirs(state_dir, 0700, true)) < 0 ||
 	    (r = certbuild_ca_state(&spec, time(NULL), &t->key, &t->cert)) < 0 ||
 	    (r = certbuild_not_after(t->cert, &t->ca_not_after)) < 0)
@@ -221,6 +254,78 @@ out:
 	tlsca_free(t);
 	return r;
 }
+
+int tlsca_open_remote(const char *state_dir, struct signer *s, struct tlsca **ret)
+{
+	struct tlsca *t;
+	char *pem = NULL;
+	size_t len = 0;
+	int r;
+
+	if (!state_dir || !s)
+		return -EINVAL;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	if (pthread_mutex_init(&t->lock, NULL) != 0) {
+		free(t);
+		return -ENOMEM;
+	}
+	t->signer = s;
+	if ((r = keyfile_join(t->cert_path, sizeof(t->cert_path), state_dir, "intercept-ca.crt")) <
+		0 ||
+	    (r = signer_fetch(s, SIGNER_OP_CERT, SIGNER_KEY_INTERCEPT, &pem, &len)) < 0 ||
+	    (r = certbuild_cert_from_pem(pem, len, &t->cert)) < 0 ||
+	    (r = certbuild_not_after(t->cert, &t->ca_not_after)) < 0)
+		goto out;
+	if (!certbuild_is_p256(X509_get0_pubkey(t->cert))) {
+		r = -EINVAL;
+		goto out;
+	}
+	(void)X509_check_ca(t->cert);
+	*ret = t;
+	t = NULL;
+	r = 0;
+out:
+	free(pem);
+	tlsca_free(t);
+	return r;
+}
+
+int tlsca_sign_digest(struct tlsca *t, const unsigned char digest[static 32],
+		      unsigned char ret_sig[static 64])
+{
+	EVP_PKEY_CTX *pctx;
+	unsigned char der[80];
+	const unsigned char *p = der;
+	size_t dlen = sizeof(der);
+	ECDSA_SIG *sig = NULL;
+	const BIGNUM *r, *s;
+	int rc = -EIO;
+
+	if (t->signer || !t->key)
+		return -EOPNOTSUPP;
+	/* leaves are issued once per name and day: no context pool needed here */
+	pctx = EVP_PKEY_CTX_new(t->key, NULL);
+	if (!pctx || EVP_PKEY_sign_init(pctx) != 1 ||
+	    EVP_PKEY_sign(pctx, der, &dlen, digest, 32) != 1)
+		goto out;
+	sig = d2i_ECDSA_SIG(NULL, &p, (long)dlen);
+	if (!sig)
+		goto out;
+	ECDSA_SIG_get0(sig, &r, &s);
+	if (BN_bn2binpad(r, ret_sig, 32) == 32 && BN_bn2binpad(s, ret_sig + 32, 32) == 32)
+		rc = 0;
+out:
+	if (rc < 0)
+		ERR_clear_error();
+	explicit_bzero(der, sizeof(der));
+	ECDSA_SIG_free(sig);
+	EVP_PKEY_CTX_free(pctx);
+	return rc;
+}
+
+int tlsca_cert_pem(struct tlsca *t, char **ret) { return certbuild_cert_pem(t->cert, ret, NULL); }
 
 void tlsca_free(struct tlsca *t)
 {
@@ -240,10 +345,7 @@ void tlsca_free(struct tlsca *t)
 	free(t);
 }
 
-const char *tlsca_cert_path(const struct tlsca *t)
-{
-	return t->cert_path;
-}
+const char *tlsca_cert_path(const struct tlsca *t) { return t->cert_path; }
 
 static struct leaf *find_locked(struct tlsca *t, const char *name, size_t b)
 {

@@ -14,6 +14,11 @@ struct tlsca;
 /* Load or create the CA (same file rules and errors as ca_open(): a corrupt key is
  * -EINVAL, a group/world-accessible key -EPERM, never regenerated over). */
 int tlsca_open(const char *state_dir, struct tlsca **ret);
+/* The same CA without its private key (separated signing, ca/signer.h): the certificate
+ * comes from the signer s, which signs every leaf (one round trip per leaf; leaves stay
+ * cached as above) and must outlive t. A signer failure is -EPIPE. */
+struct signer;
+int tlsca_open_remote(const char *state_dir, struct signer *s, struct tlsca **ret);
 void tlsca_free(struct tlsca *t);
 /* Path of the CA certificate PEM (for clients to trust). */
 const char *tlsca_cert_path(const struct tlsca *t);

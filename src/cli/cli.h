@@ -25,6 +25,16 @@ json_t *cli_admin_call(const char *path, json_t *req, char *err, size_t err_cap)
 int cli_run(struct cli *c, int argc, char **argv);   /* vouch run */
 int cli_trust(struct cli *c, int argc, char **argv); /* vouch trust install|uninstall */
 int cli_token_file(struct cli *c, int argc, char **argv); /* vouch token-file */
+int cli_status(struct cli *c, int argc, char **argv);     /* vouch status */
+int cli_usage(struct cli *c, int argc, char **argv);      /* vouch usage */
+int cli_scan(struct cli *c, int argc, char **argv);       /* vouch scan (scan.c) */
+int cli_inventory(struct cli *c, int argc, char **argv);  /* vouch inventory */
+/* vouch revoke (revoke) / vouch unrevoke (!revoke) */
+int cli_revoke(struct cli *c, bool revoke, int argc, char **argv);
 
+/* Print s (NULL: "-") to stdout with control characters (C0, DEL, C1) as '?', cut to
+ * width columns with "…", padded to width when pad: strings from the agent (and partly
+ * from workloads) cannot drive the terminal. */
+void cli_put_cell(const char *s, int width, bool pad);
 
 #endif

@@ -3,9 +3,11 @@
  * lines) vouch explain PID [--json]      facts, matching WorkloadIdentity (or why none), bindings
  *   vouch oidc export DIR           write the discovery document and JWKS for static hosting
  *   vouch stats                     broker and resource counters from the live agent (JSON)
- *   vouch revoke WORKLOAD [--reason TEXT]   revoke a workload's credentials now (403 from
- *                                   its next request on, also on open connections)
- *   vouch unrevoke WORKLOAD         lift that revocation
+ *   vouch usage [-o json] [WORKLOAD] Claude usage per workload and model (usage.c)
+ *   vouch inventory [-o json]       every access path with its use (inventory.c)
+ *   vouch revoke WORKLOAD|BINDING [--reason TEXT]   revoke now (403 from the next request
+ *                                   on, also on open connections; kept across restarts)
+ *   vouch unrevoke WORKLOAD|BINDING lift that revocation (revoke.c)
  *   vouch run [--workload-hint NAME] -- CMD ARGS...   run CMD intercepted (run.c)
  *   vouch trust install|uninstall   the interception CA in the system trust store (trust.c)
  * Global options: -c FILE (agent config, to find the admin socket and resources),
@@ -37,9 +39,17 @@ static void usage(FILE *f)
 	    "  explain PID [--json]  show how a process is identified and what it is bound to\n"
 	    "  oidc export DIR       write .well-known/openid-configuration, keys and jwks.json\n"
 	    "  stats                 print the live agent's counters as JSON\n"
-	    "  revoke WORKLOAD [--reason TEXT]\n"
-	    "                        revoke a workload (path or spiffe:// ID) at once\n"
-	    "  unrevoke WORKLOAD     lift a revocation\n"
+	    "  status [-o json]      access paths, token TTLs, recent denials, static keys\n"
+	    "  usage [-o json] [WORKLOAD]\n"
+	    "                        Claude usage (requests, tokens) per workload and model\n"
+	    "  scan [-o json] [--no-proc] [PATH...]\n"
+	    "                        static keys in processes and files (exit 1 when any)\n"
+	    "  inventory [-o json]   every access path: first/last use, counts, token TTL\n"
+	    "  revoke WORKLOAD|BINDING [--reason TEXT]\n"
+	    "                        revoke a workload or a CredentialBinding at once, until\n"
+	    "                        lifted (--workload ID / --binding NAME to disambiguate)\n"
+	    "  unrevoke WORKLOAD|BINDING\n"
+	    "                        lift a revocation\n"
 	    "  run [--workload-hint NAME] -- CMD [ARGS...]\n"
 	    "                        run CMD with its connections to Services intercepted\n"
 	    "  trust install|uninstall\n"
@@ -205,51 +215,6 @@ static int cmd_stats(struct cli *c)
 	return 0;
 }
 
-/* vouch revoke WORKLOAD [--reason TEXT] / vouch unrevoke WORKLOAD */
-static int cmd_revoke(struct cli *c, bool revoke, int argc, char **argv)
-{
-	const char *name = revoke ? "revoke" : "unrevoke", *workload = NULL, *reason = NULL;
-	char err[512] = "";
-	json_t *req, *ans, *e;
-	bool bad = false;
-
-	for (int i = 0; i < argc && !bad; i++) {
-		if (revoke && strcmp(argv[i], "--reason") == 0 && i + 1 < argc)
-			reason = argv[++i];
-		else if (!workload && argv[i][0] != '-')
-			workload = argv[i];
-		else
-			bad = true;
-	}
-	if (!workload || bad) {
-		fprintf(stderr, revoke ? "usage: vouch revoke WORKLOAD [--reason TEXT]\n"
-				       : "usage: vouch unrevoke WORKLOAD\n");
-		return 2;
-	}
-	req = json_pack("{s:s,s:s}", "cmd", name, "workload", workload);
-	if (req && reason)
-		json_object_set_new(req, "reason", json_string(reason));
-	ans = req ? cli_admin_call(c->admin_socket, req, err, sizeof(err)) : NULL;
-	json_decref(req);
-	if (!ans || (e = json_object_get(ans, "error"))) {
-		fprintf(stderr, "vouch %s: %s\n", name,
-			ans ? json_string_value(json_object_get(ans, "error")) : err);
-		json_decref(ans);
-		return 1;
-	}
-	if (revoke)
-		printf("%s %s: %s\n", json_string_value(json_object_get(ans, "revoked")),
-		       json_is_true(json_object_get(ans, "already")) ? "was already revoked"
-								     : "revoked",
-		       json_string_value(json_object_get(ans, "reason")));
-	else
-		printf("%s: %s\n", json_string_value(json_object_get(ans, "unrevoked")),
-		       json_is_true(json_object_get(ans, "was_revoked")) ? "revocation lifted"
-									 : "was not revoked");
-	json_decref(ans);
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	struct cli c = {0};
@@ -296,15 +261,23 @@ int main(int argc, char **argv)
 	else if (strcmp(argv[i], "stats") == 0)
 		rc = cmd_stats(&c);
 	else if (strcmp(argv[i], "revoke") == 0)
-		rc = cmd_revoke(&c, true, argc - i - 1, argv + i + 1);
+		rc = cli_revoke(&c, true, argc - i - 1, argv + i + 1);
 	else if (strcmp(argv[i], "unrevoke") == 0)
-		rc = cmd_revoke(&c, false, argc - i - 1, argv + i + 1);
+		rc = cli_revoke(&c, false, argc - i - 1, argv + i + 1);
+	else if (strcmp(argv[i], "inventory") == 0)
+		rc = cli_inventory(&c, argc - i - 1, argv + i + 1);
 	else if (strcmp(argv[i], "run") == 0)
 		rc = cli_run(&c, argc - i - 1, argv + i + 1);
 	else if (strcmp(argv[i], "trust") == 0)
 		rc = cli_trust(&c, argc - i - 1, argv + i + 1);
 	else if (strcmp(argv[i], "token-file") == 0)
 		rc = cli_token_file(&c, argc - i - 1, argv + i + 1);
+	else if (strcmp(argv[i], "status") == 0)
+		rc = cli_status(&c, argc - i - 1, argv + i + 1);
+	else if (strcmp(argv[i], "usage") == 0)
+		rc = cli_usage(&c, argc - i - 1, argv + i + 1);
+	else if (strcmp(argv[i], "scan") == 0)
+		rc = cli_scan(&c, argc - i - 1, argv + i + 1);
 	else {
 		fprintf(stderr, "vouch: unknown command '%s'\n", argv[i]);
 		usage(stderr);

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <stdint.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,4 +78,37 @@ int net_write_all(int fd, const void *buf, size_t len)
 		len -= (size_t)w;
 	}
 	return 0;
+}
+
+int net_reserve_fd(void) { return open("/dev/null", O_RDONLY | O_CLOEXEC); }
+
+int net_accept(int lfd, int flags, int *reserve, void (*refuse)(int fd, void *ctx), void *ctx)
+{
+	int fd = accept4(lfd, NULL, NULL, flags), e;
+
+	if (fd >= 0) {
+		if (*reserve < 0) /* lost while refusing: take it back now there is room */
+			*reserve = net_reserve_fd();
+		return fd;
+	}
+	e = errno;
+	if (e != EMFILE && e != ENFILE)
+		return -e;
+	if (*reserve >= 0) {
+		close(*reserve);
+		/* (a blocking listener may wait here for the next connection: Linux takes the
+		 * descriptor before it waits, so EMFILE came without one pending) */
+		fd = accept4(lfd, NULL, NULL, flags);
+		*reserve = net_reserve_fd();
+		if (fd >= 0 && *reserve >= 0)
+			return fd; /* descriptors were freed meanwhile: serve it */
+		if (fd >= 0) {
+			if (refuse)
+				refuse(fd, ctx);
+			close(fd);
+			*reserve = net_reserve_fd();
+		}
+	}
+	usleep(10 * 1000); /* descriptors free up as connections end */
+	return -e;
 }

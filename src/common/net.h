@@ -10,4 +10,17 @@ int net_listen_tcp(const char *addr, int backlog);
 /* Write all of buf to fd, retrying on EINTR and short writes. 0 or -errno. */
 int net_write_all(int fd, const void *buf, size_t len);
 
+/* A descriptor (of /dev/null) a listener keeps in reserve for net_accept; -1 if none
+ * could be opened. The caller closes it when the listener goes. */
+int net_reserve_fd(void);
+/* accept4(lfd, flags) for a loop that waits for the listener to be readable. Out of
+ * descriptors (EMFILE, ENFILE), a pending connection would keep the listener readable
+ * (the loop spins) and its client waiting unanswered: the reserve (*reserve) is given
+ * up for a moment to accept it; unless the reserve can be taken back at once (room was
+ * made meanwhile: the fd is returned), refuse(fd, ctx) is called (it may write a short
+ * answer; NULL: nothing), the connection closed, the reserve taken back and the call
+ * pauses 10 ms. Returns the accepted fd (the caller owns it), or -errno (-EMFILE or
+ * -ENFILE after such a refusal; -EAGAIN for a non-blocking listener with nothing). */
+int net_accept(int lfd, int flags, int *reserve, void (*refuse)(int fd, void *ctx), void *ctx);
+
 #endif

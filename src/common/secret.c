@@ -1,11 +1,13 @@
 #include "common/secret.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <pthread.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -80,6 +82,71 @@ struct secret *secret_dup(const struct secret *s)
 	return s ? secret_from(s->data, s->len) : NULL;
 }
 
+#if defined(__x86_64__)
+/* vzeroall clears ymm0-15 entirely; the AVX-512 registers zmm16-31 (used by glibc's
+ * evex/avx512 string functions) need their own zeroing idiom: a VEX/EVEX write to an
+ * xmm register clears the rest of the zmm register. */
+__attribute__((target("avx"))) static void scrub_avx(void) { __builtin_ia32_vzeroall(); }
+
+__attribute__((target("avx512f"))) static void scrub_avx512(void)
+{
+	__asm__ volatile("vpxord %%xmm16, %%xmm16, %%xmm16\n\tvpxord %%xmm17, %%xmm17, %%xmm17\n\t"
+			 "vpxord %%xmm18, %%xmm18, %%xmm18\n\tvpxord %%xmm19, %%xmm19, %%xmm19\n\t"
+			 "vpxord %%xmm20, %%xmm20, %%xmm20\n\tvpxord %%xmm21, %%xmm21, %%xmm21\n\t"
+			 "vpxord %%xmm22, %%xmm22, %%xmm22\n\tvpxord %%xmm23, %%xmm23, %%xmm23\n\t"
+			 "vpxord %%xmm24, %%xmm24, %%xmm24\n\tvpxord %%xmm25, %%xmm25, %%xmm25\n\t"
+			 "vpxord %%xmm26, %%xmm26, %%xmm26\n\tvpxord %%xmm27, %%xmm27, %%xmm27\n\t"
+			 "vpxord %%xmm28, %%xmm28, %%xmm28\n\tvpxord %%xmm29, %%xmm29, %%xmm29\n\t"
+			 "vpxord %%xmm30, %%xmm30, %%xmm30\n\tvpxord %%xmm31, %%xmm31, %%xmm31"
+			 :
+			 :
+			 : "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23",
+			   "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31");
+}
+
+static void scrub_sse(void)
+{
+	__asm__ volatile(
+	    "pxor %%xmm0, %%xmm0\n\tpxor %%xmm1, %%xmm1\n\tpxor %%xmm2, %%xmm2\n\t"
+	    "pxor %%xmm3, %%xmm3\n\tpxor %%xmm4, %%xmm4\n\tpxor %%xmm5, %%xmm5\n\t"
+	    "pxor %%xmm6, %%xmm6\n\tpxor %%xmm7, %%xmm7\n\tpxor %%xmm8, %%xmm8\n\t"
+	    "pxor %%xmm9, %%xmm9\n\tpxor %%xmm10, %%xmm10\n\tpxor %%xmm11, %%xmm11\n\t"
+	    "pxor %%xmm12, %%xmm12\n\tpxor %%xmm13, %%xmm13\n\tpxor %%xmm14, %%xmm14\n\t"
+	    "pxor %%xmm15, %%xmm15"
+	    :
+	    :
+	    : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
+	      "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+}
+#endif
+
+void secret_scrub_cpu(void)
+{
+#if defined(__x86_64__)
+	if (__builtin_cpu_supports("avx"))
+		scrub_avx();
+	else
+		scrub_sse();
+	if (__builtin_cpu_supports("avx512f"))
+		scrub_avx512();
+#endif
+}
+
+void secret_wipe(void *p, size_t n)
+{
+	if (p && n)
+		explicit_bzero(p, n);
+	secret_scrub_cpu();
+}
+
+void secret_heap_free(void *p)
+{
+	if (!p)
+		return;
+	explicit_bzero(p, malloc_usable_size(p));
+	free(p);
+}
+
 void secret_free(struct secret *s)
 {
 	size_t mapped;
@@ -87,7 +154,7 @@ void secret_free(struct secret *s)
 	if (!s)
 		return;
 	mapped = sizeof(*s) + s->cap + 1;
-	explicit_bzero(s, mapped);
+	secret_wipe(s, mapped);
 	if (mapped == page_round(1)) {
 		pthread_mutex_lock(&pool_lock);
 		if (pool_n < SECRET_POOL_MAX) {

@@ -26,6 +26,19 @@ struct secret *secret_from(const void *buf, size_t len);
 struct secret *secret_dup(const struct secret *s);
 /* Wipe and release; NULL is a no-op. */
 void secret_free(struct secret *s);
+/* Wipe n bytes at p (explicit_bzero) and then the CPU's vector registers
+ * (secret_scrub_cpu): for buffers that held secret bytes outside a struct secret. */
+void secret_wipe(void *p, size_t n);
+/* Zero the vector registers this thread may have left secret bytes in (x86-64: every
+ * xmm/ymm/zmm register the CPU has; elsewhere a no-op). memcpy, memmove and AES-GCM
+ * pass data through them, and a thread that then blocks keeps them as they were: the
+ * kernel saves them with the thread, and a core image (gcore's NT_X86_XSTATE note)
+ * carries them. Cheap (tens of cycles); called by secret_free and secret_wipe. */
+void secret_scrub_cpu(void);
+/* free() for a malloc()ed block that may have held secret bytes: wipes the whole
+ * block (malloc_usable_size) first. NULL is a no-op. Usable as the free function of
+ * the libraries we hand secrets to (jansson, nghttp2, protobuf-c). */
+void secret_heap_free(void *p);
 /* Constant-time equality of contents (lengths are not secret). */
 bool secret_eq(const struct secret *a, const struct secret *b);
 /* SHA-256, fetched from the default provider once per process: OpenSSL 3 otherwise

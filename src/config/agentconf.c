@@ -205,6 +205,7 @@ static const struct conf_key conf_keys[] = {
     U32("jwtKeyRotation", jwt_key_rotation, 1, AGENTCONF_LONG_MAX),
     U32("reloadIntervalMs", reload_interval_ms, 10, 86400000),
     U32("exchangeTimeoutMs", exchange_timeout_ms, 1, 600000),
+    U32("upstreamTimeoutMs", upstream_timeout_ms, 100, 3600000),
     U32("maxConnections", max_connections, 1, 1000000),
     U32("reattestIntervalMs", reattest_interval_ms, 0, 60000),
     STR("logLevel", log_level, check_log_level, false),
@@ -230,10 +231,12 @@ static const char *const all_keys[] = {
     "jwtKeyRotation",
     "reloadIntervalMs",
     "exchangeTimeoutMs",
+    "upstreamTimeoutMs",
     "maxConnections",
     "reattestIntervalMs",
     "logLevel",
     "intercept",
+    "metrics",
 };
 
 void agentconf_done(struct agentconf *c)
@@ -252,6 +255,7 @@ void agentconf_done(struct agentconf *c)
 	free(c->intercept.listen4);
 	free(c->intercept.listen6);
 	free(c->intercept.ports);
+	free(c->metrics.listen);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -274,6 +278,7 @@ int agentconf_defaults(struct agentconf *ret)
 	    .jwt_key_rotation = 86400,
 	    .reload_interval_ms = 1000,
 	    .exchange_timeout_ms = 30000,
+	    .upstream_timeout_ms = 600000,
 	    .max_connections = 4096,
 	    .reattest_interval_ms = 1000,
 	    .intercept = {.enabled = true, .resolve_interval = 30},
@@ -292,6 +297,7 @@ int agentconf_defaults(struct agentconf *ret)
 	r |= set_str(&c.log_level, "info");
 	r |= set_str(&c.intercept.listen4, "127.0.0.1:7803");
 	r |= set_str(&c.intercept.listen6, "[::1]:7803");
+	r |= set_str(&c.metrics.listen, "");
 	c.plain = calloc(1, sizeof(*c.plain));
 	if (c.plain) {
 		c.n_plain = 1;
@@ -577,14 +583,101 @@ static void load_intercept(struct cload *cl, const struct yamltree_node *m,
 		     "enabled: false");
 }
 
+/* Is the host of a valid listen address ("IPv4:port", "[IPv6]:port") a loopback
+ * address (127.0.0.0/8, ::1, or v4-mapped 127.x)? */
+static bool listen_is_loopback(const char *s)
+{
+	char host[INET6_ADDRSTRLEN + 1];
+	struct in_addr a4;
+	struct in6_addr a6;
+	const char *end;
+	size_t hl;
+
+	if (s[0] == '[') {
+		end = strchr(s, ']');
+		if (!end || (hl = (size_t)(end - s - 1)) >= sizeof(host))
+			return false;
+		memcpy(host, s + 1, hl);
+		host[hl] = '\0';
+		if (inet_pton(AF_INET6, host, &a6) != 1)
+			return false;
+		if (IN6_IS_ADDR_V4MAPPED(&a6))
+			return a6.s6_addr[12] == 127;
+		return IN6_IS_ADDR_LOOPBACK(&a6);
+	}
+	end = strrchr(s, ':');
+	if (!end || (hl = (size_t)(end - s)) >= sizeof(host))
+		return false;
+	memcpy(host, s, hl);
+	host[hl] = '\0';
+	return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
+}
+
+/* metrics: "addr:port" | {listen: "addr:port" | "", allowNonLoopback: bool}. The
+ * listener shows workload identities and traffic: off loopback only when asked for. */
+static void load_metrics(struct cload *cl, const struct yamltree_node *m,
+			 struct agentconf_metrics *mc)
+{
+	static const char *const keys[] = {"listen", "allowNonLoopback"};
+	const struct yamltree_node *v = m, *at = m;
+	const char *why;
+
+	if (m->type == YAMLTREE_BAD)
+		return;
+	if (m->type == YAMLTREE_MAP) {
+		for (size_t j = 0; j < m->n; j++) {
+			const struct yamltree_node *k = m->items[2 * j];
+			if (k->type != YAMLTREE_SCALAR || strcmp(k->str, keys[0]) == 0 ||
+			    strcmp(k->str, keys[1]) == 0)
+				continue;
+			const char *sg = yamltree_suggest(k->str, keys, 2);
+			cerr(cl, k, "metrics: unknown field '%s'%s%s%s", k->str,
+			     sg ? ", did you mean '" : " (known fields: listen, allowNonLoopback)",
+			     sg ? sg : "", sg ? "'?" : "");
+		}
+		const struct yamltree_node *al = yamltree_get(m, "allowNonLoopback");
+		if (al && al->type != YAMLTREE_BAD && !yamltree_is_null(al) &&
+		    yamltree_bool(al, &mc->allow_non_loopback) < 0)
+			cerr(cl, al, "metrics.allowNonLoopback: expected true or false");
+		v = yamltree_get(m, "listen");
+		if (!v || yamltree_is_null(v))
+			return; /* the default: off */
+		at = v;
+	} else if (m->type != YAMLTREE_SCALAR) {
+		cerr(cl, m, "metrics: expected an address (IPv4:port) or a map, found %s",
+		     found(m));
+		return;
+	}
+	if (v->type == YAMLTREE_BAD)
+		return;
+	if (v->type != YAMLTREE_SCALAR) {
+		cerr(cl, v, "metrics.listen: expected a string, found %s", found(v));
+		return;
+	}
+	if ((why = check_listen_or_off(v->str))) {
+		cerr(cl, at, "metrics.listen: invalid value '%s': %s", v->str, why);
+		return;
+	}
+	if (*v->str && !mc->allow_non_loopback && !listen_is_loopback(v->str)) {
+		cerr(cl, at,
+		     "metrics.listen: %s is not a loopback address; the listener shows workload "
+		     "identities and traffic, so it binds to 127.0.0.1 or [::1] unless "
+		     "metrics.allowNonLoopback is true",
+		     v->str);
+		return;
+	}
+	if (set_str(&mc->listen, v->str) < 0)
+		cl->oom = true;
+}
+
 /* No two listeners on one address; reported at the later one written in the file. */
 static void check_listeners(struct cload *cl, const struct agentconf *c,
 			    const struct yamltree_node *oidc, const struct yamltree_node *proxy,
 			    const struct yamltree_node *const *plain_nodes,
-			    const struct yamltree_node *icpt)
+			    const struct yamltree_node *icpt, const struct yamltree_node *metrics)
 {
-	const char *addr[4 + YAMLTREE_MAX_ITEMS];
-	const struct yamltree_node *node[4 + YAMLTREE_MAX_ITEMS];
+	const char *addr[5 + YAMLTREE_MAX_ITEMS];
+	const struct yamltree_node *node[5 + YAMLTREE_MAX_ITEMS];
 	size_t n = 0;
 
 	if (*c->oidc_listen) {
@@ -606,6 +699,12 @@ static void check_listeners(struct cload *cl, const struct agentconf *c,
 	if (c->intercept.enabled && *c->intercept.listen6) {
 		addr[n] = c->intercept.listen6;
 		node[n++] = yamltree_get(icpt, "listen6");
+	}
+	if (*c->metrics.listen) {
+		addr[n] = c->metrics.listen;
+		node[n++] = metrics && metrics->type == YAMLTREE_MAP
+				? yamltree_get(metrics, "listen")
+				: metrics;
 	}
 	for (size_t i = 1; i < n; i++)
 		for (size_t j = 0; j < i; j++) {
@@ -658,7 +757,8 @@ out:
 int agentconf_load(const char *path, struct diag_list *diags, struct agentconf *ret)
 {
 	struct cload cl = {.file = path, .diags = diags, .start = diags->n};
-	const struct yamltree_node *root, *v, *oidc = NULL, *proxy = NULL, *icpt = NULL;
+	const struct yamltree_node *root, *v, *oidc = NULL, *proxy = NULL, *icpt = NULL,
+					      *metrics = NULL;
 	const struct yamltree_node **plain_nodes = NULL;
 	struct agentconf c = {0};
 	struct yamltree *t = NULL;
@@ -721,6 +821,10 @@ int agentconf_load(const char *path, struct diag_list *diags, struct agentconf *
 		load_intercept(&cl, icpt, &c.intercept);
 	else
 		icpt = NULL;
+	if ((metrics = yamltree_get(root, "metrics")) && !yamltree_is_null(metrics))
+		load_metrics(&cl, metrics, &c.metrics);
+	else
+		metrics = NULL;
 	if (!c.ca_cert_file != !c.ca_key_file) { /* exactly one was given in this file */
 		const struct yamltree_node *cert = yamltree_get(root, "caCertFile");
 		if (c.ca_cert_file)
@@ -740,7 +844,7 @@ int agentconf_load(const char *path, struct diag_list *diags, struct agentconf *
 	}
 check:
 	if (plain_nodes && diags->n == cl.start)
-		check_listeners(&cl, &c, oidc, proxy, plain_nodes, icpt);
+		check_listeners(&cl, &c, oidc, proxy, plain_nodes, icpt, metrics);
 	if (cl.oom) {
 		r = -ENOMEM;
 		goto out;

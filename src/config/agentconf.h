@@ -27,6 +27,14 @@ struct agentconf_intercept {
 				    * 30, 1..86400 */
 };
 
+/* metrics: the loopback HTTP listener for Prometheus, /healthz and /readyz
+ * (docs/METRICS.md). Written as `metrics: 127.0.0.1:9464` or as a map. */
+struct agentconf_metrics {
+	char *listen;		 /* "IPv4:port" / "[IPv6]:port"; "" = off (the default) */
+	bool allow_non_loopback; /* allowNonLoopback: a listen address off loopback is
+				  * refused at load unless this is true */
+};
+
 struct agentconf {
 	char *trust_domain;  /* default "vouch.local" */
 	char *issuer;	     /* default "http://127.0.0.1:7802" (= oidc listener) */
@@ -49,12 +57,14 @@ struct agentconf {
 	uint32_t jwt_key_rotation; /* JWT signing key rotation period, seconds; default 86400 */
 	uint32_t reload_interval_ms;  /* resource dir poll period; default 1000 */
 	uint32_t exchange_timeout_ms; /* token exchange timeout; default 30000 */
+	uint32_t upstream_timeout_ms; /* upstream response wait per read; default 600000 */
 	uint32_t max_connections;     /* proxy connection cap; default 4096 */
 	uint32_t reattest_interval_ms; /* proxy: a connection's caller is re-attested before a
 					* request when its facts are older; 0 = every request;
 					* default 1000 */
 	char *log_level;	      /* debug|info|warn|error; default info */
 	struct agentconf_intercept intercept;
+	struct agentconf_metrics metrics;
 };
 
 /* Fill c with the defaults. Caller frees with agentconf_done(). */

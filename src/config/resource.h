@@ -77,6 +77,38 @@ struct res_source {
 	struct res_anthropic anthropic;
 };
 
+/* CredentialBinding spec.limits (docs/CONFIG.md "Limits"). Checked by registry/limits.c
+ * for every request, before any token exchange. */
+struct res_route {
+	const char *method; /* "POST"; NULL: any method */
+	/* e.g. "/v1/models/{*}" written with a bare star (validated: segments are literals,
+	 * a star for exactly one segment, or a final double star for one or more) */
+	const char *pattern;
+};
+
+#define RES_DAY_ALL 0x7f /* res_window.days: bit 0 Monday ... bit 6 Sunday */
+
+struct res_window {
+	uint8_t days;	     /* the days a window starts on (RES_DAY_ALL when not given) */
+	uint16_t start, end; /* minutes since midnight; end may be 1440; start > end crosses
+			      * midnight into the next day; never equal */
+	bool local;	     /* timezone "local": the agent's local time */
+	int16_t utc_offset;  /* minutes east of UTC when not local ("UTC" = 0) */
+};
+
+struct res_limits {
+	bool present;	/* spec.limits was given */
+	char **methods; /* allowed methods; n_methods 0 = any (the routes still apply) */
+	size_t n_methods;
+	struct res_route *routes; /* limits.paths; when !paths_set the source's default
+				   * (registry/limits.c) applies */
+	size_t n_routes;
+	bool paths_set;
+	uint32_t requests_per_minute; /* 0 = no rate limit */
+	struct res_window *windows;   /* n_windows 0 = at any time */
+	size_t n_windows;
+};
+
 struct res_binding {
 	struct res_meta meta;
 	char *credential_source; /* name of a CredentialSource in the same namespace */
@@ -87,6 +119,7 @@ struct res_binding {
 	char *token_file_audience; /* propagation.tokenFile.audience, NULL = the source's */
 	char *token_file_uid; /* propagation.tokenFile.uid (decimal, validated), NULL = the
 			       * WorkloadIdentity's single process:uid */
+	struct res_limits limits; /* spec.limits; zeroed when absent */
 };
 
 /* An immutable, refcounted set of resources (see registry.h for sharing). */

@@ -624,6 +624,8 @@ static void parse_selectors(struct loader *ld, const struct yamltree_node *n, co
 	for (size_t i = 0; i < n->n; i++) {
 		const struct yamltree_node *m = n->items[i];
 		struct res_selector_map *sm = &ret->maps[ret->n];
+		/* The slot may hold a map rejected below (not counted in ret->n): start over. */
+		*sm = (struct res_selector_map){0};
 		item_path(p, sizeof(p), path, i);
 		if (m->type != YAMLTREE_MAP) {
 			type_err(ld, m, p, "a map of selectors");
@@ -888,10 +890,319 @@ static void parse_source(struct loader *ld, const struct yamltree_node *spec,
 		ld->oom = true;
 }
 
+/* ---- CredentialBinding spec.limits (docs/CONFIG.md "Limits") ---- */
+
+#define RES_METHOD_MAX 20   /* an HTTP method name in limits */
+#define RES_PATTERN_MAX 512 /* a path pattern in limits.paths */
+#define RES_RPM_MAX 1000000 /* limits.requestsPerMinute */
+
+/* An HTTP method as limits accept it: 1..RES_METHOD_MAX upper-case letters (methods are
+ * case-sensitive, RFC 9110 §9.1, and every registered one is upper case). */
+static bool limit_method_ok(const char *s, size_t n)
+{
+	if (n == 0 || n > RES_METHOD_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < 'A' || s[i] > 'Z')
+			return false;
+	return true;
+}
+
+/* A byte allowed in a literal pattern segment: RFC 3986 pchar without '%' (patterns are
+ * written decoded) and without '*' (wildcards are whole segments). */
+static bool pattern_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       strchr("-._~!$&'()+,;=:@", c) != NULL;
+}
+
+/* Validate a path pattern (registry/limits.c matches only what passes here); NULL or
+ * why not. */
+static const char *limit_pattern_why(const char *s, size_t n)
+{
+	size_t i = 1;
+
+	if (n == 0 || s[0] != '/')
+		return "a path pattern must start with '/'";
+	if (n > RES_PATTERN_MAX)
+		return "path pattern too long";
+	if (n == 1)
+		return NULL; /* "/": the root path only */
+	while (i <= n) {
+		size_t j = i;
+		while (j < n && s[j] != '/')
+			j++;
+		size_t len = j - i;
+		const char *seg = s + i;
+		if (len == 0)
+			return "empty path segment ('//' or a trailing '/')";
+		if (len == 2 && seg[0] == '*' && seg[1] == '*') {
+			if (j != n)
+				return "'**' may only be the last segment";
+		} else if (!(len == 1 && seg[0] == '*')) {
+			if ((len == 1 && seg[0] == '.') ||
+			    (len == 2 && seg[0] == '.' && seg[1] == '.'))
+				return "'.' and '..' segments are not allowed";
+			for (size_t k = 0; k < len; k++) {
+				if (seg[k] == '*')
+					return "'*' must be a whole segment ('*' one segment, a "
+					       "final "
+					       "'**' any number)";
+				if (seg[k] == '%')
+					return "write the path decoded: '%' is not allowed in a "
+					       "pattern";
+				if (!pattern_char(seg[k]))
+					return "character not allowed in a path pattern";
+			}
+		}
+		i = j + 1;
+	}
+	return NULL;
+}
+
+/* "HH:MM" (00:00..23:59, or 24:00 when allow_24) into minutes; -1 if malformed. */
+static int limit_clock(const char *s, size_t n, bool allow_24)
+{
+	int h, m;
+
+	if (n != 5 || s[2] != ':')
+		return -1;
+	for (size_t i = 0; i < 5; i++)
+		if (i != 2 && (s[i] < '0' || s[i] > '9'))
+			return -1;
+	h = (s[0] - '0') * 10 + (s[1] - '0');
+	m = (s[3] - '0') * 10 + (s[4] - '0');
+	if (m > 59 || h > 24 || (h == 24 && (!allow_24 || m != 0)))
+		return -1;
+	return h * 60 + m;
+}
+
+/* A limits list that is not a list, or is empty (an empty list would allow nothing:
+ * leaving out the binding says that more clearly). */
+static void seq_err(struct loader *ld, const struct yamltree_node *v, const char *path,
+		    const char *expected)
+{
+	if (v->type == YAMLTREE_SEQ)
+		lerr(ld, v, path, "must not be empty (expected %s)", expected);
+	else
+		type_err(ld, v, path, expected);
+}
+
+static const char *const limit_days[] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
+
+static void parse_window(struct loader *ld, const struct yamltree_node *w, const char *path,
+			 struct res_window *ret, bool *ret_ok)
+{
+	static const char *const keys[] = {"days", "start", "end", "timezone"};
+	const struct yamltree_node *v;
+	char p[512];
+	int start = -1, end = -1;
+	bool ok = true;
+
+	*ret_ok = false;
+	if (w->type != YAMLTREE_MAP) {
+		type_err(ld, w, path, "a map with start, end and optional days and timezone");
+		return;
+	}
+	CHECK_FIELDS(ld, w, path, keys);
+	*ret = (struct res_window){.days = RES_DAY_ALL};
+	if ((v = field(ld, w, path, "days", false))) {
+		child_path(p, sizeof(p), path, "days");
+		if (v->type != YAMLTREE_SEQ || v->n == 0) {
+			seq_err(ld, v, p, "a list of days (mon, tue, ..., sun)");
+			ok = false;
+		} else {
+			ret->days = 0;
+			for (size_t i = 0; i < v->n; i++) {
+				const struct yamltree_node *d = v->items[i];
+				int k = -1;
+				for (int j = 0; j < 7 && d->type == YAMLTREE_SCALAR; j++)
+					if (strcmp(d->str, limit_days[j]) == 0)
+						k = j;
+				if (k < 0) {
+					char q[512];
+					item_path(q, sizeof(q), p, i);
+					if (d->type == YAMLTREE_SCALAR)
+						lerr(ld, d, q,
+						     "unknown day '%s' (mon, tue, wed, thu, fri, "
+						     "sat, sun)",
+						     d->str);
+					else
+						type_err(ld, d, q, "a day (mon ... sun)");
+					ok = false;
+					continue;
+				}
+				ret->days |= (uint8_t)(1u << k);
+			}
+		}
+	}
+	for (int which = 0; which < 2; which++) {
+		const char *key = which ? "end" : "start";
+		int *dst = which ? &end : &start;
+		if (!(v = field(ld, w, path, key, true))) {
+			ok = false;
+			continue;
+		}
+		child_path(p, sizeof(p), path, key);
+		if (v->type != YAMLTREE_SCALAR || (*dst = limit_clock(v->str, v->len, which)) < 0) {
+			if (v->type == YAMLTREE_SCALAR)
+				lerr(ld, v, p, "expected a time \"HH:MM\" (00:00..%s), found '%s'",
+				     which ? "24:00" : "23:59", v->str);
+			else
+				type_err(ld, v, p, "a time \"HH:MM\"");
+			ok = false;
+		}
+	}
+	if (start >= 0 && end >= 0 && start == end) {
+		lerr(ld, w, path,
+		     "start and end are equal (an empty window; for a whole day write start "
+		     "\"00:00\", end \"24:00\")");
+		ok = false;
+	}
+	if ((v = field(ld, w, path, "timezone", false))) {
+		child_path(p, sizeof(p), path, "timezone");
+		if (v->type != YAMLTREE_SCALAR) {
+			type_err(ld, v, p, "\"UTC\", \"local\" or an offset \"+HH:MM\"");
+			ok = false;
+		} else if (strcmp(v->str, "UTC") == 0) {
+			ret->utc_offset = 0;
+		} else if (strcmp(v->str, "local") == 0) {
+			ret->local = true;
+		} else {
+			int off = v->len == 6 && (v->str[0] == '+' || v->str[0] == '-')
+				      ? limit_clock(v->str + 1, 5, false)
+				      : -1;
+			if (off < 0 || off > 14 * 60) {
+				lerr(ld, v, p,
+				     "unknown timezone '%s' (\"UTC\", \"local\" for the agent's "
+				     "local time, or a fixed offset such as \"+02:00\"; zone names "
+				     "are not supported)",
+				     v->str);
+				ok = false;
+			} else {
+				ret->utc_offset = (int16_t)(v->str[0] == '-' ? -off : off);
+			}
+		}
+	}
+	if (!ok)
+		return;
+	ret->start = (uint16_t)start;
+	ret->end = (uint16_t)end;
+	*ret_ok = true;
+}
+
+static void parse_limits(struct loader *ld, const struct yamltree_node *lm, struct res_limits *l)
+{
+	static const char *const keys[] = {"methods", "paths", "requestsPerMinute", "windows"};
+	const char *path = "spec.limits";
+	const struct yamltree_node *v;
+	char p[512];
+	long long rpm;
+
+	if (lm->type != YAMLTREE_MAP) {
+		type_err(ld, lm, path, "a map");
+		return;
+	}
+	CHECK_FIELDS(ld, lm, path, keys);
+	l->present = true;
+	if ((v = field(ld, lm, path, "methods", false))) {
+		if (v->type != YAMLTREE_SEQ || v->n == 0) {
+			seq_err(ld, v, "spec.limits.methods", "a list of HTTP methods");
+		} else if (!(l->methods = set_alloc(ld->set, v->n * sizeof(*l->methods)))) {
+			ld->oom = true;
+		} else {
+			for (size_t i = 0; i < v->n; i++) {
+				const struct yamltree_node *m = v->items[i];
+				item_path(p, sizeof(p), "spec.limits.methods", i);
+				if (m->type != YAMLTREE_SCALAR ||
+				    !limit_method_ok(m->str, m->len)) {
+					if (m->type == YAMLTREE_SCALAR)
+						lerr(ld, m, p,
+						     "invalid method '%s' (an upper-case HTTP "
+						     "method such as POST)",
+						     m->str);
+					else
+						type_err(ld, m, p, "an HTTP method");
+					continue;
+				}
+				if (!(l->methods[l->n_methods++] =
+					  set_strndup(ld->set, m->str, m->len)))
+					ld->oom = true;
+			}
+		}
+	}
+	if ((v = field(ld, lm, path, "paths", false))) {
+		if (v->type != YAMLTREE_SEQ || v->n == 0) {
+			seq_err(
+			    ld, v, "spec.limits.paths",
+			    "a list of path patterns (\"/v1/messages\", \"POST /v1/messages\")");
+		} else if (!(l->routes = set_alloc(ld->set, v->n * sizeof(*l->routes)))) {
+			ld->oom = true;
+		} else {
+			l->paths_set = true;
+			for (size_t i = 0; i < v->n; i++) {
+				const struct yamltree_node *r = v->items[i];
+				const char *pat, *sp, *why;
+				struct res_route *rt = &l->routes[l->n_routes];
+				item_path(p, sizeof(p), "spec.limits.paths", i);
+				if (r->type != YAMLTREE_SCALAR || r->len == 0) {
+					type_err(ld, r, p, "a path pattern");
+					continue;
+				}
+				pat = r->str;
+				if ((sp = strchr(r->str, ' '))) {
+					if (!limit_method_ok(r->str, (size_t)(sp - r->str))) {
+						lerr(ld, r, p,
+						     "expected \"METHOD /path\" with an upper-case "
+						     "method, found '%s'",
+						     r->str);
+						continue;
+					}
+					pat = sp + 1;
+				}
+				if ((why = limit_pattern_why(pat, strlen(pat)))) {
+					lerr(ld, r, p, "%s: '%s'", why, r->str);
+					continue;
+				}
+				rt->method =
+				    sp ? set_strndup(ld->set, r->str, (size_t)(sp - r->str)) : NULL;
+				rt->pattern = set_strdup(ld->set, pat);
+				if ((sp && !rt->method) || !rt->pattern)
+					ld->oom = true;
+				l->n_routes++;
+			}
+		}
+	}
+	if ((v = field(ld, lm, path, "requestsPerMinute", false))) {
+		int r = yamltree_int(v, 1, RES_RPM_MAX, &rpm);
+		if (r < 0)
+			lerr(ld, v, "spec.limits.requestsPerMinute",
+			     "expected an integer from 1 to %d", RES_RPM_MAX);
+		else
+			l->requests_per_minute = (uint32_t)rpm;
+	}
+	if ((v = field(ld, lm, path, "windows", false))) {
+		if (v->type != YAMLTREE_SEQ || v->n == 0) {
+			seq_err(ld, v, "spec.limits.windows", "a list of time windows");
+		} else if (!(l->windows = set_alloc(ld->set, v->n * sizeof(*l->windows)))) {
+			ld->oom = true;
+		} else {
+			for (size_t i = 0; i < v->n; i++) {
+				bool ok;
+				item_path(p, sizeof(p), "spec.limits.windows", i);
+				parse_window(ld, v->items[i], p, &l->windows[l->n_windows], &ok);
+				if (ok)
+					l->n_windows++;
+			}
+		}
+	}
+}
+
 static void parse_binding(struct loader *ld, const struct yamltree_node *spec,
 			  struct res_binding *b, struct binding_refs *refs)
 {
-	static const char *const keys[] = {"credentialSource", "workloadID", "propagation"};
+	static const char *const keys[] = {"credentialSource", "workloadID", "propagation",
+					   "limits"};
 	static const char *const prop_keys[] = {"injection", "tokenFile"};
 	static const char *const inj_keys[] = {"selectors"};
 	static const char *const tf_keys[] = {"path", "audience", "uid"};
@@ -912,6 +1223,8 @@ static void parse_binding(struct loader *ld, const struct yamltree_node *spec,
 		refs->wl_line = v->line;
 		refs->wl_col = v->col;
 	}
+	if ((v = field(ld, spec, "spec", "limits", false)))
+		parse_limits(ld, v, &b->limits);
 	prop = field(ld, spec, "spec", "propagation", true);
 	if (!prop)
 		return;

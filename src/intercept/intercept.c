@@ -47,7 +47,9 @@ static pthread_once_t libbpf_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t libbpf_msg_lock = PTHREAD_MUTEX_INITIALIZER;
 static char libbpf_msg[200];
 
-static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+/* fmt is libbpf's own printf format (clang's -Wformat-nonliteral wants to be told). */
+__attribute__((format(printf, 2, 0))) static int libbpf_print(enum libbpf_print_level level,
+							      const char *fmt, va_list ap)
 {
 	char line[sizeof(libbpf_msg)];
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 static void refuse(struct decide_out *out, int status, const char *type, bool deny, const char *fmt,
 		   ...) __attribute__((format(printf, 5, 6)));
@@ -79,6 +80,43 @@ static void printable(char *dst, size_t cap, struct http1_str s)
 	dst[n] = '\0';
 }
 
+/* The binding's limits, after every identity check: nothing is exchanged or sent for a
+ * request they refuse. */
+static void check_limits(const struct decide_in *in, struct decide_out *out)
+{
+	struct limits_out lo;
+	struct timespec ts;
+	uint64_t now_ms = in->now_ms;
+
+	if (!now_ms && clock_gettime(CLOCK_MONOTONIC, &ts) == 0)
+		now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	limits_check(
+	    &(struct limits_in){
+		.binding = out->binding,
+		.source = out->source,
+		.workload_id = out->workload->workload_id,
+		.method = in->msg->method.p,
+		.method_len = in->msg->method.n,
+		.target = out->path.p,
+		.target_len = out->path.n,
+		.now = in->now ? in->now : (int64_t)time(NULL),
+		.now_ms = now_ms,
+		.rate = in->rate,
+		.precharged = in->rate_precharged,
+	    },
+	    &lo);
+	out->rate_charged = lo.charged;
+	if (!lo.status)
+		return;
+	refuse(out, lo.status,
+	       lo.status == 429	  ? PROXY_ERR_RATE_LIMIT
+	       : lo.status == 400 ? PROXY_ERR_INVALID
+				  : PROXY_ERR_PERMISSION,
+	       true, "%s", lo.message);
+	out->limit = lo.limit;
+	out->retry_after = lo.retry_after;
+}
+
 void decide_request(const struct decide_in *in, struct decide_out *out)
 {
 	const struct http1_header *host;
@@ -113,6 +151,17 @@ void decide_request(const struct decide_in *in, struct decide_out *out)
 		}
 	}
 	host = http1_find(in->msg, "host");
+	if (host) {
+		/* RFC 9112 §3.2: a Host that is not an authority is a 400, before any policy */
+		char h[INJECT_HOST_MAX + 1];
+		uint16_t port;
+		if (inject_parse_authority(host->value, h, &port) < 0) {
+			printable(shown, sizeof(shown), host->value);
+			refuse(out, 400, PROXY_ERR_INVALID, false, "vouch: invalid Host '%s'",
+			       shown);
+			return;
+		}
+	}
 	if (host && !authority_agrees(in, out->svc, host->value)) {
 		printable(shown, sizeof(shown), host->value);
 		refuse(out, 403, PROXY_ERR_PERMISSION, true,
@@ -134,6 +183,13 @@ void decide_request(const struct decide_in *in, struct decide_out *out)
 		    in->service, out->svc->addresses[0].host);
 		return;
 	}
+	if (!in->facts && in->attest_exhausted) {
+		refuse(out, 503, PROXY_ERR_API, false,
+		       "vouch: cannot identify the calling process now: %s (vouchd is short of "
+		       "resources; retry later)",
+		       in->attest_error ? in->attest_error : "unknown");
+		return;
+	}
 	if (!in->facts) {
 		refuse(out, 403, PROXY_ERR_PERMISSION, true,
 		       "vouch: cannot identify the calling process: %s; run `vouch explain <pid>` "
@@ -152,7 +208,8 @@ void decide_request(const struct decide_in *in, struct decide_out *out)
 	snprintf(out->spiffe_id, sizeof(out->spiffe_id), "spiffe://%s/%s", in->trust_domain,
 		 out->workload->workload_id);
 	if (in->revocations) {
-		char why[256] = "";
+		char why[REVOKE_REASON_MAX + 1] = "";
+		/* before the binding is chosen: the workload has no path while revoked */
 		if (revocations_check(in->revocations, out->workload->workload_id, why,
 				      sizeof(why))) {
 			refuse(out, 403, PROXY_ERR_PERMISSION, true,
@@ -162,16 +219,32 @@ void decide_request(const struct decide_in *in, struct decide_out *out)
 		}
 	}
 	out->binding = resource_set_binding_for(in->set, out->workload->workload_id, out->svc);
-	if (!out->binding || !out->binding->injection) {
+	if (out->binding && !out->binding->injection)
 		out->binding = NULL;
+	if (out->binding)
+		out->source = resource_set_source(in->set, out->binding->meta.ns,
+						  out->binding->credential_source);
+	if (in->revocations && out->binding) {
+		char why[REVOKE_REASON_MAX + 1] = "", entry[600] = "";
+		/* after: the refusal is counted on the path whose binding is revoked */
+		if (revocations_check_binding(in->revocations, out->binding->meta.ns,
+					      out->binding->meta.name, why, sizeof(why), entry,
+					      sizeof(entry))) {
+			refuse(out, 403, PROXY_ERR_PERMISSION, true,
+			       "vouch: CredentialBinding %s of %s is revoked: %s; `vouch unrevoke "
+			       "--binding %s` lifts it",
+			       out->binding->meta.name, out->spiffe_id,
+			       why[0] ? why : "by an operator", entry);
+			return;
+		}
+	}
+	if (!out->binding) {
 		refuse(out, 403, PROXY_ERR_PERMISSION, true,
 		       "vouch: %s (process %d, %s) has no CredentialBinding with injection for "
 		       "Service %s; run `vouch explain %d`",
 		       out->spiffe_id, (int)in->pid, exe, in->service, (int)in->pid);
 		return;
 	}
-	out->source =
-	    resource_set_source(in->set, out->binding->meta.ns, out->binding->credential_source);
 	if (!out->source) {
 		refuse(
 		    out, 403, PROXY_ERR_PERMISSION, true,
@@ -180,6 +253,7 @@ void decide_request(const struct decide_in *in, struct decide_out *out)
 		    out->binding->meta.name, out->binding->credential_source, (int)in->pid);
 		return;
 	}
+	check_limits(in, out);
 }
 
 /* ---- transparent connections ------------------------------------------------------- */

@@ -12,6 +12,7 @@
 #include "intercept/intercept_types.h"
 #include "proxy/http1.h"
 #include "proxy/inject.h"
+#include "registry/limits.h"
 #include "registry/revoke.h"
 
 #include <netinet/in.h>
@@ -37,8 +38,20 @@ struct decide_in {
 	const struct attest_facts *facts; /* NULL when the caller was not identified */
 	const char *attest_error;	  /* why, when facts is NULL */
 	pid_t pid;			  /* 0 when unknown */
+	/* facts is NULL because vouchd itself ran short (descriptors, memory), not because
+	 * of the caller: 503, retryable, instead of a 403 denial */
+	bool attest_exhausted;
 	const char *trust_domain;
 	struct revocations *revocations; /* a revoked workload is refused; may be NULL */
+	/* The binding's limits (registry/limits.h): the requests-per-minute buckets (NULL:
+	 * a binding with requestsPerMinute is refused), the clocks (0: read them here), and
+	 * whether this request already took from its bucket in an earlier decision (the
+	 * proxy's event loop decides, then hands the request to a thread that decides
+	 * again). */
+	struct limits_rate *rate;
+	int64_t now;	 /* wall clock, seconds since the epoch */
+	uint64_t now_ms; /* monotonic, ms */
+	bool rate_precharged;
 };
 
 struct decide_out {
@@ -51,15 +64,24 @@ struct decide_out {
 	const struct res_binding *binding;
 	const struct res_source *source;
 	char spiffe_id[512];   /* "" until the identity matched */
+	const char *limit;     /* the limit that refused ("limits.paths", ...), else NULL */
+	uint32_t retry_after;  /* 429 (limits.requestsPerMinute): seconds */
+	bool rate_charged;     /* the request took from its binding's bucket */
 	struct http1_str path; /* origin-form target to send upstream */
 };
 
 /* Evaluate in into *out (always fully written). Pointers in out are valid while in->set
  * and the request buffer are. Order of the checks: target form, Service, tunnel target,
  * Host / target authority, plaintext upstream, caller identified, WorkloadIdentity,
- * revocation (403 permission_error "vouch: workload spiffe://... is revoked: <reason>",
- * audit_deny set), binding, source. out->workload is set from the WorkloadIdentity check
- * on, also when a later check refuses. */
+ * revocation of the workload (403 permission_error "vouch: workload spiffe://... is
+ * revoked: <reason>", audit_deny set), revocation of its binding for the Service (403
+ * "vouch: CredentialBinding NAME of spiffe://... is revoked: <reason>; `vouch unrevoke
+ * --binding ENTRY` lifts it"), binding, source, the binding's limits (limits_check: 400
+ * invalid_request_error for an ambiguous path, 403 permission_error for methods, paths
+ * and windows, 429 rate_limit_error with retry_after for requestsPerMinute; out->limit
+ * names the limit, audit_deny set). out->workload is set from the WorkloadIdentity check
+ * on, out->binding and out->source from the binding lookup on (so a refusal of a
+ * revoked binding names the path it was on), also when a later check refuses. */
 void decide_request(const struct decide_in *in, struct decide_out *out);
 
 /* The Service of set with tls: true that has host:port (host case-insensitive) among its

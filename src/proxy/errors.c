@@ -16,6 +16,8 @@ static const char *reason_phrase(int status)
 	case 405: return "Method Not Allowed";
 	case 408: return "Request Timeout";
 	case 413: return "Content Too Large";
+	case 414: return "URI Too Long";
+	case 429: return "Too Many Requests";
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
 	case 502: return "Bad Gateway";
@@ -28,6 +30,13 @@ static const char *reason_phrase(int status)
 int proxy_error_response(int status, const char *type, const char *message, bool close,
 			 char *out, size_t cap, size_t *ret_len)
 {
+	return proxy_error_response_retry(status, type, message, close, 0, out, cap, ret_len);
+}
+
+int proxy_error_response_retry(int status, const char *type, const char *message, bool close,
+			       unsigned retry_after, char *out, size_t cap, size_t *ret_len)
+{
+	char retry[40] = "";
 	char msg[1024];
 	json_t *o;
 	char *body = NULL;
@@ -44,11 +53,13 @@ int proxy_error_response(int status, const char *type, const char *message, bool
 	body = json_dumps(o, JSON_COMPACT);
 	if (!body)
 		goto out;
+	if (retry_after)
+		snprintf(retry, sizeof(retry), "Retry-After: %u\r\n", retry_after);
 	n = snprintf(out, cap,
 		     "HTTP/1.1 %03d %s\r\nContent-Type: application/json\r\nContent-Length: "
-		     "%zu\r\n%sx-vouch-error: 1\r\n\r\n%s",
-		     status, reason_phrase(status), strlen(body), close ? "Connection: close\r\n" : "",
-		     body);
+		     "%zu\r\n%s%sx-vouch-error: 1\r\n\r\n%s",
+		     status, reason_phrase(status), strlen(body),
+		     close ? "Connection: close\r\n" : "", retry, body);
 	if (n < 0 || (size_t)n >= cap)
 		goto out;
 	*ret_len = (size_t)n;

@@ -5,8 +5,14 @@
  * hostile peer is cut off before it fills the buffer), then a line pass over the
  * complete head. Choices where the RFC leaves room, all on the strict side:
  *  - an empty line before the request-line (§2.2 "SHOULD ignore") is rejected;
- *  - Content-Length may repeat, in several fields or as a list ("5, 5"), only with
+ *  - requests: Content-Length is exactly one field of 1*DIGIT. A repeat, even of the
+ *    same value ("5, 5", RFC 9110 §8.6 allows rejecting it), is refused: the proxy
+ *    forwards the field as received and an upstream may frame a list differently;
+ *  - responses: Content-Length may repeat, in several fields or as a list, only with
  *    identical values (§6.3 rule 5); it is then one value;
+ *  - requests: a field name that differs from a framing, routing, credential or
+ *    hop-by-hop name only by '_' for '-' ("Transfer_Encoding", "X_Api_Key") is refused:
+ *    servers that map '_' to '-' would read a field this parser and inject.c never saw;
  *  - requests: Transfer-Encoding must be exactly one field "chunked" (any case),
  *    and never in HTTP/1.0 (§6.1); never together with Content-Length (§6.3 rule 3);
  *  - responses: Transfer-Encoding whose last coding is chunked is chunked, any other
@@ -41,6 +47,41 @@ static bool is_ows(unsigned char c)
 	return c == ' ' || c == '\t';
 }
 
+/* Field names whose meaning the proxy decides (framing, routing, credentials,
+ * hop-by-hop): never accepted in a request under a '_' spelling, never in a trailer
+ * (RFC 9110 §6.5.1: they cannot be processed after the content). */
+static const char *const sensitive_names[] = {
+    "content-length", "transfer-encoding", "host",	 "authorization",    "proxy-authorization",
+    "x-api-key",      "connection",	   "keep-alive", "proxy-connection", "te",
+    "trailer",	      "upgrade",	   "expect",
+};
+#define SENSITIVE_NAME_MAX 19 /* strlen("proxy-authorization") */
+_Static_assert(sizeof(((struct http1_chunked *)0)->tr_name) >= SENSITIVE_NAME_MAX,
+	       "tr_name holds the longest sensitive name");
+
+/* Is name[0..n) one of sensitive_names, any case, with '_' read as '-'? */
+static bool sensitive_name(const char *name, size_t n)
+{
+	for (size_t i = 0; i < sizeof(sensitive_names) / sizeof(sensitive_names[0]); i++) {
+		const char *s = sensitive_names[i];
+		size_t k = 0;
+
+		if (strlen(s) != n)
+			continue;
+		while (k < n) {
+			char c = name[k] == '_' ? '-' : name[k];
+			if (c >= 'A' && c <= 'Z')
+				c = (char)(c - 'A' + 'a');
+			if (c != s[k])
+				break;
+			k++;
+		}
+		if (k == n)
+			return true;
+	}
+	return false;
+}
+
 bool http1_str_eq_ci(struct http1_str s, const char *lit)
 {
 	size_t n = strlen(lit);
@@ -60,6 +101,14 @@ static int bad(struct http1_msg *m, const char *why)
 {
 	m->error = why;
 	return -EBADMSG;
+}
+
+/* A line over HTTP1_MAX_LINE: the start line (lines == 0) is flagged, since a request
+ * target too long to parse is answered 414 (RFC 9112 §3), a header 431 (RFC 6585 §5). */
+static long too_long(struct http1_msg *m, size_t lines)
+{
+	m->start_line_too_long = lines == 0;
+	return -E2BIG;
 }
 
 /* Byte pass: the length of the head (through CRLF CRLF), 0 if incomplete, or an error. */
@@ -83,7 +132,7 @@ static long find_head_end(const char *buf, size_t len, struct http1_msg *m)
 			if (i == 0 || buf[i - 1] != '\r')
 				return bad(m, "bare LF");
 			if (i - line_start + 1 > HTTP1_MAX_LINE)
-				return -E2BIG;
+				return too_long(m, lines);
 			if (i - line_start == 1) /* empty line: end of head (or a stray CRLF first) */
 				return lines == 0 ? bad(m, "empty line before the start line")
 						  : (long)(i + 1);
@@ -95,7 +144,7 @@ static long find_head_end(const char *buf, size_t len, struct http1_msg *m)
 		if (c != '\t' && is_ctl(c))
 			return bad(m, "control byte in head");
 		if (i - line_start + 1 > HTTP1_MAX_LINE)
-			return -E2BIG;
+			return too_long(m, lines);
 	}
 	if (len >= HTTP1_MAX_HEAD)
 		return -E2BIG;
@@ -214,12 +263,23 @@ static bool list_next(struct list_iter *it, struct http1_str *ret)
 	return false;
 }
 
-static int parse_content_length(struct http1_str v, bool *seen, uint64_t *len, struct http1_msg *m)
+static int parse_content_length(struct http1_str v, bool *seen, uint64_t *len, bool request,
+				struct http1_msg *m)
 {
 	struct list_iter it = {v.p, v.p + v.n};
 	struct http1_str el;
 	bool any = false;
 
+	if (request) {
+		/* one field, one value, digits only: no list, no repeat, no empty element */
+		if (*seen)
+			return bad(m, "repeated Content-Length");
+		if (v.n == 0)
+			return bad(m, "empty Content-Length");
+		for (size_t i = 0; i < v.n; i++)
+			if (v.p[i] < '0' || v.p[i] > '9')
+				return bad(m, "Content-Length is not a single decimal value");
+	}
 	while (list_next(&it, &el)) {
 		uint64_t x = 0;
 		for (size_t i = 0; i < el.n; i++) {
@@ -258,8 +318,12 @@ static int interpret(struct http1_msg *m, bool request, const char *req_method)
 		struct list_iter it = {h->value.p, h->value.p + h->value.n};
 		struct http1_str el;
 
+		if (request && memchr(h->name.p, '_', h->name.n) &&
+		    sensitive_name(h->name.p, h->name.n))
+			return bad(
+			    m, "field name confusable with a framing, routing or credential field");
 		if (http1_str_eq_ci(h->name, "content-length")) {
-			r = parse_content_length(h->value, &have_cl, &cl, m);
+			r = parse_content_length(h->value, &have_cl, &cl, request, m);
 			if (r < 0)
 				return r;
 		} else if (http1_str_eq_ci(h->name, "transfer-encoding")) {
@@ -335,6 +399,7 @@ static long parse_head(const char *buf, size_t len, struct http1_msg *m, const c
 	m->content_length = 0;
 	m->keep_alive = false;
 	m->expect_continue = false;
+	m->start_line_too_long = false;
 	m->error = NULL;
 	hl = find_head_end(buf, len, m);
 	if (hl <= 0)
@@ -375,8 +440,12 @@ long http1_parse_response(const char *buf, size_t len, const char *req_method,
  * Strict: at least one hex digit; no whitespace after the size unless an extension
  * follows (BWS ";"); extensions are not interpreted but bounded with the size line
  * (CHUNK_LINE_MAX) and free of control bytes; CRLF exactly after the data; trailer
- * fields are tchar names with a colon, no obs-fold, CHUNK_TRAILER_MAX bytes in all.
- * In the trailer states, c->remaining counts the bytes of the current field line. */
+ * fields are tchar names with a colon, no obs-fold, CHUNK_TRAILER_MAX bytes in all,
+ * and none named like a framing, routing, credential or hop-by-hop field (RFC 9110
+ * §6.5.1: those cannot be processed after the content; an upstream that merged them
+ * would see a credential the proxy never stripped).
+ * In CH_TR_NAME, c->remaining counts the bytes of the field name (the first
+ * SENSITIVE_NAME_MAX of them kept in c->tr_name). */
 enum {
 	CH_SIZE,       /* first hex digit */
 	CH_SIZE_MORE,  /* more hex digits, ';', BWS or CR */
@@ -499,21 +568,27 @@ long http1_chunked_feed(struct http1_chunked *c, const char *in, size_t len,
 			c->remaining = 0;
 			break;
 		case CH_TR_START:
-			c->remaining = 0; /* bytes of this field name */
 			if (ch == '\r') {
 				c->state = CH_END_LF;
 				break;
 			}
 			if (!is_tchar(ch))
 				return -EBADMSG; /* includes obs-fold and an empty name */
-			c->remaining = 1;
+			c->tr_name[0] = (char)ch;
+			c->remaining = 1; /* bytes of this field name */
 			c->state = CH_TR_NAME;
 			break;
 		case CH_TR_NAME:
-			if (ch == ':')
+			if (ch == ':') {
+				if (c->remaining <= SENSITIVE_NAME_MAX &&
+				    sensitive_name(c->tr_name, (size_t)c->remaining))
+					return -EBADMSG;
 				c->state = CH_TR_VALUE;
-			else if (!is_tchar(ch))
+			} else if (!is_tchar(ch)) {
 				return -EBADMSG;
+			} else if (c->remaining++ < SENSITIVE_NAME_MAX) {
+				c->tr_name[c->remaining - 1] = (char)ch;
+			}
 			break;
 		case CH_TR_VALUE:
 			if (ch == '\r')
@@ -537,4 +612,22 @@ long http1_chunked_feed(struct http1_chunked *c, const char *in, size_t len,
 		}
 	}
 	return (long)i;
+}
+
+int http1_chunked_check(const char *in, size_t len)
+{
+	struct http1_chunked c;
+	size_t off = 0;
+	bool done = false;
+
+	http1_chunked_init(&c);
+	while (off < len && !done) {
+		const char *d;
+		size_t dn;
+		long r = http1_chunked_feed(&c, in + off, len - off, &d, &dn, &done);
+		if (r < 0)
+			return -EBADMSG;
+		off += (size_t)r;
+	}
+	return 0;
 }

@@ -3,9 +3,11 @@
  * Strict: request line "METHOD SP target SP HTTP/1.x CRLF"; header lines
  * "name: value CRLF" with tchar names; rejected with a reason: bare LF or CR, NUL and
  * control bytes, obs-fold (§5.2), whitespace before the colon, both Content-Length and
- * Transfer-Encoding (§6.3), differing or non-numeric Content-Length values, any
- * Transfer-Encoding other than exactly "chunked" (HTTP/1.1 only), a missing or
- * repeated Host in HTTP/1.1, oversize line / head / header count. */
+ * Transfer-Encoding (§6.3), differing or non-numeric Content-Length values (in a
+ * request: any repeat or list at all), any Transfer-Encoding other than exactly
+ * "chunked" (HTTP/1.1 only), a missing or repeated Host in HTTP/1.1, a request field
+ * named like a framing/routing/credential field with '_' for '-', oversize line / head /
+ * header count. */
 #ifndef VOUCH_HTTP1_H
 #define VOUCH_HTTP1_H
 
@@ -43,6 +45,7 @@ struct http1_msg {
 	uint64_t content_length;
 	bool keep_alive;      /* per §9.3 and Connection */
 	bool expect_continue;
+	bool start_line_too_long; /* -E2BIG from the request line: 414, not 431 (RFC 9112 §3) */
 	const char *error;    /* reason when parse returned -EBADMSG */
 };
 
@@ -64,6 +67,7 @@ struct http1_chunked {
 	int state;
 	uint64_t remaining;
 	size_t line_len;
+	char tr_name[20]; /* the start of the current trailer field name */
 };
 void http1_chunked_init(struct http1_chunked *c);
 /* Consume in[0..len): *ret_data and *ret_data_len are the next span of body data inside in
@@ -71,5 +75,9 @@ void http1_chunked_init(struct http1_chunked *c);
  * last chunk and trailers. Call repeatedly until it consumes all input or is done. */
 long http1_chunked_feed(struct http1_chunked *c, const char *in, size_t len,
 			const char **ret_data, size_t *ret_data_len, bool *ret_done);
+/* Are in[0..len) the start of a well-formed chunked body (or all of one, with anything
+ * after its end ignored)? 0, or -EBADMSG. Lets a proxy refuse bad framing that arrived
+ * with the head before it sends the head anywhere. */
+int http1_chunked_check(const char *in, size_t len);
 
 #endif

@@ -39,6 +39,7 @@
 #include "proxy/splice.h"
 #include "proxy/stream.h"
 #include "proxy/upstream.h"
+#include "proxy/usage.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -60,6 +61,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#define PROXY_BACKLOG 4096
 #define PROXY_IDLE_SECS 60
 #define PROXY_HEAD_SECS 30
 #define PROXY_WRITE_SECS 60
@@ -94,12 +96,14 @@ struct listener {
 	bool loopback;
 	pthread_t thread;
 	bool started;
+	_Atomic uint64_t accepted; /* connections accepted (also those refused as busy) */
 };
 
 struct proxy {
 	struct proxy_opts o;
 	char *trust_domain;
 	struct upstream_pool *pool;
+	struct limits_rate *rate; /* bindings' requestsPerMinute buckets (registry/limits.h) */
 	struct listener *ls;
 	size_t n_ls;
 	pthread_mutex_t lock;
@@ -166,7 +170,11 @@ struct conn {
 	struct attest_facts *facts; /* NULL when attestation failed */
 	uint64_t attested_ms;	    /* when facts were read */
 	char attest_error[160];
+	/* attest_error is vouchd's own shortage (EMFILE, ENOMEM), not the caller's doing */
+	bool attest_exhausted;
 	char *attributed; /* workload last reported to on_attributed */
+	bool rate_precharged; /* the request in c->buf took from its bucket in the event
+			       * loop's decision; the thread's decision must not again */
 
 	/* transparent listener */
 	struct icpt_orig orig;
@@ -271,6 +279,17 @@ static void send_error(struct conn *c, int status, const char *type, const char 
 		(void)stream_write(&c->cs, out, n);
 }
 
+/* Send a refusal of decide_request (with Retry-After for a rate limit). */
+static void send_refusal(struct conn *c, const struct decide_out *d)
+{
+	char out[PROXY_ERROR_MAX];
+	size_t n;
+
+	if (proxy_error_response_retry(d->status, d->err_type, d->message, true, d->retry_after,
+				       out, sizeof(out), &n) == 0)
+		(void)stream_write(&c->cs, out, n);
+}
+
 /* Write side shut, then read and discard for a moment so that the close does not turn
  * into a reset that destroys the response in the client's receive buffer. */
 static void linger_close(struct conn *c)
@@ -312,14 +331,22 @@ static void audit_deny(struct conn *c, const char *event, const struct decide_ou
 				      .pid = c->pid,
 				      .exe = c->facts ? c->facts->exe : NULL,
 				      .destination = dest[0] ? dest : NULL,
+				      .service = d && d->svc ? d->svc->meta.name : NULL,
 				      .source = src[0] ? src : NULL,
 				      .binding = d && d->binding ? d->binding->meta.name : NULL,
 				      .reason = reason,
+				      .limit = d ? d->limit : NULL,
 				      .method = m[0] ? m : NULL,
 				      .path = pth[0] ? pth : NULL,
 				      .status = status,
 				      .expires_in = -1,
 				  });
+}
+
+/* An error that is vouchd's own shortage, not the peer's doing. */
+static bool short_of_resources(int r)
+{
+	return r == -EMFILE || r == -ENFILE || r == -ENOMEM || r == -ENOBUFS;
 }
 
 /* Attest c->pid into c->facts; on failure c->facts is NULL and c->attest_error says
@@ -330,11 +357,13 @@ static void attest_caller(struct conn *c)
 	int r;
 
 	c->facts = NULL;
+	c->attest_exhausted = true;
 	if (!f) {
 		snprintf(c->attest_error, sizeof(c->attest_error), "out of memory");
 		return;
 	}
 	r = attest_cached(c->p->o.attest, c->pid, f);
+	c->attest_exhausted = short_of_resources(r);
 	if (r < 0) {
 		free(f);
 		snprintf(c->attest_error, sizeof(c->attest_error), "cannot attest process %d: %s",
@@ -360,6 +389,11 @@ static int read_request_head(struct conn *c, bool may_park)
 		if (r > 0) {
 			c->pos = (size_t)r;
 			return 1;
+		}
+		if (r == -E2BIG && c->req.start_line_too_long) {
+			send_error(c, 414, PROXY_ERR_INVALID,
+				   "vouch: request line too long (limit 16 KiB)");
+			return -1;
 		}
 		if (r == -E2BIG || (r == 0 && c->len >= HTTP1_MAX_HEAD)) {
 			send_error(c, 431, PROXY_ERR_INVALID,
@@ -411,10 +445,11 @@ static void compact_body(char *buf, size_t head, size_t *pos, size_t *len)
  *  limit bytes). Bytes are forwarded exactly as read (framing included).
  * Returns 0 when the body is complete, -EBADMSG for bad chunked framing from the
  * source, -EFBIG over limit, -EPIPE when the source ended early, other -errno from the
- * source; write errors are reported as -ECOMM with *ret_write_errno set. */
+ * source; write errors are reported as -ECOMM with *ret_write_errno set. scan (may be
+ * NULL) sees every span after it was written. */
 static int transfer_body(struct stream *from, char *buf, size_t head, size_t *pos, size_t *len,
 			 size_t cap, enum http1_body body, uint64_t length, struct stream *to,
-			 uint64_t limit, int *ret_write_errno)
+			 uint64_t limit, int *ret_write_errno, struct usage_scan *scan)
 {
 	struct http1_chunked ch;
 	uint64_t left = length, moved = 0;
@@ -461,6 +496,8 @@ static int transfer_body(struct stream *from, char *buf, size_t head, size_t *po
 				*ret_write_errno = w;
 				return -ECOMM;
 			}
+			if (scan)
+				usage_feed(scan, buf + *pos, take);
 		}
 		*pos += take;
 	}
@@ -483,6 +520,7 @@ struct reqctx {
 	bool streamed;		  /* body bytes were taken from the workload for this request */
 	int status;		  /* upstream status relayed, 0 if none */
 	struct resource_set *set; /* d points into it */
+	struct usage_scan usage;  /* Claude usage read from the relayed response */
 };
 
 static int token_status(int r)
@@ -627,7 +665,7 @@ static int send_request(struct conn *c, struct reqctx *rq)
 		total += rq->body_len;
 	}
 	r = stream_write(&c->up->s, head->data, total);
-	explicit_bzero(head->data, total);
+	secret_wipe(head->data, total); /* and the vector registers the copies went through */
 	head_give(c->p, head);
 	if (r < 0)
 		return r;
@@ -674,7 +712,7 @@ again:
 	if (!rq->replayable) {
 		rq->streamed = true;
 		r = transfer_body(&c->cs, c->buf, c->req.head_len, &c->pos, &c->len, PROXY_BUF,
-				  c->req.body, c->req.content_length, &c->up->s, 0, &werr);
+				  c->req.body, c->req.content_length, &c->up->s, 0, &werr, NULL);
 		if (r == -EBADMSG) {
 			drop_upstream(c);
 			send_error(c, 400, PROXY_ERR_INVALID,
@@ -700,6 +738,11 @@ response:
 		fresh = true;
 		goto again;
 	}
+	if (r == -ETIMEDOUT) { /* SO_RCVTIMEO: upstream_read_ms passed */
+		drop_upstream(c);
+		upstream_failed(c, rq, 504, "failed", "no response in time");
+		return 0;
+	}
 	if (r <= 0) {
 		drop_upstream(c);
 		upstream_failed(c, rq, 502, "failed",
@@ -713,7 +756,7 @@ response:
 		 * 401 away, and try once more with a new one. */
 		bool clean = transfer_body(&c->up->s, c->rbuf, c->resp.head_len, &c->rpos, &c->rlen,
 					   PROXY_BUF, c->resp.body, c->resp.content_length, NULL,
-					   PROXY_DRAIN_MAX, &werr) == 0 &&
+					   PROXY_DRAIN_MAX, &werr, NULL) == 0 &&
 			     c->rpos == c->rlen && c->resp.keep_alive;
 		if (clean)
 			release_upstream(c);
@@ -759,9 +802,12 @@ response:
 			drop_upstream(c);
 			return 0;
 		}
+		usage_begin(&rq->usage, rq->d.path.p, rq->d.path.n, &c->resp);
+		usage_feed(&rq->usage, c->obuf + n - sent, (size_t)sent);
 	}
 	r = transfer_body(&c->up->s, c->rbuf, c->resp.head_len, &c->rpos, &c->rlen, PROXY_BUF,
-			  c->resp.body, c->resp.content_length - sent, &c->cs, 0, &werr);
+			  c->resp.body, c->resp.content_length - sent, &c->cs, 0, &werr,
+			  &rq->usage);
 	if (r == 0 && c->rpos == c->rlen && c->resp.keep_alive && c->resp.body != HTTP1_BODY_EOF)
 		release_upstream(c);
 	else
@@ -853,11 +899,15 @@ static void decide_for(struct conn *c, struct reqctx *rq)
 		.tunnel_port = c->tunnel_port,
 		.facts = c->facts,
 		.attest_error = c->attest_error,
+		.attest_exhausted = c->attest_exhausted,
 		.pid = c->pid,
 		.trust_domain = p->trust_domain,
 		.revocations = p->o.revocations,
+		.rate = p->rate,
+		.rate_precharged = c->rate_precharged,
 	    },
 	    &rq->d);
+	c->rate_precharged = false;
 	if (rq->d.workload)
 		note_attributed(c, rq->d.workload->workload_id);
 	if (rq->d.status)
@@ -872,6 +922,11 @@ static void decide_for(struct conn *c, struct reqctx *rq)
  * pipelined bytes for the next request. Returns ret (1 keep the connection, 0 close). */
 static int finish_request(struct conn *c, struct reqctx *rq, int ret)
 {
+	struct audit_usage u;
+	bool counted = rq && rq->status && usage_end(&rq->usage, &u);
+
+	if (counted)
+		usage_table_add(c->p->o.usage, rq->d.spiffe_id, &u);
 	if (rq && rq->status)
 		audit_emit(c->p->o.audit, &(struct audit_rec){
 					      .event = "inject",
@@ -879,6 +934,7 @@ static int finish_request(struct conn *c, struct reqctx *rq, int ret)
 					      .pid = c->pid,
 					      .exe = c->facts ? c->facts->exe : NULL,
 					      .destination = rq->dest,
+					      .service = rq->d.svc->meta.name,
 					      .source = rq->source,
 					      .binding = rq->d.binding->meta.name,
 					      .fingerprint = rq->fp,
@@ -886,6 +942,7 @@ static int finish_request(struct conn *c, struct reqctx *rq, int ret)
 					      .path = rq->path,
 					      .status = rq->status,
 					      .expires_in = -1,
+					      .usage = counted ? &u : NULL,
 					  });
 	if (rq) {
 		resource_set_unref(rq->set);
@@ -894,10 +951,17 @@ static int finish_request(struct conn *c, struct reqctx *rq, int ret)
 		free(rq);
 	}
 	if (ret) {
-		/* keep the pipelined rest for the next request */
+		/* keep the pipelined rest for the next request; wipe what it leaves behind
+		 * (the head held whatever credential the workload sent, which was stripped) */
+		size_t end = c->len > c->req.head_len ? c->len : c->req.head_len;
+
 		memmove(c->buf, c->buf + c->pos, c->len - c->pos);
 		c->len -= c->pos;
 		c->pos = 0;
+		if (end > PROXY_BUF)
+			end = PROXY_BUF;
+		if (c->buf && end > c->len)
+			explicit_bzero(c->buf + c->len, end - c->len);
 	}
 	return ret;
 }
@@ -913,12 +977,19 @@ static int handle_request(struct conn *c)
 		return 2;
 	if (r <= 0)
 		return 0;
+	/* Chunked framing that came with the head is checked before the head goes anywhere
+	 * (what follows is checked as it streams, in transfer_body). */
+	if (c->req.body == HTTP1_BODY_CHUNKED &&
+	    http1_chunked_check(c->buf + c->pos, c->len - c->pos) < 0) {
+		send_error(c, 400, PROXY_ERR_INVALID, "vouch: malformed chunked request body");
+		return 0;
+	}
 	rq = calloc(1, sizeof(*rq));
 	if (!rq)
 		return 0;
 	decide_for(c, rq);
 	if (rq->d.status) {
-		send_error(c, rq->d.status, rq->d.err_type, rq->d.message);
+		send_refusal(c, &rq->d);
 		if (rq->d.audit_deny || rq->d.status >= 500)
 			audit_deny(c, rq->d.audit_deny ? "deny" : "error", &rq->d, rq->d.message,
 				   rq->method, rq->d.path, rq->d.status);
@@ -972,6 +1043,7 @@ static void identify(struct conn *c)
 	if (r < 0) {
 		snprintf(c->attest_error, sizeof(c->attest_error), "socket owner lookup failed: %s",
 			 strerror(-r));
+		c->attest_exhausted = short_of_resources(r);
 		return;
 	}
 	c->pid = pid;
@@ -993,7 +1065,10 @@ static int accept_tls(struct conn *c, bool need_sni)
 	SSL_CTX_free(ctx);
 	if (!c->cs.ssl || SSL_set_fd(c->cs.ssl, c->cs.fd) != 1)
 		return -1;
-	SSL_set_options(c->cs.ssl, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
+	/* CLEANSE_PLAINTEXT: a workload's request (with whatever credential it sent, which
+	 * is stripped) does not linger in OpenSSL's record buffer. */
+	SSL_set_options(c->cs.ssl, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION |
+				       SSL_OP_CLEANSE_PLAINTEXT);
 	set_rcv_timeout(c, PROXY_HEAD_SECS);
 	if (stream_accept(&c->cs, m, sizeof(m)) < 0)
 		return -1;
@@ -1318,7 +1393,7 @@ static void conn_free(struct conn *c)
 	stream_close(&c->cs);
 	free(c->facts);
 	free(c->attributed);
-	free(c->buf);
+	secret_heap_free(c->buf); /* the last request's head: a workload's own credential */
 	free(c->rbuf);
 	free(c->obuf);
 	free(c);
@@ -1640,7 +1715,7 @@ static bool fast_start(struct conn *c)
 		return false;
 	}
 	c->waiting = true;
-	c->deadline_ms = now_ms() + (uint64_t)UPSTREAM_READ_SECS * 1000;
+	c->deadline_ms = now_ms() + p->o.upstream_read_ms;
 	c->iprev = p->wait_tail;
 	c->inext = NULL;
 	if (p->wait_tail)
@@ -1652,6 +1727,7 @@ static bool fast_start(struct conn *c)
 	pthread_mutex_unlock(&p->lock);
 	return true;
 fallback:
+	c->rate_precharged = rq->d.rate_charged; /* the thread decides this request again */
 	finish_request(c, rq, 0); /* frees rq; nothing was sent */
 	return false;
 }
@@ -1712,6 +1788,8 @@ static bool fast_response(struct conn *c)
 	    c->rlen - (size_t)hl > PROXY_OBUF - n)
 		return false;
 	memcpy(c->obuf + n, c->rbuf + hl, c->rlen - (size_t)hl);
+	usage_begin(&rq->usage, rq->d.path.p, rq->d.path.n, &c->resp);
+	usage_feed(&rq->usage, c->rbuf + hl, c->rlen - (size_t)hl);
 	n += c->rlen - (size_t)hl;
 	c->rpos = c->rlen;
 	rq->status = c->resp.status;
@@ -1779,7 +1857,7 @@ static void loop_dispatch(struct proxy *p, struct conn *c)
 	}
 }
 
-/* A request the loop sent got no response in UPSTREAM_READ_SECS: 504, as a thread
+/* A request the loop sent got no response in upstream_read_ms: 504, as a thread
  * would answer, and the connection closes. */
 static void fast_timeout(struct conn *c)
 {
@@ -1924,45 +2002,53 @@ static void *conn_main(void *arg)
 	}
 }
 
-/* Over the connection cap: a short 503 without a thread. */
-static void refuse_busy(int fd)
+/* Over the connection cap, or out of descriptors: a short 503 without a thread. The
+ * caller closes fd. */
+static void refuse_busy(int fd, const char *why)
 {
 	char out[PROXY_ERROR_MAX];
 	size_t n;
 	struct timeval tv = {.tv_sec = 1};
 
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (proxy_error_response(503, PROXY_ERR_API, "vouch: too many connections", true, out,
-				 sizeof(out), &n) == 0)
+	if (proxy_error_response(503, PROXY_ERR_API, why, true, out, sizeof(out), &n) == 0)
 		(void)send(fd, out, n, MSG_NOSIGNAL | MSG_DONTWAIT);
 	shutdown(fd, SHUT_WR);
-	close(fd);
+}
+
+/* net_accept's refusal when vouchd is out of descriptors. */
+static void refuse_no_fds(int fd, void *ctx)
+{
+	const struct listener *l = ctx;
+
+	if (!l->transparent) /* a TLS client would not read an HTTP 503 */
+		refuse_busy(fd, "vouch: vouchd is out of file descriptors; retry later");
 }
 
 static void *accept_main(void *arg)
 {
 	struct listener *l = arg;
 	struct proxy *p = l->p;
+	int reserve = net_reserve_fd();
 
 	while (!atomic_load(&p->stopping)) {
-		int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+		int fd = net_accept(l->fd, SOCK_CLOEXEC, &reserve, refuse_no_fds, l);
 		struct conn *c;
 
 		if (fd < 0) {
 			if (atomic_load(&p->stopping))
 				break;
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-			    errno == ENOMEM)
+			if (fd == -ENOBUFS || fd == -ENOMEM)
 				usleep(100 * 1000);
 			continue;
 		}
+		atomic_fetch_add_explicit(&l->accepted, 1, memory_order_relaxed);
 		pthread_mutex_lock(&p->lock);
 		if (p->n_conns >= p->o.max_connections || atomic_load(&p->stopping)) {
 			pthread_mutex_unlock(&p->lock);
-			if (l->transparent)
-				close(fd); /* a TLS client would not read an HTTP 503 */
-			else
-				refuse_busy(fd);
+			if (!l->transparent) /* a TLS client would not read an HTTP 503 */
+				refuse_busy(fd, "vouch: too many connections");
+			close(fd);
 			continue;
 		}
 		c = calloc(1, sizeof(*c));
@@ -1988,6 +2074,8 @@ static void *accept_main(void *arg)
 		}
 		pthread_mutex_unlock(&p->lock);
 	}
+	if (reserve >= 0)
+		close(reserve);
 	return NULL;
 }
 
@@ -2023,6 +2111,8 @@ int proxy_start(const struct proxy_opts *opts, struct proxy **ret, char *err, si
 		p->o.max_connections = 4096;
 	if (!p->o.idle_timeout_ms)
 		p->o.idle_timeout_ms = PROXY_IDLE_SECS * 1000;
+	if (!p->o.upstream_read_ms)
+		p->o.upstream_read_ms = UPSTREAM_READ_SECS * 1000;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->idle, NULL);
 	pthread_cond_init(&p->work, NULL);
@@ -2041,13 +2131,15 @@ int proxy_start(const struct proxy_opts *opts, struct proxy **ret, char *err, si
 	}
 	p->trust_domain = strdup(opts->trust_domain ? opts->trust_domain : "vouch.local");
 	p->ls = calloc(opts->n_listeners ? opts->n_listeners : 1, sizeof(*p->ls));
-	if (!p->trust_domain || !p->ls) {
+	p->rate = limits_rate_new();
+	if (!p->trust_domain || !p->ls || !p->rate) {
 		r = -ENOMEM;
 		goto fail;
 	}
 	r = upstream_pool_new(opts->upstream_ca_file, &p->pool, err, err_cap);
 	if (r < 0)
 		goto fail;
+	upstream_pool_set_read_timeout(p->pool, p->o.upstream_read_ms);
 	for (size_t i = 0; i < opts->n_listeners; i++) {
 		const struct proxy_listener_cfg *lc = &opts->listeners[i];
 		struct listener *l = &p->ls[p->n_ls];
@@ -2081,7 +2173,11 @@ int proxy_start(const struct proxy_opts *opts, struct proxy **ret, char *err, si
 			r = -ENOMEM;
 			goto fail;
 		}
-		r = net_listen_tcp(listen, 511);
+		/* a deep accept queue: a burst of new connections (thousands of workers
+		 * starting) must not overflow it while threads identify earlier ones; an
+		 * overflowed handshake leaves the client "connected" and the server without
+		 * the connection (the kernel caps it at net.core.somaxconn) */
+		r = net_listen_tcp(listen, PROXY_BACKLOG);
 		if (r < 0) {
 			snprintf(err, err_cap, "listen on %s: %s", listen, strerror(-r));
 			goto fail;
@@ -2112,7 +2208,22 @@ void proxy_get_stats(struct proxy *p, struct proxy_stats *ret)
 	ret->connections = p->n_conns;
 	ret->idle = p->n_idle;
 	ret->threads = p->n_threads;
+	ret->upstream_reused = upstream_pool_reused(p->pool);
 	pthread_mutex_unlock(&p->lock);
+}
+
+size_t proxy_get_listener_stats(struct proxy *p, struct proxy_listener_stats *ret, size_t cap)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; p && i < p->n_ls && n < cap; i++, n++) {
+		const struct listener *l = &p->ls[i];
+		bool v6 = strchr(l->host, ':') != NULL;
+		snprintf(ret[n].listen, sizeof(ret[n].listen), "%s%s%s:%u", v6 ? "[" : "", l->host,
+			 v6 ? "]" : "", (unsigned)l->port);
+		ret[n].accepted = atomic_load(&l->accepted);
+	}
+	return n;
 }
 
 void proxy_stop(struct proxy *p)
@@ -2159,5 +2270,6 @@ void proxy_stop(struct proxy *p)
 	pthread_mutex_destroy(&p->lock);
 	free(p->ls);
 	free(p->trust_domain);
+	limits_rate_free(p->rate);
 	free(p);
 }

@@ -36,6 +36,7 @@
 #include <stdint.h>
 
 struct proxy;
+struct usage_table;
 
 struct proxy_listener_cfg {
 	const char *listen;  /* "127.0.0.1:7801" or "[::1]:7801" */
@@ -65,8 +66,15 @@ struct proxy_opts {
 	uint32_t reattest_ms;
 	/* A keep-alive connection idle this long (ms) is closed; 0 = 60 s. */
 	uint32_t idle_timeout_ms;
+	/* The longest wait (ms) for the next byte of an upstream response (its head, or
+	 * between two reads of its body: an SSE stream may last longer); past it the
+	 * workload gets 504 (head) or the connection is closed (body). 0 = UPSTREAM_READ_SECS. */
+	uint32_t upstream_read_ms;
 	struct intercept *intercept;	 /* required for transparent listeners */
 	struct revocations *revocations; /* revoked workloads get 403 per request; may be NULL */
+	/* Claude Messages usage per (workload, model), counted as responses end (usage.h);
+	 * may be NULL. The audit "inject" records carry each response's figures anyway. */
+	struct usage_table *usage;
 	/* Called (from connection threads) whenever a connection is attributed to a
 	 * workload, so the agent can follow that process's lifetime: on the first request
 	 * of a connection whose caller matches a WorkloadIdentity, and again whenever the
@@ -95,8 +103,16 @@ struct proxy_stats {
 	uint32_t connections; /* open workload connections */
 	uint32_t idle;	      /* of those, keep-alive connections waiting in the idle loop */
 	uint32_t threads;     /* connection threads, serving or parked for reuse */
+	uint64_t upstream_reused; /* requests sent on a pooled upstream connection */
 };
 void proxy_get_stats(struct proxy *p, struct proxy_stats *ret);
+/* Per listener, in the order of proxy_opts.listeners: its address ("127.0.0.1:7800",
+ * "[::1]:7803") and the connections it accepted. Fills at most cap, returns how many. */
+struct proxy_listener_stats {
+	char listen[280]; /* host:port as the listener was configured */
+	uint64_t accepted;
+};
+size_t proxy_get_listener_stats(struct proxy *p, struct proxy_listener_stats *ret, size_t cap);
 /* Stop accepting, close every connection, join threads, free. NULL is a no-op. */
 void proxy_stop(struct proxy *p);
 

@@ -24,6 +24,9 @@ struct upstream_pool {
 	pthread_mutex_t lock;
 	struct upstream_conn *idle; /* most recently returned first */
 	size_t n_idle;
+	uint64_t reused; /* connections handed out again from idle */
+	/* SO_RCVTIMEO of new connections; 0 = UPSTREAM_READ_SECS */
+	uint32_t read_ms;
 };
 
 static uint64_t now_ms(void)
@@ -70,6 +73,9 @@ int upstream_pool_new(const char *ca_file, struct upstream_pool **ret, char *err
 	/* An until-EOF response body ends with a TCP close that many servers send without
 	 * close_notify; report that as EOF instead of an error. */
 	SSL_CTX_set_options(p->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
+	/* Received plaintext (a token endpoint's response: the access token) is cleansed
+	 * from OpenSSL's record buffer once handed over (SSL_CTX_set_options(3)). */
+	SSL_CTX_set_options(p->ctx, SSL_OP_CLEANSE_PLAINTEXT);
 	/* Pooled idle connections hold no 16 KiB record buffers. */
 	SSL_CTX_set_mode(p->ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_read_ahead(p->ctx, 1); /* one read() per burst of records, not two per record */
@@ -91,6 +97,11 @@ out:
 	ERR_clear_error();
 	upstream_pool_free(p);
 	return r;
+}
+
+void upstream_pool_set_read_timeout(struct upstream_pool *p, uint32_t read_ms)
+{
+	p->read_ms = read_ms;
 }
 
 void upstream_close(struct upstream_conn *c)
@@ -152,6 +163,7 @@ static struct upstream_conn *take_idle(struct upstream_pool *p, const char *key)
 			p->n_idle--;
 			if (!expired && idle_usable(c, now)) {
 				found = c;
+				p->reused++;
 			} else {
 				c->next = dead;
 				dead = c;
@@ -191,9 +203,9 @@ static void set_timeouts(int fd, uint32_t read_ms, uint32_t write_ms)
 }
 
 /* TCP connect to the first reachable address of host:port, each attempt bounded by
- * connect_ms; io_ms sets both socket timeouts (0: the proxy's). fd or -errno. */
-static int tcp_connect(const char *host, uint16_t port, uint32_t connect_ms, uint32_t io_ms,
-		       char *err, size_t err_cap)
+ * connect_ms; read_ms/write_ms are the socket timeouts (0: the proxy's). fd or -errno. */
+static int tcp_connect(const char *host, uint16_t port, uint32_t connect_ms, uint32_t read_ms,
+		       uint32_t write_ms, char *err, size_t err_cap)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG},
 			*res = NULL;
@@ -238,7 +250,7 @@ static int tcp_connect(const char *host, uint16_t port, uint32_t connect_ms, uin
 			e = -errno;
 			goto next;
 		}
-		set_timeouts(fd, io_ms, io_ms);
+		set_timeouts(fd, read_ms, write_ms);
 		freeaddrinfo(res);
 		return fd;
 	next:
@@ -282,7 +294,7 @@ static int dial(struct upstream_pool *p, const char *host, uint16_t port, bool t
 		return -ENOMEM;
 	c->s.fd = -1;
 	memcpy(c->key, key, sizeof(key));
-	r = tcp_connect(host, port, connect_ms, io_ms, err, err_cap);
+	r = tcp_connect(host, port, connect_ms, io_ms ? io_ms : p->read_ms, io_ms, err, err_cap);
 	if (r < 0)
 		goto out;
 	c->s.fd = r;
@@ -349,6 +361,16 @@ int upstream_set_blocking(struct upstream_conn *c, bool blocking)
 		return -errno;
 	c->nonblocking = !blocking;
 	return 0;
+}
+
+uint64_t upstream_pool_reused(struct upstream_pool *p)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&p->lock);
+	n = p->reused;
+	pthread_mutex_unlock(&p->lock);
+	return n;
 }
 
 void upstream_put(struct upstream_pool *p, struct upstream_conn *c)

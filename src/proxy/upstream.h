@@ -33,6 +33,10 @@ struct upstream_conn {
 /* ca_file: extra PEM bundle trusted besides the system store (NULL = system only).
  * 0 or -errno with a message in err. */
 int upstream_pool_new(const char *ca_file, struct upstream_pool **ret, char *err, size_t err_cap);
+/* How long a connection made by upstream_get() waits for each read (the next byte of a
+ * response: an idle timeout, not a deadline for the whole response); 0 restores
+ * UPSTREAM_READ_SECS. Applies to connections made afterwards; set it before use. */
+void upstream_pool_set_read_timeout(struct upstream_pool *p, uint32_t read_ms);
 /* Closes every idle connection. NULL is a no-op. */
 void upstream_pool_free(struct upstream_pool *p);
 /* A connection to host:port: an idle pooled one unless fresh is set (c->reused tells),
@@ -50,6 +54,9 @@ int upstream_dial(struct upstream_pool *p, const char *host, uint16_t port, bool
 /* Give c back for reuse (it must sit at a message boundary); the pool may close it
  * instead when full. */
 void upstream_put(struct upstream_pool *p, struct upstream_conn *c);
+/* How many connections the pool has handed out again (upstream_get, upstream_take_idle)
+ * since it was made. */
+uint64_t upstream_pool_reused(struct upstream_pool *p);
 /* An idle pooled connection to host:port, or NULL (none idle: no connect is tried).
  * For the event loop; it sets the socket non-blocking itself (upstream_set_blocking). */
 struct upstream_conn *upstream_take_idle(struct upstream_pool *p, const char *host, uint16_t port,

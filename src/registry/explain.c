@@ -1,6 +1,7 @@
 #include "registry/explain.h"
 
 #include "config/resources.h"
+#include "registry/limits.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -100,10 +101,12 @@ json_t *explain_json(const struct attest_facts *f, const struct resource_set *se
 					    svcs, json_string(set->services[s].meta.name));
 			const struct res_source *src =
 			    resource_set_source(set, b->meta.ns, b->credential_source);
+			char limits[1024];
+			limits_describe(b, src, limits, sizeof(limits));
 			json_array_append_new(
-			    binds, json_pack("{s:s,s:s,s:o,s:b}", "name", b->meta.name, "source",
-					     b->credential_source, "services", svcs, "source_ok",
-					     src != NULL));
+			    binds, json_pack("{s:s,s:s,s:o,s:b,s:s}", "name", b->meta.name,
+					     "source", b->credential_source, "services", svcs,
+					     "source_ok", src != NULL, "limits", limits));
 		}
 	} else {
 		json_object_set_new(ex, "workload", json_null());
@@ -161,6 +164,9 @@ void explain_print(const json_t *ex, void *file)
 		json_array_foreach(json_object_get(v, "services"), j, s)
 		    fprintf(out, " %s", json_string_value(s));
 		fprintf(out, "\n");
+		if (json_is_string(json_object_get(v, "limits")))
+			fprintf(out, "    limits: %s\n",
+				json_string_value(json_object_get(v, "limits")));
 	}
 	if (json_array_size(json_object_get(ex, "bindings")) == 0)
 		fprintf(out, "  (none: requests from this workload are denied)\n");

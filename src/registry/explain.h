@@ -13,7 +13,8 @@
 
 /* A new JSON object {pid, facts{...}, workload: {name, workload_id, spiffe_id, file,
  * line} | null, candidates: [{name, matched, why}], bindings: [{name, source,
- * services: [..], source_ok}]}. Caller owns the reference. NULL on allocation failure. */
+ * services: [..], source_ok, limits}]} (limits: limits_describe(), the effective
+ * limits). Caller owns the reference. NULL on allocation failure. */
 json_t *explain_json(const struct attest_facts *f, const struct resource_set *set,
 		     const char *trust_domain);
 /* Print the explain JSON for humans. */

@@ -9,8 +9,12 @@
  * run after it is released, so a handler may take its own locks and call back into us. */
 #include "workload/grpc.h"
 
+#include "common/net.h"
+#include "common/secret.h"
+
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <nghttp2/nghttp2.h>
 #include <poll.h>
 #include <pthread.h>
@@ -199,7 +203,7 @@ void grpc_call_unref(struct grpc_call *call)
 		free(call->md[i].value);
 	}
 	free(call->method);
-	free(call->req);
+	secret_heap_free(call->req); /* a ValidateJWTSVID request holds a token */
 	conn_unref(call->conn);
 	free(call);
 }
@@ -257,7 +261,7 @@ static void call_free_request(struct conn *c, struct grpc_call *call)
 {
 	if (call->req)
 		c->req_bytes -= call->req_want;
-	free(call->req);
+	secret_heap_free(call->req);
 	call->req = NULL;
 	call->req_len = call->req_want = 0;
 }
@@ -751,7 +755,7 @@ static void conn_unref(struct conn *c)
 	if (c->peer_pidfd >= 0)
 		close(c->peer_pidfd);
 	pthread_mutex_destroy(&c->mu);
-	free(c->pend);
+	secret_heap_free(c->pend);
 	free(c);
 }
 
@@ -816,6 +820,9 @@ static int conn_flush_locked(struct conn *c, bool *progress)
 			c->pend_off += (size_t)n;
 			*progress = true;
 		}
+		/* responses carry JWT-SVIDs and X.509-SVID keys: nothing sent stays behind */
+		if (c->pend_len)
+			explicit_bzero(c->pend, c->pend_len);
 		c->pend_len = c->pend_off = 0;
 		n = nghttp2_session_mem_send(c->session, &data);
 		if (n < 0)
@@ -931,7 +938,7 @@ static void *conn_main(void *arg)
 			}
 		}
 	}
-	free(buf);
+	secret_heap_free(buf); /* request frames (a ValidateJWTSVID token) */
 	conn_end(c);
 	pthread_mutex_lock(&srv->mu);
 	if (c->srv_prev)
@@ -948,6 +955,50 @@ static void *conn_main(void *arg)
 	conn_unref(c);
 	return NULL;
 }
+
+/* nghttp2's allocator: its frame buffers hold the DATA we send (JWT-SVIDs, X.509-SVID
+ * keys), so every block it frees is wiped (secret_heap_free). */
+static void *h2_malloc(size_t n, void *ud)
+{
+	(void)ud;
+	return malloc(n);
+}
+
+static void h2_free(void *p, void *ud)
+{
+	(void)ud;
+	secret_heap_free(p);
+}
+
+static void *h2_calloc(size_t k, size_t n, void *ud)
+{
+	(void)ud;
+	return calloc(k, n);
+}
+
+static void *h2_realloc(void *p, size_t n, void *ud)
+{
+	size_t have = p ? malloc_usable_size(p) : 0;
+	void *q;
+
+	(void)ud;
+	if (n == 0) {
+		secret_heap_free(p);
+		return NULL;
+	}
+	if (n <= have)
+		return p;
+	q = malloc(n);
+	if (!q)
+		return NULL;
+	if (have)
+		memcpy(q, p, have);
+	secret_heap_free(p);
+	return q;
+}
+
+static nghttp2_mem h2_mem = {
+    .malloc = h2_malloc, .free = h2_free, .calloc = h2_calloc, .realloc = h2_realloc};
 
 static int conn_session_new(struct conn *c)
 {
@@ -971,7 +1022,7 @@ static int conn_session_new(struct conn *c)
 	/* Bound what a peer can make us queue: SETTINGS in flight and PING/SETTINGS ACKs. */
 	nghttp2_option_set_max_settings(opt, 32);
 	nghttp2_option_set_max_outbound_ack(opt, 1000);
-	if (nghttp2_session_server_new2(&c->session, cbs, c, opt) != 0)
+	if (nghttp2_session_server_new3(&c->session, cbs, c, opt, &h2_mem) != 0)
 		goto out;
 	if (nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, iv,
 				    sizeof(iv) / sizeof(iv[0])) != 0)
@@ -1074,14 +1125,15 @@ static bool admit(struct grpc_server *srv, uid_t uid)
 	return true;
 }
 
-static void server_accept_one(struct grpc_server *srv)
+/* reserve: net_accept's (out of descriptors, a pending client is closed, no spin) */
+static void server_accept_one(struct grpc_server *srv, int *reserve)
 {
 	struct ucred cred;
 	socklen_t cl = sizeof(cred);
 	pthread_attr_t attr;
 	pthread_t th;
 	struct conn *c;
-	int fd = accept4(srv->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	int fd = net_accept(srv->fd, SOCK_CLOEXEC | SOCK_NONBLOCK, reserve, NULL, NULL);
 
 	if (fd < 0)
 		return;
@@ -1149,6 +1201,7 @@ static void server_accept_one(struct grpc_server *srv)
 static void *accept_main(void *arg)
 {
 	struct grpc_server *srv = arg;
+	int reserve = net_reserve_fd();
 
 	for (;;) {
 		struct pollfd pfd[2] = {{.fd = srv->fd, .events = POLLIN},
@@ -1157,13 +1210,16 @@ static void *accept_main(void *arg)
 		if (poll(pfd, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
-			return NULL;
+			break;
 		}
 		if (pfd[1].revents)
-			return NULL;
+			break;
 		if (pfd[0].revents & POLLIN)
-			server_accept_one(srv);
+			server_accept_one(srv, &reserve);
 	}
+	if (reserve >= 0)
+		close(reserve);
+	return NULL;
 }
 
 static int server_bind(const char *path)

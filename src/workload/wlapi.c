@@ -681,6 +681,22 @@ out_req:
 	jwtsvidrequest__free_unpacked(req, NULL);
 }
 
+/* protobuf-c allocator for requests that carry a token (ValidateJWTSVID): the unpacked
+ * copies are wiped when freed. */
+static void *wipe_alloc(void *ud, size_t n)
+{
+	(void)ud;
+	return malloc(n);
+}
+
+static void wipe_free(void *ud, void *p)
+{
+	(void)ud;
+	secret_heap_free(p);
+}
+
+static ProtobufCAllocator wiping_allocator = {.alloc = wipe_alloc, .free = wipe_free};
+
 /* JSON → google.protobuf.Value / Struct, every node malloc'd so that
  * protobuf_c_message_free_unpacked (default allocator) frees the tree. */
 static Google__Protobuf__Struct *struct_of(json_t *obj, int depth);
@@ -785,7 +801,7 @@ static void on_validate(struct wlapi *w, struct grpc_call *call, const uint8_t *
 	char *sub = NULL, *claims = NULL;
 	json_t *doc = NULL;
 	Google__Protobuf__Struct *st_claims = NULL;
-	ValidateJWTSVIDRequest *req = validate_jwtsvidrequest__unpack(NULL, len, msg);
+	ValidateJWTSVIDRequest *req = validate_jwtsvidrequest__unpack(&wiping_allocator, len, msg);
 
 	if (!req) {
 		finish(call, GRPC_STATUS_INVALID_ARGUMENT, "request message does not decode");
@@ -848,7 +864,7 @@ out:
 	free(claims);
 	caller_done(&c);
 out_req:
-	validate_jwtsvidrequest__free_unpacked(req, NULL);
+	validate_jwtsvidrequest__free_unpacked(req, &wiping_allocator);
 }
 
 static void on_call(void *ctx, struct grpc_call *call, const char *method, const uint8_t *msg,

@@ -66,8 +66,8 @@ test('failures: malformed HTTP → 400 and the connection closed, nothing forwar
 			const r = await rawExchange(vouchd.plainPort, bytes);
 			assert.match(r.text, /^HTTP\/1\.1 400 /, `response: ${JSON.stringify(r.text.slice(0, 200))}`);
 			assert.ok(r.closedByPeer, 'vouchd closed the connection');
-			if (name !== 'bad chunk size') assert.equal(standin.records.messages.length, before, 'nothing reached the upstream');
-			else assert.ok(standin.records.messages.slice(before).every((m) => m.status !== 200), 'no complete request was forwarded');
+			// bad chunk framing that arrives with the head is refused before the head is sent
+			assert.equal(standin.records.messages.length, before, 'nothing reached the upstream');
 		});
 	}
 	await t.test('an oversized header block is refused', async () => {

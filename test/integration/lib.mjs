@@ -197,9 +197,10 @@ export function sourceResource({ name = 'standin', standinPort, ruleId = RULE_ID
 export function workloadResource({ name, workloadID, selectors }) {
 	return { apiVersion: API_VERSION, kind: 'WorkloadIdentity', metadata: { name }, spec: { workloadID, selectors } };
 }
-export function bindingResource({ name, source = 'standin', workloadID, service = 'anthropic-api' }) {
+export function bindingResource({ name, source = 'standin', workloadID, service = 'anthropic-api', limits }) {
 	return { apiVersion: API_VERSION, kind: 'CredentialBinding', metadata: { name },
-		spec: { credentialSource: source, workloadID, propagation: { injection: { selectors: [{ 'svc:name': service }] } } } };
+		spec: { credentialSource: source, workloadID, propagation: { injection: { selectors: [{ 'svc:name': service }] } },
+			...(limits ? { limits } : {}) } };
 }
 export function standinRule({ subjectPrefix = `spiffe://${TRUST_DOMAIN}/*`, ...rest } = {}) {
 	return { organizationId: ORG_ID, serviceAccountId: SA_ID, workspaces: ['default'], subjectPrefix, audience: AUDIENCE, ...rest };
@@ -216,7 +217,8 @@ export function haveVouchd() {
  * Spawn vouchd with a generated config. opts:
  *   dir: work dir (default: a new temp dir), resources: {filename: yamlText},
  *   config: overrides of the generated config keys, upstreamCAFile, oidcPort/plainPort/proxyPort,
- *   hostsFile: run vouchd with that file as its /etc/hosts (private mount namespace).
+ *   hostsFile: run vouchd with that file as its /etc/hosts (private mount namespace),
+ *   uid/gid: run vouchd as that user (root only; dir must be writable by it).
  * Returns {proc, pid, dir, configFile, stateDir, resourcesDir, auditLog, adminSocket, stderrFile,
  *   oidcPort, plainPort, proxyPort, issuer, plainUrl, stderr(), audit(), writeResource(), removeResource(), stop()}.
  */
@@ -259,7 +261,8 @@ export async function startVouchd(t, opts = {}) {
 		? ['unshare', ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c',
 			'mount --bind "$0" /etc/hosts || exit 125; exec "$@"', opts.hostsFile, VOUCHD, '-c', configFile]]
 		: [VOUCHD, ['-c', configFile]];
-	const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(opts.env ?? {}) } });
+	const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(opts.env ?? {}) },
+		...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.gid ?? opts.uid } : {}) });
 	let exited = null;
 	const exitP = new Promise((r) => proc.on('exit', (code, signal) => {
 		exited = { code, signal };

@@ -12,7 +12,8 @@
 // from the command line: `node test/standin/standin.mjs --config FILE` (JSON; prints one
 // JSON line {"url","port","controlUrl","controlPort"} on stdout when ready). The control
 // server (plain HTTP on 127.0.0.1) offers GET /__standin/records, POST /__standin/fault
-// {endpoint, mode, delayMs}, POST /__standin/config {...}, POST /__standin/clear.
+// {endpoint, mode, delayMs}, POST /__standin/config {...}, POST /__standin/clear,
+// POST /__standin/release (held streams go on).
 import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createHttpServer } from 'node:http';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -31,7 +32,9 @@ const TOKEN_BODY_MAX = 64 * 1024;
 const MESSAGES_BODY_MAX = 4 * 1024 * 1024;
 const LEEWAY_S = 30;
 const ALLOWED_ALGS = new Set(['ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']);
-export const FAULT_MODES = ['none', 'down', '500', '401', 'garbage', 'oversize', 'slow', 'reset'];
+// streamreset (messages only): a streamed response is cut (TCP reset) after its first
+// events; a non-streamed request is answered normally.
+export const FAULT_MODES = ['none', 'down', '500', '401', 'garbage', 'oversize', 'slow', 'reset', 'redirect', 'streamreset'];
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const nowS = () => Math.floor(Date.now() / 1000);
@@ -89,6 +92,14 @@ function defaults() {
 		streamDelayMs: 100,
 		streamChunks: 5,
 		model: 'claude-standin-1',
+		// usage reported with every message (Messages API "usage": cache counts always present)
+		cacheCreationInputTokens: 0,
+		cacheReadInputTokens: 0,
+		// streamed responses: hold the stream open after message_start until releaseStreams()
+		// (or POST /__standin/release), at most 30 s; non-streamed: 'length' sends
+		// Content-Length, 'chunked' (default) chunked framing
+		holdAfterStart: false,
+		jsonFraming: 'chunked',
 		extraHosts: [], // more listen addresses on the same port (e.g. ['::1'])
 	};
 }
@@ -103,11 +114,18 @@ export async function startStandin(opts = {}) {
 	const cert = cfg.cert ?? readFileSync(cfg.certFile);
 	const key = cfg.key ?? readFileSync(cfg.keyFile);
 
-	const records = { exchanges: [], tokens: [], messages: [], jwksFetches: [] };
+	// requests: every request on the API port (method and target), whatever its path
+	const records = { exchanges: [], tokens: [], messages: [], jwksFetches: [], requests: [] };
 	const faults = { token: { mode: 'none' }, messages: { mode: 'none' } };
 	const usedJti = new Set(); // `${iss}\n${jti}`
 	const liveTokens = new Map(); // token -> {sub, workspace, rule, expiresAt}
 	const jwksCache = new Map(); // issuer -> {jwks, fetchedAt}
+	let held = []; // resolvers of streams held after message_start (holdAfterStart)
+	function releaseStreams() {
+		const h = held;
+		held = [];
+		for (const r of h) r();
+	}
 
 	function configure(partial) {
 		for (const [k, v] of Object.entries(partial)) if (k in cfg || k in defaults()) cfg[k] = v;
@@ -117,7 +135,7 @@ export async function startStandin(opts = {}) {
 	function setFault(endpoint, mode, o = {}) {
 		if (!(endpoint in faults)) throw new Error(`unknown endpoint ${endpoint}`);
 		if (!FAULT_MODES.includes(mode)) throw new Error(`unknown fault ${mode}`);
-		faults[endpoint] = { mode, delayMs: o.delayMs ?? 2000 };
+		faults[endpoint] = { mode, delayMs: o.delayMs ?? 2000, location: o.location, status: o.status };
 	}
 	function clearFaults() {
 		faults.token = { mode: 'none' };
@@ -128,6 +146,7 @@ export async function startStandin(opts = {}) {
 		records.tokens.length = 0;
 		records.messages.length = 0;
 		records.jwksFetches.length = 0;
+		records.requests.length = 0;
 	}
 
 	// --- JWKS ------------------------------------------------------------------------
@@ -364,6 +383,14 @@ export async function startStandin(opts = {}) {
 			res.write('{"access_token":"');
 			setTimeout(() => req.socket.destroy(), 20);
 			return true;
+		case 'streamreset':
+			rec.result = undefined;
+			return false;
+		case 'redirect': // a 3xx elsewhere (opts.location, opts.status): a proxy must not follow it
+			rec.status = f.status ?? 307;
+			res.writeHead(rec.status, { location: f.location ?? 'http://127.0.0.1:9/', 'content-type': 'application/json' });
+			res.end(apiError('redirect', 'moved'));
+			return true;
 		default:
 			return false;
 		}
@@ -425,16 +452,29 @@ export async function startStandin(opts = {}) {
 			: Array.isArray(last?.content) ? last.content.filter((b) => b?.type === 'text').map((b) => b.text).join(' ') : '';
 		const text = `Hello ${t.sub}! The stand-in received: ${prompt.slice(0, 200)}`;
 		const id = `msg_standin_${randomBytes(12).toString('hex')}`;
-		const usage = { input_tokens: Math.max(1, Math.ceil(prompt.length / 4)), output_tokens: Math.max(1, Math.ceil(text.length / 4)) };
+		// Messages API usage; in a stream, message_start carries the input and cache counts
+		// (output_tokens there is an interim count) and message_delta the cumulative
+		// output_tokens ("Messages streaming", event types)
+		const usage = {
+			input_tokens: Math.max(1, Math.ceil(prompt.length / 4)),
+			cache_creation_input_tokens: cfg.cacheCreationInputTokens,
+			cache_read_input_tokens: cfg.cacheReadInputTokens,
+			output_tokens: Math.max(1, Math.ceil(text.length / 4)),
+		};
+		rec.usage = usage;
 		rec.status = 200;
 		rec.result = 'ok';
 		rec.reply = text;
 		if (!rec.stream) {
-			res.writeHead(200, { 'content-type': 'application/json', 'request-id': reqId });
-			res.end(JSON.stringify({
+			const json = JSON.stringify({
 				id, type: 'message', role: 'assistant', model: body.model,
 				content: [{ type: 'text', text }], stop_reason: 'end_turn', stop_sequence: null, usage,
-			}));
+			});
+			res.writeHead(200, {
+				'content-type': 'application/json', 'request-id': reqId,
+				...(cfg.jsonFraming === 'length' ? { 'content-length': String(Buffer.byteLength(json)) } : {}),
+			});
+			res.end(json);
 			return;
 		}
 		res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'request-id': reqId });
@@ -445,7 +485,7 @@ export async function startStandin(opts = {}) {
 		const pieces = [];
 		for (let i = 0; i < text.length; i += step) pieces.push(text.slice(i, i + step));
 		const events = [
-			['message_start', { type: 'message_start', message: { id, type: 'message', role: 'assistant', model: body.model, content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: usage.input_tokens, output_tokens: 1 } } }],
+			['message_start', { type: 'message_start', message: { id, type: 'message', role: 'assistant', model: body.model, content: [], stop_reason: null, stop_sequence: null, usage: { ...usage, output_tokens: 1 } } }],
 			['content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }],
 			['ping', { type: 'ping' }],
 			...pieces.map((p) => ['content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: p } }]),
@@ -456,10 +496,28 @@ export async function startStandin(opts = {}) {
 		let closed = false;
 		res.on('close', () => { closed = true; });
 		for (let i = 0; i < events.length; i++) {
+			if (i === 1 && cfg.holdAfterStart) {
+				rec.held = true;
+				await new Promise((r) => {
+					const timer = setTimeout(r, 30000);
+					held.push(() => { clearTimeout(timer); r(); });
+					res.on('close', r);
+				});
+				rec.released = Date.now();
+			}
 			if (i > 0 && cfg.streamDelayMs > 0) await sleep(cfg.streamDelayMs);
 			if (closed) {
 				rec.aborted = true;
 				break;
+			}
+			if (i === 3 && rec.fault === 'streamreset') {
+				rec.reset = true;
+				try {
+					req.socket.resetAndDestroy();
+				} catch {
+					req.socket.destroy();
+				}
+				return;
 			}
 			const [name, data] = events[i];
 			res.write(`event: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
@@ -474,6 +532,7 @@ export async function startStandin(opts = {}) {
 	function handler(req, res) {
 		const pairs = headerPairs(req);
 		const path = req.url.split('?')[0];
+		records.requests.push({ time: Date.now(), method: req.method, target: req.url });
 		const p = path === '/v1/oauth/token' ? handleToken(req, res, pairs)
 			: path === '/v1/messages' ? handleMessages(req, res, pairs)
 				: (async () => {
@@ -558,6 +617,10 @@ export async function startStandin(opts = {}) {
 					configure(body);
 					return reply(200, { ok: true });
 				}
+				if (req.method === 'POST' && req.url === '/__standin/release') {
+					releaseStreams();
+					return reply(200, { ok: true });
+				}
 				if (req.method === 'POST' && req.url === '/__standin/clear') {
 					clearRecords();
 					return reply(200, { ok: true });
@@ -576,6 +639,7 @@ export async function startStandin(opts = {}) {
 		await closeAll();
 		if (control) await new Promise((r) => control.close(() => r()));
 		liveTokens.clear();
+		releaseStreams();
 	}
 
 	return {
@@ -589,6 +653,7 @@ export async function startStandin(opts = {}) {
 		clearFaults,
 		configure,
 		clearRecords,
+		releaseStreams,
 		/** Every access token minted and every assertion received (for leak checks). */
 		secrets() {
 			const s = new Set();

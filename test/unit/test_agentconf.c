@@ -124,6 +124,7 @@ static void test_full(void)
 				   "jwtKeyRotation: 600\n"
 				   "reloadIntervalMs: 250\n"
 				   "exchangeTimeoutMs: 5000\n"
+				   "upstreamTimeoutMs: 2500\n"
 				   "maxConnections: 10\n"
 				   "logLevel: debug\n";
 	struct diag_list d = {0};
@@ -153,7 +154,7 @@ static void test_full(void)
 		   "plainListeners replace the default (IPv6 in brackets)");
 		ok(c.jwt_ttl == 3600 && c.x509_ttl == 7200 && c.jwt_key_rotation == 600 &&
 		       c.reload_interval_ms == 250 && c.exchange_timeout_ms == 5000 &&
-		       c.max_connections == 10,
+		       c.upstream_timeout_ms == 2500 && c.max_connections == 10,
 		   "numeric keys read");
 	}
 	agentconf_done(&c);
@@ -168,7 +169,8 @@ static void test_full(void)
 
 	r = agentconf_load(write_conf("", 0), &d, &c);
 	ok(r == 0 && d.n == 0 && strcmp(c.trust_domain, "vouch.local") == 0 &&
-	       strcmp(c.audit_log, "/var/lib/vouch/audit.log") == 0,
+	       strcmp(c.audit_log, "/var/lib/vouch/audit.log") == 0 &&
+	       c.upstream_timeout_ms == 600000,
 	   "an empty file is the defaults");
 	agentconf_done(&c);
 	diag_list_done(&d);
@@ -363,6 +365,61 @@ static void test_errors(void)
 	diag_list_done(&d);
 }
 
+/* metrics: off by default; scalar or map form; loopback only unless allowNonLoopback. */
+static void test_metrics(void)
+{
+	struct diag_list d = {0};
+	struct agentconf c = {0};
+	static const char *const good[][2] = {
+	    {"metrics: 127.0.0.1:9464\n", "127.0.0.1:9464"},
+	    {"metrics: \"[::1]:9464\"\n", "[::1]:9464"},
+	    {"metrics: {listen: 127.9.8.7:1}\n", "127.9.8.7:1"},
+	    {"metrics: {listen: \"[::ffff:127.0.0.1]:9464\"}\n", "[::ffff:127.0.0.1]:9464"},
+	    {"metrics: {listen: 0.0.0.0:9464, allowNonLoopback: true}\n", "0.0.0.0:9464"},
+	    {"metrics: {listen: \"\"}\n", ""},
+	    {"metrics: {allowNonLoopback: true}\n", ""},
+	    {"metrics: ~\n", ""},
+	};
+	int r;
+
+	r = agentconf_defaults(&c);
+	ok(r == 0 && c.metrics.listen && !*c.metrics.listen && !c.metrics.allow_non_loopback,
+	   "metrics: off by default");
+	agentconf_done(&c);
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		r = agentconf_load(write_conf(good[i][0], strlen(good[i][0])), &d, &c);
+		ok(r == 0 && d.n == 0 && strcmp(c.metrics.listen, good[i][1]) == 0,
+		   "metrics accepted: %s", good[i][0]);
+		agentconf_done(&c);
+		diag_list_done(&d);
+	}
+	expect_errors("metrics: a non-loopback IPv4 address is refused", "metrics: 0.0.0.0:9464\n",
+		      1, 1, 10, "not a loopback address");
+	expect_errors("metrics: a routable address is refused in the map form too",
+		      "metrics:\n  listen: 10.1.2.3:9464\n", 1, 2, 11,
+		      "metrics.allowNonLoopback is true");
+	expect_errors("metrics: [::] is refused", "metrics: {listen: \"[::]:9464\"}\n", 1, 1, 19,
+		      "not a loopback address");
+	expect_errors("metrics: a v4-mapped routable address is refused",
+		      "metrics: {listen: \"[::ffff:10.0.0.1]:9464\"}\n", 1, 1, 19,
+		      "not a loopback address");
+	expect_errors("metrics: allowNonLoopback false keeps the refusal",
+		      "metrics: {listen: 192.168.1.1:80, allowNonLoopback: false}\n", 1, 1, 19,
+		      "not a loopback address");
+	expect_errors("metrics: a host name is not an address", "metrics: localhost:9464\n", 1, 1,
+		      10, "invalid value");
+	expect_errors("metrics: unknown field with a suggestion", "metrics: {listn: 127.0.0.1:1}\n",
+		      1, 1, 11, "did you mean 'listen'");
+	expect_errors("metrics: allowNonLoopback must be a boolean",
+		      "metrics: {listen: 127.0.0.1:1, allowNonLoopback: yes}\n", 1, 1, 50,
+		      "expected true or false");
+	expect_errors("metrics: a list is neither form", "metrics: [1]\n", 1, 1, 10,
+		      "expected an address");
+	expect_errors("metrics: the address of another listener",
+		      "oidcListen: 127.0.0.1:7802\nmetrics: 127.0.0.1:7802\n", 1, 2, 10,
+		      "used by two listeners");
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir)) {
@@ -373,6 +430,7 @@ int main(void)
 	test_full();
 	test_intercept();
 	test_errors();
+	test_metrics();
 	unlink(conf_path);
 	rmdir(tmpdir);
 	return tap_done();

@@ -9,9 +9,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -54,6 +58,18 @@ static void test_base64(void)
 	   "decode rejects non-canonical trailing bits");
 	ok(base64url_decode("Zm 9", 4, dec, sizeof(dec)) == -EINVAL, "decode rejects whitespace");
 }
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"), noinline)) static void test_load_zmm31(const unsigned char p[64])
+{
+	__asm__ volatile("vmovdqu64 %0, %%zmm31" : : "m"(*(const unsigned char(*)[64])p) : "xmm31");
+}
+
+__attribute__((target("avx512f"), noinline)) static void test_store_zmm31(unsigned char p[64])
+{
+	__asm__ volatile("vmovdqu64 %%zmm31, %0" : "=m"(*(unsigned char(*)[64])p));
+}
+#endif
 
 static void test_secret(void)
 {
@@ -101,6 +117,167 @@ static void test_secret(void)
 	ok(secret_new((size_t)-1) == NULL, "absurd size is refused");
 }
 
+/* Whether every byte of p[0..n) is zero. */
+static bool all_zero(const void *p, size_t n)
+{
+	const unsigned char *b = p;
+
+	for (size_t i = 0; i < n; i++)
+		if (b[i])
+			return false;
+	return true;
+}
+
+/* VmFlags of the mapping holding addr ("" if none). */
+static void vmflags_of(const void *addr, char *ret, size_t cap)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	unsigned long lo, hi, a = (unsigned long)addr;
+	bool in_map = false;
+
+	ret[0] = '\0';
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
+			in_map = a >= lo && a < hi;
+		else if (in_map && strncmp(line, "VmFlags:", 8) == 0)
+			snprintf(ret, cap, "%s", line + 8);
+	}
+	if (f)
+		fclose(f);
+}
+
+/* How a secret dies: a one-page secret goes back to the pool wiped (the next secret_new
+ * gets that very page, all zero); a larger one is unmapped (mincore says ENOMEM). */
+static void test_secret_death(void)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	struct secret *s = secret_new(64), *again;
+	unsigned char vec[32];
+	char flags[512];
+	void *page;
+
+	ok(s != NULL, "a one-page secret");
+	vmflags_of(s->data, flags, sizeof(flags));
+	ok(strstr(flags, " dd") != NULL, "its page is MADV_DONTDUMP");
+#if defined(__SANITIZE_ADDRESS__)
+	printf("# ASan intercepts mlock() as a no-op: the lock is not checked\n");
+#else
+	if (geteuid() == 0)
+		ok(strstr(flags, " lo") != NULL, "its page is mlock()ed (root: no RLIMIT_MEMLOCK)");
+	else
+		skip("mlock is best effort without root (RLIMIT_MEMLOCK)");
+#endif
+	memset(s->data, 'K', s->cap);
+	s->len = s->cap;
+	page = s;
+	secret_free(s);
+	again = secret_new(64);
+	ok(again == page, "the freed page is reused from the pool");
+	ok(again && again->len == 0 && all_zero(again->data, again->cap + 1),
+	   "and every byte of it was wiped");
+	secret_free(again);
+
+	s = secret_new(3 * (size_t)pg);
+	ok(s != NULL, "a multi-page secret");
+	memset(s->data, 'K', s->cap);
+	page = s;
+	ok(mincore(page, (size_t)pg, vec) == 0, "its pages are mapped while it lives");
+	secret_free(s);
+	errno = 0;
+	ok(mincore(page, (size_t)pg, vec) < 0 && errno == ENOMEM,
+	   "secret_free unmaps a multi-page secret");
+
+	/* Pool overflow: more one-page secrets than the pool keeps are unmapped. */
+	enum { N = 80 };
+	struct secret *many[N];
+	void *addr[N];
+	int unmapped = 0;
+	for (int i = 0; i < N; i++) {
+		many[i] = secret_new(16);
+		addr[i] = many[i];
+	}
+	for (int i = 0; i < N; i++)
+		secret_free(many[i]);
+	for (int i = 0; i < N; i++)
+		if (mincore(addr[i], (size_t)pg, vec) < 0 && errno == ENOMEM)
+			unmapped++;
+	ok(unmapped >= N - 64, "beyond the pool, freed pages are unmapped (%d of %d)", unmapped, N);
+}
+
+/* secret_eq: equal only for equal bytes and lengths, wherever the difference is. */
+static void test_secret_eq(void)
+{
+	unsigned char buf[300];
+	struct secret *a, *b;
+	bool all = true;
+
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (unsigned char)(i * 7 + 1);
+	a = secret_from(buf, sizeof(buf));
+	for (size_t i = 0; i < sizeof(buf) && a; i++) {
+		buf[i] ^= 0x01;
+		b = secret_from(buf, sizeof(buf));
+		all = all && b && !secret_eq(a, b) && !secret_eq(b, a);
+		buf[i] ^= 0x01;
+		secret_free(b);
+	}
+	ok(a && all, "a one-bit difference at any position is unequal");
+	b = secret_from(buf, sizeof(buf));
+	ok(secret_eq(a, b), "equal bytes are equal");
+	secret_free(b);
+	b = secret_from(buf, sizeof(buf) - 1);
+	ok(!secret_eq(a, b) && !secret_eq(b, a), "a prefix is not equal");
+	secret_free(b);
+	b = secret_from("", 0);
+	struct secret *c = secret_from("", 0);
+	ok(b && c && secret_eq(b, c), "two empty secrets are equal");
+	secret_free(b);
+	secret_free(c);
+	secret_free(a);
+}
+
+/* secret_wipe and secret_heap_free; secret_scrub_cpu leaves no byte in the vector
+ * registers (checked on xmm15, and on zmm31 where AVX-512 exists). */
+static void test_secret_wipe(void)
+{
+	char buf[100];
+	char *h;
+
+	memset(buf, 'K', sizeof(buf));
+	secret_wipe(buf, sizeof(buf));
+	ok(all_zero(buf, sizeof(buf)), "secret_wipe zeroes the buffer");
+	secret_wipe(NULL, 0);
+	secret_heap_free(NULL);
+	h = malloc(100);
+	ok(h != NULL, "a heap block");
+	if (h)
+		memset(h, 'K', 100);
+	secret_heap_free(h);
+	ok(1, "secret_heap_free(NULL) is a no-op; a heap block is freed");
+#if defined(__x86_64__)
+	unsigned char pat[64], got[64];
+
+	memset(pat, 0xa5, sizeof(pat));
+	memset(got, 0xff, sizeof(got));
+	__asm__ volatile("movdqu %0, %%xmm15" : : "m"(*(unsigned char(*)[16])pat) : "xmm15");
+	secret_scrub_cpu();
+	__asm__ volatile("movdqu %%xmm15, %0" : "=m"(*(unsigned char(*)[16])got));
+	ok(all_zero(got, 16), "secret_scrub_cpu clears xmm15");
+	if (__builtin_cpu_supports("avx512f")) {
+		memset(got, 0xff, sizeof(got));
+		test_load_zmm31(pat);
+		secret_scrub_cpu();
+		test_store_zmm31(got);
+		ok(all_zero(got, 64), "secret_scrub_cpu clears zmm31 (AVX-512)");
+	} else {
+		printf("# no AVX-512 on this CPU: zmm16-31 do not exist\n");
+	}
+#else
+	printf("# the vector-register scrub is x86-64 only\n");
+#endif
+}
+
 static void test_net(void)
 {
 	ok(net_listen_tcp("127.0.0.1", 1) == -EINVAL, "listen address without port is refused");
@@ -116,6 +293,59 @@ static void test_net(void)
 	ok(fd >= 0 || fd == -EADDRNOTAVAIL, "binds [::1]:0 (or IPv6 is unavailable)");
 	if (fd >= 0)
 		close(fd);
+}
+
+static int n_refused;
+static void count_refusal(int fd, void *ctx)
+{
+	n_refused++;
+	ok(fd >= 0 && ctx == (void *)count_refusal, "refuse gets the connection and its context");
+}
+
+/* Out of descriptors, net_accept takes the pending connection with the reserve and closes
+ * it (the listener is no longer readable: no spin), then takes the reserve back. */
+static void test_net_accept(void)
+{
+	struct sockaddr_in a = {0};
+	socklen_t al = sizeof(a);
+	struct rlimit old, low;
+	int lfd = net_listen_tcp("127.0.0.1:0", 8), reserve = net_reserve_fd(), cfd, fd, r;
+	static int fill[512];
+	int n_fill = 0;
+	char b;
+
+	ok(lfd >= 0 && reserve >= 0, "listener and reserve");
+	getsockname(lfd, (struct sockaddr *)&a, &al);
+	cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ok(connect(cfd, (struct sockaddr *)&a, al) == 0, "client connects");
+	fd = net_accept(lfd, SOCK_CLOEXEC, &reserve, count_refusal, (void *)count_refusal);
+	ok(fd >= 0 && n_refused == 0, "an ordinary accept");
+	close(fd);
+	close(cfd);
+
+	cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ok(connect(cfd, (struct sockaddr *)&a, al) == 0, "a second client connects");
+	/* use up every descriptor under a low limit */
+	getrlimit(RLIMIT_NOFILE, &old);
+	low = old;
+	low.rlim_cur = 256;
+	ok(setrlimit(RLIMIT_NOFILE, &low) == 0, "descriptor limit lowered");
+	while (n_fill < 512 && (fill[n_fill] = net_reserve_fd()) >= 0)
+		n_fill++;
+	ok(n_fill < 512 && errno == EMFILE, "every descriptor in use");
+	r = net_accept(lfd, SOCK_CLOEXEC, &reserve, count_refusal, (void *)count_refusal);
+	ok(r == -EMFILE && n_refused == 1, "out of descriptors: -EMFILE, the client refused (%d)",
+	   r);
+	ok(reserve >= 0, "the reserve is taken back");
+	ok(read(cfd, &b, 1) == 0, "the refused client sees the connection closed");
+	struct pollfd pfd = {.fd = lfd, .events = POLLIN};
+	ok(poll(&pfd, 1, 0) == 0, "nothing left pending: a poll loop would not spin");
+	while (n_fill)
+		close(fill[--n_fill]);
+	setrlimit(RLIMIT_NOFILE, &old);
+	close(cfd);
+	close(reserve);
+	close(lfd);
 }
 
 static void test_audit(void)
@@ -297,6 +527,66 @@ static void test_audit_batch(void)
 	ok(in_order && last == 1999, "held records keep their order, none lost (last %ld)", last);
 }
 
+struct recent_seen {
+	int n, bad;
+	long first_pid, last_pid;
+	size_t longest;
+};
+
+static void recent_cb(const char *line, void *arg)
+{
+	struct recent_seen *rs = arg;
+	json_t *r = json_loads(line, 0, NULL);
+	long pid = r ? (long)json_integer_value(json_object_get(r, "pid")) : -1;
+
+	if (!r || strcmp(json_string_value(json_object_get(r, "event")) ?: "", "deny") != 0)
+		rs->bad++;
+	if (rs->n++ == 0)
+		rs->first_pid = pid;
+	rs->last_pid = pid;
+	if (strlen(line) > rs->longest)
+		rs->longest = strlen(line);
+	json_decref(r);
+}
+
+static void test_audit_recent(void)
+{
+	struct audit *a = NULL;
+	struct recent_seen rs = {0};
+	char big[4096];
+
+	ok(audit_open("/dev/null", &a) == 0, "audit log on /dev/null opens");
+	ok(audit_recent(a, recent_cb, &rs) == 0 && rs.n == 0, "no denials yet: the ring is empty");
+	memset(big, 'p', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	big[10] = '"', big[11] = '\n', big[12] = (char)0xff; /* hostile bytes in a field */
+	for (int i = 1; i <= 100; i++) {
+		audit_emit(
+		    a, &(struct audit_rec){.event = "inject", .pid = 100000 + i, .expires_in = -1});
+		audit_emit(a, &(struct audit_rec){.event = "deny",
+						  .pid = i,
+						  .path = big,
+						  .reason = big,
+						  .workload_id = big,
+						  .exe = big,
+						  .destination = big,
+						  .method = big,
+						  .source = big,
+						  .binding = big,
+						  .audience = big,
+						  .jti = big,
+						  .fingerprint = big,
+						  .expires_in = -1});
+	}
+	ok(audit_recent(a, recent_cb, &rs) == AUDIT_RECENT && rs.n == AUDIT_RECENT,
+	   "the ring holds the last %d denials (%d)", AUDIT_RECENT, rs.n);
+	ok(rs.bad == 0, "each is one whole JSON object of a deny record, whatever its fields hold");
+	ok(rs.first_pid == 100 && rs.last_pid == 100 - AUDIT_RECENT + 1,
+	   "newest first (%ld … %ld); inject records are not kept", rs.first_pid, rs.last_pid);
+	ok(rs.longest < 2560, "fields are cut shorter than in the log (%zu bytes)", rs.longest);
+	audit_close(a);
+}
+
 static void test_readfile(void)
 {
 	char path[] = "/tmp/vouch-readfile-XXXXXX";
@@ -340,10 +630,15 @@ int main(void)
 {
 	test_base64();
 	test_secret();
+	test_secret_death();
+	test_secret_eq();
+	test_secret_wipe();
 	test_net();
+	test_net_accept();
 	test_audit();
 	test_audit_hostile();
 	test_audit_batch();
+	test_audit_recent();
 	test_readfile();
 	return tap_done();
 }

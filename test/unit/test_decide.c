@@ -3,6 +3,7 @@
  * server name) and the revocation check of decide_request. */
 #include "config/resources.h"
 #include "proxy/decide.h"
+#include "proxy/errors.h"
 #include "proxy/http1.h"
 #include "registry/revoke.h"
 #include "tap.h"
@@ -36,7 +37,11 @@ static const char resources[] =
     "spec:\n  workloadID: test/decide\n  selectors:\n  - process:uid: \"%u\"\n---\n"
     "apiVersion: vouch.dev/v1alpha1\nkind: CredentialBinding\nmetadata: {name: me}\n"
     "spec:\n  credentialSource: src\n  workloadID: test/decide\n  propagation:\n"
-    "    injection:\n      selectors:\n      - svc:name: api\n";
+    "    injection:\n      selectors:\n      - svc:name: api\n---\n"
+    "apiVersion: vouch.dev/v1alpha1\nkind: CredentialBinding\nmetadata: {name: me-lit}\n"
+    "spec:\n  credentialSource: src\n  workloadID: test/decide\n  propagation:\n"
+    "    injection:\n      selectors:\n      - svc:name: lit\n"
+    "  limits: {requestsPerMinute: 2, paths: [\"GET /v1/models\"]}\n";
 
 static struct sockaddr_storage ss;
 
@@ -232,10 +237,193 @@ static void test_revocation(const struct resource_set *set)
 	revocations_add(rv, "test/decide-other", "x");
 	decide_request(&in, &d);
 	ok(d.status == 0, "another workload's revocation does not apply");
+	revocations_remove(rv, "test/decide-other");
+
+	/* a revoked workload is refused before a binding is chosen: no path is named */
+	revocations_add(rv, "test/decide", "x");
+	decide_request(&in, &d);
+	ok(d.status == 403 && !d.binding && !d.source,
+	   "revoked workload: no binding or source in out");
+	revocations_remove(rv, "test/decide");
+
+	/* CredentialBindings: by name (any namespace) or "namespace/name" */
+	struct revoke_info ri = {.reason = "ticket 7", .uid = 0, .pid = 1};
+	ok(revocations_add_kind(rv, REVOKE_BINDING, "me", &ri) == 0, "revoke binding me");
+	decide_request(&in, &d);
+	ok(d.status == 403 && d.audit_deny && strcmp(d.err_type, "permission_error") == 0 &&
+	       strcmp(d.message, "vouch: CredentialBinding me of spiffe://t.example/test/decide is "
+				 "revoked: ticket 7; `vouch unrevoke --binding me` lifts it") == 0,
+	   "revoked binding: 403 naming the binding and how to lift it (%s)", d.message);
+	ok(d.binding && strcmp(d.binding->meta.name, "me") == 0 && d.source &&
+	       strcmp(d.source->meta.name, "src") == 0,
+	   "the refusal is on the binding's path (binding and source set)");
+	revocations_remove_kind(rv, REVOKE_BINDING, "me");
+	ok(revocations_add_kind(rv, REVOKE_BINDING, "default/me", &ri) == 0,
+	   "revoke binding default/me");
+	decide_request(&in, &d);
+	ok(d.status == 403 && strstr(d.message, "--binding default/me"),
+	   "namespace/name form, \"default\" for no namespace (%s)", d.message);
+	revocations_remove_kind(rv, REVOKE_BINDING, "default/me");
+	revocations_add_kind(rv, REVOKE_BINDING, "other/me", &ri);
+	revocations_add_kind(rv, REVOKE_BINDING, "me-lit", &ri);
+	revocations_add_kind(rv, REVOKE_WORKLOAD, "me", &ri);
+	decide_request(&in, &d);
+	ok(d.status == 0,
+	   "another namespace's binding, another binding, a workload named like it: inject (%s)",
+	   d.message);
+	revocations_remove_kind(rv, REVOKE_BINDING, "other/me");
+	revocations_remove_kind(rv, REVOKE_BINDING, "me-lit");
+	revocations_remove_kind(rv, REVOKE_WORKLOAD, "me");
+	decide_request(&in, &d);
+	ok(d.status == 0, "lifted: inject (%s)", d.message);
 	in.revocations = NULL;
 	decide_request(&in, &d);
 	ok(d.status == 0, "no revocation table: inject");
 	revocations_free(rv);
+
+	/* RFC 9112 §3.2: a Host that is not an authority is a 400 before any policy; a
+	 * well-formed Host naming another host is the policy's 403 */
+	static const struct {
+		const char *req;
+		int status;
+	} hosts[] = {
+	    {"GET /v1/models HTTP/1.1\r\nHost: api.example.com, evil.example\r\n\r\n", 400},
+	    {"GET /v1/models HTTP/1.1\r\nHost: u@api.example.com\r\n\r\n", 400},
+	    {"GET /v1/models HTTP/1.1\r\nHost: api.example.com:\r\n\r\n", 400},
+	    {"GET /v1/models HTTP/1.1\r\nHost: api.example.com:99999\r\n\r\n", 400},
+	    {"GET /v1/models HTTP/1.1\r\nHost: \r\n\r\n", 400},
+	    {"GET /v1/models HTTP/1.1\r\nHost: evil.example\r\n\r\n", 403},
+	    {"GET /v1/models HTTP/1.1\r\nHost: api.example.com:8443\r\n\r\n", 403},
+	    {"GET /v1/models HTTP/1.1\r\nHost: API.example.com:443\r\n\r\n", 0},
+	};
+	for (size_t i = 0; i < sizeof(hosts) / sizeof(hosts[0]); i++) {
+		ok(http1_parse_request(hosts[i].req, strlen(hosts[i].req), &m) > 0, "parses");
+		decide_request(&in, &d);
+		ok(d.status == hosts[i].status &&
+		       (hosts[i].status != 400 || strcmp(d.err_type, "invalid_request_error") == 0),
+		   "Host case %zu: %d (%s)", i, d.status, d.message);
+	}
+}
+
+/* The binding's limits in decide_request: after the identity checks, before anything is
+ * exchanged; the refusal names the limit. */
+static void test_limits(const struct resource_set *set)
+{
+	static struct http1_msg m;
+	static struct decide_out d;
+	static struct attest_facts f;
+	struct limits_rate *rate = limits_rate_new();
+	struct inject_authority none[1];
+	struct decide_in in;
+	char resp[PROXY_ERROR_MAX];
+	size_t n = 0;
+
+	f.pid = getpid();
+	f.uid = getuid();
+	snprintf(f.exe, sizeof(f.exe), "/usr/bin/test");
+	in = (struct decide_in){.set = set,
+				.msg = &m,
+				.service = "api",
+				.allowed = none,
+				.service_addresses = true,
+				.facts = &f,
+				.pid = getpid(),
+				.trust_domain = "t.example",
+				.rate = rate,
+				.now_ms = 5000};
+	static const char org[] =
+	    "GET /v1/organizations/me HTTP/1.1\r\nHost: api.example.com\r\n\r\n";
+	ok(http1_parse_request(org, sizeof(org) - 1, &m) > 0, "parses");
+	decide_request(&in, &d);
+	ok(d.status == 403 && d.audit_deny && strcmp(d.err_type, "permission_error") == 0 &&
+	       d.limit && strcmp(d.limit, "limits.paths (default)") == 0 && d.binding &&
+	       strstr(d.message, "GET /v1/organizations/me is not allowed: CredentialBinding me"),
+	   "default limits: an Admin API route is 403 naming the limit (%s)", d.message);
+	static const char abs[] = "GET https://api.example.com/v1/messages/../organizations/me "
+				  "HTTP/1.1\r\nHost: api.example.com\r\n\r\n";
+	ok(http1_parse_request(abs, sizeof(abs) - 1, &m) > 0, "parses");
+	decide_request(&in, &d);
+	ok(d.status == 400 && strcmp(d.err_type, "invalid_request_error") == 0 && d.audit_deny &&
+	       strcmp(d.limit, "path") == 0,
+	   "a dot-segment in an absolute-form target: 400 (%s)", d.message);
+	static const char msg[] = "POST /v1/messages?beta=true HTTP/1.1\r\nHost: "
+				  "api.example.com\r\nContent-Length: 0\r\n\r\n";
+	ok(http1_parse_request(msg, sizeof(msg) - 1, &m) > 0, "parses");
+	decide_request(&in, &d);
+	ok(d.status == 0 && !d.limit && !d.rate_charged, "default limits: POST /v1/messages");
+
+	/* Service lit: binding me-lit, 2 requests per minute on GET /v1/models */
+	static const char lit[] = "GET /v1/models HTTP/1.1\r\nHost: lit.example.com:8443\r\n\r\n";
+	ok(http1_parse_request(lit, sizeof(lit) - 1, &m) > 0, "parses");
+	in.service = "lit";
+	decide_request(&in, &d);
+	ok(d.status == 0 && d.rate_charged && strcmp(d.binding->meta.name, "me-lit") == 0,
+	   "rate 2/min: first (%s)", d.message);
+	decide_request(&in, &d);
+	ok(d.status == 0 && d.rate_charged, "rate 2/min: second");
+	in.rate_precharged = true;
+	decide_request(&in, &d);
+	ok(d.status == 0 && !d.rate_charged,
+	   "rate 2/min: the second, decided again (precharged), still passes");
+	in.rate_precharged = false;
+	decide_request(&in, &d);
+	ok(d.status == 429 && strcmp(d.err_type, "rate_limit_error") == 0 && d.audit_deny &&
+	       strcmp(d.limit, "limits.requestsPerMinute") == 0 && d.retry_after == 30 &&
+	       strstr(d.message, "rate limit 2/min of CredentialBinding me-lit reached"),
+	   "rate 2/min: third is 429 (%s)", d.message);
+	ok(proxy_error_response_retry(d.status, d.err_type, d.message, true, d.retry_after, resp,
+				      sizeof(resp), &n) == 0 &&
+	       strncmp(resp, "HTTP/1.1 429 Too Many Requests\r\n", 32) == 0 &&
+	       memmem(resp, n, "\r\nRetry-After: 30\r\n", strlen("\r\nRetry-After: 30\r\n")) &&
+	       memmem(resp, n, "\"type\":\"rate_limit_error\"",
+		      strlen("\"type\":\"rate_limit_error\"")),
+	   "the 429 response: Retry-After and Anthropic's error shape");
+	in.now_ms = 5000 + 30000;
+	decide_request(&in, &d);
+	ok(d.status == 0, "rate 2/min: 30 s later, one more");
+	static const char other[] = "POST /v1/messages HTTP/1.1\r\nHost: lit.example.com:8443\r\n"
+				    "Content-Length: 0\r\n\r\n";
+	ok(http1_parse_request(other, sizeof(other) - 1, &m) > 0, "parses");
+	decide_request(&in, &d);
+	ok(d.status == 403 && strcmp(d.limit, "limits.paths") == 0 &&
+	       strstr(d.message, "CredentialBinding me-lit allows only GET /v1/models"),
+	   "explicit paths replace the default (%s)", d.message);
+	limits_rate_free(rate);
+}
+
+/* A caller that could not be attested: a 403 denial when the cause is the caller (gone,
+ * no socket owner), a retryable 503 when it is vouchd's own shortage of descriptors. */
+static void test_unattested(const struct resource_set *set)
+{
+	static struct http1_msg m;
+	static struct decide_out d;
+	const char req[] = "GET /v1/models HTTP/1.1\r\nHost: api.example.com\r\n\r\n";
+	struct inject_authority none[1];
+	struct decide_in in;
+
+	ok(http1_parse_request(req, sizeof(req) - 1, &m) > 0, "request parses");
+	in = (struct decide_in){.set = set,
+				.msg = &m,
+				.service = "api",
+				.allowed = none,
+				.service_addresses = true,
+				.tunnel_host = "api.example.com",
+				.tunnel_port = 443,
+				.attest_error = "cannot attest process 7: it has exited",
+				.pid = 7,
+				.trust_domain = "t.example"};
+	decide_request(&in, &d);
+	ok(d.status == 403 && d.audit_deny && strcmp(d.err_type, "permission_error") == 0 &&
+	       strstr(d.message, "cannot identify the calling process: cannot attest process 7: it "
+				 "has exited; run `vouch explain"),
+	   "the caller's failure: 403 naming it (%s)", d.message);
+	in.attest_error = "cannot attest process 7: Too many open files";
+	in.attest_exhausted = true;
+	decide_request(&in, &d);
+	ok(d.status == 503 && !d.audit_deny && strcmp(d.err_type, "api_error") == 0 &&
+	       strstr(d.message, "Too many open files") && strstr(d.message, "retry later") &&
+	       !d.workload,
+	   "vouchd's own shortage: 503 naming it, not a denial (%s)", d.message);
 }
 
 int main(void)
@@ -258,6 +446,8 @@ int main(void)
 	if (set) {
 		test_transparent(set);
 		test_revocation(set);
+		test_limits(set);
+		test_unattested(set);
 	}
 	resource_set_unref(set);
 	unlink(file);

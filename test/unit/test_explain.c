@@ -64,6 +64,9 @@ int main(void)
 	ok(json_array_size(svcs) == 1 && strcmp(json_string_value(json_array_get(svcs, 0)), "anthropic-api") == 0,
 	   "the binding's services resolve against the built-in catalog");
 	ok(json_is_true(json_object_get(json_array_get(binds, 0), "source_ok")), "its source exists");
+	const char *lim = json_string_value(json_object_get(json_array_get(binds, 0), "limits"));
+	ok(lim && strncmp(lim, "paths (default): POST /v1/messages, ", 36) == 0,
+	   "a binding without limits shows the default inference routes (%s)", lim ? lim : "-");
 	FILE *out = fopen("/dev/null", "w");
 	explain_print(ex, out);
 	fclose(out);

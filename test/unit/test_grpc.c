@@ -692,6 +692,9 @@ static void test_admission(const char *dir, const struct grpc_handler *h)
 	cli_open(&c1, p2);
 	cli_call_raw(&c1, "/test.Echo/Hold", "POST", "application/grpc",
 		     (const uint8_t *)"\0\0\0\0", 5, 0, NULL, 0);
+	/* c1 must be busy before c2 arrives: an idle c1 may be the one c2 displaces */
+	for (int i = 0; i < 100 && t_count(&T.n_held) < held0 + 1; i++)
+		cli_io(&c1, 5);
 	cli_open(&c2, p2);
 	cli_call_raw(&c2, "/test.Echo/Hold", "POST", "application/grpc",
 		     (const uint8_t *)"\0\0\0\0", 5, 0, NULL, 0);

@@ -82,6 +82,19 @@ static const struct {
     {"two Host fields", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 0},
     {"two Host fields in HTTP/1.0", "GET / HTTP/1.0\r\nHost: a\r\nhost: b\r\n\r\n", 0},
     {"empty line before request line", "\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+    /* smuggling suite (test/integration/smuggling.test.mjs): a proxy that forwards
+     * framing as received must not pass on what an upstream could frame differently */
+    {"two identical CL fields", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", 0},
+    {"identical CL list", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", 0},
+    {"CL with a trailing comma", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5,\r\n\r\n", 0},
+    {"CL with a leading comma", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: ,5\r\n\r\n", 0},
+    {"Transfer_Encoding", "POST / HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\n\r\n", 0},
+    {"Content_Length", "POST / HTTP/1.1\r\nHost: a\r\nContent_Length: 5\r\n\r\n", 0},
+    {"content_length beside Content-Length", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\ncontent_length: 9\r\n\r\n", 0},
+    {"X_Api_Key", "GET / HTTP/1.1\r\nHost: a\r\nX_Api_Key: k\r\n\r\n", 0},
+    {"x-api_key", "GET / HTTP/1.1\r\nHost: a\r\nx-api_key: k\r\n\r\n", 0},
+    {"PROXY_AUTHORIZATION", "GET / HTTP/1.1\r\nHost: a\r\nPROXY_AUTHORIZATION: k\r\n\r\n", 0},
+    {"Keep_Alive", "GET / HTTP/1.1\r\nHost: a\r\nKeep_Alive: 5\r\n\r\n", 0},
 };
 
 static void test_bad_requests(void)
@@ -151,7 +164,15 @@ static void test_limits(void)
 	memset(big + n, 'a', HTTP1_MAX_LINE);
 	n += HTTP1_MAX_LINE;
 	r = http1_parse_request(big, n, &msg);
-	ok(r == -E2BIG, "request target over HTTP1_MAX_LINE is -E2BIG");
+	ok(r == -E2BIG && msg.start_line_too_long,
+	   "request target over HTTP1_MAX_LINE is -E2BIG, flagged as the start line (414)");
+	n = (size_t)snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nHost: a\r\nX: ");
+	memset(big + n, 'a', HTTP1_MAX_LINE);
+	n += HTTP1_MAX_LINE;
+	r = http1_parse_request(big, n, &msg);
+	ok(r == -E2BIG && !msg.start_line_too_long, "an over-long header line is not (431)");
+	r = req("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+	ok(r > 0 && !msg.start_line_too_long, "the flag is reset by the next parse");
 }
 
 static void test_valid_requests(void)
@@ -175,9 +196,15 @@ static void test_valid_requests(void)
 	       msg.body == HTTP1_BODY_LENGTH && msg.content_length == 5,
 	   "POST with Content-Length: head length excludes the body");
 
-	r = req("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\nContent-Length:5\r\n\r\n");
+	r = resp("HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\nContent-Length:5\r\n\r\n", "GET");
 	ok(r > 0 && msg.body == HTTP1_BODY_LENGTH && msg.content_length == 5,
-	   "identical repeated Content-Length values are one value");
+	   "response: identical repeated Content-Length values are one value");
+	r = resp("HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n", "GET");
+	ok(r == -EBADMSG, "response: differing Content-Length values are refused");
+	r = req("POST / HTTP/1.1\r\nHost: a\r\nX_Request_Id: 1\r\nHost_: b\r\n"
+		"Content-Length: 5\r\n\r\n");
+	ok(r > 0 && msg.body == HTTP1_BODY_LENGTH && msg.n_headers == 4,
+	   "'_' in other field names is fine");
 	r = req("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 000\r\n\r\n");
 	ok(r > 0 && msg.body == HTTP1_BODY_LENGTH && msg.content_length == 0, "CL 000 is zero");
 
@@ -386,11 +413,45 @@ static void test_chunked(void)
 	    {"bare LF in trailer", "0\r\nX: a\n\r\n"},
 	    {"LF-only final line", "0\r\n\n"},
 	    {"SP before trailer colon", "0\r\nX : a\r\n\r\n"},
+	    {"trailer x-api-key", "0\r\nx-api-key: k\r\n\r\n"},
+	    {"trailer AUTHORIZATION", "0\r\nX-Ok: 1\r\nAUTHORIZATION: Bearer k\r\n\r\n"},
+	    {"trailer Content-Length", "0\r\nContent-Length: 5\r\n\r\n"},
+	    {"trailer Transfer_Encoding", "0\r\nTransfer_Encoding: chunked\r\n\r\n"},
+	    {"trailer Host", "0\r\nHost: evil\r\n\r\n"},
+	    {"trailer proxy-authorization", "0\r\nproxy-authorization: k\r\n\r\n"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		r = feed_split(bad[i].body, strlen(bad[i].body), NULL, 0, out, &out_len, &done);
 		ok(r == -EBADMSG, "chunked rejects %s", bad[i].desc);
 	}
+
+	{
+		static const char tr[] = "0\r\nX-Api-Key-Hint: 1\r\nx-authorization-hint-long: 2\r\n"
+					 "TE-X: 3\r\n\r\n";
+		r = feed_split(tr, sizeof(tr) - 1, NULL, 0, out, &out_len, &done);
+		ok(r == (long)sizeof(tr) - 1 && done,
+		   "trailers that merely start like a sensitive name are fine");
+	}
+	{
+		static const char tr[] = "0\r\nx-api-key: k\r\n\r\n";
+		bool all_bad = true;
+		for (size_t k = 1; k < sizeof(tr) - 1; k++) {
+			size_t cuts[1] = {k};
+			if (feed_split(tr, sizeof(tr) - 1, cuts, 1, out, &out_len, &done) != -EBADMSG)
+				all_bad = false;
+		}
+		ok(all_bad, "a sensitive trailer name is refused at every split point");
+	}
+
+	/* http1_chunked_check: the bytes that came with the head, before anything is sent */
+	ok(http1_chunked_check("", 0) == 0, "check: nothing yet is fine");
+	ok(http1_chunked_check("5\r\nhe", 6) == 0, "check: a valid prefix is fine");
+	ok(http1_chunked_check(body, n) == 0, "check: a whole body and pipelined bytes are fine");
+	ok(http1_chunked_check("zz\r\n", 4) == -EBADMSG, "check: a bad size is refused");
+	ok(http1_chunked_check("3\r\nhello\r\n", 12) == -EBADMSG,
+	   "check: data longer than its size is refused");
+	ok(http1_chunked_check("0\r\nx-api-key: k\r\n\r\n", 20) == -EBADMSG,
+	   "check: a credential trailer is refused");
 
 	/* extension line and trailer bounds */
 	{

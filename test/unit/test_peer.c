@@ -7,7 +7,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -349,6 +351,65 @@ out:
 	close(lfd);
 }
 
+/* Concurrent lookups of different sockets (the iterator answers a batch of waiting
+ * lookups with one pass): each must get its own socket's holder, never a neighbour's. */
+#define CONC_CONNS 8
+#define CONC_THREADS 8
+#define CONC_ROUNDS 10
+static struct conn conc[CONC_CONNS];
+static atomic_int conc_wrong, conc_failed;
+
+static void *conc_main(void *arg)
+{
+	size_t t = (size_t)arg;
+
+	for (int k = 0; k < CONC_ROUNDS; k++)
+		for (size_t i = 0; i < CONC_CONNS; i++) {
+			const struct conn *c = &conc[(i + t) % CONC_CONNS];
+			pid_t pid = 0;
+			int r = lookup(c, &pid);
+			if (r < 0)
+				atomic_fetch_add(&conc_failed, 1);
+			else if (pid != c->child)
+				atomic_fetch_add(&conc_wrong, 1);
+		}
+	return NULL;
+}
+
+static void test_concurrent(void)
+{
+	struct sockaddr_storage la;
+	pthread_t th[CONC_THREADS];
+	int lfd = listen_on(AF_INET, "127.0.0.1", &la), n = 0;
+
+	for (; lfd >= 0 && n < CONC_CONNS; n++)
+		if (!start_conn(C_PLAIN, lfd, &la, NULL, &conc[n]))
+			break;
+	if (n < CONC_CONNS) {
+		ok(0, "concurrent: %d connections set up", CONC_CONNS);
+		goto out;
+	}
+	atomic_store(&conc_wrong, 0);
+	atomic_store(&conc_failed, 0);
+	for (size_t t = 0; t < CONC_THREADS; t++)
+		pthread_create(&th[t], NULL, conc_main, (void *)t);
+	for (size_t t = 0; t < CONC_THREADS; t++)
+		pthread_join(th[t], NULL);
+	if (atomic_load(&conc_failed) && getuid() != 0)
+		skip("concurrent: not root");
+	else
+		ok(atomic_load(&conc_wrong) == 0 && atomic_load(&conc_failed) == 0,
+		   "concurrent: %d lookups from %d threads, each its own holder (%d wrong, %d "
+		   "failed)",
+		   CONC_THREADS * CONC_ROUNDS * CONC_CONNS, CONC_THREADS, atomic_load(&conc_wrong),
+		   atomic_load(&conc_failed));
+out:
+	while (n > 0)
+		end_conn(&conc[--n]);
+	if (lfd >= 0)
+		close(lfd);
+}
+
 /* Every case, through whichever holder search is in use. */
 static void run_all(const char *how)
 {
@@ -367,6 +428,7 @@ static void run_all(const char *how)
 	else
 		skip("setuid after connect needs root");
 	test_mode(C_CLOSE, -ENOENT, false, "client closed its socket -> ENOENT");
+	test_concurrent();
 }
 
 int main(void)

@@ -322,7 +322,10 @@ static void write_resources(bool with_binding)
 		fprintf(f, "---\napiVersion: vouch.dev/v1alpha1\nkind: CredentialBinding\n"
 			   "metadata: {name: me}\nspec:\n  credentialSource: src\n"
 			   "  workloadID: test/proxy\n  propagation:\n    injection:\n"
-			   "      selectors:\n      - svc:name: up\n      - svc:name: up-ip\n");
+			   "      selectors:\n      - svc:name: up\n      - svc:name: up-ip\n"
+			   /* these tests are about the proxy's mechanics on arbitrary paths,
+			    * not about the default Anthropic routes (test_limits, test_decide) */
+			   "  limits: {paths: [/, \"/**\"]}\n");
 	fclose(f);
 }
 

@@ -523,6 +523,144 @@ static void test_inline_errors(void)
 
 /* ---- hostile input and hard limits ---- */
 
+/* Found by fuzz_resources (fuzz/corpus/resources/regress-selector-slot): a selector map
+ * with a bad key is not kept, and the next map was built in its slot without resetting it,
+ * so its keys were written after the ones already counted there (past the new array, into
+ * arena memory later handed out as zeroed); the load then crashed on a later document. */
+/* CredentialBinding spec.limits: parsed as written, and every mistake at its node. */
+static void test_binding_limits(void)
+{
+	static const char head[] =
+	    "apiVersion: vouch.dev/v1alpha1\nkind: CredentialSource\nmetadata: {name: s}\n"
+	    "spec: {anthropic: {organizationId: o, federationRuleId: r}}\n---\n"
+	    "apiVersion: vouch.dev/v1alpha1\nkind: WorkloadIdentity\nmetadata: {name: w}\n"
+	    "spec: {workloadID: a/b, selectors: [{process:uid: 0}]}\n---\n"
+	    "apiVersion: vouch.dev/v1alpha1\nkind: CredentialBinding\nmetadata: {name: b}\n"
+	    "spec:\n  credentialSource: s\n  workloadID: a/b\n"
+	    "  propagation: {injection: {selectors: [{svc:name: anthropic-api}]}}\n";
+	char doc[2048];
+	struct diag_list d;
+	struct resource_set *s = NULL;
+	const char *p;
+	int r;
+
+	snprintf(doc, sizeof(doc),
+		 "%s  limits:\n    methods: [POST, GET]\n"
+		 "    paths: [\"POST /v1/messages\", /v1/models/*, \"/v1/files/**\", /]\n"
+		 "    requestsPerMinute: 60\n"
+		 "    windows:\n"
+		 "    - {days: [mon, fri], start: \"08:00\", end: \"18:30\", timezone: UTC}\n"
+		 "    - {start: \"22:00\", end: \"06:00\", timezone: local}\n"
+		 "    - {start: \"00:00\", end: \"24:00\", timezone: \"-05:30\"}\n",
+		 head);
+	p = write_str("limits.yaml", doc);
+	r = load1(p, &d, &s);
+	ok(r == 0 && s && s->n_bindings == 1, "a binding with limits loads");
+	if (r != 0)
+		dump(&d);
+	diag_list_done(&d);
+	if (s && s->n_bindings == 1) {
+		const struct res_limits *l = &s->bindings[0].limits;
+		ok(l->present && l->n_methods == 2 && strcmp(l->methods[0], "POST") == 0 &&
+		       strcmp(l->methods[1], "GET") == 0,
+		   "methods");
+		ok(l->paths_set && l->n_routes == 4 && strcmp(l->routes[0].method, "POST") == 0 &&
+		       strcmp(l->routes[0].pattern, "/v1/messages") == 0 && !l->routes[1].method &&
+		       strcmp(l->routes[1].pattern, "/v1/models/*") == 0 &&
+		       strcmp(l->routes[2].pattern, "/v1/files/**") == 0 &&
+		       strcmp(l->routes[3].pattern, "/") == 0,
+		   "paths, with and without a method");
+		ok(l->requests_per_minute == 60, "requestsPerMinute");
+		ok(l->n_windows == 3 && l->windows[0].days == 0x11 && l->windows[0].start == 480 &&
+		       l->windows[0].end == 1110 && !l->windows[0].local &&
+		       l->windows[0].utc_offset == 0 && l->windows[1].days == RES_DAY_ALL &&
+		       l->windows[1].start == 1320 && l->windows[1].end == 360 &&
+		       l->windows[1].local && l->windows[2].start == 0 &&
+		       l->windows[2].end == 1440 && l->windows[2].utc_offset == -330,
+		   "windows: days, times, UTC / local / offset");
+	}
+	resource_set_unref(s);
+
+	snprintf(doc, sizeof(doc), "%s  limits: {}\n", head);
+	p = write_str("limits.yaml", doc);
+	r = load1(p, &d, &s);
+	ok(r == 0 && s && s->bindings[0].limits.present && !s->bindings[0].limits.paths_set &&
+	       s->bindings[0].limits.n_methods == 0,
+	   "empty limits: present, the default routes apply");
+	diag_list_done(&d);
+	resource_set_unref(s);
+
+	/* line 18 is "  limits:" */
+	snprintf(doc, sizeof(doc),
+		 "%s  limits:\n"
+		 "    methods: [post, \"GE T\", []]\n"
+		 "    paths: [v1/x, \"/v1//x\", \"/v1/../x\", \"/v1/mess*\", \"/v1/%%2e\", "
+		 "\"/**/x\", \"get /v1\", \"/v1/\", \"/a|b\"]\n"
+		 "    requestsPerMinute: 0\n"
+		 "    windows:\n"
+		 "    - {days: [monday], start: \"8:00\", end: \"24:01\", timezone: "
+		 "Europe/Berlin}\n"
+		 "    - {start: \"10:00\", end: \"10:00\"}\n"
+		 "    - {end: \"10:00\", tz: UTC}\n"
+		 "    - []\n"
+		 "    burst: 3\n",
+		 head);
+	p = write_str("limits.yaml", doc);
+	expect_errors(
+	    "limits: every mistake at its node", p, 22, 19u, 15u, "invalid method 'post'", 19u, 21u,
+	    "invalid method 'GE T'", 19u, 29u, "expected an HTTP method, found a list", 20u, 13u,
+	    "must start with '/': 'v1/x'", 20u, 19u, "empty path segment", 20u, 29u,
+	    "'.' and '..' segments are not allowed", 20u, 41u, "'*' must be a whole segment", 20u,
+	    54u, "'%' is not allowed", 20u, 65u, "'**' may only be the last segment", 20u, 74u,
+	    "expected \"METHOD /path\" with an upper-case method, found 'get /v1'", 20u, 85u,
+	    "empty path segment ('//' or a trailing '/'): '/v1/'", 20u, 93u,
+	    "character not allowed in a path pattern: '/a|b'", 21u, 24u,
+	    "expected an integer from 1 to 1000000", 23u, 15u, "unknown day 'monday'", 23u, 31u,
+	    "expected a time \"HH:MM\" (00:00..23:59), found '8:00'", 23u, 44u,
+	    "(00:00..24:00), found '24:01'", 23u, 63u, "unknown timezone 'Europe/Berlin'", 24u, 7u,
+	    "start and end are equal", 25u, 22u, "unknown field 'tz'", 25u, 7u,
+	    "missing required field 'start'", 26u, 7u, "expected a map with start, end", 27u, 5u,
+	    "unknown field 'burst'");
+	snprintf(doc, sizeof(doc),
+		 "%s  limits: {methods: [], paths: [], windows: [], requestsPerMinute: x}\n", head);
+	p = write_str("limits.yaml", doc);
+	expect_errors("limits: empty lists and a non-integer rate", p, 4, 18u, 21u,
+		      "methods: must not be empty", 18u, 32u, "paths: must not be empty", 18u, 45u,
+		      "windows: must not be empty", 18u, 68u, "expected an integer");
+	snprintf(doc, sizeof(doc), "%s  limits: [POST]\n", head);
+	p = write_str("limits.yaml", doc);
+	expect_errors("limits must be a map", p, 1, 18u, 11u, "spec.limits: expected a map");
+}
+
+static void test_selector_map_slot(void)
+{
+	static const char doc[] = "kind: WorkloadIdentity\n"
+				  "spec:\n"
+				  " selectors:\n"
+				  "  - process:binary:path: /\n"
+				  "    p:\n"
+				  "  - process:binary:path: /u\n"
+				  "    process:uid: 0\n"
+				  "  - process:uid: 0\n"
+				  "\n"
+				  "---\n"
+				  "kind: WorkloadIdentity\n"
+				  "spec:\n"
+				  "  selectors:\n"
+				  "  - process:binary:path: /";
+	struct diag_list d = {0};
+	struct resource_set *s = NULL;
+	const char *p = write_str("sel-slot.yaml", doc);
+	int r = load1(p, &d, &s);
+
+	ok(r == -EINVAL && !s, "a rejected selector map does not spill into the next one (%d)", r);
+	ok(has_diag(&d, p, 5, 5, "spec.selectors[0]: unknown selector 'p'") && d.n == 7,
+	   "the bad key is reported at 5:5, with the six missing fields");
+	if (d.n != 7)
+		dump(&d);
+	diag_list_done(&d);
+}
+
 static void test_limits(void)
 {
 	struct diag_list d;
@@ -708,19 +846,21 @@ int main(void)
 	test_diag_format();
 	test_inline_errors();
 	test_limits();
+	test_binding_limits();
+	test_selector_map_slot();
 	test_spiffe_path();
 
 	char cmd[600];
 	snprintf(cmd, sizeof(cmd), "%s", tmpdir);
 	/* remove the temp files (names written above) */
-	const char *names[] = {"empty.yaml",  "comments.yaml",	 "relabel.yaml", "root-list.yaml",
-			       "dupkey.yaml", "top.yaml",	 "nokind.yaml",	 "src.yaml",
-			       "bind.yaml",   "bind2.yaml",	 "sel.yaml",	 "sel2.yaml",
-			       "name.yaml",   "svc.yaml",	 "dup-a.yaml",	 "dup-b.yaml",
-			       "svc-ns.yaml", "wl-ns.yaml",	 "garbage.yaml", "bad-utf8.yaml",
-			       "nul.yaml",    "nul-escape.yaml", "max.yaml",	 "oversize.yaml",
-			       "docs.yaml",   "items.yaml",	 "long.yaml",	 "lol.yaml",
-			       "flood.yaml",  "aliases.yaml",	 "cut.yaml"};
+	const char *names[] = {
+	    "empty.yaml", "comments.yaml",   "relabel.yaml", "root-list.yaml", "dupkey.yaml",
+	    "top.yaml",	  "nokind.yaml",     "src.yaml",     "bind.yaml",      "bind2.yaml",
+	    "sel.yaml",	  "sel2.yaml",	     "name.yaml",    "svc.yaml",       "dup-a.yaml",
+	    "dup-b.yaml", "svc-ns.yaml",     "wl-ns.yaml",   "garbage.yaml",   "bad-utf8.yaml",
+	    "nul.yaml",	  "nul-escape.yaml", "max.yaml",     "oversize.yaml",  "docs.yaml",
+	    "items.yaml", "long.yaml",	     "lol.yaml",     "flood.yaml",     "aliases.yaml",
+	    "cut.yaml",	  "sel-slot.yaml",   "limits.yaml"};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		unlink(tmp_path(names[i]));
 	rmdir(cmd);

@@ -13,7 +13,13 @@
 #include <unistd.h>
 
 static char base[256];
-static _Atomic bool revoked_flag;
+static _Atomic bool revoked_flag, binding_flag;
+
+static bool is_binding_revoked(void *ctx, const char *binding)
+{
+	(void)ctx;
+	return binding_flag && strcmp(binding, "default/one") == 0;
+}
 
 static bool is_revoked(void *ctx, const char *path)
 {
@@ -312,7 +318,8 @@ static void test_manager(void)
 						       .audit = au,
 						       .trust_domain = "vouch.test",
 						       .jwt_ttl = 2,
-						       .revoked = is_revoked},
+						       .revoked = is_revoked,
+						       .binding_revoked = is_binding_revoked},
 			     &t);
 	ok(r == 0, "maintenance thread starts");
 
@@ -435,6 +442,23 @@ static void test_manager(void)
 		usleep(100000);
 	}
 	ok(back, "written again when the revocation is lifted");
+	/* ... and so does revoking the binding that keeps the file */
+	binding_flag = true;
+	tokenfiles_kick(t, NULL);
+	gone = false;
+	for (int i = 0; i < 50 && !gone; i++) {
+		gone = access(p, F_OK) != 0;
+		usleep(100000);
+	}
+	ok(gone, "a revoked binding's file is removed");
+	binding_flag = false;
+	tokenfiles_kick(t, NULL);
+	back = false;
+	for (int i = 0; i < 50 && !back; i++) {
+		back = access(p, F_OK) == 0;
+		usleep(100000);
+	}
+	ok(back, "written again when the binding's revocation is lifted");
 
 	tokenfiles_stop(t);
 	t = NULL;

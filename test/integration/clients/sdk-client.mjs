@@ -2,7 +2,9 @@
 // (`new Anthropic()` configured from ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL). Driven by a JSON
 // plan in argv[2]: {plan: [{op: "create"|"stream", content?}], repeat?, durationMs?,
 // intervalMs?, maxRetries?}. Prints one JSON line per operation:
-// {op, ok, t0, tFirstEvent?, tDone, id?, text?, status?, error?}. Exit 0 iff all ok.
+// {op, ok, t0, tFirstEvent?, tDone, id?, model?, usage?, text?, status?, error?}; a "stream" step
+// with reportFirstEvent: true also prints {op: "first_event", type} the moment the first
+// event arrives. Exit 0 iff all ok.
 import Anthropic from '@anthropic-ai/sdk';
 
 const spec = JSON.parse(process.argv[2] ?? '{"plan":[{"op":"create"}]}');
@@ -17,19 +19,26 @@ async function runOne(step, i) {
 		if (step.op === 'create') {
 			const msg = await client.messages.create(body);
 			r.id = msg.id;
+			r.model = msg.model;
+			r.usage = msg.usage;
 			r.text = msg.content.map((b) => b.text ?? '').join('');
 			r.stop_reason = msg.stop_reason;
 		} else if (step.op === 'stream') {
 			const stream = client.messages.stream(body);
 			r.events = [];
 			stream.on('streamEvent', (ev) => {
-				if (r.tFirstEvent === undefined) r.tFirstEvent = Date.now();
+				if (r.tFirstEvent === undefined) {
+					r.tFirstEvent = Date.now();
+					if (step.reportFirstEvent) process.stdout.write(JSON.stringify({ op: 'first_event', type: ev.type, t: r.tFirstEvent }) + '\n');
+				}
 				r.events.push(ev.type);
 			});
 			let text = '';
 			stream.on('text', (d) => { text += d; });
 			const msg = await stream.finalMessage();
 			r.id = msg.id;
+			r.model = msg.model;
+			r.usage = msg.usage;
 			r.text = text;
 			r.stop_reason = msg.stop_reason;
 		} else {
