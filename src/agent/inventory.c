@@ -57,13 +57,15 @@ void agent_audit_tap(void *ctx, const struct audit_rec *r)
 		return;
 	/* (metrics_deny_reason reads only the stable part of decide.c's messages: the
 	 * label set is fixed, never request data) */
-	int ret =
-	    inventory_record(a->inventory,
-			     &(struct inventory_key){.workload = r->workload_id,
-						     .binding = r->binding,
-						     .source = r->source,
-						     .service = r->service},
-			     denied, denied ? metrics_deny_reason(r) : NULL, (int64_t)time(NULL));
+	struct inventory_key k = {.workload = r->workload_id,
+				  .binding = r->binding,
+				  .source = r->source,
+				  .service = r->service};
+	int ret = inventory_record(a->inventory, &k, denied, denied ? metrics_deny_reason(r) : NULL,
+				   (int64_t)time(NULL));
+	if (ret == 0 && !denied && r->usage)
+		inventory_record_usage(a->inventory, &k, r->usage->input_tokens,
+				       r->usage->output_tokens);
 	if (ret == 1) /* audited by the next housekeeping tick: a tap must not emit */
 		atomic_store(&a->inventory_full_pending, true);
 }
@@ -224,13 +226,15 @@ static void add_row(void *ctx, const struct inventory_row *r)
 		json_object_set_new(reasons, r->reasons[i].name,
 				    json_integer((json_int_t)r->reasons[i].n));
 	o = reasons
-		? json_pack("{s:o,s:o,s:o,s:o,s:b,s:o,s:o,s:I,s:I,s:o,s:n,s:n}", "workload",
-			    name_json(r->key.workload), "binding", name_json(r->key.binding),
-			    "source", name_json(r->key.source), "service",
-			    name_json(r->key.service), "configured", false, "first_use",
-			    time_json(r->first_use), "last_use", time_json(r->last_use), "requests",
-			    (json_int_t)r->injected, "denials", (json_int_t)r->denied,
-			    "denials_by_reason", reasons, "token_ttl_s", "revoked")
+		? json_pack(
+		      "{s:o,s:o,s:o,s:o,s:b,s:o,s:o,s:I,s:I,s:o,s:n,s:n,s:{s:I,s:I,s:I}}",
+		      "workload", name_json(r->key.workload), "binding", name_json(r->key.binding),
+		      "source", name_json(r->key.source), "service", name_json(r->key.service),
+		      "configured", false, "first_use", time_json(r->first_use), "last_use",
+		      time_json(r->last_use), "requests", (json_int_t)r->injected, "denials",
+		      (json_int_t)r->denied, "denials_by_reason", reasons, "token_ttl_s", "revoked",
+		      "usage", "responses", (json_int_t)r->usage_responses, "input_tokens",
+		      (json_int_t)r->input_tokens, "output_tokens", (json_int_t)r->output_tokens)
 		: NULL;
 	if (o)
 		json_array_append_new(ctx, o);
@@ -258,10 +262,12 @@ static void add_configured(json_t *paths, const char *id, const char *binding, c
 		json_object_set_new(p, "configured", json_true());
 		return;
 	}
-	p = json_pack("{s:s,s:s,s:s,s:o,s:b,s:n,s:n,s:I,s:I,s:{},s:n,s:n}", "workload", id,
-		      "binding", binding, "source", source, "service", name_json(service),
-		      "configured", true, "first_use", "last_use", "requests", (json_int_t)0,
-		      "denials", (json_int_t)0, "denials_by_reason", "token_ttl_s", "revoked");
+	p = json_pack("{s:s,s:s,s:s,s:o,s:b,s:n,s:n,s:I,s:I,s:{},s:n,s:n,s:{s:I,s:I,s:I}}",
+		      "workload", id, "binding", binding, "source", source, "service",
+		      name_json(service), "configured", true, "first_use", "last_use", "requests",
+		      (json_int_t)0, "denials", (json_int_t)0, "denials_by_reason", "token_ttl_s",
+		      "revoked", "usage", "responses", (json_int_t)0, "input_tokens", (json_int_t)0,
+		      "output_tokens", (json_int_t)0);
 	if (p)
 		json_array_append_new(paths, p);
 }

@@ -1,5 +1,6 @@
 /* vouch inventory [-o json] — every access path (workload → binding → credential source
- * → Service) with first and last use, injected requests, denials by reason, the current
+ * → Service) with first and last use, injected requests, denials by reason, Claude
+ * tokens in and out (from the Messages responses' usage), the current
  * token TTL and any revocation, from {"cmd":"inventory"} (schema: docs/CLI.md). The
  * table's columns are as wide as their widest cell (each capped); every string is
  * printed with control characters replaced, since names come partly from workloads'
@@ -19,14 +20,16 @@ enum {
 	C_LAST,
 	C_REQS,
 	C_DENIED,
+	C_TOKENS,
 	C_TTL,
 	C_NOTES,
 	N_COLS
 };
 
-static const char *const heads[N_COLS] = {"WORKLOAD", "BINDING", "SOURCE", "SERVICE",	"FIRST USE",
-					  "LAST USE", "REQS",	 "DENIED", "TOKEN TTL", "NOTES"};
-static const int caps[N_COLS] = {64, 32, 32, 32, 20, 20, 10, 10, 10, 200};
+static const char *const heads[N_COLS] = {"WORKLOAD",	   "BINDING",	"SOURCE", "SERVICE",
+					  "FIRST USE",	   "LAST USE",	"REQS",	  "DENIED",
+					  "TOKENS IN/OUT", "TOKEN TTL", "NOTES"};
+static const int caps[N_COLS] = {64, 32, 32, 32, 20, 20, 10, 10, 28, 10, 200};
 
 #define CELL_MAX 1024
 
@@ -96,6 +99,20 @@ static void fmt_ttl(json_t *v, char *buf, size_t cap)
 		snprintf(buf, cap, "%lldm%02llds", s / 60, s % 60);
 	else
 		snprintf(buf, cap, "%lldh%02lldm", s / 3600, s % 3600 / 60);
+}
+
+/* Claude usage of the path: "input/output" tokens, "-" when no Messages response. */
+static void fmt_tokens(json_t *u, char *buf, size_t cap)
+{
+	json_t *n = json_object_get(u, "responses");
+
+	if (!json_is_integer(n) || json_integer_value(n) == 0) {
+		snprintf(buf, cap, "-");
+		return;
+	}
+	snprintf(buf, cap, "%lld/%lld",
+		 (long long)json_integer_value(json_object_get(u, "input_tokens")),
+		 (long long)json_integer_value(json_object_get(u, "output_tokens")));
 }
 
 static void fmt_int(json_t *v, char *buf, size_t cap)
@@ -197,6 +214,7 @@ int cli_inventory(struct cli *c, int argc, char **argv)
 		fmt_time(str(p, "last_use"), raw[C_LAST], CELL_MAX, "never used");
 		fmt_int(json_object_get(p, "requests"), raw[C_REQS], CELL_MAX);
 		fmt_int(json_object_get(p, "denials"), raw[C_DENIED], CELL_MAX);
+		fmt_tokens(json_object_get(p, "usage"), raw[C_TOKENS], CELL_MAX);
 		fmt_ttl(json_object_get(p, "token_ttl_s"), raw[C_TTL], CELL_MAX);
 		fmt_notes(p, raw[C_NOTES], CELL_MAX);
 		for (int k = 0; k < N_COLS; k++)
@@ -224,7 +242,7 @@ int cli_inventory(struct cli *c, int argc, char **argv)
 		while (lastk > 0 && widths[r][lastk] == 0)
 			lastk--;
 		for (int k = 0; k <= lastk; k++) {
-			bool right = (k == C_REQS || k == C_DENIED) && r > 0;
+			bool right = (k == C_REQS || k == C_DENIED || k == C_TOKENS) && r > 0;
 			int pad = colw[k] - widths[r][k];
 			if (right)
 				printf("%*s", pad, "");

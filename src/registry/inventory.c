@@ -22,6 +22,7 @@ struct row {
 	uint64_t hash;
 	int64_t first, last;
 	uint64_t injected, denied;
+	uint64_t usage_n, in_tok, out_tok;
 	struct inventory_reason reasons[INVENTORY_REASONS];
 	size_t n_reasons;
 };
@@ -230,6 +231,28 @@ out:
 	return ret;
 }
 
+int inventory_record_usage(struct inventory *inv, const struct inventory_key *k,
+			   int64_t input_tokens, int64_t output_tokens)
+{
+	struct row *r;
+	bool full = false;
+
+	if (!inv)
+		return 0;
+	pthread_mutex_lock(&inv->lock);
+	r = key_ok(k) ? find(inv, k, false, &full) : NULL;
+	if (r) {
+		r->usage_n++;
+		if (input_tokens > 0)
+			r->in_tok += (uint64_t)input_tokens;
+		if (output_tokens > 0)
+			r->out_tok += (uint64_t)output_tokens;
+		inv->gen++;
+	}
+	pthread_mutex_unlock(&inv->lock);
+	return r ? 0 : -ENOENT;
+}
+
 void inventory_foreach(struct inventory *inv,
 		       void (*fn)(void *ctx, const struct inventory_row *row), void *ctx)
 {
@@ -246,6 +269,9 @@ void inventory_foreach(struct inventory *inv,
 		    .denied = r->denied,
 		    .reasons = r->reasons,
 		    .n_reasons = r->n_reasons,
+		    .usage_responses = r->usage_n,
+		    .input_tokens = r->in_tok,
+		    .output_tokens = r->out_tok,
 		};
 		fn(ctx, &out);
 	}
@@ -283,14 +309,17 @@ static json_t *to_json(struct inventory *inv)
 		for (size_t j = 0; reasons && j < r->n_reasons; j++)
 			json_object_set_new(reasons, r->reasons[j].name,
 					    json_integer((json_int_t)r->reasons[j].n));
-		p = reasons ? json_pack("{s:o,s:o,s:o,s:o,s:I,s:I,s:I,s:I,s:o}", "workload",
-					name_json(r->names[0]), "binding", name_json(r->names[1]),
-					"source", name_json(r->names[2]), "service",
-					name_json(r->names[3]), "first_use", (json_int_t)r->first,
-					"last_use", (json_int_t)r->last, "injected",
-					(json_int_t)r->injected, "denied", (json_int_t)r->denied,
-					"reasons", reasons)
-			    : NULL;
+		p = reasons
+			? json_pack("{s:o,s:o,s:o,s:o,s:I,s:I,s:I,s:I,s:o,s:I,s:I,s:I}", "workload",
+				    name_json(r->names[0]), "binding", name_json(r->names[1]),
+				    "source", name_json(r->names[2]), "service",
+				    name_json(r->names[3]), "first_use", (json_int_t)r->first,
+				    "last_use", (json_int_t)r->last, "injected",
+				    (json_int_t)r->injected, "denied", (json_int_t)r->denied,
+				    "reasons", reasons, "usage_responses", (json_int_t)r->usage_n,
+				    "input_tokens", (json_int_t)r->in_tok, "output_tokens",
+				    (json_int_t)r->out_tok)
+			: NULL;
 		if (!p || json_array_append_new(paths, p) < 0) {
 			json_decref(paths);
 			return NULL;
@@ -391,7 +420,7 @@ static bool reason_label_ok(const char *s)
 static int load_row(struct inventory *inv, json_t *p, size_t idx, char *err, size_t cap)
 {
 	struct inventory_key k;
-	int64_t first, last, injected, denied, sum = 0;
+	int64_t first, last, injected, denied, sum = 0, use[3] = {0, 0, 0};
 	json_t *reasons = json_object_get(p, "reasons"), *v;
 	const char *rk;
 	struct row *r;
@@ -416,6 +445,15 @@ static int load_row(struct inventory *inv, json_t *p, size_t idx, char *err, siz
 	if (!json_is_object(reasons) || json_object_size(reasons) > INVENTORY_REASONS)
 		return bad(err, cap, "paths[%zu].reasons: an object of at most %d counts", idx,
 			   INVENTORY_REASONS);
+	for (int f = 0; f < 3; f++) {
+		static const char *const uk[3] = {"usage_responses", "input_tokens",
+						  "output_tokens"};
+		if (json_object_get(p, uk[f]) && !get_count(p, uk[f], &use[f]))
+			return bad(err, cap, "paths[%zu].%s: expected a non-negative integer", idx,
+				   uk[f]);
+	}
+	if (use[0] > injected)
+		return bad(err, cap, "paths[%zu]: more usage_responses than injected", idx);
 	r = find(inv, &k, false, &full);
 	if (r)
 		return bad(err, cap, "paths[%zu]: the same path twice", idx);
@@ -432,6 +470,9 @@ static int load_row(struct inventory *inv, json_t *p, size_t idx, char *err, siz
 	r->last = last;
 	r->injected = (uint64_t)injected;
 	r->denied = (uint64_t)denied;
+	r->usage_n = (uint64_t)use[0];
+	r->in_tok = (uint64_t)use[1];
+	r->out_tok = (uint64_t)use[2];
 	json_object_foreach(reasons, rk, v)
 	{
 		if (!reason_label_ok(rk) || !json_is_integer(v) || json_integer_value(v) < 0)

@@ -49,6 +49,8 @@ struct inventory_row {
 	int64_t first_use, last_use; /* seconds since the epoch; 0 = never */
 	uint64_t injected, denied;
 	const struct inventory_reason *reasons; /* denied, by reason */
+	/* Claude usage of the path's Messages responses (inventory_record_usage) */
+	uint64_t usage_responses, input_tokens, output_tokens;
 	size_t n_reasons;
 };
 
@@ -73,6 +75,12 @@ void inventory_free(struct inventory *inv);
 int inventory_record(struct inventory *inv, const struct inventory_key *k, bool denied,
 		     const char *reason, int64_t now);
 
+/* Add one Messages response's usage to path k (a path inventory_record has counted;
+ * input/output < 0: unknown, not added). Returns 0, or -ENOENT when k is not in the
+ * table (full, or never counted). */
+int inventory_record_usage(struct inventory *inv, const struct inventory_key *k,
+			   int64_t input_tokens, int64_t output_tokens);
+
 /* Call fn for every path, in the order they were first seen, under the table's lock (fn
  * must not call back into the table). */
 void inventory_foreach(struct inventory *inv,
@@ -83,7 +91,8 @@ void inventory_get_stats(struct inventory *inv, struct inventory_stats *ret);
 /* Write the table to path (mode 0600) crash-safely as
  *   {"version":1,"saved":T,"cap":N,"full":B,"dropped":N,"paths":[{"workload":S|null,
  *    "binding":S|null,"source":S|null,"service":S|null,"first_use":T,"last_use":T,
- *    "injected":N,"denied":N,"reasons":{"no_binding":N,...}},...]}
+ *    "injected":N,"denied":N,"reasons":{"no_binding":N,...},"usage_responses":N,
+ *    "input_tokens":N,"output_tokens":N},...]}
  * (T: seconds since the epoch). Clears the dirty mark if nothing changed meanwhile.
  * 0 or -errno. */
 int inventory_save(struct inventory *inv, const char *path);
@@ -91,7 +100,8 @@ int inventory_save(struct inventory *inv, const char *path);
 /* Load path (as written by inventory_save) into inv, which must be empty. 0; -ENOENT
  * when there is no file; -EINVAL when it is not a valid inventory (why, NUL-terminated,
  * in err[cap]; inv is left empty), -EFBIG, or another -errno from reading it. Paths
- * beyond inv's cap are dropped and mark the table full. */
+ * beyond inv's cap are dropped and mark the table full. The usage fields are optional
+ * (files written before they existed read as 0). */
 int inventory_load(struct inventory *inv, const char *path, char *err, size_t cap);
 
 #endif

@@ -92,6 +92,11 @@ test('inventory: access paths with counts, kept across restarts; binding revocat
 		assert.ok(n.last_use >= n.first_use);
 		assert.ok(Number.isInteger(n.token_ttl_s) && n.token_ttl_s > 0, `token TTL from the broker: ${JSON.stringify(n)}`);
 		assert.equal(n.revoked, null);
+		// Claude usage per path: the sum of what the audit's inject records reported
+		const injects = vouchd.audit().filter((a) => a.event === 'inject' && a.workload === NODE_ID);
+		const sum = (k) => injects.reduce((s, a) => s + (a[k] ?? 0), 0);
+		assert.ok(sum('input_tokens') > 0 && sum('output_tokens') > 0, JSON.stringify(injects));
+		assert.deepEqual(n.usage, { responses: 3, input_tokens: sum('input_tokens'), output_tokens: sum('output_tokens') });
 		const c = curlRow(inv);
 		assert.ok(c, `a row for the denied demo/curl to (none): ${JSON.stringify(inv.paths)}`);
 		assert.equal(c.requests, 0);
@@ -99,6 +104,7 @@ test('inventory: access paths with counts, kept across restarts; binding revocat
 		assert.deepEqual(c.denials_by_reason, { no_binding: 1 });
 		assert.equal(c.source, null);
 		assert.equal(c.configured, false);
+		assert.deepEqual(c.usage, { responses: 0, input_tokens: 0, output_tokens: 0 });
 		const idle = row(inv, (p) => p.workload === IDLE_ID);
 		assert.ok(idle, 'the configured but unused binding is listed');
 		assert.equal(idle.configured, true);
@@ -123,6 +129,8 @@ test('inventory: access paths with counts, kept across restarts; binding revocat
 		assert.equal(nl.slice(col).split(/\s+/)[0], 'node', `the binding column: ${nl}`);
 		assert.match(nl, /\s\d+(s|m\d\ds|h\d\dm)(\s|$)/, `TTL human-readable: ${nl}`);
 		assert.match(rows.find((l) => l.startsWith(IDLE_ID)), /never used/);
+		const u = before.node.usage;
+		assert.ok(nl.includes(` ${u.input_tokens}/${u.output_tokens} `), `TOKENS IN/OUT column: ${nl}`);
 		assert.match(rows.find((l) => l.startsWith(CURL_ID)), /\(none\).*no_binding=1/);
 	});
 
@@ -134,6 +142,7 @@ test('inventory: access paths with counts, kept across restarts; binding revocat
 		assert.equal(n?.requests, 3, JSON.stringify(inv.paths));
 		assert.equal(n.first_use, before.node.first_use);
 		assert.equal(n.last_use, before.node.last_use);
+		assert.deepEqual(n.usage, before.node.usage, 'usage survives the restart');
 		assert.equal(c?.denials, 1);
 		assert.deepEqual(c.denials_by_reason, { no_binding: 1 });
 		// and counting goes on from there

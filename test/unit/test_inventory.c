@@ -39,6 +39,11 @@ static void dump_row(void *ctx, const struct inventory_row *r)
 	for (size_t i = 0; i < r->n_reasons; i++)
 		d->n += (size_t)snprintf(d->text + d->n, sizeof(d->text) - d->n, "%s=%llu,",
 					 r->reasons[i].name, (unsigned long long)r->reasons[i].n);
+	if (r->usage_responses)
+		d->n += (size_t)snprintf(d->text + d->n, sizeof(d->text) - d->n, "u=%llu/%llu/%llu",
+					 (unsigned long long)r->usage_responses,
+					 (unsigned long long)r->input_tokens,
+					 (unsigned long long)r->output_tokens);
 	d->n += (size_t)snprintf(d->text + d->n, sizeof(d->text) - d->n, "\n");
 	d->rows++;
 }
@@ -130,6 +135,16 @@ int main(void)
 	dump(inv, &d);
 	ok(d.rows == 4 && strstr(d.text, "spiffe://t/demo/curl|-|-|api|1|1|0|1|other=1,"),
 	   "a name \"-\" is not the same path as no name; a NULL reason is \"other\"");
+
+	/* Claude usage per path */
+	ok(inventory_record_usage(inv, &K_NODE, 100, 20) == 0, "usage on node");
+	ok(inventory_record_usage(inv, &K_NODE, -1, 5) == 0, "usage with unknown input tokens");
+	ok(inventory_record_usage(inv, &(struct inventory_key){"spiffe://t/nope", "b", "s", "api"},
+				  1, 1) == -ENOENT,
+	   "usage on a path never counted: -ENOENT (not added)");
+	dump(inv, &d);
+	ok(strstr(d.text, "|3|1|revoked=1,u=2/100/25\n") != NULL && d.rows == 4,
+	   "usage: 2 responses, 100 in (unknown not added), 25 out:\n%s", d.text);
 
 	/* bounded */
 	ok(inventory_record(inv, &(struct inventory_key){"spiffe://t/new", "b", "s", "api"}, false,
@@ -258,6 +273,18 @@ int main(void)
 	     "null,\"first_use\":5,\"last_use\":6,\"injected\":1,\"denied\":0,\"reasons\":{}}]}",
 	     "the same path twice"},
 	    {"{\"version\":1,\"version\":1,\"paths\":[]}", "a duplicate key"},
+	    {"{\"version\":1,\"paths\":[{\"workload\":\"w\",\"binding\":null,\"source\":null,"
+	     "\"service\":null,\"first_use\":5,\"last_use\":6,\"injected\":1,\"denied\":0,"
+	     "\"reasons\":{},\"usage_responses\":2}]}",
+	     "more usage responses than injected requests"},
+	    {"{\"version\":1,\"paths\":[{\"workload\":\"w\",\"binding\":null,\"source\":null,"
+	     "\"service\":null,\"first_use\":5,\"last_use\":6,\"injected\":1,\"denied\":0,"
+	     "\"reasons\":{},\"usage_responses\":1,\"input_tokens\":-3}]}",
+	     "negative token count"},
+	    {"{\"version\":1,\"paths\":[{\"workload\":\"w\",\"binding\":null,\"source\":null,"
+	     "\"service\":null,\"first_use\":5,\"last_use\":6,\"injected\":1,\"denied\":0,"
+	     "\"reasons\":{},\"output_tokens\":\"7\"}]}",
+	     "token count as a string"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		int r = load_text(bad[i].text, err, sizeof(err), &rows);
@@ -274,6 +301,12 @@ int main(void)
 	   "all or nothing");
 	ok(load_text("{\"version\":1,\"paths\":[]}", err, sizeof(err), &rows) == 0 && rows == 0,
 	   "an empty inventory loads");
+	ok(load_text("{\"version\":1,\"paths\":[{\"workload\":\"w\",\"binding\":null,\"source\":"
+		     "null,\"service\":null,\"first_use\":5,\"last_use\":6,\"injected\":1,"
+		     "\"denied\":0,\"reasons\":{}}]}",
+		     err, sizeof(err), &rows) == 0 &&
+	       rows == 1,
+	   "a file written before the usage fields existed loads (%s)", err);
 	unlink(file);
 	back = NULL;
 	inventory_new(0, &back);
