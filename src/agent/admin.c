@@ -25,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ADMIN_MAX_REQUEST 4096
+#define ADMIN_MAX_REQUEST (1u << 20) /* a scan report with its findings (scan/report.h) */
 #define ADMIN_MAX_REASON 256	     /* revoke reason, bytes */
 #define ADMIN_MAX_CA_PEM (64 * 1024) /* interception CA certificate file */
 
@@ -113,10 +113,10 @@ static json_t *cmd_stats(struct agent *a)
 	if (a->proxy) {
 		struct proxy_stats ps;
 		proxy_get_stats(a->proxy, &ps);
-		json_object_set_new(o, "proxy",
-				    json_pack("{s:I,s:I,s:I}", "connections",
-					      (json_int_t)ps.connections, "idle",
-					      (json_int_t)ps.idle, "threads", (json_int_t)ps.threads));
+		json_object_set_new(
+		    o, "proxy",
+		    json_pack("{s:I,s:I,s:I}", "connections", (json_int_t)ps.connections, "idle",
+			      (json_int_t)ps.idle, "threads", (json_int_t)ps.threads));
 	}
 	return o;
 }
@@ -532,7 +532,7 @@ static json_t *cmd_run_info(struct agent *a)
 
 static void serve_one(struct agent *a, int fd)
 {
-	char buf[ADMIN_MAX_REQUEST + 1];
+	char *buf = NULL;
 	struct ucred cred;
 	socklen_t cl = sizeof(cred);
 	size_t len = 0;
@@ -547,6 +547,11 @@ static void serve_one(struct agent *a, int fd)
 		    err_json("permission denied: the admin socket answers root and vouchd's uid");
 		goto reply;
 	}
+	buf = malloc(ADMIN_MAX_REQUEST + 1);
+	if (!buf) {
+		resp = err_json("out of memory");
+		goto reply;
+	}
 	while (len < ADMIN_MAX_REQUEST && !memchr(buf, '\n', len)) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
 		if (poll(&p, 1, 2000) <= 0)
@@ -557,6 +562,10 @@ static void serve_one(struct agent *a, int fd)
 		len += (size_t)n;
 	}
 	buf[len] = '\0';
+	if (len == ADMIN_MAX_REQUEST && !memchr(buf, '\n', len)) {
+		resp = err_json("request too large (over 1 MiB)");
+		goto reply;
+	}
 	req = json_loadb(buf, len, JSON_DISABLE_EOF_CHECK, &jerr);
 	if (!json_is_object(req)) {
 		resp = err_json("malformed request: expected one JSON object line");
@@ -587,9 +596,11 @@ static void serve_one(struct agent *a, int fd)
 		resp = cmd_token_file(a, req);
 	else if (strcmp(cmd, "usage") == 0)
 		resp = cmd_usage(a);
+	else if (strcmp(cmd, "scan-report") == 0)
+		resp = agent_scan_report(a, req, &cred);
 	else
 		resp = err_json("unknown cmd (explain, stats, status, inventory, oidc, reload, "
-				"revoke, unrevoke, run-info, token-file, usage)");
+				"revoke, unrevoke, run-info, token-file, usage, scan-report)");
 reply:
 	out = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
 	if (out) {
@@ -597,6 +608,7 @@ reply:
 		net_write_all(fd, "\n", 1);
 	}
 	free(out);
+	free(buf);
 	json_decref(req);
 	json_decref(resp);
 }

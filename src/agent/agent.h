@@ -39,14 +39,15 @@ struct agent {
 	struct inventory *inventory;	    /* access paths, fed by the audit tap (inventory.c) */
 	int64_t inventory_saved_ms;	    /* monotonic time of the last save */
 	atomic_bool inventory_full_pending; /* the table filled up: audit it once */
-	struct tracker *tracker;	 /* drops a workload's tokens after its last process */
-	struct intercept *intercept;	 /* NULL: explicit mode only */
-	struct resolver *resolver;	 /* feeds the intercept's destinations (when on) */
-	struct wlapi *wlapi;		 /* SPIFFE Workload API; NULL when turned off */
-	struct metrics *metrics;	 /* counters fed by the audit tap (always on) */
-	struct usage_table *usage;	 /* Claude usage per (workload, model), from the proxy */
-	struct metrics_http *metrics_http; /* cfg.metrics.listen; NULL when off */
-	char *intercept_cgroup;		 /* the cgroup the hooks are attached to (when on) */
+	struct tracker *tracker;	    /* drops a workload's tokens after its last process */
+	struct intercept *intercept;	    /* NULL: explicit mode only */
+	struct resolver *resolver;	    /* feeds the intercept's destinations (when on) */
+	struct wlapi *wlapi;		    /* SPIFFE Workload API; NULL when turned off */
+	struct metrics *metrics;	    /* counters fed by the audit tap (always on) */
+	struct usage_table *usage;	    /* Claude usage per (workload, model), from the proxy */
+	struct metrics_http *metrics_http;  /* cfg.metrics.listen; NULL when off */
+	json_t *static_keys;	   /* the last `vouch scan --report` (statickeys.c); NULL: none */
+	char *intercept_cgroup;	   /* the cgroup the hooks are attached to (when on) */
 	char peer_lookup[200];	   /* how explicit-mode callers are found: "bpf" | "proc: <why>" */
 	char intercept_state[320]; /* "on" | "off: <cause>"; set before the admin
 				    * socket starts, constant afterwards */
@@ -119,6 +120,22 @@ int agent_revocations_save(struct agent *a);
 /* For the token-file thread (ctx: the agent): is the binding "ns/name" revoked? */
 bool agent_binding_revoked(void *ctx, const char *binding);
 json_t *agent_inventory(struct agent *a);
+
+/* agent/statickeys.c: the last static-key scan report (`vouch scan --report`).
+ * agent_static_keys_open (at start): read <state dir>/static-keys.json (a corrupt file
+ * is moved aside; never fails the start). agent_scan_report answers
+ * {"cmd":"scan-report", ...report (scan/report.h)}: checks it, stamps vouchd's time and
+ * the peer, saves it, audits "scan-report"; {"accepted":true,"total":N,"places":N,
+ * "persisted":B[,"warning":TEXT]} or {"error":TEXT}. agent_static_keys_status: the report
+ * for `vouch status` and the dashboard ({total, places, processes, files, truncated,
+ * scanned: RFC 3339, by, findings: [...]}) or JSON null. agent_static_keys_total: for the
+ * metrics; false when no report. Thread-safe. */
+struct ucred;
+int agent_static_keys_open(struct agent *a);
+void agent_static_keys_close(struct agent *a);
+json_t *agent_scan_report(struct agent *a, json_t *req, const struct ucred *cred);
+json_t *agent_static_keys_status(struct agent *a);
+bool agent_static_keys_total(struct agent *a, int64_t *total, int64_t *scanned);
 
 /* Serve GET /.well-known/openid-configuration and GET /keys on cfg.oidc_listen. */
 int oidc_http_start(struct agent *a);

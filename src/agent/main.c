@@ -133,6 +133,7 @@ static int agent_setup(struct agent *a)
 	r = agent_persist_open(a); /* revocations and inventory from the state dir */
 	if (r < 0)
 		return r;
+	agent_static_keys_open(a); /* the last scan report, if any */
 	audit_set_tap(a->audit, agent_audit_tap, a);
 	r = usage_table_new(0, &a->usage);
 	if (r < 0)
@@ -565,6 +566,7 @@ static void agent_stop(struct agent *a)
 	tracker_free(a->tracker); /* its callback uses the broker */
 	broker_free(a->broker);
 	agent_persist_close(a); /* the last inventory save: nothing is counted any more */
+	agent_static_keys_close(a);
 	revocations_free(a->revocations);
 	attest_cache_free(a->attest);
 	attest_peer_iter_disable();

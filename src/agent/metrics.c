@@ -727,6 +727,15 @@ static void render_snapshot(struct out *o, unsigned cap, const struct metrics_sn
 		put_label_pair(o, "source", METRICS_OTHER, false);
 		putf(o, "} %lld\n", (long long)other_min);
 	}
+	if (s->have_scan) {
+		scalar(o, "vouch_static_keys", "gauge",
+		       "Distinct static credentials found by the last reported scan (vouch scan "
+		       "--report): the trust debt.",
+		       s->static_keys);
+		scalar(o, "vouch_static_keys_scan_timestamp_seconds", "gauge",
+		       "When vouchd received the last scan report, seconds since the Unix epoch.",
+		       (uint64_t)s->static_keys_scanned);
+	}
 	if (!s->process.ok)
 		return;
 	scalar(o, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",

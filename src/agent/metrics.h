@@ -96,6 +96,10 @@ struct metrics_snapshot {
 	const struct metrics_ttl *ttl; /* at most cap are shown, the rest as one "_other"
 					* series holding their minimum */
 	size_t n_ttl;
+	/* the last static-key scan report (`vouch scan --report`): shown when have_scan */
+	bool have_scan;
+	uint64_t static_keys;	     /* distinct keys found: the trust debt */
+	int64_t static_keys_scanned; /* when vouchd received it, seconds since the epoch */
 	struct metrics_process process;
 };
 

@@ -376,6 +376,9 @@ static void serve_metrics(struct metrics_http *mh, struct mh_conn *c)
 		}
 		s.ttl = ttl;
 	}
+	int64_t keys = 0;
+	s.have_scan = agent_static_keys_total(a, &keys, &s.static_keys_scanned);
+	s.static_keys = keys > 0 ? (uint64_t)keys : 0;
 	metrics_read_process(&s.process);
 	if (metrics_render(a->metrics, &s, &body, &len) < 0)
 		text(c, 500, "vouch: out of memory\n");

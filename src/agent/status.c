@@ -236,11 +236,11 @@ json_t *agent_status(struct agent *a)
 		    a->broker, add_ttl,
 		    &(struct ttl_ctx){.paths = paths, .trust_domain = a->cfg.trust_domain});
 	json_t *usage = agent_usage(a, NULL);
-	o = json_pack("{s:s,s:I,s:s,s:b,s:o,s:o,s:n,s:o}", "trust_domain", a->cfg.trust_domain,
+	o = json_pack("{s:s,s:I,s:s,s:b,s:o,s:o,s:o,s:o}", "trust_domain", a->cfg.trust_domain,
 		      "uptime_s", (json_int_t)uptime_seconds(), "intercept", a->intercept_state,
 		      "ready", agent_ready(a, NULL, 0), "paths", paths ? paths : json_array(),
-		      "denials", denials ? denials : json_array(), "static_keys", "usage",
-		      usage ? usage : json_array());
+		      "denials", denials ? denials : json_array(), "static_keys",
+		      agent_static_keys_status(a), "usage", usage ? usage : json_array());
 	if (o)
 		json_object_set_new(o, "ready", json_boolean(agent_ready(a, NULL, 0)));
 	return o;

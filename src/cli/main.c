@@ -42,7 +42,7 @@ static void usage(FILE *f)
 	    "  status [-o json]      access paths, token TTLs, recent denials, static keys\n"
 	    "  usage [-o json] [WORKLOAD]\n"
 	    "                        Claude usage (requests, tokens) per workload and model\n"
-	    "  scan [-o json] [--no-proc] [PATH...]\n"
+	    "  scan [-o json] [--no-proc] [--report] [PATH...]\n"
 	    "                        static keys in processes and files (exit 1 when any)\n"
 	    "  inventory [-o json]   every access path: first/last use, counts, token TTL\n"
 	    "  revoke WORKLOAD|BINDING [--reason TEXT]\n"

@@ -4,10 +4,12 @@
  * vouchd's "explain" when the agent is reachable, else described from /proc); never the
  * secret. The last line is the trust-debt figure: the number of distinct keys found.
  * Exit 0 when none, 1 when any, 2 on a usage error (including a PATH that cannot be
- * read), so the command can gate CI. */
+ * read), so the command can gate CI; with --report the summary also goes to vouchd
+ * (status, dashboard, metrics), and 3 says that vouchd did not take it. */
 #include "cli/cli.h"
 
 #include "attest/attest.h"
+#include "scan/report.h"
 #include "scan/scan.h"
 
 #include <errno.h>
@@ -297,10 +299,107 @@ static void print_json(struct scan_ctx *c, const struct scan_stats *st)
 	json_decref(o);
 }
 
+/* s cut to at most max bytes at a UTF-8 character boundary, "…" marking a cut. */
+static json_t *cut_json(const char *s, size_t max)
+{
+	size_t n = s ? strlen(s) : 0;
+	char *t;
+	json_t *v;
+
+	if (!s)
+		return json_null();
+	if (n <= max)
+		return json_string(s);
+	n = max - 3;
+	while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+		n--;
+	t = malloc(n + 4);
+	if (!t)
+		return NULL;
+	memcpy(t, s, n);
+	memcpy(t + n, "…", 4);
+	v = json_string(t);
+	free(t);
+	return v;
+}
+
+#define REPORT_MAX_BYTES ((1u << 20) - 4096) /* under vouchd's admin request limit */
+
+/* Hand the summary to vouchd ({"cmd":"scan-report"}, scan/report.h): every finding's
+ * kind, prefix, fingerprint, place and workload, at most SCAN_REPORT_MAX_FINDINGS of
+ * them and within the admin socket's request size (the rest: "truncated"). Returns 0, or
+ * 3 when vouchd did not take it (said on stderr). */
+static int report(struct cli *cli, struct scan_ctx *c, const struct scan_stats *st)
+{
+	size_t n = json_array_size(c->findings), i;
+	json_t *req = NULL, *ans = NULL, *list = json_array(), *f;
+	char err[512] = "", *text = NULL;
+	int rc = 3;
+
+	if (!list)
+		goto out;
+	json_array_foreach(c->findings, i, f)
+	{
+		if (i >= SCAN_REPORT_MAX_FINDINGS)
+			break;
+		json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:o,s:o}", "kind", str(f, "kind"), "prefix",
+				      str(f, "prefix") ? str(f, "prefix") : "", "fingerprint",
+				      str(f, "fingerprint"), "source", str(f, "source"), "where",
+				      cut_json(str(f, "where"), SCAN_REPORT_WHERE_MAX), "workload",
+				      str(f, "workload") &&
+					      strlen(str(f, "workload")) <= SCAN_REPORT_NAME_MAX
+					  ? json_string(str(f, "workload"))
+					  : json_null());
+		if (!o || json_array_append_new(list, o) < 0)
+			goto out;
+	}
+	for (;;) {
+		json_decref(req);
+		free(text);
+		text = NULL;
+		req = json_pack("{s:s,s:I,s:I,s:I,s:I,s:b,s:O}", "cmd", "scan-report", "total",
+				(json_int_t)json_object_size(c->keys), "places", (json_int_t)n,
+				"processes", (json_int_t)st->processes, "files",
+				(json_int_t)st->files, "truncated", json_array_size(list) < n,
+				"findings", list);
+		text = req ? json_dumps(req, JSON_COMPACT) : NULL;
+		if (!text || strlen(text) <= REPORT_MAX_BYTES || json_array_size(list) == 0)
+			break;
+		json_array_remove(list, json_array_size(list) - 1);
+	}
+	if (!req || !text) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto out;
+	}
+	ans = cli_admin_call(cli->admin_socket, req, err, sizeof(err));
+	if (ans && json_is_true(json_object_get(ans, "accepted"))) {
+		fprintf(stderr, "vouch scan: reported to vouchd (%zu static key%s%s)\n",
+			json_object_size(c->keys), json_object_size(c->keys) == 1 ? "" : "s",
+			json_is_true(json_object_get(ans, "persisted"))
+			    ? ""
+			    : "; vouchd could not save it");
+		rc = 0;
+	} else if (ans) {
+		snprintf(err, sizeof(err), "%s",
+			 str(ans, "error") ? str(ans, "error") : "unexpected answer");
+	}
+out:
+	if (rc) {
+		char *e = safe_text(err, strlen(err));
+		fprintf(stderr, "vouch scan: the report to vouchd failed: %s\n", e ? e : "?");
+		free(e);
+	}
+	json_decref(ans);
+	json_decref(req);
+	json_decref(list);
+	free(text);
+	return rc;
+}
+
 static int usage_scan(void)
 {
 	fprintf(stderr, "usage: vouch scan [-o table|json] [--no-proc] [--follow-symlinks] [--all] "
-			"[--max-size BYTES] [PATH...]\n");
+			"[--max-size BYTES] [--report] [PATH...]\n");
 	return 2;
 }
 
@@ -310,7 +409,7 @@ int cli_scan(struct cli *cli, int argc, char **argv)
 	struct scan_ctx c = {.json = cli->json};
 	struct scan_stats st;
 	struct scan *s = NULL;
-	bool procs = true, opts_done = false;
+	bool procs = true, opts_done = false, send = false;
 	int npaths = 0, rc = 2, r;
 	char **paths = calloc((size_t)argc + 1, sizeof(*paths));
 
@@ -336,6 +435,8 @@ int cli_scan(struct cli *cli, int argc, char **argv)
 			procs = false;
 		} else if (strcmp(a, "--follow-symlinks") == 0) {
 			o.follow_symlinks = true;
+		} else if (strcmp(a, "--report") == 0) {
+			send = true;
 		} else if (strcmp(a, "--all") == 0) {
 			o.no_skip_defaults = true;
 		} else if (strcmp(a, "--max-size") == 0 && i + 1 < argc) {
@@ -407,6 +508,8 @@ int cli_scan(struct cli *cli, int argc, char **argv)
 	else
 		print_table(&c, &st);
 	rc = json_object_size(c.keys) ? 1 : 0;
+	if (send && report(cli, &c, &st) != 0)
+		rc = 3;
 	goto out;
 usage:
 	rc = usage_scan();

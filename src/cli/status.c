@@ -128,12 +128,17 @@ static void print_static(json_t *sk)
 	json_t *f;
 
 	if (!json_is_object(sk)) {
-		printf("\nSTATIC KEYS: no scan has run (vouch scan)\n");
+		printf("\nSTATIC KEYS: no scan reported (vouch scan --report)\n");
 		return;
 	}
 	char total[24];
 	fmt_int(json_object_get(sk, "total"), total, sizeof(total));
 	printf("\nSTATIC KEYS (trust debt): %s", total);
+	if (json_is_integer(json_object_get(sk, "places")))
+		printf(" in %lld place(s)",
+		       (long long)json_integer_value(json_object_get(sk, "places")));
+	if (json_is_true(json_object_get(sk, "truncated")))
+		printf(" (the first %zu listed)", json_array_size(json_object_get(sk, "findings")));
 	if (str(sk, "scanned")) {
 		printf(", last scan ");
 		cli_put_cell(str(sk, "scanned"), 30, false);

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, mkdirSync, copyFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import net from 'node:net';
 import { join } from 'node:path';
 import {
 	startStack, freePort, runSdkClient, runProcess, request, runVouch, spiffeId, waitFor, CURL,
@@ -77,6 +78,22 @@ test('dashboard: the page renders the agent\'s state in headless Chromium; vouch
 	assert.equal(denied.stdout, '403', denied.stderr);
 	assert.equal((await vouchd.auditUntil((a) => a.event === 'deny' && a.exe === evilCurl)).length, 1, 'the denial is audited');
 
+	// A static-key scan report as `vouch scan --report` sends it; one place is a file whose
+	// name carries markup (file names are the scanned host's users' choice).
+	const report = { cmd: 'scan-report', total: 2, places: 2, processes: 12, files: 3, truncated: false, findings: [
+		{ kind: 'anthropic-api-key', prefix: 'sk-ant-api03-', fingerprint: 'sha256:4b4b9ebaec9f', source: 'process', where: 'pid 4242 env ANTHROPIC_API_KEY (/usr/bin/python3, uid 1000)', workload: null },
+		{ kind: 'generic-secret', prefix: '', fingerprint: 'sha256:a313c26e98a7', source: 'file', where: '/srv/<img src=x onerror=document.title="owned2">/.env:3', workload: null },
+	] };
+	const accepted = await new Promise((resolve, reject) => {
+		const c = net.connect(vouchd.adminSocket);
+		let buf = '';
+		c.on('connect', () => c.end(JSON.stringify(report) + '\n'));
+		c.on('data', (d) => { buf += d; });
+		c.on('error', reject);
+		c.on('close', () => resolve(JSON.parse(buf)));
+	});
+	assert.equal(accepted.accepted, true, JSON.stringify(accepted));
+
 	let st, status, node;
 	await waitFor(async () => {
 		st = await request(`${base}/api/status`);
@@ -111,7 +128,12 @@ test('dashboard: the page renders the agent\'s state in headless Chromium; vouch
 		assert.match(den, /&lt;img src=x onerror=/, 'the executable path is shown as text');
 		assert.doesNotMatch(dom, /<img[\s>]/i, 'no element was created from agent data');
 		assert.match(dom, /<title>vouch — access paths<\/title>/, 'the page title was not rewritten by a script in the data');
-		assert.match(byId(dom, 'n-static') ?? '', /not scanned|\d+/);
+		assert.equal(byId(dom, 'n-static'), '2', 'the trust-debt figure from the last report');
+		const sk = byId(dom, 'static') ?? '';
+		assert.match(sk, /sha256:4b4b9ebaec9f/);
+		assert.match(sk, /pid 4242 env ANTHROPIC_API_KEY/);
+		assert.match(sk, /&lt;img src=x onerror=document.title="owned2"&gt;/, 'a hostile file name is text');
+		assert.match(byId(dom, 'scanned') ?? '', /last scan/);
 	});
 
 	await t.test('the page and its data answer only a loopback Host, read-only, with a strict CSP', async () => {

@@ -8,9 +8,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, realpathSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
-import { haveVouchd, isRoot, makeTempDir, onCleanup, runVouch, spiffeId, startVouchd, waitFor, workloadResource, yamlDocs } from './lib.mjs';
+import { freePort, haveVouchd, isRoot, makeTempDir, onCleanup, request, runVouch, spiffeId, startVouchd, waitFor, workloadResource, yamlDocs } from './lib.mjs';
 
 const skip = !isRoot ? 'needs root (another uid\'s environment)' : !haveVouchd() ? 'build first' : false;
 const NOBODY = 65534;
@@ -135,3 +136,115 @@ test('vouch scan: a clean directory exits 0; a missing PATH exits 2', { skip }, 
 	const m = await runVouch(['scan', '--no-proc', join(dir, 'absent')], { adminSocket: join(dir, 'none.sock') });
 	assert.equal(m.code, 2, m.stdout + m.stderr);
 });
+
+/** One admin request line, its answer parsed. */
+function adminCall(sock, obj) {
+	return new Promise((resolve, reject) => {
+		const c = net.connect(sock);
+		let buf = '';
+		c.on('connect', () => c.end(JSON.stringify(obj) + '\n'));
+		c.on('data', (d) => { buf += d; });
+		// vouchd answers an oversize request and closes without reading the rest: the
+		// tail of our write fails (EPIPE/ECONNRESET) but the answer has arrived
+		c.on('error', (e) => { if (e.code !== 'EPIPE' && e.code !== 'ECONNRESET') reject(e); });
+		c.on('close', () => { try { resolve(JSON.parse(buf)); } catch (e) { reject(new Error(`${e.message}: ${buf}`)); } });
+	});
+}
+
+test('vouch scan --report: vouchd keeps the figure for status, dashboard data and metrics, across a restart; hostile reports refused', { skip, timeout: 240000 }, async (t) => {
+	const child = startHolder(t);
+	const dir = makeRepo(t);
+	const port = await freePort();
+	const resources = { 'wl.yaml': yamlDocs(workloadResource({ name: 'legacy', workloadID: 'scan/legacy', selectors: [{ 'process:binary:path': SLEEP, 'process:uid': String(NOBODY) }] })) };
+	let vouchd = await startVouchd(t, { resources, config: { metrics: { listen: `127.0.0.1:${port}` } } });
+	await waitEnviron(child.pid);
+
+	const before = await runVouch(['status', '-o', 'json'], { adminSocket: vouchd.adminSocket });
+	assert.equal(JSON.parse(before.stdout).static_keys, null, 'no report yet');
+	assert.match((await runVouch(['status'], { adminSocket: vouchd.adminSocket })).stdout, /STATIC KEYS: no scan reported \(vouch scan --report\)/);
+
+	const r = await runVouch(['scan', '--report', '-o', 'json', dir], { adminSocket: vouchd.adminSocket, timeoutMs: 120000 });
+	assert.equal(r.code, 1, `keys found: exit 1 also with --report\n${r.stderr}`);
+	assert.match(r.stderr, /reported to vouchd \(\d+ static keys?\)/);
+	const doc = JSON.parse(r.stdout);
+
+	const check = async (v, what) => {
+		const st = JSON.parse((await runVouch(['status', '-o', 'json'], { adminSocket: v.adminSocket })).stdout);
+		const sk = st.static_keys;
+		assert.ok(sk, `${what}: static_keys in the status`);
+		assert.equal(sk.total, doc.total, `${what}: the trust-debt figure`);
+		assert.equal(sk.places, doc.findings.length);
+		assert.equal(sk.truncated, false);
+		assert.match(sk.scanned, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+		assert.match(sk.by, /^uid 0 pid \d+$/);
+		assert.deepEqual(sk.findings.map((f) => `${f.fingerprint} ${f.where}`).sort(), doc.findings.map((f) => `${f.fingerprint} ${f.where}`).sort());
+		const hit = sk.findings.find((f) => f.where.startsWith(`pid ${child.pid} `));
+		assert.equal(hit?.workload, spiffeId('scan/legacy'), `${what}: the process finding names its workload`);
+		assert.equal(hit.fingerprint, fp(ANT));
+		const table = (await runVouch(['status'], { adminSocket: v.adminSocket })).stdout;
+		assert.match(table, new RegExp(`STATIC KEYS \\(trust debt\\): ${doc.total} in ${doc.findings.length} place\\(s\\), last scan`));
+		assert.ok(table.includes(fp(OAI)) && table.includes(`${dir}/.env:3`), table);
+		const api = await request(`http://127.0.0.1:${port}/api/status`);
+		assert.equal(JSON.parse(api.body).static_keys.total, doc.total, `${what}: the dashboard's data`);
+		const m = await request(`http://127.0.0.1:${port}/metrics`);
+		assert.match(m.body, new RegExp(`^vouch_static_keys ${doc.total}$`, 'm'), `${what}: the gauge`);
+		assert.match(m.body, /^vouch_static_keys_scan_timestamp_seconds \d{10}$/m);
+		checkNoSecrets(JSON.stringify(st) + table + m.body, `${what}: status, table and metrics`);
+	};
+	await check(vouchd, 'after the report');
+	const file = join(vouchd.stateDir, 'static-keys.json');
+	assert.equal(statSync(file).mode & 0o777, 0o600, 'saved 0600');
+	checkNoSecrets(readFileSync(file, 'utf8'), 'the saved report');
+	const audited = vouchd.audit().find((a) => a.event === 'scan-report');
+	assert.ok(audited, 'the report is audited');
+	assert.match(audited.actor, /^uid 0 pid \d+$/);
+	assert.match(audited.reason, new RegExp(`^${doc.total} static key\\(s\\) in ${doc.findings.length} place\\(s\\)$`));
+	checkNoSecrets(readFileSync(join(dirOf(vouchd), 'audit.log'), 'utf8') + vouchd.stderr(), 'audit log and vouchd log');
+
+	await t.test('hostile reports are refused and change nothing', async () => {
+		const good = { cmd: 'scan-report', total: 1, places: 1, processes: 0, files: 1, findings: [{ kind: 'generic-secret', prefix: '', fingerprint: 'sha256:0123456789ab', source: 'file', where: 'x:1', workload: null }] };
+		const variants = [
+			[{ ...good, total: 2 }, /inconsistent|untruncated/],
+			[{ ...good, findings: [{ ...good.findings[0], where: 'x\u001b]0;owned\u0007:1' }] }, /where/],
+			[{ ...good, findings: [{ ...good.findings[0], fingerprint: ANT }] }, /fingerprint/],
+			[{ ...good, findings: [{ ...good.findings[0], kind: '<script>' }] }, /kind/],
+			[{ ...good, total: -1 }, /integers/],
+		];
+		for (const [req, want] of variants) {
+			const a = await adminCall(vouchd.adminSocket, req);
+			assert.match(a.error ?? '', want, JSON.stringify(a));
+			assert.ok(!JSON.stringify(a).includes(ANT.slice(20)), 'the refusal does not echo a pasted key');
+		}
+		const big = await adminCall(vouchd.adminSocket, { ...good, pad: 'x'.repeat(1100000) });
+		assert.match(big.error ?? '', /too large/, 'a request over 1 MiB');
+		const st = JSON.parse((await runVouch(['status', '-o', 'json'], { adminSocket: vouchd.adminSocket })).stdout);
+		assert.equal(st.static_keys.total, doc.total, 'the last good report stands');
+	});
+
+	await t.test('restart: the report is read back; a corrupt file is moved aside', async () => {
+		const ex = await vouchd.stop();
+		assert.equal(ex.code, 0);
+		vouchd = await startVouchd(t, { dir: dirOf(vouchd), resources, oidcPort: vouchd.oidcPort, plainPort: vouchd.plainPort, proxyPort: vouchd.proxyPort, config: { metrics: { listen: `127.0.0.1:${port}` } } });
+		await check(vouchd, 'after a restart');
+		await vouchd.stop();
+		writeFileSync(file, JSON.stringify({ version: 1, scanned: 5, by: 'uid 0 pid 1', total: 1, places: 1, processes: 0, files: 0, findings: [{ kind: 'k', prefix: '', fingerprint: 'sha256:0123456789ab', source: 'file', where: '\u001b[2J', workload: null }] }));
+		vouchd = await startVouchd(t, { dir: dirOf(vouchd), resources, oidcPort: vouchd.oidcPort, plainPort: vouchd.plainPort, proxyPort: vouchd.proxyPort });
+		const st = JSON.parse((await runVouch(['status', '-o', 'json'], { adminSocket: vouchd.adminSocket })).stdout);
+		assert.equal(st.static_keys, null, 'a corrupt report is not shown');
+		assert.ok(readdirSync(vouchd.stateDir).some((f) => /^static-keys\.json\.corrupt-\d+$/.test(f)), 'moved aside');
+		assert.match(vouchd.stderr(), /static-keys\.json cannot be read .*moved aside/);
+		assert.ok(!existsSync(file));
+	});
+
+	await t.test('--report without a reachable vouchd: exit 3, said on stderr', async () => {
+		const x = await runVouch(['scan', '--report', '--no-proc', dir], { adminSocket: join(dir, 'none.sock'), timeoutMs: 60000 });
+		assert.equal(x.code, 3, x.stdout + x.stderr);
+		assert.match(x.stderr, /the report to vouchd failed/);
+		assert.match(x.stdout.trimEnd().split('\n').at(-1), /static keys? found \(trust debt\)$/, 'the table still ends with the total');
+	});
+});
+
+/** The directory startVouchd made (state dir's parent). */
+function dirOf(v) {
+	return join(v.stateDir, '..');
+}

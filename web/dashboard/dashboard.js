@@ -125,7 +125,7 @@ function render(st) {
 	document.getElementById('scanned').textContent = keys.scanned ? `last scan ${when(keys.scanned)}` : '';
 	fillTable('static', Array.isArray(keys.findings) ? keys.findings : [], (f) => ({
 		values: [f.kind, f.where, f.fingerprint],
-	}), keys.total === null || keys.total === undefined ? 'no scan has run' : 'none found');
+	}), keys.total === null || keys.total === undefined ? 'no scan reported (vouch scan --report)' : 'none found');
 	fillTable('usage', usage, (u) => ({
 		values: [u.workload, u.model, u.requests, u.input_tokens, u.output_tokens],
 	}), 'no usage recorded');
