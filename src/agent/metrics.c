@@ -431,32 +431,6 @@ void metrics_audit(void *ctx, const struct audit_rec *r)
 	}
 }
 
-void metrics_requests_foreach(struct metrics *m,
-			      void (*fn)(void *ctx, const char *const labels[4], uint64_t n),
-			      void *ctx)
-{
-	const struct family *f = &m->fam[FAM_REQUESTS];
-	uint32_t n = atomic_load_explicit(&f->n_order, memory_order_acquire);
-	char vals[METRICS_VALUE_MAX + 4];
-
-	for (uint32_t i = 0; i < n && i <= f->mask; i++) {
-		uint32_t at = atomic_load_explicit(&f->order[i], memory_order_acquire);
-		if (!at)
-			continue;
-		const struct series *sr = &f->slots[at - 1];
-		const char *labels[4];
-		size_t off = 0, out = 0;
-		for (unsigned k = 0; k < 4; k++) { /* the values are stored back to back */
-			labels[k] = vals + out;
-			memcpy(vals + out, sr->vals + off, sr->len[k]);
-			out += sr->len[k];
-			vals[out++] = '\0';
-			off += sr->len[k];
-		}
-		fn(ctx, labels, atomic_load(&sr->count));
-	}
-}
-
 /* ---- exposition ---------------------------------------------------------------------- */
 
 struct out {

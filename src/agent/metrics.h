@@ -51,13 +51,6 @@ void metrics_free(struct metrics *m);
  * no allocation, no lock. */
 void metrics_audit(void *ctx, const struct audit_rec *r);
 
-/* Call fn for every vouch_requests_total series: labels are workload, source, service,
- * outcome ("injected" | "denied"; METRICS_NONE / METRICS_OTHER as exposed), n its count.
- * For the status summary. Thread-safe (reads as a scrape does). */
-void metrics_requests_foreach(struct metrics *m,
-			      void (*fn)(void *ctx, const char *const labels[4], uint64_t n),
-			      void *ctx);
-
 /* The bounded label values the tap derives from a record's free-text reason (exposed for
  * tests): a denial reason ("revoked", "no_workload", ...) and an error cause. */
 const char *metrics_deny_reason(const struct audit_rec *r);

@@ -1,6 +1,8 @@
 /* status — one JSON summary of the running agent for `vouch status` and the dashboard
  * (docs/DASHBOARD.md has the schema): who may reach what (the access paths), the
- * recent denials, the static keys found, usage. Built on the admin thread or the
+ * recent denials, the static keys found, usage. The paths' counts and first/last use
+ * come from the access-path inventory, so they survive restarts as `vouch inventory`'s
+ * do. Built on the admin thread or the
  * dashboard's listener; every source it reads is thread-safe. */
 #include "agent/status.h"
 
@@ -109,48 +111,71 @@ static void add_int(json_t *o, const char *k, json_int_t n)
 	json_object_set_new(o, k, json_integer(json_integer_value(json_object_get(o, k)) + n));
 }
 
-/* Counts from vouch_requests_total onto the paths: injected requests and denials of a
- * configured path; denials of a workload on no binding become a path of their own
- * (binding, source null). Unidentified callers (METRICS_NONE) and the overflow series
- * are left to the denial list and the metrics. */
-static void add_counts(void *ctx, const char *const l[4], uint64_t n)
+static json_t *time_json(int64_t t)
+{
+	char buf[32];
+	struct tm tm;
+	time_t tt = (time_t)t;
+
+	if (t <= 0 || !gmtime_r(&tt, &tm) ||
+	    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		return json_null();
+	return json_string(buf);
+}
+
+/* Keep the earlier (first) or the later (last) of o[k] and t (RFC 3339 strings compare
+ * in time order). */
+static void merge_time(json_t *o, const char *k, int64_t t, bool later)
+{
+	json_t *v = time_json(t);
+	const char *old = json_string_value(json_object_get(o, k)), *nv = json_string_value(v);
+
+	if (nv && (!old || (later ? strcmp(nv, old) > 0 : strcmp(nv, old) < 0)))
+		json_object_set(o, k, v);
+	json_decref(v);
+}
+
+/* Counts from the access-path inventory (registry/inventory.h: what `vouch inventory`
+ * shows, kept across restarts) onto the paths: injected requests, denials, first and last
+ * use of a configured path; denials of a workload on no binding become a path of their
+ * own (binding, source null). Unidentified callers are left to the denial list and the
+ * metrics. Called under the inventory's lock: quick, no call back into it. */
+static void add_counts(void *ctx, const struct inventory_row *r)
 {
 	json_t *paths = ctx, *p, *hit = NULL;
+	const struct inventory_key *k = &r->key;
 	size_t i;
-	bool denied = strcmp(l[3], "denied") == 0;
-	const char *svc = strcmp(l[2], METRICS_NONE) == 0 ? NULL : l[2];
 
-	if (strcmp(l[0], METRICS_NONE) == 0 || strcmp(l[0], METRICS_OTHER) == 0 || n == 0)
+	if (!k->workload)
 		return;
 	json_array_foreach(paths, i, p)
 	{
-		if (!eq(p, "workload", l[0]))
+		if (!eq(p, "workload", k->workload))
 			continue;
-		bool src_match = strcmp(l[1], METRICS_NONE) == 0
-				     ? json_is_null(json_object_get(p, "source"))
-				     : eq(p, "source_ref", l[1]);
-		bool svc_match = svc ? eq(p, "service", svc) : true;
-		if (src_match && svc_match) {
+		bool src_match = k->source ? eq(p, "source_ref", k->source)
+					   : json_is_null(json_object_get(p, "source"));
+		bool bnd_match = !k->binding || eq(p, "binding", k->binding);
+		bool svc_match = !k->service || eq(p, "service", k->service);
+		if (src_match && bnd_match && svc_match) {
 			hit = p;
 			break;
 		}
 	}
 	if (!hit) {
-		if (!denied && strcmp(l[1], METRICS_NONE) == 0)
+		if (!r->denied && !k->source)
 			return;
-		const char *slash = strchr(l[1], '/');
-		hit = strcmp(l[1], METRICS_NONE) == 0
-			  ? json_pack("{s:s,s:n,s:n,s:n,s:s?,s:b,s:I,s:I}", "workload", l[0],
-				      "binding", "source", "source_ref", "service", svc, "revoked",
-				      false, "requests", (json_int_t)0, "denials", (json_int_t)0)
-			  : json_pack("{s:s,s:n,s:s,s:s,s:s?,s:b,s:I,s:I}", "workload", l[0],
-				      "binding", "source", slash ? slash + 1 : l[1], "source_ref",
-				      l[1], "service", svc, "revoked", false, "requests",
-				      (json_int_t)0, "denials", (json_int_t)0);
+		const char *slash = k->source ? strchr(k->source, '/') : NULL;
+		hit = json_pack("{s:s,s:s?,s:s?,s:s?,s:s?,s:b,s:I,s:I}", "workload", k->workload,
+				"binding", k->binding, "source", slash ? slash + 1 : k->source,
+				"source_ref", k->source, "service", k->service, "revoked", false,
+				"requests", (json_int_t)0, "denials", (json_int_t)0);
 		if (!hit || json_array_append_new(paths, hit) != 0)
 			return;
 	}
-	add_int(hit, denied ? "denials" : "requests", (json_int_t)n);
+	add_int(hit, "requests", (json_int_t)r->injected);
+	add_int(hit, "denials", (json_int_t)r->denied);
+	merge_time(hit, "first_use", r->first_use, false);
+	merge_time(hit, "last_use", r->last_use, true);
 }
 
 struct ttl_ctx {
@@ -229,8 +254,8 @@ json_t *agent_status(struct agent *a)
 	json_t *paths = paths_from_bindings(a);
 
 	audit_recent(a->audit, add_denial, denials);
-	if (paths && a->metrics)
-		metrics_requests_foreach(a->metrics, add_counts, paths);
+	if (paths && a->inventory)
+		inventory_foreach(a->inventory, add_counts, paths);
 	if (paths && a->broker)
 		broker_foreach(
 		    a->broker, add_ttl,

@@ -105,6 +105,8 @@ test('dashboard: the page renders the agent\'s state in headless Chromium; vouch
 	assert.ok(node, `the bound workload is an access path: ${st.body}`);
 	assert.ok(node.requests >= 2, `its requests are counted: ${JSON.stringify(node)}`);
 	assert.ok(node.token_ttl_s > 0, `its token TTL is shown: ${JSON.stringify(node)}`);
+	assert.match(node.first_use ?? '', /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/, 'first use, from the inventory');
+	assert.ok(node.last_use >= node.first_use, JSON.stringify(node));
 	assert.ok(status.denials.length >= 1);
 
 	await t.test('Chromium renders the access map, the workloads and the denials', async () => {
