@@ -51,13 +51,23 @@ export async function waitFor(fn, { timeoutMs = 5000, intervalMs = 50, what = 'c
 }
 
 /** A TCP port that was free a moment ago on 127.0.0.1. */
+// Ports this process has handed out: the kernel may give a just-closed port again on the
+// next bind(0), and a test asking for three ports must get three (seen in CI: two vouchd
+// listeners on one port).
+const portsGiven = new Set();
 export async function freePort() {
-	const s = createServer();
-	s.listen(0, '127.0.0.1');
-	await once(s, 'listening');
-	const { port } = s.address();
-	await new Promise((r) => s.close(r));
-	return port;
+	for (let i = 0; i < 50; i++) {
+		const s = createServer();
+		s.listen(0, '127.0.0.1');
+		await once(s, 'listening');
+		const { port } = s.address();
+		await new Promise((r) => s.close(r));
+		if (!portsGiven.has(port)) {
+			portsGiven.add(port);
+			return port;
+		}
+	}
+	throw new Error('freePort: no port that was not handed out before in 50 tries');
 }
 
 /**
