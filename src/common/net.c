@@ -1,10 +1,10 @@
 #include "common/net.h"
 
 #include <arpa/inet.h>
-#include <stdint.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -84,29 +84,43 @@ int net_reserve_fd(void) { return open("/dev/null", O_RDONLY | O_CLOEXEC); }
 
 int net_accept(int lfd, int flags, int *reserve, void (*refuse)(int fd, void *ctx), void *ctx)
 {
-	int fd = accept4(lfd, NULL, NULL, flags), e;
+	int fd, e, spare;
 
-	if (fd >= 0) {
-		if (*reserve < 0) /* lost while refusing: take it back now there is room */
-			*reserve = net_reserve_fd();
+	/* A reserve lost earlier (another thread took the slot between our close and our
+	 * open) is taken back first, before a connection can have the slot: without it this
+	 * listener could only ever accept when a slot frees up, never refuse, and at the limit
+	 * its backlog would wait unanswered. */
+	if (*reserve < 0)
+		*reserve = net_reserve_fd();
+	fd = accept4(lfd, NULL, NULL, flags);
+	if (fd >= 0)
 		return fd;
-	}
 	e = errno;
 	if (e != EMFILE && e != ENFILE)
 		return -e;
 	if (*reserve >= 0) {
 		close(*reserve);
+		*reserve = -1;
 		/* (a blocking listener may wait here for the next connection: Linux takes the
 		 * descriptor before it waits, so EMFILE came without one pending) */
 		fd = accept4(lfd, NULL, NULL, flags);
-		*reserve = net_reserve_fd();
-		if (fd >= 0 && *reserve >= 0)
+		if (fd < 0) {
+			*reserve = net_reserve_fd();
+		} else if ((spare = net_reserve_fd()) >= 0) {
+			*reserve = spare;
 			return fd; /* descriptors were freed meanwhile: serve it */
-		if (fd >= 0) {
+		} else {
 			if (refuse)
 				refuse(fd, ctx);
-			close(fd);
-			*reserve = net_reserve_fd();
+			/* The refused connection's slot becomes the reserve in one step: dup3
+			 * closes the connection and reuses its number for a copy of the
+			 * listener. Closing it first would free the slot for any thread. */
+			if (dup3(lfd, fd, O_CLOEXEC) >= 0) {
+				*reserve = fd;
+			} else {
+				close(fd);
+				*reserve = net_reserve_fd();
+			}
 		}
 	}
 	usleep(10 * 1000); /* descriptors free up as connections end */

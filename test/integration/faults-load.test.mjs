@@ -31,6 +31,26 @@ const fdList = (pid) => {
 	}
 };
 
+// vouchd's TCP sockets to port (its pooled upstream connections to the stand-in: kept
+// on purpose, bounded by the pool, closed when idle), and every TCP/unix socket it holds
+// with its peer, for a diagnostic.
+const upstreamSockets = (pid, port) => {
+	try {
+		return execFileSync('ss', ['-Htnp', 'state', 'established', 'dport', `= :${port}`]).toString()
+			.split('\n').filter((l) => l.includes(`pid=${pid},`)).length;
+	} catch {
+		return 0;
+	}
+};
+const socketList = (pid) => {
+	try {
+		return execFileSync('ss', ['-Htuxanp']).toString().split('\n').filter((l) => l.includes(`pid=${pid},`))
+			.map((l) => l.replace(/\s+/g, ' ').replace(/ users:.*/, '')).join(' | ');
+	} catch {
+		return '?';
+	}
+};
+
 test('faults/load: resource reloads and SIGHUP under load fail no request; removing the binding refuses with 403, restoring it recovers', async (t) => {
 	const { vouchd } = await startStack(t, { config: { reloadIntervalMs: 100 } });
 	assert.ok((await oneRequest(vouchd.plainUrl)).ok, 'warm-up');
@@ -179,10 +199,10 @@ test('faults/load: 10k idle keep-alive connections are held; vouchd serves besid
 });
 
 test('faults/load: out of descriptors → connections over the limit get 503 naming it, the accept loop does not spin, recovery after', async (t) => {
-	const { vouchd } = await startStack(t);
+	const { vouchd, standin } = await startStack(t);
 	assert.ok((await oneRequest(vouchd.plainUrl)).ok, 'warm-up');
 	await sleep(300);
-	const base = fdCount(vouchd.pid);
+	const base = fdCount(vouchd.pid), upBase = upstreamSockets(vouchd.pid, standin.port);
 	const ROOM = 40, HOG = 100;
 	execFileSync('prlimit', ['--pid', String(vouchd.pid), `--nofile=${base + ROOM}:${base + ROOM}`]);
 	// More idle connections than vouchd has room for: the ones it cannot hold must be
@@ -226,7 +246,12 @@ test('faults/load: out of descriptors → connections over the limit get 503 nam
 	assert.ok(ticks < 60, `vouchd used ${ticks} ticks in 2 s at its descriptor limit (a spinning loop uses ~200)`);
 	assert.equal(vouchd.exited, null, 'no crash');
 	for (const s of hog) s.destroy();
-	await waitFor(() => fdCount(vouchd.pid) <= base + 2, { timeoutMs: 20000, what: `descriptors back (${fdCount(vouchd.pid)} vs ${base}): ${fdList(vouchd.pid)}` });
+	// Descriptors back: every one the hog and the knocking took is released. Requests that
+	// got through at the limit may have left more pooled upstream connections than at the
+	// start: those are the pool's (bounded, closed when idle), not a leak.
+	const held = () => fdCount(vouchd.pid) - (upstreamSockets(vouchd.pid, standin.port) - upBase);
+	await waitFor(() => held() <= base + 2, { timeoutMs: 20000,
+		what: () => `descriptors back (${fdCount(vouchd.pid)} held, ${upstreamSockets(vouchd.pid, standin.port)} pooled upstream (${upBase} at the start) vs ${base}): ${fdList(vouchd.pid)}; sockets: ${socketList(vouchd.pid)}` });
 	let last;
 	await waitFor(async () => (last = await oneRequest(vouchd.plainUrl)).ok, { timeoutMs: 20000, intervalMs: 250, what: `recovery (last ${JSON.stringify(last)?.slice(0, 300)})` });
 });

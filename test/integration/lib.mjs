@@ -34,7 +34,8 @@ export const isRoot = process.getuid?.() === 0;
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** Poll fn() until it returns a truthy value (returned) or timeoutMs passes (throws). */
+/** Poll fn() until it returns a truthy value (returned) or timeoutMs passes (throws). what
+ * names the condition in the error: a string, or a function called at the timeout. */
 export async function waitFor(fn, { timeoutMs = 5000, intervalMs = 50, what = 'condition' } = {}) {
 	const end = Date.now() + timeoutMs;
 	let last;
@@ -45,7 +46,10 @@ export async function waitFor(fn, { timeoutMs = 5000, intervalMs = 50, what = 'c
 		} catch (e) {
 			last = e;
 		}
-		if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last.message}` : ''}`);
+		if (Date.now() > end) {
+			const w = typeof what === 'function' ? what() : what; // a function: described as it is at the timeout
+			throw new Error(`timed out after ${timeoutMs} ms waiting for ${w}${last ? `: ${last.message}` : ''}`);
+		}
 		await sleep(intervalMs);
 	}
 }

@@ -340,6 +340,30 @@ static void test_net_accept(void)
 	ok(read(cfd, &b, 1) == 0, "the refused client sees the connection closed");
 	struct pollfd pfd = {.fd = lfd, .events = POLLIN};
 	ok(poll(&pfd, 1, 0) == 0, "nothing left pending: a poll loop would not spin");
+	close(cfd);
+
+	/* The reserve lost (another thread took its slot): the next slot that frees up goes
+	 * back to the reserve, not to a pending connection, and that connection is refused. */
+	cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ok(cfd >= 0 || errno == EMFILE, "a third client socket");
+	if (cfd < 0) { /* (the limit holds for us as well: make room for the client first) */
+		close(fill[--n_fill]);
+		cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	}
+	ok(connect(cfd, (struct sockaddr *)&a, al) == 0, "the third client connects");
+	close(reserve);
+	reserve = -1;
+	while ((fill[n_fill] = net_reserve_fd()) >= 0) /* the reserve's slot, taken elsewhere */
+		n_fill++;
+	r = net_accept(lfd, SOCK_CLOEXEC, &reserve, count_refusal, (void *)count_refusal);
+	ok(r == -EMFILE && reserve < 0 && n_refused == 1,
+	   "no reserve and no room: -EMFILE, nobody refused yet");
+	close(fill[--n_fill]); /* one slot frees up */
+	r = net_accept(lfd, SOCK_CLOEXEC, &reserve, count_refusal, (void *)count_refusal);
+	ok(r == -EMFILE && reserve >= 0 && n_refused == 2,
+	   "the freed slot becomes the reserve again and the client is refused (%d)", r);
+	ok(read(cfd, &b, 1) == 0, "the refused client sees the connection closed");
+	ok(poll(&pfd, 1, 0) == 0, "nothing left pending");
 	while (n_fill)
 		close(fill[--n_fill]);
 	setrlimit(RLIMIT_NOFILE, &old);
