@@ -364,12 +364,13 @@ if "r1000c16" in cases and "max" in cases:
 mint = E("BENCH_MINT_OUT", "")
 if mint and os.path.exists(mint):
     for line in open(mint):
-        m = re.match(r"^\| (JWT-SVID mint|X\.509-SVID mint)[^|]*\| ([\d.]+) / ([\d.]+) / ([\d.]+) \|", line)
+        m = re.match(r"^\| (JWT-SVID mint|X\.509-SVID mint)([^|]*)\| ([\d.]+) / ([\d.]+) / ([\d.]+) \|", line)
         if not m:
             continue
         goal = 25.0 if m.group(1).startswith("JWT") else 60.0
-        p50, mean = float(m.group(2)), float(m.group(4))
-        row(f"{m.group(1)} p50 / mean (µs; SVID mint table above)", {"vouchd": f"{p50:.1f} / {mean:.1f}"}, "—",
+        where = ", keys in the signer process (as vouchd runs)" if "signer process" in m.group(2) else ", keys in process"
+        p50, mean = float(m.group(3)), float(m.group(5))
+        row(f"{m.group(1)}{where}: p50 / mean (µs; SVID mint table above)", {"vouchd": f"{p50:.1f} / {mean:.1f}"}, "—",
             f"≤ {goal:.0f} µs", verdict(p50 <= goal and mean <= goal))
 conn = E("BENCH_CONNECT_OUT", "")
 if conn and os.path.exists(conn) and "vouchd-tp" in cols:

@@ -146,6 +146,7 @@ struct conn {
 	struct conn *ready_next;    /* p->ready queue */
 	struct conn *iprev, *inext; /* p->idle_head or p->wait_head list */
 	bool parked, in_ep, established;
+	bool idle_freed; /* the idle loop freed its buffers; cleared when it is used again */
 	uint64_t parked_ms;
 	/* the event loop's fast path (see the idle loop) */
 	struct evtag {
@@ -1492,6 +1493,7 @@ static void idle_unlink(struct proxy *p, struct conn *c)
 {
 	list_unlink(&p->idle_head, &p->idle_tail, c);
 	c->parked = false;
+	c->idle_freed = false;
 	p->n_idle--;
 }
 
@@ -1914,12 +1916,19 @@ static void *idle_main(void *arg)
 		 * between requests that follow each other) */
 		for (struct conn *c = p->idle_head; c && now >= c->parked_ms + PROXY_IDLE_FREE_MS;
 		     c = c->inext) {
-			if (c->buf) {
-				free(c->buf);
-				free(c->rbuf);
-				free(c->obuf);
-				c->buf = c->rbuf = c->obuf = NULL;
-			}
+			if (c->idle_freed)
+				continue;
+			free(c->buf);
+			free(c->rbuf);
+			free(c->obuf);
+			c->buf = c->rbuf = c->obuf = NULL;
+			/* and OpenSSL's record buffers (wiped first: CLEANSE_PLAINTEXT). The
+			 * server context keeps them between requests instead of releasing
+			 * them after every read (RELEASE_BUFFERS), which wiped and freed 16 KiB
+			 * per request (tlsca.c) */
+			if (c->cs.ssl)
+				SSL_free_buffers(c->cs.ssl);
+			c->idle_freed = true;
 		}
 		while (p->wait_head && now >= p->wait_head->deadline_ms) {
 			struct conn *c = p->wait_head;

@@ -47,8 +47,9 @@ void upstream_pool_free(struct upstream_pool *p);
 int upstream_get(struct upstream_pool *p, const char *host, uint16_t port, bool tls, bool fresh,
 		 struct upstream_conn **ret, char *err, size_t err_cap);
 /* A new connection (never pooled) whose connect attempts and socket read/write timeouts
- * are timeout_ms instead of the proxy's; for one-shot clients with a deadline (the token
- * exchange). Errors as upstream_get. */
+ * are timeout_ms instead of the proxy's, and whose received plaintext OpenSSL cleanses
+ * from its buffers (SSL_OP_CLEANSE_PLAINTEXT); for one-shot clients with a deadline and a
+ * secret in the answer (the token exchange). Errors as upstream_get. */
 int upstream_dial(struct upstream_pool *p, const char *host, uint16_t port, bool tls,
 		  uint32_t timeout_ms, struct upstream_conn **ret, char *err, size_t err_cap);
 /* Give c back for reuse (it must sit at a message boundary); the pool may close it

@@ -223,15 +223,43 @@ static void value_start(struct usage_json *j, unsigned char c)
 }
 
 /* Scan n bytes of JSON text. */
+/* How many bytes of s[0..n) are plain string content: not '"', not '\\', not a control
+ * byte. Eight at a time (SWAR: a word holds one of those bytes only if one of the three
+ * tests flags it; a flag can be spurious, never missing, so a flagged word is finished
+ * byte by byte): a response body is mostly such text, and this scanner reads every
+ * byte the proxy relays. */
+static size_t plain_run(const unsigned char *s, size_t n)
+{
+	const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x, q, b;
+		memcpy(&x, s + i, 8);
+		q = x ^ (ones * '"');
+		b = x ^ (ones * '\\');
+		if ((((q - ones) & ~q) | ((b - ones) & ~b) | ((x - ones * 0x20) & ~x)) & highs)
+			break;
+	}
+	while (i < n && s[i] != '"' && s[i] != '\\' && s[i] >= 0x20)
+		i++;
+	return i;
+}
+
 static void json_feed(struct usage_json *j, const unsigned char *s, size_t n)
 {
 	for (size_t i = 0; i < n && j->state != J_ERROR; i++) {
 		unsigned char c = s[i];
 		switch (j->state) {
 		case J_STRING:
-			/* the common case, content text: run to the next quote or backslash */
-			while (!j->cap && c != '"' && c != '\\' && c >= 0x20 && i + 1 < n)
-				c = s[++i];
+			/* the common case, content text: run to the next quote, backslash or
+			 * control byte (or to the end of this piece) */
+			if (!j->cap) {
+				i += plain_run(s + i, n - i);
+				if (i == n)
+					break;
+				c = s[i];
+			}
 			if (c == '"') {
 				end_string(j);
 			} else if (c == '\\') {
