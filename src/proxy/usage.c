@@ -268,10 +268,14 @@ static void json_feed(struct usage_json *j, const unsigned char *s, size_t n)
 			} else if (c < 0x20) {
 				j->state = J_ERROR;
 			} else if (j->cap) {
-				if (j->tok_len < AUDIT_MODEL_MAX)
+				if (j->tok_len < AUDIT_MODEL_MAX) {
 					j->tok[j->tok_len++] = (char)c;
-				else
+				} else {
+					/* too long for a key or a model we track: the rest
+					 * is content, skipped like any other */
 					j->tok_bad = true;
+					j->cap = false;
+				}
 			}
 			break;
 		case J_ESCAPE:
