@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <pthread.h>
+#include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -32,6 +33,8 @@
 /* A call that takes longer than this has a signer that is stuck: fail closed. Rotation
  * (a key generation and an fsync'd write) is the slowest legitimate request. */
 #define SIGNER_TIMEOUT_S 10
+/* How long vouchd polls for an answer before it sleeps in recvmsg() (see call_locked). */
+#define SIGNER_SPIN_US 200
 
 struct signer {
 	pthread_mutex_t lock; /* one call at a time on fd; guards everything below */
@@ -428,9 +431,28 @@ static int call_locked(struct signer *s, struct signer_req *q, unsigned char *bu
 	while (n < 0 && errno == EINTR);
 	if (n != (ssize_t)sizeof(*q))
 		goto broken;
-	do
-		n = recvmsg(s->fd, &m, 0);
-	while (n < 0 && errno == EINTR);
+	/* A signature takes tens of µs. Sleeping in a blocking recvmsg() for it costs a
+	 * wake-up when it comes, which on an idle vCPU of a VM is itself ~25-30 µs (a mint
+	 * through the signer measured 84 µs unpinned, 31 µs with both on one CPU): poll for
+	 * the answer without sleeping for up to SIGNER_SPIN_US first, yielding the CPU each
+	 * time so that a signer on the same CPU runs. Slow requests (a key rotation) then
+	 * sleep as before. */
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		n = recvmsg(s->fd, &m, MSG_DONTWAIT);
+		if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+			break;
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		if ((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000 >=
+		    SIGNER_SPIN_US) {
+			do
+				n = recvmsg(s->fd, &m, 0);
+			while (n < 0 && errno == EINTR);
+			break;
+		}
+		sched_yield();
+	}
 	if (n < (ssize_t)sizeof(h) || (m.msg_flags & MSG_TRUNC) || h.magic != SIGNER_MAGIC ||
 	    h.seq != q->seq || h.status > 0 || h.len != (size_t)n - sizeof(h) ||
 	    (h.status < 0 && h.len != 0))

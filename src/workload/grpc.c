@@ -112,6 +112,7 @@ struct conn {
 	bool doomed;	     /* drop the connection at the next loop turn */
 	atomic_bool stopping;
 	bool evicted; /* displaced by a newer connection (srv->mu) */
+	bool ending;  /* its thread has left the loop and is tearing it down (srv->mu) */
 	struct conn *srv_prev, *srv_next;
 	uint8_t *pend; /* output nghttp2 produced that the socket has not taken yet */
 	size_t pend_len, pend_off;
@@ -129,6 +130,7 @@ struct grpc_server {
 	struct conn *conns; /* newest first */
 	unsigned n_conns;
 	unsigned n_evicting; /* of n_conns, displaced and winding down */
+	unsigned n_ending;   /* of n_conns, not displaced, ending on their own (peer gone, idle) */
 };
 
 static uint64_t now_ms(void)
@@ -939,6 +941,15 @@ static void *conn_main(void *arg)
 		}
 	}
 	secret_heap_free(buf); /* request frames (a ValidateJWTSVID token) */
+	/* Going: no longer counted against the limits. Admission must not see it while
+	 * conn_end holds its lock (it would count as busy, and a newcomer could be refused
+	 * for want of an idle connection to displace). */
+	pthread_mutex_lock(&srv->mu);
+	if (!c->evicted) {
+		c->ending = true;
+		srv->n_ending++;
+	}
+	pthread_mutex_unlock(&srv->mu);
 	conn_end(c);
 	pthread_mutex_lock(&srv->mu);
 	if (c->srv_prev)
@@ -950,6 +961,8 @@ static void *conn_main(void *arg)
 	srv->n_conns--;
 	if (c->evicted)
 		srv->n_evicting--;
+	if (c->ending)
+		srv->n_ending--;
 	pthread_cond_broadcast(&srv->cond);
 	pthread_mutex_unlock(&srv->mu);
 	conn_unref(c);
@@ -1060,7 +1073,7 @@ static unsigned uid_conns(const struct grpc_server *srv, uid_t uid)
 	unsigned n = 0;
 
 	for (const struct conn *c = srv->conns; c; c = c->srv_next)
-		n += !c->evicted && c->peer.uid == uid;
+		n += !c->evicted && !c->ending && c->peer.uid == uid;
 	return n;
 }
 
@@ -1071,7 +1084,8 @@ static struct conn *oldest_idle(struct grpc_server *srv, uid_t uid)
 	struct conn *found = NULL;
 
 	for (struct conn *c = srv->conns; c; c = c->srv_next) {
-		if (c->evicted || c->peer.uid != uid || pthread_mutex_trylock(&c->mu) != 0)
+		if (c->evicted || c->ending || c->peer.uid != uid ||
+		    pthread_mutex_trylock(&c->mu) != 0)
 			continue;
 		/* A request still arriving (no END_STREAM yet) does not count: holding one
 		 * open costs a flooder nothing. */
@@ -1091,7 +1105,7 @@ static struct conn *oldest_idle(struct grpc_server *srv, uid_t uid)
  * Returns false to refuse. */
 static bool admit(struct grpc_server *srv, uid_t uid)
 {
-	unsigned live = srv->n_conns - srv->n_evicting, mine = uid_conns(srv, uid);
+	unsigned live = srv->n_conns - srv->n_evicting - srv->n_ending, mine = uid_conns(srv, uid);
 	struct conn *victim = NULL;
 
 	if (mine < srv->lim.max_conns_per_uid && live < srv->lim.max_conns)
@@ -1106,7 +1120,7 @@ static bool admit(struct grpc_server *srv, uid_t uid)
 		unsigned top_n = 0;
 
 		for (struct conn *c = srv->conns; c; c = c->srv_next) {
-			if (c->evicted)
+			if (c->evicted || c->ending)
 				continue;
 			unsigned n = uid_conns(srv, c->peer.uid);
 			if (n > top_n) {
