@@ -21,6 +21,7 @@
 #include <malloc.h>
 #include <openssl/crypto.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,8 +32,14 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Bytes of OpenSSL secure heap (a power of two; see main). */
-#define VOUCHD_SECURE_HEAP (256 * 1024)
+/* OpenSSL's secure heap (see main): at least this many bytes, plus per allowed workload
+ * connection (every live TLS connection holds secure-heap blocks: its X25519 key share
+ * is allocated there, 32 bytes in a 64-byte slot at most), rounded up to a power of two
+ * and capped. Sized too small, it runs out at a few thousand connections and every
+ * further handshake fails with an internal_error alert (seen: 7037 of 10000 at 256 KiB). */
+#define VOUCHD_SECURE_HEAP_MIN (256 * 1024)
+#define VOUCHD_SECURE_HEAP_PER_CONN 128
+#define VOUCHD_SECURE_HEAP_MAX (64u << 20)
 
 static void usage(FILE *f)
 {
@@ -610,13 +617,6 @@ int main(int argc, char **argv)
 	/* jansson holds copies of tokens and assertions while parsing and building JSON (token
 	 * responses, exchange bodies): every block it frees is wiped. */
 	json_set_alloc_funcs(malloc, secret_heap_free);
-	/* OpenSSL's secure heap: a locked, MADV_DONTDUMP arena where it keeps private-key
-	 * scalars (BN_secure_new: the identity CA, JWT, interception CA, leaf and X.509-SVID
-	 * keys) and signing temporaries, cleansed on free. Sized for TLSCA_MAX_NAMES leaf
-	 * keys plus the CA keys and per-workload SVID keys with room to spare; a failure
-	 * (no mmap) leaves OpenSSL on the ordinary heap, which is logged. */
-	if (CRYPTO_secure_malloc_init(VOUCHD_SECURE_HEAP, 32) == 0)
-		log_warn("OpenSSL secure heap unavailable: private keys stay on the ordinary heap");
 	/* Every workload connection, pooled upstream and cached attestation (a pidfd each)
 	 * holds a descriptor: raise the soft limit to the hard one. */
 	struct rlimit rl;
@@ -634,6 +634,18 @@ int main(int argc, char **argv)
 	}
 	diag_list_done(&d);
 	set_log_level(a.cfg.log_level);
+	/* OpenSSL's secure heap: a locked, MADV_DONTDUMP arena where it keeps private-key
+	 * scalars (BN_secure_new: the identity CA, JWT, interception CA, leaf and X.509-SVID
+	 * keys), ephemeral key shares and signing temporaries, cleansed on free. Set up before
+	 * any key exists, sized by the connection cap; a failure (no mmap) leaves OpenSSL on
+	 * the ordinary heap, which is logged. */
+	size_t sh = VOUCHD_SECURE_HEAP_MIN;
+	uint64_t want =
+	    VOUCHD_SECURE_HEAP_MIN + (uint64_t)a.cfg.max_connections * VOUCHD_SECURE_HEAP_PER_CONN;
+	while (sh < want && sh < VOUCHD_SECURE_HEAP_MAX)
+		sh *= 2;
+	if (!check_only && CRYPTO_secure_malloc_init(sh, 32) == 0)
+		log_warn("OpenSSL secure heap unavailable: private keys stay on the ordinary heap");
 	if (check_only) {
 		struct registry *reg = NULL;
 		r = registry_new(a.cfg.resources_dir, &d, &reg);
