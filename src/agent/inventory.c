@@ -61,11 +61,12 @@ void agent_audit_tap(void *ctx, const struct audit_rec *r)
 				  .binding = r->binding,
 				  .source = r->source,
 				  .service = r->service};
-	int ret = inventory_record(a->inventory, &k, denied, denied ? metrics_deny_reason(r) : NULL,
-				   (int64_t)time(NULL));
-	if (ret == 0 && !denied && r->usage)
-		inventory_record_usage(a->inventory, &k, r->usage->input_tokens,
-				       r->usage->output_tokens);
+	/* an injected Messages response: its usage counts on the path in the same step */
+	struct inventory_use use = {r->usage ? r->usage->input_tokens : -1,
+				    r->usage ? r->usage->output_tokens : -1};
+	int ret =
+	    inventory_record_use(a->inventory, &k, denied, denied ? metrics_deny_reason(r) : NULL,
+				 r->usage && !denied ? &use : NULL, (int64_t)time(NULL));
 	if (ret == 1) /* audited by the next housekeeping tick: a tap must not emit */
 		atomic_store(&a->inventory_full_pending, true);
 }

@@ -192,8 +192,8 @@ static bool key_ok(const struct inventory_key *k)
 	return true;
 }
 
-int inventory_record(struct inventory *inv, const struct inventory_key *k, bool denied,
-		     const char *reason, int64_t now)
+int inventory_record_use(struct inventory *inv, const struct inventory_key *k, bool denied,
+			 const char *reason, const struct inventory_use *use, int64_t now)
 {
 	struct row *r;
 	bool full = false;
@@ -224,33 +224,18 @@ int inventory_record(struct inventory *inv, const struct inventory_key *k, bool 
 		count_reason(r, reason, 1);
 	} else {
 		r->injected++;
+		if (use) {
+			r->usage_n++;
+			if (use->input_tokens > 0)
+				r->in_tok += (uint64_t)use->input_tokens;
+			if (use->output_tokens > 0)
+				r->out_tok += (uint64_t)use->output_tokens;
+		}
 	}
 	inv->gen++;
 out:
 	pthread_mutex_unlock(&inv->lock);
 	return ret;
-}
-
-int inventory_record_usage(struct inventory *inv, const struct inventory_key *k,
-			   int64_t input_tokens, int64_t output_tokens)
-{
-	struct row *r;
-	bool full = false;
-
-	if (!inv)
-		return 0;
-	pthread_mutex_lock(&inv->lock);
-	r = key_ok(k) ? find(inv, k, false, &full) : NULL;
-	if (r) {
-		r->usage_n++;
-		if (input_tokens > 0)
-			r->in_tok += (uint64_t)input_tokens;
-		if (output_tokens > 0)
-			r->out_tok += (uint64_t)output_tokens;
-		inv->gen++;
-	}
-	pthread_mutex_unlock(&inv->lock);
-	return r ? 0 : -ENOENT;
 }
 
 void inventory_foreach(struct inventory *inv,

@@ -49,7 +49,7 @@ struct inventory_row {
 	int64_t first_use, last_use; /* seconds since the epoch; 0 = never */
 	uint64_t injected, denied;
 	const struct inventory_reason *reasons; /* denied, by reason */
-	/* Claude usage of the path's Messages responses (inventory_record_usage) */
+	/* Claude usage of the path's Messages responses (inventory_record_use) */
 	uint64_t usage_responses, input_tokens, output_tokens;
 	size_t n_reasons;
 };
@@ -66,20 +66,27 @@ struct inventory_stats {
 int inventory_new(size_t cap, struct inventory **ret);
 void inventory_free(struct inventory *inv);
 
+/* Claude usage of one Messages response (counts < 0: unknown, not added). */
+struct inventory_use {
+	int64_t input_tokens, output_tokens;
+};
+
 /* Count one request on path k at now (seconds since the epoch): injected, or denied for
  * reason (a short label, NULL = "other"; labels longer than INVENTORY_REASON_MAX count as
- * "other"). Returns 0 when counted; 1 when the table has just become full and this path
- * could not be added (returned once per table: report it once); -E2BIG when the table
- * was already full or a name is longer than INVENTORY_NAME_MAX (counted in dropped);
- * -ENOMEM. */
-int inventory_record(struct inventory *inv, const struct inventory_key *k, bool denied,
-		     const char *reason, int64_t now);
+ * "other"); use, when not NULL, is the usage of an injected request's Messages response,
+ * added to the path in the same step. Returns 0 when counted; 1 when the table has just
+ * become full and this path could not be added (returned once per table: report it
+ * once); -E2BIG when the table was already full or a name is longer than
+ * INVENTORY_NAME_MAX (counted in dropped); -ENOMEM. */
+int inventory_record_use(struct inventory *inv, const struct inventory_key *k, bool denied,
+			 const char *reason, const struct inventory_use *use, int64_t now);
 
-/* Add one Messages response's usage to path k (a path inventory_record has counted;
- * input/output < 0: unknown, not added). Returns 0, or -ENOENT when k is not in the
- * table (full, or never counted). */
-int inventory_record_usage(struct inventory *inv, const struct inventory_key *k,
-			   int64_t input_tokens, int64_t output_tokens);
+/* inventory_record_use without usage. */
+static inline int inventory_record(struct inventory *inv, const struct inventory_key *k,
+				   bool denied, const char *reason, int64_t now)
+{
+	return inventory_record_use(inv, k, denied, reason, NULL, now);
+}
 
 /* Call fn for every path, in the order they were first seen, under the table's lock (fn
  * must not call back into the table). */

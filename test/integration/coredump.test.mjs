@@ -146,7 +146,7 @@ if (!SANITIZED) test('coredump: a core of a running vouchd holds no token, asser
 		} : {},
 	});
 	// Credentials of the workloads' own, which vouchd strips: they must not stay behind either.
-	const ownKeys = ['sk-ant-api03-SdkWorkloadOwnKey-0123456789abcdefghijkl', 'sk-ant-api03-CurlWorkloadOwnKey-0123456789abcdefghij'];
+	const ownKeys = ['sk-ant-api03-FAKE-test-only-sdk-workload-own-key-not-real', 'sk-ant-api03-FAKE-test-only-curl-workload-own-key-not-real'];
 
 	// Plain and SSE requests through the SDK, long enough for a background refresh.
 	const sdk = await runSdkClient(vouchd.plainUrl, [{ op: 'create' }, { op: 'stream' }],

@@ -90,7 +90,7 @@ test('secrets: tokens and assertions never leave vouchd memory', async (t) => {
 test('secrets: credentials a workload sends are never echoed, logged or forwarded', async (t) => {
 	const { standin, vouchd, dir } = await startStack(t, { standin: { expiresIn: 5 } });
 	const creds = {
-		'x-api-key': 'sk-ant-api03-WorkloadOwnKey0123456789abcdefXYZ',
+		'x-api-key': 'sk-ant-api03-FAKE-test-only-workload-own-key-not-real',
 		authorization: 'Bearer WorkloadOwnBearer0123456789abcdefXYZ',
 		'proxy-authorization': 'Basic V29ya2xvYWRQcm94eUNyZWQwMTIzNDU2Nzg5',
 		cookie: 'session=WorkloadOwnCookie0123456789abcdefXYZ',

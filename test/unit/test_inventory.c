@@ -136,15 +136,23 @@ int main(void)
 	ok(d.rows == 4 && strstr(d.text, "spiffe://t/demo/curl|-|-|api|1|1|0|1|other=1,"),
 	   "a name \"-\" is not the same path as no name; a NULL reason is \"other\"");
 
-	/* Claude usage per path */
-	ok(inventory_record_usage(inv, &K_NODE, 100, 20) == 0, "usage on node");
-	ok(inventory_record_usage(inv, &K_NODE, -1, 5) == 0, "usage with unknown input tokens");
-	ok(inventory_record_usage(inv, &(struct inventory_key){"spiffe://t/nope", "b", "s", "api"},
-				  1, 1) == -ENOENT,
-	   "usage on a path never counted: -ENOENT (not added)");
+	/* Claude usage per path, counted with the injection it belongs to */
+	ok(inventory_record_use(inv, &K_NODE, false, NULL, &(struct inventory_use){100, 20},
+				3000) == 0,
+	   "an injection with usage on node");
+	ok(inventory_record_use(inv, &K_NODE, false, NULL, &(struct inventory_use){-1, 5}, 3000) ==
+	       0,
+	   "usage with unknown input tokens");
+	ok(inventory_record_use(inv, &K_CURL, true, "no_binding", &(struct inventory_use){7, 7},
+				2600) == 0,
+	   "a denial with usage given");
 	dump(inv, &d);
-	ok(strstr(d.text, "|3|1|revoked=1,u=2/100/25\n") != NULL && d.rows == 4,
-	   "usage: 2 responses, 100 in (unknown not added), 25 out:\n%s", d.text);
+	ok(strstr(d.text, "spiffe://t/demo/node|node|default/src|api|1000|3500|5|1|revoked=1,u=2/"
+			  "100/25\n") != NULL &&
+	       strstr(d.text, "spiffe://t/demo/curl|-|-|api|2500|2600|0|3|no_binding=3,\n") &&
+	       d.rows == 4,
+	   "usage: 2 responses, 100 in (unknown not added), 25 out; a denial carries none:\n%s",
+	   d.text);
 
 	/* bounded */
 	ok(inventory_record(inv, &(struct inventory_key){"spiffe://t/new", "b", "s", "api"}, false,
@@ -217,7 +225,7 @@ int main(void)
 	inventory_new(4, &back);
 	ok(inventory_load(back, file, err, sizeof(err)) == 0, "the previous file loads (%s)", err);
 	dump(back, &d2);
-	ok(strstr(d2.text, "spiffe://t/demo/node|node|default/src|api|1000|4000|4|1|") != NULL,
+	ok(strstr(d2.text, "spiffe://t/demo/node|node|default/src|api|1000|4000|6|1|") != NULL,
 	   "with the previous counts");
 	inventory_free(back);
 	back = NULL;
@@ -225,7 +233,7 @@ int main(void)
 	inventory_new(4, &back);
 	inventory_load(back, file, err, sizeof(err));
 	dump(back, &d2);
-	ok(strstr(d2.text, "spiffe://t/demo/node|node|default/src|api|1000|9000|5|1|") != NULL,
+	ok(strstr(d2.text, "spiffe://t/demo/node|node|default/src|api|1000|9000|7|1|") != NULL,
 	   "has the new counts");
 	inventory_free(back);
 	back = NULL;
