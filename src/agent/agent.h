@@ -113,6 +113,11 @@ bool agent_ready(struct agent *a, char *why, size_t cap);
  * agent_inventory answers {"cmd":"inventory"} (schema: docs/CLI.md); NULL when out of
  * memory. */
 int agent_persist_open(struct agent *a);
+/* A state file that cannot be read: moved aside (statefile_quarantine) and logged with
+ * why and then (what the agent does without it). */
+void agent_set_aside(const char *path, const char *why, const char *then);
+/* t (seconds since the epoch) as an RFC 3339 UTC JSON string; JSON null when t <= 0. */
+json_t *agent_time_json(int64_t t);
 void agent_audit_tap(void *ctx, const struct audit_rec *r);
 void agent_persist_tick(struct agent *a);
 void agent_persist_close(struct agent *a);

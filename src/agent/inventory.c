@@ -17,6 +17,7 @@
 #include "common/statefile.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,9 +72,22 @@ void agent_audit_tap(void *ctx, const struct audit_rec *r)
 		atomic_store(&a->inventory_full_pending, true);
 }
 
+void agent_set_aside(const char *path, const char *why, const char *then)
+{
+	char moved[PATH_MAX + 64] = "";
+	int q = statefile_quarantine(path, moved, sizeof(moved));
+
+	if (q == 0)
+		log_warn("%s cannot be read (%s): moved aside to %s; %s", path, why, moved, then);
+	else
+		log_warn("%s cannot be read (%s) nor moved aside (%s); %s (the next save replaces "
+			 "it)",
+			 path, why, strerror(-q), then);
+}
+
 int agent_persist_open(struct agent *a)
 {
-	char path[4096], err[256], moved[4200];
+	char path[4096], err[256];
 	int r;
 
 	a->revocations = revocations_new();
@@ -106,17 +120,7 @@ int agent_persist_open(struct agent *a)
 	if (r < 0 && r != -ENOENT) {
 		if (r != -EINVAL)
 			snprintf(err, sizeof(err), "%s", strerror(-r));
-		moved[0] = '\0';
-		int q = statefile_quarantine(path, moved, sizeof(moved));
-		if (q == 0)
-			log_warn("%s cannot be read (%s): moved aside to %s; the inventory starts "
-				 "empty",
-				 path, err, moved);
-		else
-			log_warn(
-			    "%s cannot be read (%s) nor moved aside (%s); the inventory starts "
-			    "empty and the next save replaces it",
-			    path, err, strerror(-q));
+		agent_set_aside(path, err, "the inventory starts empty");
 	} else if (r == 0) {
 		struct inventory_stats st;
 		inventory_get_stats(a->inventory, &st);
@@ -205,7 +209,7 @@ bool agent_binding_revoked(void *ctx, const char *binding)
 
 /* ---- {"cmd":"inventory"} ------------------------------------------------------------ */
 
-static json_t *time_json(int64_t t)
+json_t *agent_time_json(int64_t t)
 {
 	char buf[32];
 	struct tm tm;
@@ -231,8 +235,8 @@ static void add_row(void *ctx, const struct inventory_row *r)
 		      "{s:o,s:o,s:o,s:o,s:b,s:o,s:o,s:I,s:I,s:o,s:n,s:n,s:{s:I,s:I,s:I}}",
 		      "workload", name_json(r->key.workload), "binding", name_json(r->key.binding),
 		      "source", name_json(r->key.source), "service", name_json(r->key.service),
-		      "configured", false, "first_use", time_json(r->first_use), "last_use",
-		      time_json(r->last_use), "requests", (json_int_t)r->injected, "denials",
+		      "configured", false, "first_use", agent_time_json(r->first_use), "last_use",
+		      agent_time_json(r->last_use), "requests", (json_int_t)r->injected, "denials",
 		      (json_int_t)r->denied, "denials_by_reason", reasons, "token_ttl_s", "revoked",
 		      "usage", "responses", (json_int_t)r->usage_responses, "input_tokens",
 		      (json_int_t)r->input_tokens, "output_tokens", (json_int_t)r->output_tokens)
@@ -323,8 +327,8 @@ static json_t *revocation_json(enum revoke_kind kind, const char *name,
 {
 	return json_pack("{s:s,s:s,s:s,s:o,s:o,s:o}", "kind",
 			 kind == REVOKE_BINDING ? "binding" : "workload", "name", name, "reason",
-			 info->reason ? info->reason : "revoked", "at", time_json(info->at), "uid",
-			 info->uid >= 0 ? json_integer(info->uid) : json_null(), "pid",
+			 info->reason ? info->reason : "revoked", "at", agent_time_json(info->at),
+			 "uid", info->uid >= 0 ? json_integer(info->uid) : json_null(), "pid",
 			 info->pid >= 0 ? json_integer(info->pid) : json_null());
 }
 
@@ -423,9 +427,10 @@ json_t *agent_inventory(struct agent *a)
 		json_array_append(sorted, v[i]);
 	inventory_get_stats(a->inventory, &st);
 	o = json_pack("{s:i,s:s,s:o,s:I,s:I,s:b,s:I,s:O,s:O}", "version", 1, "trust_domain",
-		      a->cfg.trust_domain, "generated", time_json((int64_t)time(NULL)), "capacity",
-		      (json_int_t)st.cap, "paths_recorded", (json_int_t)st.paths, "full", st.full,
-		      "dropped", (json_int_t)st.dropped, "paths", sorted, "revocations", revs);
+		      a->cfg.trust_domain, "generated", agent_time_json((int64_t)time(NULL)),
+		      "capacity", (json_int_t)st.cap, "paths_recorded", (json_int_t)st.paths,
+		      "full", st.full, "dropped", (json_int_t)st.dropped, "paths", sorted,
+		      "revocations", revs);
 out:
 	free(v);
 	json_decref(paths);

@@ -67,7 +67,7 @@ static json_t *stored_check(json_t *doc, char *err, size_t cap)
 
 int agent_static_keys_open(struct agent *a)
 {
-	char path[4096], err[256] = "", moved[4200] = "";
+	char path[4096], err[256] = "";
 	char *buf = NULL;
 	size_t len = 0;
 	json_error_t jerr;
@@ -99,15 +99,7 @@ int agent_static_keys_open(struct agent *a)
 			 (long long)json_integer_value(json_object_get(r, "total")), path);
 		return 0;
 	}
-	int q = statefile_quarantine(path, moved, sizeof(moved));
-	if (q == 0)
-		log_warn("%s cannot be read (%s): moved aside to %s; no scan report until the "
-			 "next `vouch scan --report`",
-			 path, err, moved);
-	else
-		log_warn("%s cannot be read (%s) nor moved aside (%s); no scan report until the "
-			 "next `vouch scan --report`",
-			 path, err, strerror(-q));
+	agent_set_aside(path, err, "no scan report until the next `vouch scan --report`");
 	return 0;
 }
 
@@ -164,17 +156,14 @@ json_t *agent_scan_report(struct agent *a, json_t *req, const struct ucred *cred
 json_t *agent_static_keys_status(struct agent *a)
 {
 	json_t *o;
-	char ts[32];
-	struct tm tm;
 
 	pthread_mutex_lock(&lock);
 	o = a->static_keys ? json_deep_copy(a->static_keys) : NULL;
 	pthread_mutex_unlock(&lock);
 	if (!o)
 		return json_null();
-	time_t t = (time_t)json_integer_value(json_object_get(o, "scanned"));
-	if (gmtime_r(&t, &tm) && strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm))
-		json_object_set_new(o, "scanned", json_string(ts));
+	json_object_set_new(o, "scanned",
+			    agent_time_json(json_integer_value(json_object_get(o, "scanned"))));
 	json_object_del(o, "version");
 	return o;
 }

@@ -111,23 +111,11 @@ static void add_int(json_t *o, const char *k, json_int_t n)
 	json_object_set_new(o, k, json_integer(json_integer_value(json_object_get(o, k)) + n));
 }
 
-static json_t *time_json(int64_t t)
-{
-	char buf[32];
-	struct tm tm;
-	time_t tt = (time_t)t;
-
-	if (t <= 0 || !gmtime_r(&tt, &tm) ||
-	    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		return json_null();
-	return json_string(buf);
-}
-
 /* Keep the earlier (first) or the later (last) of o[k] and t (RFC 3339 strings compare
  * in time order). */
 static void merge_time(json_t *o, const char *k, int64_t t, bool later)
 {
-	json_t *v = time_json(t);
+	json_t *v = agent_time_json(t);
 	const char *old = json_string_value(json_object_get(o, k)), *nv = json_string_value(v);
 
 	if (nv && (!old || (later ? strcmp(nv, old) > 0 : strcmp(nv, old) < 0)))
@@ -206,20 +194,16 @@ struct usage_ctx {
 static void add_usage(void *ctx, const struct usage_total *t)
 {
 	struct usage_ctx *u = ctx;
-	time_t secs = (time_t)(t->last_ms / 1000);
-	struct tm tm;
-	char when[32] = "";
 
-	if (gmtime_r(&secs, &tm))
-		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	json_array_append_new(
 	    u->rows,
-	    json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:s}", "workload", t->workload, "model",
+	    json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "workload", t->workload, "model",
 		      t->model, "requests", (json_int_t)t->requests, "input_tokens",
 		      (json_int_t)t->input_tokens, "output_tokens", (json_int_t)t->output_tokens,
 		      "cache_creation_input_tokens", (json_int_t)t->cache_creation_input_tokens,
 		      "cache_read_input_tokens", (json_int_t)t->cache_read_input_tokens,
-		      "incomplete", (json_int_t)t->incomplete, "last_use", when));
+		      "incomplete", (json_int_t)t->incomplete, "last_use",
+		      agent_time_json(t->last_ms / 1000)));
 	u->sum.requests += t->requests;
 	u->sum.input_tokens += t->input_tokens;
 	u->sum.output_tokens += t->output_tokens;

@@ -1,5 +1,8 @@
 #include "ca/keyfile.h"
 
+#include "common/net.h"
+#include "common/statefile.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -61,38 +64,10 @@ int keyfile_mkdirs(const char *dir, mode_t mode, bool private)
 	return check_dir(buf, private);
 }
 
-/* fsync the directory holding path, so a rename survives a crash. */
-static int sync_parent(const char *path)
-{
-	char dir[PATH_MAX];
-	const char *slash = strrchr(path, '/');
-	size_t n;
-	int fd, ret = 0;
-
-	if (!slash) {
-		dir[0] = '.';
-		n = 1;
-	} else {
-		n = slash == path ? 1 : (size_t)(slash - path);
-		if (n >= sizeof(dir))
-			return -ENAMETOOLONG;
-		memcpy(dir, path, n);
-	}
-	dir[n] = '\0';
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		ret = -errno;
-	close(fd);
-	return ret;
-}
-
 int keyfile_write(const char *path, const void *buf, size_t len, mode_t mode)
 {
 	char tmp[PATH_MAX];
 	unsigned char rnd[8];
-	const unsigned char *p = buf;
 	int fd = -1, ret, n;
 
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
@@ -109,17 +84,8 @@ int keyfile_write(const char *path, const void *buf, size_t len, mode_t mode)
 		ret = -errno;
 		goto out;
 	}
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			ret = -errno;
-			goto out;
-		}
-		p += w;
-		len -= (size_t)w;
-	}
+	if ((ret = net_write_all(fd, buf, len)) < 0)
+		goto out;
 	if (fsync(fd) < 0) {
 		ret = -errno;
 		goto out;
@@ -134,7 +100,7 @@ int keyfile_write(const char *path, const void *buf, size_t len, mode_t mode)
 		ret = -errno;
 		goto out;
 	}
-	return sync_parent(path);
+	return statefile_sync_dir(path);
 out:
 	if (fd >= 0)
 		close(fd);

@@ -1,6 +1,8 @@
 /* statefile — crash-safe replacement of small state files (see statefile.h). */
 #include "common/statefile.h"
 
+#include "common/net.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -17,8 +19,7 @@ static int step(enum statefile_step s, const char *tmp)
 	return statefile_test_hook ? statefile_test_hook(s, tmp) : 0;
 }
 
-/* fsync the directory holding path: the rename is durable only once it is. */
-static int sync_dir_of(const char *path)
+int statefile_sync_dir(const char *path)
 {
 	char dir[PATH_MAX];
 	const char *slash = strrchr(path, '/');
@@ -44,21 +45,6 @@ static int sync_dir_of(const char *path)
 	return ret;
 }
 
-static int write_all(int fd, const unsigned char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
 int statefile_write(const char *path, const void *buf, size_t len, mode_t mode)
 {
 	char tmp[PATH_MAX];
@@ -80,7 +66,7 @@ int statefile_write(const char *path, const void *buf, size_t len, mode_t mode)
 		ret = -errno;
 		goto fail;
 	}
-	if ((ret = step(STATEFILE_WRITE, tmp)) < 0 || (ret = write_all(fd, buf, len)) < 0)
+	if ((ret = step(STATEFILE_WRITE, tmp)) < 0 || (ret = net_write_all(fd, buf, len)) < 0)
 		goto fail;
 	if ((ret = step(STATEFILE_FSYNC, tmp)) < 0)
 		goto fail;
@@ -102,7 +88,7 @@ int statefile_write(const char *path, const void *buf, size_t len, mode_t mode)
 	}
 	if ((ret = step(STATEFILE_FSYNC_DIR, tmp)) < 0)
 		return ret;
-	return sync_dir_of(path);
+	return statefile_sync_dir(path);
 fail:
 	if (fd >= 0)
 		close(fd);
@@ -124,7 +110,7 @@ int statefile_quarantine(const char *path, char *ret_moved, size_t cap)
 		if (renameat2(AT_FDCWD, path, AT_FDCWD, to, RENAME_NOREPLACE) == 0) {
 			if (ret_moved && cap)
 				snprintf(ret_moved, cap, "%s", to);
-			return sync_dir_of(path);
+			return statefile_sync_dir(path);
 		}
 		if (errno != EEXIST)
 			return -errno;

@@ -27,6 +27,10 @@ enum statefile_step {
  * place but its rename may not be durable yet). */
 int statefile_write(const char *path, const void *buf, size_t len, mode_t mode);
 
+/* fsync the directory holding path: a rename into it is durable only once it is (also
+ * keyfile_write's last step). 0 or -errno. */
+int statefile_sync_dir(const char *path);
+
 /* Move a file that could not be read aside, to "<path>.corrupt-<unix seconds>" (a
  * counter is appended if that exists), so that the agent starts empty without losing
  * the evidence. The new name goes into ret_moved (cap bytes) when given. 0 or -errno. */
