@@ -274,66 +274,6 @@ static void text(struct mh_conn *c, int status, const char *body)
 	answer(c, status, "text/plain; charset=utf-8", NULL, NULL, body, strlen(body));
 }
 
-/* Host names the listener answers to: loopback ones ("localhost", 127.x.y.z, "[::1]")
- * and the host it is bound to, each with an optional port. Anything else is a name
- * someone pointed at this address (DNS rebinding, a web page reading the metrics) or a
- * confused client: 421. */
-static bool host_ok(const struct metrics_http *mh, const char *host)
-{
-	char h[300];
-	const char *port;
-	size_t n;
-
-	if (!host || !*host)
-		return false;
-	if (host[0] == '[') {
-		const char *end = strchr(host, ']');
-		if (!end)
-			return false;
-		n = (size_t)(end - host - 1);
-		if (n >= sizeof(h))
-			return false;
-		memcpy(h, host + 1, n);
-		port = end + 1;
-	} else {
-		port = strchr(host, ':');
-		n = port ? (size_t)(port - host) : strlen(host);
-		if (!port)
-			port = host + n;
-		if (n >= sizeof(h))
-			return false;
-		memcpy(h, host, n);
-	}
-	h[n] = '\0';
-	if (*port) {
-		if (*port != ':' || !port[1] || strlen(port + 1) > 5)
-			return false;
-		for (const char *p = port + 1; *p; p++)
-			if (!isdigit((unsigned char)*p))
-				return false;
-	}
-	if (strcasecmp(h, "localhost") == 0 || strcmp(h, "::1") == 0 ||
-	    strcasecmp(h, mh->host) == 0)
-		return true;
-	/* 127.a.b.c, each part 0..255, digits only */
-	unsigned parts = 0, v = 0, digits = 0;
-	for (const char *p = h;; p++) {
-		if (isdigit((unsigned char)*p)) {
-			v = v * 10 + (unsigned)(*p - '0');
-			if (++digits > 3 || v > 255)
-				return false;
-		} else if ((*p == '.' || *p == '\0') && digits && (parts || v == 127)) {
-			parts++;
-			v = digits = 0;
-			if (!*p)
-				break;
-		} else {
-			return false;
-		}
-	}
-	return parts == 4;
-}
-
 static void serve_metrics(struct metrics_http *mh, struct mh_conn *c)
 {
 	struct agent *a = mh->a;
@@ -424,7 +364,9 @@ static void route(struct metrics_http *mh, struct mh_conn *c, const struct http1
 		memcpy(host, h->value.p, h->value.n);
 		host[h->value.n] = '\0';
 	}
-	if (!host_ok(mh, h ? host : NULL)) {
+	/* loopback names and the address it is bound to; anything else is a name someone
+	 * pointed at this address (DNS rebinding, a web page reading the metrics): 421 */
+	if (!net_host_is_loopback(h ? host : NULL, mh->host)) {
 		text(c, 421,
 		     "vouch: this listener answers only to a loopback Host (127.0.0.1, [::1], "
 		     "localhost) or its own address\n");

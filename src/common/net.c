@@ -1,12 +1,15 @@
 #include "common/net.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -125,4 +128,60 @@ int net_accept(int lfd, int flags, int *reserve, void (*refuse)(int fd, void *ct
 	}
 	usleep(10 * 1000); /* descriptors free up as connections end */
 	return -e;
+}
+
+bool net_host_is_loopback(const char *host, const char *also)
+{
+	char h[300];
+	const char *port;
+	size_t n;
+
+	if (!host || !*host)
+		return false;
+	if (host[0] == '[') {
+		const char *end = strchr(host, ']');
+		if (!end)
+			return false;
+		n = (size_t)(end - host - 1);
+		if (n >= sizeof(h))
+			return false;
+		memcpy(h, host + 1, n);
+		port = end + 1;
+	} else {
+		port = strchr(host, ':');
+		n = port ? (size_t)(port - host) : strlen(host);
+		if (!port)
+			port = host + n;
+		if (n >= sizeof(h))
+			return false;
+		memcpy(h, host, n);
+	}
+	h[n] = '\0';
+	if (*port) {
+		if (*port != ':' || !port[1] || strlen(port + 1) > 5)
+			return false;
+		for (const char *p = port + 1; *p; p++)
+			if (!isdigit((unsigned char)*p))
+				return false;
+	}
+	if (strcasecmp(h, "localhost") == 0 || strcmp(h, "::1") == 0 ||
+	    (also && strcasecmp(h, also) == 0))
+		return true;
+	/* 127.a.b.c, each part 0..255, digits only */
+	unsigned parts = 0, v = 0, digits = 0;
+	for (const char *p = h;; p++) {
+		if (isdigit((unsigned char)*p)) {
+			v = v * 10 + (unsigned)(*p - '0');
+			if (++digits > 3 || v > 255)
+				return false;
+		} else if ((*p == '.' || *p == '\0') && digits && (parts || v == 127)) {
+			parts++;
+			v = digits = 0;
+			if (!*p)
+				break;
+		} else {
+			return false;
+		}
+	}
+	return parts == 4;
 }

@@ -2,6 +2,7 @@
 #ifndef VOUCH_NET_H
 #define VOUCH_NET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Bind and listen on "a.b.c.d:port" or "[v6]:port" (SO_REUSEADDR, CLOEXEC).
@@ -21,8 +22,15 @@ int net_reserve_fd(void);
  * first if an earlier refusal lost it) is given up for a moment to accept it; unless a
  * new reserve can be opened at once (room was made meanwhile: the fd is returned),
  * refuse(fd, ctx) is called (it may write a short answer; NULL: nothing), the
- * connection closed with its slot kept as the new reserve, and the call pauses 10 ms. Returns the accepted fd (the caller owns it), or -errno (-EMFILE or
- * -ENFILE after such a refusal; -EAGAIN for a non-blocking listener with nothing). */
+ * connection closed with its slot kept as the new reserve, and the call pauses 10 ms. Returns the
+ * accepted fd (the caller owns it), or -errno (-EMFILE or -ENFILE after such a refusal; -EAGAIN for
+ * a non-blocking listener with nothing). */
 int net_accept(int lfd, int flags, int *reserve, void (*refuse)(int fd, void *ctx), void *ctx);
+
+/* Is host (an HTTP Host value; NULL: none) a name of this machine's loopback —
+ * "localhost", an IPv4 literal in 127.0.0.0/8, "[::1]" — or also (the listener's own
+ * address; NULL: none), each with an optional decimal port? Anything else is a name
+ * someone pointed at a loopback listener (DNS rebinding) or a confused client. */
+bool net_host_is_loopback(const char *host, const char *also);
 
 #endif

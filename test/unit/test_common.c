@@ -372,6 +372,48 @@ static void test_net_accept(void)
 	close(lfd);
 }
 
+/* The Host check of the loopback listeners (metrics, dashboard): DNS rebinding. */
+static void test_host_is_loopback(void)
+{
+	static const struct {
+		const char *host, *also;
+		bool want;
+	} cases[] = {
+	    {"localhost", NULL, true},
+	    {"LocalHost:9464", NULL, true},
+	    {"127.0.0.1", NULL, true},
+	    {"127.9.8.7:80", NULL, true},
+	    {"[::1]", NULL, true},
+	    {"[::1]:9464", NULL, true},
+	    {"10.0.0.1:9464", "10.0.0.1", true},
+	    {"10.0.0.1:9464", NULL, false},
+	    {NULL, NULL, false},
+	    {"", NULL, false},
+	    {":80", NULL, false},
+	    {"127.0.0.1.attacker.example", NULL, false},
+	    {"localhost.attacker.example", NULL, false},
+	    {"127.1", NULL, false},
+	    {"128.0.0.1", NULL, false},
+	    {"127.0.0.256", NULL, false},
+	    {"127.0.0.01111", NULL, false},
+	    {"[::2]", NULL, false},
+	    {"[::1", NULL, false},
+	    {"localhost:", NULL, false},
+	    {"localhost:123456", NULL, false},
+	    {"localhost:8x", NULL, false},
+	    {"127.0.0.1 ", NULL, false},
+	    {"127..0.1", NULL, false},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		ok(net_host_is_loopback(cases[i].host, cases[i].also) == cases[i].want,
+		   "Host \"%s\" (also %s): %s", cases[i].host ? cases[i].host : "(none)",
+		   cases[i].also ? cases[i].also : "-", cases[i].want ? "loopback" : "refused");
+	char longh[400];
+	memset(longh, '1', sizeof(longh) - 1);
+	longh[sizeof(longh) - 1] = '\0';
+	ok(!net_host_is_loopback(longh, NULL), "an oversize Host is refused");
+}
+
 static void test_audit(void)
 {
 	char path[] = "/tmp/vouch-audit-XXXXXX";
@@ -659,6 +701,7 @@ int main(void)
 	test_secret_wipe();
 	test_net();
 	test_net_accept();
+	test_host_is_loopback();
 	test_audit();
 	test_audit_hostile();
 	test_audit_batch();
