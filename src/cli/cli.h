@@ -22,19 +22,27 @@ json_t *cli_admin_call(const char *path, json_t *req, char *err, size_t err_cap)
 
 /* Subcommands: argv[0..argc) are the arguments after the command word; the return value
  * is the process exit status (0 ok, 1 failure, 2 usage). */
-int cli_run(struct cli *c, int argc, char **argv);   /* vouch run */
-int cli_trust(struct cli *c, int argc, char **argv); /* vouch trust install|uninstall */
+int cli_run(struct cli *c, int argc, char **argv);	  /* vouch run */
+int cli_trust(struct cli *c, int argc, char **argv);	  /* vouch trust install|uninstall */
 int cli_token_file(struct cli *c, int argc, char **argv); /* vouch token-file */
-int cli_status(struct cli *c, int argc, char **argv);     /* vouch status */
-int cli_usage(struct cli *c, int argc, char **argv);      /* vouch usage */
-int cli_scan(struct cli *c, int argc, char **argv);       /* vouch scan (scan.c) */
+int cli_status(struct cli *c, int argc, char **argv);	  /* vouch status */
+int cli_usage(struct cli *c, int argc, char **argv);	  /* vouch usage */
+int cli_scan(struct cli *c, int argc, char **argv);	  /* vouch scan (scan.c) */
 int cli_inventory(struct cli *c, int argc, char **argv);  /* vouch inventory */
 /* vouch revoke (revoke) / vouch unrevoke (!revoke) */
 int cli_revoke(struct cli *c, bool revoke, int argc, char **argv);
 
-/* Print s (NULL: "-") to stdout with control characters (C0, DEL, C1) as '?', cut to
- * width columns with "…", padded to width when pad: strings from the agent (and partly
- * from workloads) cannot drive the terminal. */
+/* Table cells (status.c). Strings from the agent, and partly from workloads, must not
+ * drive the terminal: cli_cell writes s (NULL: "-") into out with control characters
+ * (C0, DEL, C1) as '?', cut to cap columns with "…" (cap <= 0: as long as out holds),
+ * and returns its width in columns (UTF-8 continuation bytes take none). cli_put_cell
+ * prints such a cell of width columns to stdout, padded to width when pad. */
+#define CLI_CELL_MAX 1024
+int cli_cell(const char *s, int cap, char out[static CLI_CELL_MAX]);
 void cli_put_cell(const char *s, int width, bool pad);
+/* A count ("-" when v is not an integer), and a duration in seconds, short ("59s",
+ * "12m05s", "3h07m"; zero_text when not positive, "-" when not an integer). */
+void cli_fmt_int(json_t *v, char *buf, size_t cap);
+void cli_fmt_secs(json_t *v, char *buf, size_t cap, const char *zero_text);
 
 #endif

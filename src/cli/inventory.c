@@ -31,39 +31,7 @@ static const char *const heads[N_COLS] = {"WORKLOAD",	   "BINDING",	"SOURCE", "S
 					  "TOKENS IN/OUT", "TOKEN TTL", "NOTES"};
 static const int caps[N_COLS] = {64, 32, 32, 32, 20, 20, 10, 10, 28, 10, 200};
 
-#define CELL_MAX 1024
-
-/* s made safe for a terminal (C0, DEL and C1 controls as '?') and cut to cap columns
- * (with "…"), into out; returns its width in columns (UTF-8 continuation bytes take
- * none). */
-static int cell(const char *s, int cap, char out[static CELL_MAX])
-{
-	size_t n = 0;
-	int w = 0;
-
-	for (const unsigned char *p = (const unsigned char *)s; *p && n < CELL_MAX - 8; p++) {
-		if (w == cap - 1 && p[1] && (*p & 0xc0) != 0x80) {
-			memcpy(out + n, "…", 3);
-			n += 3;
-			w++;
-			break;
-		}
-		if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) { /* C1, e.g. U+009B CSI */
-			out[n++] = '?';
-			w++;
-			p++;
-			continue;
-		}
-		if ((*p & 0xc0) == 0x80) {
-			out[n++] = (char)*p;
-			continue;
-		}
-		out[n++] = *p < 0x20 || *p == 0x7f ? '?' : (char)*p;
-		w++;
-	}
-	out[n] = '\0';
-	return w;
-}
+#define CELL_MAX CLI_CELL_MAX
 
 static const char *str(json_t *o, const char *k)
 {
@@ -84,23 +52,6 @@ static void fmt_time(const char *t, char *buf, size_t cap, const char *none)
 	}
 }
 
-static void fmt_ttl(json_t *v, char *buf, size_t cap)
-{
-	if (!json_is_integer(v)) {
-		snprintf(buf, cap, "-");
-		return;
-	}
-	long long s = json_integer_value(v);
-	if (s <= 0)
-		snprintf(buf, cap, "expired");
-	else if (s < 120)
-		snprintf(buf, cap, "%llds", s);
-	else if (s < 7200)
-		snprintf(buf, cap, "%lldm%02llds", s / 60, s % 60);
-	else
-		snprintf(buf, cap, "%lldh%02lldm", s / 3600, s % 3600 / 60);
-}
-
 /* Claude usage of the path: "input/output" tokens, "-" when no Messages response. */
 static void fmt_tokens(json_t *u, char *buf, size_t cap)
 {
@@ -113,14 +64,6 @@ static void fmt_tokens(json_t *u, char *buf, size_t cap)
 	snprintf(buf, cap, "%lld/%lld",
 		 (long long)json_integer_value(json_object_get(u, "input_tokens")),
 		 (long long)json_integer_value(json_object_get(u, "output_tokens")));
-}
-
-static void fmt_int(json_t *v, char *buf, size_t cap)
-{
-	if (json_is_integer(v))
-		snprintf(buf, cap, "%lld", (long long)json_integer_value(v));
-	else
-		snprintf(buf, cap, "-");
 }
 
 /* NOTES: the revocation, whether the path is configured, the denials by reason. */
@@ -176,7 +119,7 @@ int cli_inventory(struct cli *c, int argc, char **argv)
 	json_decref(req);
 	if (!ans || str(ans, "error")) {
 		char e[CELL_MAX];
-		cell(ans ? str(ans, "error") : err, 400, e);
+		cli_cell(ans ? str(ans, "error") : err, 400, e);
 		fprintf(stderr, "vouch inventory: %s\n", e);
 		json_decref(ans);
 		return 1;
@@ -198,7 +141,7 @@ int cli_inventory(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	for (int k = 0; k < N_COLS; k++)
-		widths[0][k] = cell(heads[k], caps[k], cells[0][k]);
+		widths[0][k] = cli_cell(heads[k], caps[k], cells[0][k]);
 	json_array_foreach(paths, i, p)
 	{
 		char raw[N_COLS][CELL_MAX];
@@ -212,13 +155,13 @@ int cli_inventory(struct cli *c, int argc, char **argv)
 			 str(p, "service") ? str(p, "service") : "(none)");
 		fmt_time(str(p, "first_use"), raw[C_FIRST], CELL_MAX, "-");
 		fmt_time(str(p, "last_use"), raw[C_LAST], CELL_MAX, "never used");
-		fmt_int(json_object_get(p, "requests"), raw[C_REQS], CELL_MAX);
-		fmt_int(json_object_get(p, "denials"), raw[C_DENIED], CELL_MAX);
+		cli_fmt_int(json_object_get(p, "requests"), raw[C_REQS], CELL_MAX);
+		cli_fmt_int(json_object_get(p, "denials"), raw[C_DENIED], CELL_MAX);
 		fmt_tokens(json_object_get(p, "usage"), raw[C_TOKENS], CELL_MAX);
-		fmt_ttl(json_object_get(p, "token_ttl_s"), raw[C_TTL], CELL_MAX);
+		cli_fmt_secs(json_object_get(p, "token_ttl_s"), raw[C_TTL], CELL_MAX, "expired");
 		fmt_notes(p, raw[C_NOTES], CELL_MAX);
 		for (int k = 0; k < N_COLS; k++)
-			widths[i + 1][k] = cell(raw[k], caps[k], cells[i + 1][k]);
+			widths[i + 1][k] = cli_cell(raw[k], caps[k], cells[i + 1][k]);
 	}
 	for (size_t r = 0; r <= n; r++)
 		for (int k = 0; k < N_COLS; k++)
@@ -226,7 +169,7 @@ int cli_inventory(struct cli *c, int argc, char **argv)
 				colw[k] = widths[r][k];
 	{
 		char td[CELL_MAX], gen[CELL_MAX];
-		cell(str(ans, "trust_domain") ? str(ans, "trust_domain") : "?", 200, td);
+		cli_cell(str(ans, "trust_domain") ? str(ans, "trust_domain") : "?", 200, td);
 		fmt_time(str(ans, "generated"), gen, sizeof(gen), "?");
 		printf("%zu access path%s, trust domain %s, at %s UTC\n", n, n == 1 ? "" : "s", td,
 		       gen);

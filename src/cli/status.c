@@ -8,32 +8,43 @@
 #include <stdio.h>
 #include <string.h>
 
-void cli_put_cell(const char *s, int width, bool pad)
+int cli_cell(const char *s, int cap, char out[static CLI_CELL_MAX])
 {
-	int n = 0;
+	size_t n = 0;
+	int w = 0;
 
 	if (!s)
 		s = "-";
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (width > 0 && n == width - 1 && p[1]) {
-			fputs("…", stdout);
-			n++;
+	for (const unsigned char *p = (const unsigned char *)s; *p && n < CLI_CELL_MAX - 8; p++) {
+		if (w == cap - 1 && p[1] && (*p & 0xc0) != 0x80) {
+			memcpy(out + n, "…", 3);
+			n += 3;
+			w++;
 			break;
 		}
-		if (p[0] == 0xc2 && p[1] >= 0x80 &&
-		    p[1] <= 0x9f) { /* C1 control, e.g. U+009B CSI */
-			putchar('?');
-			n++;
+		if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) { /* C1, e.g. U+009B CSI */
+			out[n++] = '?';
+			w++;
 			p++;
 			continue;
 		}
 		if ((*p & 0xc0) == 0x80) { /* UTF-8 continuation: no column of its own */
-			putchar(*p);
+			out[n++] = (char)*p;
 			continue;
 		}
-		putchar(*p < 0x20 || *p == 0x7f ? '?' : *p);
-		n++;
+		out[n++] = *p < 0x20 || *p == 0x7f ? '?' : (char)*p;
+		w++;
 	}
+	out[n] = '\0';
+	return w;
+}
+
+void cli_put_cell(const char *s, int width, bool pad)
+{
+	char buf[CLI_CELL_MAX];
+	int n = cli_cell(s, width, buf);
+
+	fputs(buf, stdout);
 	for (; pad && n < width; n++)
 		putchar(' ');
 }
@@ -43,8 +54,7 @@ static const char *str(json_t *o, const char *k)
 	return json_string_value(json_object_get(o, k));
 }
 
-/* A duration in seconds, short; a non-positive one is zero_text ("expired" for a TTL). */
-static void fmt_secs(json_t *v, char *buf, size_t cap, const char *zero_text)
+void cli_fmt_secs(json_t *v, char *buf, size_t cap, const char *zero_text)
 {
 	if (!json_is_integer(v)) {
 		snprintf(buf, cap, "-");
@@ -61,7 +71,7 @@ static void fmt_secs(json_t *v, char *buf, size_t cap, const char *zero_text)
 		snprintf(buf, cap, "%lldh%02lldm", s / 3600, s % 3600 / 60);
 }
 
-static void fmt_int(json_t *v, char *buf, size_t cap)
+void cli_fmt_int(json_t *v, char *buf, size_t cap)
 {
 	if (json_is_integer(v))
 		snprintf(buf, cap, "%lld", (long long)json_integer_value(v));
@@ -84,9 +94,9 @@ static void print_paths(json_t *paths)
 	json_array_foreach(paths, i, p)
 	{
 		char reqs[24], den[24], ttl[24];
-		fmt_int(json_object_get(p, "requests"), reqs, sizeof(reqs));
-		fmt_int(json_object_get(p, "denials"), den, sizeof(den));
-		fmt_secs(json_object_get(p, "token_ttl_s"), ttl, sizeof(ttl), "expired");
+		cli_fmt_int(json_object_get(p, "requests"), reqs, sizeof(reqs));
+		cli_fmt_int(json_object_get(p, "denials"), den, sizeof(den));
+		cli_fmt_secs(json_object_get(p, "token_ttl_s"), ttl, sizeof(ttl), "expired");
 		if (json_is_true(json_object_get(p, "revoked")))
 			snprintf(ttl, sizeof(ttl), "revoked");
 		printf("  ");
@@ -110,8 +120,8 @@ static void print_denials(json_t *denials)
 	json_array_foreach(denials, i, d)
 	{
 		char pid[24], st[24];
-		fmt_int(json_object_get(d, "pid"), pid, sizeof(pid));
-		fmt_int(json_object_get(d, "status"), st, sizeof(st));
+		cli_fmt_int(json_object_get(d, "pid"), pid, sizeof(pid));
+		cli_fmt_int(json_object_get(d, "status"), st, sizeof(st));
 		printf("  ");
 		cli_put_cell(str(d, "ts"), 24, true);
 		printf(" %-4s pid %-8s ", st, pid);
@@ -132,7 +142,7 @@ static void print_static(json_t *sk)
 		return;
 	}
 	char total[24];
-	fmt_int(json_object_get(sk, "total"), total, sizeof(total));
+	cli_fmt_int(json_object_get(sk, "total"), total, sizeof(total));
 	printf("\nSTATIC KEYS (trust debt): %s", total);
 	if (json_is_integer(json_object_get(sk, "places")))
 		printf(" in %lld place(s)",
@@ -168,9 +178,9 @@ static void print_usage(json_t *usage)
 	json_array_foreach(usage, i, u)
 	{
 		char r[24], in[24], out[24];
-		fmt_int(json_object_get(u, "requests"), r, sizeof(r));
-		fmt_int(json_object_get(u, "input_tokens"), in, sizeof(in));
-		fmt_int(json_object_get(u, "output_tokens"), out, sizeof(out));
+		cli_fmt_int(json_object_get(u, "requests"), r, sizeof(r));
+		cli_fmt_int(json_object_get(u, "input_tokens"), in, sizeof(in));
+		cli_fmt_int(json_object_get(u, "output_tokens"), out, sizeof(out));
 		printf("  ");
 		cli_put_cell(str(u, "workload"), 44, true);
 		putchar(' ');
@@ -215,7 +225,7 @@ int cli_status(struct cli *c, int argc, char **argv)
 		json_decref(ans);
 		return 0;
 	}
-	fmt_secs(json_object_get(ans, "uptime_s"), up, sizeof(up), "0s");
+	cli_fmt_secs(json_object_get(ans, "uptime_s"), up, sizeof(up), "0s");
 	printf("vouchd: trust domain ");
 	cli_put_cell(str(ans, "trust_domain"), 100, false);
 	printf(", up %s, intercept ", up);
