@@ -115,7 +115,6 @@ json_t *agent_scan_report(struct agent *a, json_t *req, const struct ucred *cred
 {
 	char err[256], path[4096], actor[64], why[128];
 	json_t *r = scan_report_check(req, err, sizeof(err));
-	char *text = NULL;
 	int saved;
 
 	if (!r)
@@ -127,10 +126,8 @@ json_t *agent_scan_report(struct agent *a, json_t *req, const struct ucred *cred
 	/* one writer of the file at a time: the lock covers the save and the swap */
 	pthread_mutex_lock(&lock);
 	saved = keys_path(a, path, sizeof(path));
-	text = saved == 0 ? json_dumps(r, JSON_COMPACT) : NULL;
 	if (saved == 0)
-		saved = text ? statefile_write(path, text, strlen(text), 0600) : -ENOMEM;
-	free(text);
+		saved = statefile_write_json(path, r, 0600);
 	json_decref(a->static_keys);
 	a->static_keys = json_incref(r);
 	pthread_mutex_unlock(&lock);

@@ -5,8 +5,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -94,6 +97,30 @@ fail:
 		close(fd);
 	unlink(tmp);
 	return ret;
+}
+
+int statefile_write_json(const char *path, const json_t *doc, mode_t mode)
+{
+	char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+	int ret;
+
+	if (!text)
+		return -ENOMEM;
+	ret = statefile_write(path, text, strlen(text), mode);
+	free(text);
+	return ret;
+}
+
+int statefile_bad(char *err, size_t cap, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && cap) {
+		va_start(ap, fmt);
+		vsnprintf(err, cap, fmt, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
 }
 
 int statefile_quarantine(const char *path, char *ret_moved, size_t cap)

@@ -27,6 +27,16 @@ enum statefile_step {
  * place but its rename may not be durable yet). */
 int statefile_write(const char *path, const void *buf, size_t len, mode_t mode);
 
+/* doc as compact JSON, written with statefile_write (NULL doc: -ENOMEM, for a caller
+ * whose json_pack failed). 0 or -errno. */
+typedef struct json_t json_t;
+int statefile_write_json(const char *path, const json_t *doc, mode_t mode);
+
+/* A state file that is not valid: why (printf format) into err[cap] when given; returns
+ * -EINVAL. For the loaders' checks. */
+int statefile_bad(char *err, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* fsync the directory holding path: a rename into it is durable only once it is (also
  * keyfile_write's last step). 0 or -errno. */
 int statefile_sync_dir(const char *path);

@@ -319,7 +319,6 @@ static json_t *to_json(struct inventory *inv)
 int inventory_save(struct inventory *inv, const char *path)
 {
 	json_t *doc;
-	char *text = NULL;
 	uint64_t gen;
 	int ret;
 
@@ -327,13 +326,8 @@ int inventory_save(struct inventory *inv, const char *path)
 	doc = to_json(inv);
 	gen = inv->gen;
 	pthread_mutex_unlock(&inv->lock);
-	if (doc)
-		text = json_dumps(doc, JSON_COMPACT);
+	ret = statefile_write_json(path, doc, 0600);
 	json_decref(doc);
-	if (!text)
-		return -ENOMEM;
-	ret = statefile_write(path, text, strlen(text), 0600);
-	free(text);
 	if (ret == 0) {
 		pthread_mutex_lock(&inv->lock);
 		if (inv->saved_gen < gen)
@@ -341,20 +335,6 @@ int inventory_save(struct inventory *inv, const char *path)
 		pthread_mutex_unlock(&inv->lock);
 	}
 	return ret;
-}
-
-static int bad(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int bad(char *err, size_t cap, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && cap) {
-		va_start(ap, fmt);
-		vsnprintf(err, cap, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
 }
 
 /* A count or a time from the file: an integer 0..INT64_MAX. */
@@ -412,36 +392,37 @@ static int load_row(struct inventory *inv, json_t *p, size_t idx, char *err, siz
 	bool full = false;
 
 	if (!json_is_object(p))
-		return bad(err, cap, "paths[%zu]: not an object", idx);
+		return statefile_bad(err, cap, "paths[%zu]: not an object", idx);
 	if (!get_name(p, "workload", &k.workload) || !get_name(p, "binding", &k.binding) ||
 	    !get_name(p, "source", &k.source) || !get_name(p, "service", &k.service))
-		return bad(err, cap,
-			   "paths[%zu]: workload, binding, source and service must be "
-			   "null or names",
-			   idx);
+		return statefile_bad(err, cap,
+				     "paths[%zu]: workload, binding, source and service must be "
+				     "null or names",
+				     idx);
 	if (!get_count(p, "first_use", &first) || !get_count(p, "last_use", &last) ||
 	    !get_count(p, "injected", &injected) || !get_count(p, "denied", &denied))
-		return bad(err, cap,
-			   "paths[%zu]: first_use, last_use, injected and denied must be "
-			   "non-negative integers",
-			   idx);
+		return statefile_bad(err, cap,
+				     "paths[%zu]: first_use, last_use, injected and denied must be "
+				     "non-negative integers",
+				     idx);
 	if (first > last || (first == 0) != (injected == 0 && denied == 0))
-		return bad(err, cap, "paths[%zu]: inconsistent use times", idx);
+		return statefile_bad(err, cap, "paths[%zu]: inconsistent use times", idx);
 	if (!json_is_object(reasons) || json_object_size(reasons) > INVENTORY_REASONS)
-		return bad(err, cap, "paths[%zu].reasons: an object of at most %d counts", idx,
-			   INVENTORY_REASONS);
+		return statefile_bad(err, cap, "paths[%zu].reasons: an object of at most %d counts",
+				     idx, INVENTORY_REASONS);
 	for (int f = 0; f < 3; f++) {
 		static const char *const uk[3] = {"usage_responses", "input_tokens",
 						  "output_tokens"};
 		if (json_object_get(p, uk[f]) && !get_count(p, uk[f], &use[f]))
-			return bad(err, cap, "paths[%zu].%s: expected a non-negative integer", idx,
-				   uk[f]);
+			return statefile_bad(
+			    err, cap, "paths[%zu].%s: expected a non-negative integer", idx, uk[f]);
 	}
 	if (use[0] > injected)
-		return bad(err, cap, "paths[%zu]: more usage_responses than injected", idx);
+		return statefile_bad(err, cap, "paths[%zu]: more usage_responses than injected",
+				     idx);
 	r = find(inv, &k, false, &full);
 	if (r)
-		return bad(err, cap, "paths[%zu]: the same path twice", idx);
+		return statefile_bad(err, cap, "paths[%zu]: the same path twice", idx);
 	r = find(inv, &k, true, &full);
 	if (!r) {
 		if (full) { /* a smaller table than the one that wrote the file */
@@ -461,13 +442,14 @@ static int load_row(struct inventory *inv, json_t *p, size_t idx, char *err, siz
 	json_object_foreach(reasons, rk, v)
 	{
 		if (!reason_label_ok(rk) || !json_is_integer(v) || json_integer_value(v) < 0)
-			return bad(err, cap,
-				   "paths[%zu].reasons: labels [a-z0-9_]+ with "
-				   "non-negative counts",
-				   idx);
+			return statefile_bad(err, cap,
+					     "paths[%zu].reasons: labels [a-z0-9_]+ with "
+					     "non-negative counts",
+					     idx);
 		sum += json_integer_value(v);
 		if (sum < 0 || sum > denied)
-			return bad(err, cap, "paths[%zu].reasons: more than 'denied'", idx);
+			return statefile_bad(err, cap, "paths[%zu].reasons: more than 'denied'",
+					     idx);
 		count_reason(r, rk, (uint64_t)json_integer_value(v));
 	}
 	return 0;
@@ -494,23 +476,23 @@ int inventory_load(struct inventory *inv, const char *path, char *err, size_t ca
 	}
 	doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!json_is_object(doc)) {
-		ret =
-		    doc ? bad(err, cap, "not a JSON object")
-			: bad(err, cap, "line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+		ret = doc ? statefile_bad(err, cap, "not a JSON object")
+			  : statefile_bad(err, cap, "line %d column %d: %s", jerr.line, jerr.column,
+					  jerr.text);
 		goto out;
 	}
 	v = json_object_get(doc, "version");
 	if (!json_is_integer(v) || json_integer_value(v) != INVENTORY_FILE_VERSION) {
-		ret = bad(err, cap, "version: expected %d", INVENTORY_FILE_VERSION);
+		ret = statefile_bad(err, cap, "version: expected %d", INVENTORY_FILE_VERSION);
 		goto out;
 	}
 	paths = json_object_get(doc, "paths");
 	if (!json_is_array(paths)) {
-		ret = bad(err, cap, "paths: expected an array");
+		ret = statefile_bad(err, cap, "paths: expected an array");
 		goto out;
 	}
 	if (json_object_get(doc, "dropped") && !get_count(doc, "dropped", &dropped)) {
-		ret = bad(err, cap, "dropped: expected a non-negative integer");
+		ret = statefile_bad(err, cap, "dropped: expected a non-negative integer");
 		goto out;
 	}
 	json_array_foreach(paths, i, v) if ((ret = load_row(inv, v, i, err, cap)) < 0) goto out;

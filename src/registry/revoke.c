@@ -236,7 +236,6 @@ static const char *kind_name(enum revoke_kind k)
 int revocations_save(struct revocations *r, const char *path)
 {
 	json_t *list, *doc = NULL;
-	char *text = NULL;
 	int ret = -ENOMEM;
 
 	pthread_mutex_lock(&r->save_lock);
@@ -256,28 +255,10 @@ int revocations_save(struct revocations *r, const char *path)
 	pthread_mutex_unlock(&r->lock);
 	if (list)
 		doc = json_pack("{s:i,s:o}", "version", REVOKE_FILE_VERSION, "revocations", list);
-	if (doc)
-		text = json_dumps(doc, JSON_COMPACT);
-	if (text)
-		ret = statefile_write(path, text, strlen(text), 0600);
+	ret = statefile_write_json(path, doc, 0600);
 	pthread_mutex_unlock(&r->save_lock);
 	json_decref(doc);
-	free(text);
 	return ret;
-}
-
-static int bad(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int bad(char *err, size_t cap, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && cap) {
-		va_start(ap, fmt);
-		vsnprintf(err, cap, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
 }
 
 /* A string from the file: non-empty, at most max bytes, no NUL or control characters. */
@@ -323,19 +304,20 @@ int revocations_load(struct revocations *r, const char *path, char *err, size_t 
 		return ret;
 	doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!json_is_object(doc)) {
-		ret =
-		    doc ? bad(err, cap, "not a JSON object")
-			: bad(err, cap, "line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+		ret = doc ? statefile_bad(err, cap, "not a JSON object")
+			  : statefile_bad(err, cap, "line %d column %d: %s", jerr.line, jerr.column,
+					  jerr.text);
 		goto out;
 	}
 	v = json_object_get(doc, "version");
 	list = json_object_get(doc, "revocations");
 	if (!json_is_integer(v) || json_integer_value(v) != REVOKE_FILE_VERSION) {
-		ret = bad(err, cap, "version: expected %d", REVOKE_FILE_VERSION);
+		ret = statefile_bad(err, cap, "version: expected %d", REVOKE_FILE_VERSION);
 		goto out;
 	}
 	if (!json_is_array(list) || json_array_size(list) > REVOKE_MAX) {
-		ret = bad(err, cap, "revocations: an array of at most %d entries", REVOKE_MAX);
+		ret = statefile_bad(err, cap, "revocations: an array of at most %d entries",
+				    REVOKE_MAX);
 		goto out;
 	}
 	/* validate everything before adding anything: all or nothing */
@@ -348,11 +330,11 @@ int revocations_load(struct revocations *r, const char *path, char *err, size_t 
 		    !get_text(e, "name", REVOKE_NAME_MAX) ||
 		    !get_text(e, "reason", REVOKE_REASON_MAX) || !get_int(e, "at", 0, &at) ||
 		    !get_int(e, "uid", -1, &uid) || !get_int(e, "pid", -1, &pid)) {
-			ret =
-			    bad(err, cap,
-				"revocations[%zu]: expected kind (workload|binding), name, reason "
-				"(non-empty, no control characters), at, uid, pid",
-				i);
+			ret = statefile_bad(
+			    err, cap,
+			    "revocations[%zu]: expected kind (workload|binding), name, reason "
+			    "(non-empty, no control characters), at, uid, pid",
+			    i);
 			goto out;
 		}
 	}
