@@ -24,11 +24,11 @@
 #include <string.h>
 #include <time.h>
 
-#define BROKER_ADVISORY_MS 120000   /* refresh in the background from expiry - 120 s */
-#define BROKER_MANDATORY_MS 30000   /* callers block on a refresh from expiry - 30 s */
+#define BROKER_ADVISORY_MS 120000 /* refresh in the background from expiry - 120 s */
+#define BROKER_MANDATORY_MS 30000 /* callers block on a refresh from expiry - 30 s */
 #define BROKER_BACKOFF_MIN_MS 1000
 #define BROKER_BACKOFF_MAX_MS 60000
-#define BROKER_WAIT_MARGIN_MS 5000  /* beyond the exchange timeout, for minting and locking */
+#define BROKER_WAIT_MARGIN_MS 5000 /* beyond the exchange timeout, for minting and locking */
 #define BROKER_DEFAULT_TIMEOUT_MS 30000
 #define BROKER_MAX_ENTRIES 65536
 #define BROKER_PATH_MAX 2048
@@ -38,25 +38,24 @@ struct entry {
 	struct entry *next;
 	unsigned refs;
 	bool linked;
-	char *workload;              /* SPIFFE path */
+	char *workload; /* SPIFFE path */
 	char *src_ns, *src_name;
-	unsigned char param_hash[32]; /* SHA-256 of the source's parameters */
-	struct res_anthropic src;    /* deep copy; strings owned */
-	char *label;                 /* "ns/name" for audit and error text */
+	struct res_anthropic src; /* deep copy; strings owned */
+	char *label;		  /* "ns/name" for audit and error text */
 
-	struct secret *token;        /* NULL when none */
-	int64_t lifetime_ms;         /* expires_in of the current token */
+	struct secret *token;			      /* NULL when none */
+	int64_t lifetime_ms;			      /* expires_in of the current token */
 	int64_t expiry_ms, advisory_ms, mandatory_ms; /* CLOCK_MONOTONIC */
 	int64_t last_used_ms;
 
-	bool in_flight;              /* an attempt (mint + exchange) is running */
-	bool flight_waited;          /* ... and a caller is waiting for it */
-	uint64_t attempts;           /* completed attempts; waiters watch it change */
-	int last_err;                /* -errno of the last attempt, 0 after a success */
+	bool in_flight;	    /* an attempt (mint + exchange) is running */
+	bool flight_waited; /* ... and a caller is waiting for it */
+	uint64_t attempts;  /* completed attempts; waiters watch it change */
+	int last_err;	    /* -errno of the last attempt, 0 after a success */
 	char last_error[BROKER_ERR_MAX];
 	uint32_t backoff_ms;
 	int64_t backoff_until_ms;
-	pthread_cond_t done;         /* broadcast when an attempt completes */
+	pthread_cond_t done; /* broadcast when an attempt completes */
 };
 
 struct broker {
@@ -89,15 +88,9 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int64_t min64(int64_t a, int64_t b)
-{
-	return a < b ? a : b;
-}
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-static int64_t max64(int64_t a, int64_t b)
-{
-	return a > b ? a : b;
-}
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 /* Wait on cv until the monotonic deadline (ms). Returns false on timeout. */
 static bool cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *m, int64_t deadline_ms)
@@ -124,7 +117,7 @@ static int cond_init_mono(pthread_cond_t *cv)
 
 /* snprintf for text that may be truncated on purpose (error causes). */
 __attribute__((format(printf, 3, 4))) static void text_fmt(char *dst, size_t cap, const char *fmt,
-							    ...)
+							   ...)
 {
 	va_list ap;
 
@@ -133,56 +126,34 @@ __attribute__((format(printf, 3, 4))) static void text_fmt(char *dst, size_t cap
 	va_end(ap);
 }
 
-static bool str_eq(const char *a, const char *b)
-{
-	return strcmp(a ? a : "", b ? b : "") == 0;
-}
+static bool str_eq(const char *a, const char *b) { return strcmp(a ? a : "", b ? b : "") == 0; }
 
 /* ---- keys ------------------------------------------------------------------------ */
 
-static void hash_field(EVP_MD_CTX *c, const char *s)
+/* Every parameter that changes what the exchange produces, compared, so an edited
+ * CredentialSource (same ns/name) is a different cache entry. (This was a SHA-256 over
+ * the parameters, computed for every proxied request: a twentieth of a request's CPU;
+ * the entry keeps a copy of them anyway.) */
+static bool param_eq(const char *a, const char *b)
 {
-	/* Length-prefixed, NULL distinct from "": no two parameter sets collide by
-	 * concatenation. */
-	uint32_t n = s ? (uint32_t)strlen(s) : UINT32_MAX;
-
-	EVP_DigestUpdate(c, &n, sizeof(n));
-	if (s)
-		EVP_DigestUpdate(c, s, n);
+	return a && b ? strcmp(a, b) == 0 : a == b; /* unset differs from "" */
 }
 
-/* SHA-256 over every parameter that changes what the exchange produces, so an edited
- * CredentialSource (same ns/name) is a different cache key. */
-static int source_hash(const struct res_source *src, unsigned char ret[static 32])
+static bool params_eq(const struct res_anthropic *a, const struct res_anthropic *b)
 {
-	const struct res_anthropic *a = &src->anthropic;
-	EVP_MD_CTX *c = EVP_MD_CTX_new();
-	uint32_t type = (uint32_t)src->type;
-	unsigned int n = 0;
-	int r = -ENOMEM;
-
-	if (!c || !sha256_md() || EVP_DigestInit_ex(c, sha256_md(), NULL) != 1)
-		goto out;
-	EVP_DigestUpdate(c, &type, sizeof(type));
-	hash_field(c, a->organization_id);
-	hash_field(c, a->workspace_id);
-	hash_field(c, a->service_account_id);
-	hash_field(c, a->federation_rule_id);
-	hash_field(c, a->base_url);
-	hash_field(c, a->audience);
-	if (EVP_DigestFinal_ex(c, ret, &n) == 1 && n == 32)
-		r = 0;
-out:
-	EVP_MD_CTX_free(c);
-	return r;
+	return param_eq(a->organization_id, b->organization_id) &&
+	       param_eq(a->workspace_id, b->workspace_id) &&
+	       param_eq(a->service_account_id, b->service_account_id) &&
+	       param_eq(a->federation_rule_id, b->federation_rule_id) &&
+	       param_eq(a->base_url, b->base_url) && param_eq(a->audience, b->audience);
 }
 
-static struct entry *entry_find(struct broker *b, const char *workload, const char *ns,
-				const char *name, const unsigned char hash[static 32])
+static struct entry *entry_find(struct broker *b, const char *workload,
+				const struct res_source *src)
 {
 	for (struct entry *e = b->entries; e; e = e->next) {
-		if (strcmp(e->workload, workload) == 0 && str_eq(e->src_ns, ns) &&
-		    str_eq(e->src_name, name) && memcmp(e->param_hash, hash, 32) == 0)
+		if (strcmp(e->workload, workload) == 0 && str_eq(e->src_ns, src->meta.ns) &&
+		    str_eq(e->src_name, src->meta.name) && params_eq(&e->src, &src->anthropic))
 			return e;
 	}
 	return NULL;
@@ -219,8 +190,7 @@ static void entry_free(struct entry *e)
 	free(e);
 }
 
-static struct entry *entry_new(const char *workload, const struct res_source *src,
-			       const unsigned char hash[static 32])
+static struct entry *entry_new(const char *workload, const struct res_source *src)
 {
 	const struct res_anthropic *a = &src->anthropic;
 	const char *ns = src->meta.ns && *src->meta.ns ? src->meta.ns : "default";
@@ -234,7 +204,6 @@ static struct entry *entry_new(const char *workload, const struct res_source *sr
 		free(e);
 		return NULL;
 	}
-	memcpy(e->param_hash, hash, 32);
 	e->workload = dup_opt(workload, &fail);
 	e->src_ns = dup_opt(src->meta.ns ? src->meta.ns : "", &fail);
 	e->src_name = dup_opt(src->meta.name ? src->meta.name : "", &fail);
@@ -282,13 +251,13 @@ static void audit_issue(struct broker *b, const struct entry *e, const char *spi
 {
 	char fp[17];
 	struct audit_rec rec = {
-		.event = "issue",
-		.workload_id = spiffe_id,
-		.source = e->label,
-		.audience = aud,
-		.fingerprint = fp,
-		.jti = jti,
-		.expires_in = -1,
+	    .event = "issue",
+	    .workload_id = spiffe_id,
+	    .source = e->label,
+	    .audience = aud,
+	    .fingerprint = fp,
+	    .jti = jti,
+	    .expires_in = -1,
 	};
 
 	secret_fingerprint(jwt, fp);
@@ -301,13 +270,13 @@ static void audit_exchange(struct broker *b, const struct entry *e, const char *
 {
 	char fp[17];
 	struct audit_rec rec = {
-		.event = "exchange",
-		.workload_id = spiffe_id,
-		.source = e->label,
-		.jti = jti[0] ? jti : NULL,
-		.status = res->http_status,
-		.expires_in = -1,
-		.elapsed_us = elapsed_us > 0 ? elapsed_us : 1,
+	    .event = "exchange",
+	    .workload_id = spiffe_id,
+	    .source = e->label,
+	    .jti = jti[0] ? jti : NULL,
+	    .status = res->http_status,
+	    .expires_in = -1,
+	    .elapsed_us = elapsed_us > 0 ? elapsed_us : 1,
 	};
 
 	if (r == 0) {
@@ -326,8 +295,8 @@ static void audit_exchange(struct broker *b, const struct entry *e, const char *
  * (token-exchange-protocols.md §1.7, single-use jti). */
 static void exchange_attempt(struct broker *b, struct entry *e, bool background)
 {
-	const char *aud = e->src.audience && *e->src.audience ? e->src.audience
-							       : ANTHROPIC_DEFAULT_AUDIENCE;
+	const char *aud =
+	    e->src.audience && *e->src.audience ? e->src.audience : ANTHROPIC_DEFAULT_AUDIENCE;
 	const char *td = b->opts.ca ? ca_trust_domain(b->opts.ca) : "";
 	struct anthropic_result res;
 	struct secret *jwt = NULL;
@@ -394,8 +363,8 @@ publish:
 		/* The cause only: callers name the source in their own message. */
 		text_fmt(e->last_error, sizeof(e->last_error), "%s", res.error);
 		e->backoff_ms = e->backoff_ms ? (e->backoff_ms >= BROKER_BACKOFF_MAX_MS / 2
-							 ? BROKER_BACKOFF_MAX_MS
-							 : 2 * e->backoff_ms)
+						     ? BROKER_BACKOFF_MAX_MS
+						     : 2 * e->backoff_ms)
 					      : BROKER_BACKOFF_MIN_MS;
 		e->backoff_until_ms = mono_ms() + e->backoff_ms;
 	}
@@ -474,9 +443,9 @@ int broker_new(const struct broker_opts *opts, struct broker **ret)
 		return -ENOMEM;
 	b->opts = *opts;
 	b->exchange = opts->exchange_fn ? opts->exchange_fn : anthropic_exchange;
-	b->wait_ms = (opts->exchange.timeout_ms ? opts->exchange.timeout_ms
-						: BROKER_DEFAULT_TIMEOUT_MS) +
-		     BROKER_WAIT_MARGIN_MS;
+	b->wait_ms =
+	    (opts->exchange.timeout_ms ? opts->exchange.timeout_ms : BROKER_DEFAULT_TIMEOUT_MS) +
+	    BROKER_WAIT_MARGIN_MS;
 	if (pthread_mutex_init(&b->lock, NULL) != 0) {
 		free(b);
 		return -ENOMEM;
@@ -530,7 +499,6 @@ static int token_get(struct broker *b, const char *workload_path, const struct r
 		     size_t err_cap)
 {
 	char msg[BROKER_ERR_MAX + 64] = "";
-	unsigned char hash[32];
 	struct secret *tok = NULL;
 	int64_t left = 0, deadline = 0;
 	uint64_t seen = 0;
@@ -547,21 +515,16 @@ static int token_get(struct broker *b, const char *workload_path, const struct r
 		set_err(err, err_cap, "unsupported credential source type");
 		return -EINVAL;
 	}
-	r = source_hash(src, hash);
-	if (r < 0) {
-		set_err(err, err_cap, "out of memory");
-		return r;
-	}
-
 	pthread_mutex_lock(&b->lock);
-	e = entry_find(b, workload_path, src->meta.ns, src->meta.name, hash);
+	e = entry_find(b, workload_path, src);
 	if (!e) {
 		if (b->n_entries >= BROKER_MAX_ENTRIES) {
 			r = -ENOSPC;
-			snprintf(msg, sizeof(msg), "token cache full (%d entries)", BROKER_MAX_ENTRIES);
+			snprintf(msg, sizeof(msg), "token cache full (%d entries)",
+				 BROKER_MAX_ENTRIES);
 			goto unlock;
 		}
-		e = entry_new(workload_path, src, hash);
+		e = entry_new(workload_path, src);
 		if (!e) {
 			r = -ENOMEM;
 			snprintf(msg, sizeof(msg), "out of memory");
@@ -616,11 +579,11 @@ static int token_get(struct broker *b, const char *workload_path, const struct r
 				seen = e->attempts;
 				deadline = now + b->wait_ms;
 			}
-			if (!cond_wait_until(&e->done, &b->lock, deadline) &&
-			    e->attempts == seen) {
+			if (!cond_wait_until(&e->done, &b->lock, deadline) && e->attempts == seen) {
 				r = -ETIMEDOUT;
 				snprintf(msg, sizeof(msg),
-					 "timed out waiting for the token exchange for %s", e->label);
+					 "timed out waiting for the token exchange for %s",
+					 e->label);
 				goto put;
 			}
 			continue;
@@ -671,9 +634,8 @@ int broker_token(struct broker *b, const char *workload_path, const struct res_s
 	return token_get(b, workload_path, src, ret_token, ret_expires_in, false, err, err_cap);
 }
 
-int broker_token_cached(struct broker *b, const char *workload_path,
-			const struct res_source *src, struct secret **ret_token, char *err,
-			size_t err_cap)
+int broker_token_cached(struct broker *b, const char *workload_path, const struct res_source *src,
+			struct secret **ret_token, char *err, size_t err_cap)
 {
 	return token_get(b, workload_path, src, ret_token, NULL, true, err, err_cap);
 }
@@ -681,13 +643,12 @@ int broker_token_cached(struct broker *b, const char *workload_path,
 void broker_invalidate(struct broker *b, const char *workload_path, const struct res_source *src,
 		       const struct secret *token)
 {
-	unsigned char hash[32];
 	struct entry *e;
 
-	if (!b || !workload_path || !src || !token || source_hash(src, hash) < 0)
+	if (!b || !workload_path || !src || !token || src->type != RES_SOURCE_ANTHROPIC)
 		return;
 	pthread_mutex_lock(&b->lock);
-	e = entry_find(b, workload_path, src->meta.ns, src->meta.name, hash);
+	e = entry_find(b, workload_path, src);
 	if (e && e->token && secret_eq(e->token, token)) {
 		secret_free(e->token);
 		e->token = NULL;
@@ -713,8 +674,7 @@ void broker_drop_workload(struct broker *b, const char *workload_path)
 
 /* Is (e's workload, e's source with e's parameters) still bound in set? A binding's
  * credential_source names a source in the binding's own namespace. */
-static bool entry_bound(const struct entry *e, const struct resource_set *set,
-			const unsigned char (*hashes)[32])
+static bool entry_bound(const struct entry *e, const struct resource_set *set)
 {
 	for (size_t i = 0; i < set->n_bindings; i++) {
 		const struct res_binding *bd = &set->bindings[i];
@@ -727,7 +687,7 @@ static bool entry_bound(const struct entry *e, const struct resource_set *set,
 
 			if (str_eq(s->meta.ns, bd->meta.ns) &&
 			    str_eq(s->meta.name, bd->credential_source) &&
-			    memcmp(hashes[j], e->param_hash, 32) == 0)
+			    s->type == RES_SOURCE_ANTHROPIC && params_eq(&s->anthropic, &e->src))
 				return true;
 		}
 	}
@@ -736,33 +696,18 @@ static bool entry_bound(const struct entry *e, const struct resource_set *set,
 
 void broker_retain_bound(struct broker *b, const struct resource_set *set)
 {
-	unsigned char (*hashes)[32] = NULL;
 	struct entry **link, *e;
-	size_t n = set ? set->n_sources : 0;
 
 	if (!b)
 		return;
-	if (n) {
-		hashes = calloc(n, sizeof(*hashes));
-		/* Out of memory: keep everything rather than drop live credentials. */
-		if (!hashes)
-			return;
-		for (size_t j = 0; j < n; j++) {
-			if (source_hash(&set->sources[j], hashes[j]) < 0) {
-				free(hashes);
-				return;
-			}
-		}
-	}
 	pthread_mutex_lock(&b->lock);
 	for (link = &b->entries; (e = *link);) {
-		if (!set || !entry_bound(e, set, (const unsigned char(*)[32])hashes))
+		if (!set || !entry_bound(e, set))
 			entry_unlink(b, link, e);
 		else
 			link = &e->next;
 	}
 	pthread_mutex_unlock(&b->lock);
-	free(hashes);
 }
 
 void broker_foreach(struct broker *b, void (*fn)(void *ctx, const struct broker_entry_info *e),

@@ -134,6 +134,13 @@ struct proxy {
 	 * idle list; a connection is on at most one of them) */
 	struct conn *wait_head, *wait_tail;
 	uint32_t n_wait;
+	/* The loop's sockets, by descriptor: what an event names (see loop_watch) */
+	struct fdent {
+		struct conn *c; /* the connection the loop serves over it; NULL: none */
+		uint32_t gen;	/* generation of the current watch; events carry it */
+		uint8_t kind;	/* EV_CLIENT, EV_UP */
+	} * fdt;
+	size_t fdt_cap;
 	pthread_t idle_thread;
 	bool idle_started;
 	atomic_bool stopping;
@@ -145,14 +152,11 @@ struct conn {
 	struct conn *prev, *next;
 	struct conn *ready_next;    /* p->ready queue */
 	struct conn *iprev, *inext; /* p->idle_head or p->wait_head list */
-	bool parked, in_ep, established;
+	bool parked, established;
 	bool idle_freed; /* the idle loop freed its buffers; cleared when it is used again */
 	uint64_t parked_ms;
+	uint32_t cgen; /* the loop watches cs.fd under this generation; 0: not watched */
 	/* the event loop's fast path (see the idle loop) */
-	struct evtag {
-		struct conn *c;
-		int kind; /* EV_CLIENT, EV_UP */
-	} ev_client, ev_up;
 	bool waiting;	    /* on p->wait_head: request sent, response awaited by the loop */
 	bool nonblocking;   /* O_NONBLOCK on cs.fd (threads need it off) */
 	struct reqctx *frq; /* the request the loop is serving */
@@ -173,7 +177,7 @@ struct conn {
 	char attest_error[160];
 	/* attest_error is vouchd's own shortage (EMFILE, ENOMEM), not the caller's doing */
 	bool attest_exhausted;
-	char *attributed; /* workload last reported to on_attributed */
+	char *attributed;     /* workload last reported to on_attributed */
 	bool rate_precharged; /* the request in c->buf took from its bucket in the event
 			       * loop's decision; the thread's decision must not again */
 
@@ -252,11 +256,101 @@ static void track_upstream(struct conn *c, int fd)
 	pthread_mutex_unlock(&c->p->lock);
 }
 
+/* ---- what the event loop watches ----------------------------------------------------
+ * The loop's epoll set watches a socket, level-triggered and without EPOLLONESHOT, for
+ * as long as the loop may serve what comes over it: a workload connection from the
+ * moment it is parked until a thread takes it or it closes; an upstream connection
+ * from its first request sent by the loop, through its time in the pool, until a
+ * thread reads from it or it closes. A request served by the loop therefore costs no
+ * epoll_ctl() (re-arming both sockets per request, as EPOLLONESHOT needs, was two of
+ * its seven system calls). An event names its socket by descriptor and generation
+ * (data.u64), looked up in p->fdt under p->lock: an event fetched before its watch
+ * ended (a thread took the connection, the socket closed, its number was reused)
+ * carries an older generation and is ignored, so the loop never follows a pointer to a
+ * connection that a thread may have freed since. All of it under p->lock. */
+#define EV_WAKE UINT64_MAX /* the idle_wake eventfd */
+
+static struct fdent *fdt_at(struct proxy *p, int fd)
+{
+	return fd >= 0 && (size_t)fd < p->fdt_cap ? &p->fdt[fd] : NULL;
+}
+
+/* Watch fd for c; its generation (never 0), or 0 if it cannot be watched. */
+static uint32_t loop_watch(struct proxy *p, int fd, int kind, struct conn *c)
+{
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP};
+	struct fdent *e;
+
+	if (fd < 0 || p->idle_ep < 0)
+		return 0;
+	if ((size_t)fd >= p->fdt_cap) {
+		size_t cap = p->fdt_cap ? p->fdt_cap : 256;
+		while (cap <= (size_t)fd)
+			cap *= 2;
+		e = realloc(p->fdt, cap * sizeof(*e));
+		if (!e)
+			return 0;
+		memset(e + p->fdt_cap, 0, (cap - p->fdt_cap) * sizeof(*e));
+		p->fdt = e;
+		p->fdt_cap = cap;
+	}
+	e = &p->fdt[fd];
+	if (++e->gen == 0)
+		e->gen = 1;
+	ev.data.u64 = (uint64_t)e->gen << 32 | (uint32_t)fd;
+	/* EEXIST: a watch the kernel kept because the socket was open elsewhere too when it
+	 * was closed here; the new one replaces it */
+	if (epoll_ctl(p->idle_ep, EPOLL_CTL_ADD, fd, &ev) < 0 &&
+	    (errno != EEXIST || epoll_ctl(p->idle_ep, EPOLL_CTL_MOD, fd, &ev) < 0)) {
+		e->c = NULL;
+		return 0;
+	}
+	e->c = c;
+	e->kind = (uint8_t)kind;
+	return e->gen;
+}
+
+static void loop_unwatch(struct proxy *p, int fd)
+{
+	struct fdent *e = fdt_at(p, fd);
+
+	if (!e)
+		return;
+	epoll_ctl(p->idle_ep, EPOLL_CTL_DEL, fd, NULL);
+	e->gen++;
+	e->c = NULL;
+}
+
+/* Is up's socket still watched under the generation it was watched with? */
+static bool upstream_watched(struct proxy *p, const struct upstream_conn *up)
+{
+	struct fdent *e = fdt_at(p, up->s.fd);
+
+	return up->loop_gen && e && e->gen == up->loop_gen;
+}
+
+/* c gives up its upstream connection: to the pool (still watched, for no connection),
+ * or closed (watch ended). */
+static void untrack_upstream(struct conn *c, bool closing)
+{
+	struct proxy *p = c->p;
+
+	pthread_mutex_lock(&p->lock);
+	c->up_fd = -1;
+	if (upstream_watched(p, c->up)) {
+		if (closing)
+			loop_unwatch(p, c->up->s.fd);
+		else
+			p->fdt[c->up->s.fd].c = NULL;
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
 static void drop_upstream(struct conn *c)
 {
 	if (!c->up)
 		return;
-	track_upstream(c, -1);
+	untrack_upstream(c, true);
 	upstream_close(c->up);
 	c->up = NULL;
 }
@@ -265,7 +359,7 @@ static void release_upstream(struct conn *c)
 {
 	if (!c->up)
 		return;
-	track_upstream(c, -1);
+	untrack_upstream(c, false);
 	upstream_put(c->p->pool, c->up);
 	c->up = NULL;
 }
@@ -1388,8 +1482,12 @@ static void unregister_conn(struct conn *c)
 
 static void conn_free(struct conn *c)
 {
-	if (c->in_ep)
-		epoll_ctl(c->p->idle_ep, EPOLL_CTL_DEL, c->cs.fd, NULL);
+	if (c->cgen) {
+		pthread_mutex_lock(&c->p->lock);
+		loop_unwatch(c->p, c->cs.fd);
+		c->cgen = 0;
+		pthread_mutex_unlock(&c->p->lock);
+	}
 	drop_upstream(c);
 	stream_close(&c->cs);
 	free(c->facts);
@@ -1507,18 +1605,15 @@ static void wait_unlink(struct proxy *p, struct conn *c)
 /* Hand an idle keep-alive connection (nothing buffered) to the idle loop. false: it
  * cannot be parked (bytes pending in TLS, the proxy stopping, epoll failed): the
  * thread keeps serving it. */
-/* Append c to the idle list and arm its socket. Under p->lock. */
+/* Append c to the idle list, its socket watched (already, when the loop served the
+ * request). Under p->lock. */
 static bool park_locked(struct conn *c)
 {
 	struct proxy *p = c->p;
-	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT,
-				 .data.ptr = &c->ev_client};
 
-	c->ev_client = (struct evtag){c, EV_CLIENT};
 	if (atomic_load(&p->stopping) ||
-	    epoll_ctl(p->idle_ep, c->in_ep ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->cs.fd, &ev) < 0)
+	    (!c->cgen && !(c->cgen = loop_watch(p, c->cs.fd, EV_CLIENT, c))))
 		return false;
-	c->in_ep = true;
 	c->parked = true;
 	c->parked_ms = now_ms();
 	c->iprev = p->idle_tail;
@@ -1629,7 +1724,6 @@ static bool fast_start(struct conn *c)
 	struct proxy *p = c->p;
 	struct reqctx *rq = NULL;
 	struct upstream_conn *up;
-	struct epoll_event ev;
 	char err[64];
 	ssize_t n;
 	long hl;
@@ -1706,12 +1800,12 @@ static bool fast_start(struct conn *c)
 	}
 	c->rlen = c->rpos = 0;
 	c->frq = rq;
-	c->ev_up = (struct evtag){c, EV_UP};
-	ev = (struct epoll_event){.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT,
-				  .data.ptr = &c->ev_up};
 	pthread_mutex_lock(&p->lock);
-	if (epoll_ctl(p->idle_ep, EPOLL_CTL_MOD, up->s.fd, &ev) < 0 &&
-	    (errno != ENOENT || epoll_ctl(p->idle_ep, EPOLL_CTL_ADD, up->s.fd, &ev) < 0)) {
+	/* watched since an earlier request the loop served over it, unless a thread read
+	 * from it in between (the loop then stopped watching it) */
+	if (upstream_watched(p, up))
+		p->fdt[up->s.fd].c = c;
+	else if (!(up->loop_gen = loop_watch(p, up->s.fd, EV_UP, c))) {
 		pthread_mutex_unlock(&p->lock);
 		c->resume = RESUME_AFTER_SEND; /* sent: a thread reads the response */
 		return false;
@@ -1730,7 +1824,7 @@ static bool fast_start(struct conn *c)
 	return true;
 fallback:
 	c->rate_precharged = rq->d.rate_charged; /* the thread decides this request again */
-	finish_request(c, rq, 0); /* frees rq; nothing was sent */
+	finish_request(c, rq, 0);		 /* frees rq; nothing was sent */
 	return false;
 }
 
@@ -1762,8 +1856,6 @@ static bool fast_response(struct conn *c)
 {
 	struct proxy *p = c->p;
 	struct reqctx *rq = c->frq;
-	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT,
-				 .data.ptr = &c->ev_up};
 	bool keep;
 	size_t n, off;
 	ssize_t got;
@@ -1823,9 +1915,7 @@ static bool fast_response(struct conn *c)
 	 * answer is not destroyed by a reset */
 	c->resume = RESUME_CLOSE;
 	return false;
-rearm:
-	if (epoll_ctl(p->idle_ep, EPOLL_CTL_MOD, c->up->s.fd, &ev) < 0)
-		return false;
+rearm: /* the rest of the head is to come: wait on (its socket is still watched) */
 	pthread_mutex_lock(&p->lock);
 	c->iprev = p->wait_tail;
 	c->inext = NULL;
@@ -1845,6 +1935,15 @@ static void loop_dispatch(struct proxy *p, struct conn *c)
 {
 	int r = -1;
 
+	/* the thread reads both sockets itself: level-triggered watches would wake the
+	 * loop for every byte that comes while it does */
+	pthread_mutex_lock(&p->lock);
+	if (c->cgen)
+		loop_unwatch(p, c->cs.fd);
+	c->cgen = 0;
+	if (c->up && upstream_watched(p, c->up))
+		loop_unwatch(p, c->up->s.fd);
+	pthread_mutex_unlock(&p->lock);
 	if (to_thread_mode(c)) {
 		pthread_mutex_lock(&p->lock);
 		r = dispatch_locked(p, c);
@@ -1890,18 +1989,32 @@ static void *idle_main(void *arg)
 
 		pthread_mutex_lock(&p->lock);
 		for (int i = 0; i < n; i++) {
-			struct evtag *t = evs[i].data.ptr;
-			if (!t) /* idle_wake: stopping */
+			uint64_t key = evs[i].data.u64;
+			if (key == EV_WAKE) /* stopping */
 				continue;
-			struct conn *c = t->c;
-			if (t->kind == EV_CLIENT && c->parked)
+			int fd = (int)(uint32_t)key;
+			uint32_t gen = (uint32_t)(key >> 32);
+			struct fdent *e = fdt_at(p, fd);
+			if (!e || gen != e->gen) /* a watch that has ended since */
+				continue;
+			struct conn *c = e->c;
+			if (e->kind == EV_CLIENT && c && c->parked) {
 				idle_unlink(p, c);
-			else if (t->kind == EV_UP && c->waiting)
+			} else if (e->kind == EV_UP && c && c->waiting) {
 				wait_unlink(p, c);
-			else
+			} else {
+				/* Readable while nothing here reads it: a workload that spoke or
+				 * hung up while its response is awaited (parking watches it again,
+				 * and the kernel reports at once what is there), an upstream that
+				 * closed in the pool or that a thread reads from. Level-triggered,
+				 * it would wake the loop until then: the watch ends. */
+				if (e->kind == EV_CLIENT && c)
+					c->cgen = 0;
+				loop_unwatch(p, fd);
 				continue;
+			}
 			work[nw] = c;
-			kinds[nw++] = t->kind;
+			kinds[nw++] = e->kind;
 		}
 		/* now was read before the lock: a connection parked since is newer than now
 		 * (compare without subtracting, or it wraps into "idle for ages") */
@@ -2129,7 +2242,7 @@ int proxy_start(const struct proxy_opts *opts, struct proxy **ret, char *err, si
 	p->idle_wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (p->idle_ep < 0 || p->idle_wake < 0 ||
 	    epoll_ctl(p->idle_ep, EPOLL_CTL_ADD, p->idle_wake,
-		      &(struct epoll_event){.events = EPOLLIN, .data.ptr = NULL}) < 0 ||
+		      &(struct epoll_event){.events = EPOLLIN, .data.u64 = EV_WAKE}) < 0 ||
 	    pthread_create(&p->idle_thread, NULL, idle_main, p) != 0) {
 		/* without the idle loop a connection keeps its thread between requests */
 		if (p->idle_ep >= 0)
@@ -2277,6 +2390,7 @@ void proxy_stop(struct proxy *p)
 	if (p->idle_wake >= 0)
 		close(p->idle_wake);
 	pthread_mutex_destroy(&p->lock);
+	free(p->fdt);
 	free(p->ls);
 	free(p->trust_domain);
 	limits_rate_free(p->rate);

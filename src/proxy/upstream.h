@@ -25,8 +25,9 @@ struct upstream_conn {
 	struct stream s;
 	char key[300]; /* "host:port" (tls) or "plain:host:port" */
 	uint64_t idle_since_ms;
-	bool reused;	  /* served from the pool */
-	bool nonblocking; /* O_NONBLOCK set (the proxy's event loop uses it so) */
+	bool reused;	   /* served from the pool */
+	bool nonblocking;  /* O_NONBLOCK set (the proxy's event loop uses it so) */
+	uint32_t loop_gen; /* the proxy's event loop watches s.fd under this generation */
 	struct upstream_conn *next;
 };
 

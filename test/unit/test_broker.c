@@ -56,8 +56,9 @@ static int fake_exchange(const struct res_anthropic *src, const struct secret *a
 	p2 = p1 ? memchr(p1 + 1, '.', assertion->len - (size_t)(p1 + 1 - (char *)assertion->data))
 		: NULL;
 	if (p1 && p2) {
-		long l = base64url_decode(p1 + 1, (size_t)(p2 - p1 - 1),
-					  (unsigned char *)F.last_payload, sizeof(F.last_payload) - 1);
+		long l =
+		    base64url_decode(p1 + 1, (size_t)(p2 - p1 - 1), (unsigned char *)F.last_payload,
+				     sizeof(F.last_payload) - 1);
 		F.last_payload[l > 0 ? l : 0] = '\0';
 	}
 	snprintf(F.last_org, sizeof(F.last_org), "%s", src->organization_id);
@@ -133,8 +134,8 @@ static void msleep(int ms)
 		;
 }
 
-static int get(struct broker *b, const char *wl, const struct res_source *src,
-	       struct secret **tok, char *err, size_t cap)
+static int get(struct broker *b, const char *wl, const struct res_source *src, struct secret **tok,
+	       char *err, size_t cap)
 {
 	int64_t left = -1;
 	int r = broker_token(b, wl, src, tok, &left, err, cap);
@@ -169,14 +170,14 @@ static void test_first_and_hit(struct broker *b)
 	claims = json_loads(F.last_payload, 0, &je);
 	aud = json_object_get(claims, "aud");
 	ok(json_is_string(json_object_get(claims, "jti")) &&
-		   json_is_string(json_object_get(claims, "sub")) &&
-		   strcmp(json_string_value(json_object_get(claims, "sub")),
-			  "spiffe://test.local/demo/a") == 0,
+	       json_is_string(json_object_get(claims, "sub")) &&
+	       strcmp(json_string_value(json_object_get(claims, "sub")),
+		      "spiffe://test.local/demo/a") == 0,
 	   "assertion: a JWT-SVID for the workload with a jti");
 	ok((json_is_array(aud) && json_is_string(json_array_get(aud, 0)) &&
 	    strcmp(json_string_value(json_array_get(aud, 0)), "https://api.anthropic.com") == 0) ||
-		   (json_is_string(aud) &&
-		    strcmp(json_string_value(aud), "https://api.anthropic.com") == 0),
+	       (json_is_string(aud) &&
+		strcmp(json_string_value(aud), "https://api.anthropic.com") == 0),
 	   "assertion: default audience https://api.anthropic.com");
 	json_decref(claims);
 	secret_free(t1);
@@ -188,6 +189,18 @@ static void test_first_and_hit(struct broker *b)
 	ok(r == 0 && fake_calls() == c0 + 2 && strstr(F.last_payload, "https://aud.example"),
 	   "a source with other parameters is another key; its audience is used");
 	secret_free(t1);
+	/* every parameter is part of the key, and an unset one differs from an empty one */
+	{
+		char *ws = src.anthropic.workspace_id, empty[1] = "";
+		src.anthropic.workspace_id = empty;
+		r = get(b, "demo/a", &src, &t1, err, sizeof(err));
+		ok(r == 0 && fake_calls() == c0 + 3, "an empty workspace is another key than none");
+		secret_free(t1);
+		src.anthropic.workspace_id = ws;
+		r = get(b, "demo/a", &src, &t1, err, sizeof(err));
+		ok(r == 0 && fake_calls() == c0 + 3, "the same parameters again: the cached key");
+		secret_free(t1);
+	}
 
 	r = broker_token(b, "", &src, &t1, NULL, err, sizeof(err));
 	ok(r == -EINVAL, "empty workload path refused");
@@ -241,8 +254,8 @@ static void test_single_flight(struct broker *b)
 	for (int i = 0; i < 8; i++)
 		secret_free(args[i].tok);
 	ok(n_ok == 8 && n_same == 8, "single flight: all 8 callers got the same token");
-	ok(fake_calls() == c0 + 1, "single flight: exactly 1 exchange for 8 concurrent callers (%d)",
-	   fake_calls() - c0);
+	ok(fake_calls() == c0 + 1,
+	   "single flight: exactly 1 exchange for 8 concurrent callers (%d)", fake_calls() - c0);
 
 	/* failure: 8 callers on another cold key share one failing exchange */
 	src = make_src("anthropic", "org-sf-fail");
@@ -257,7 +270,8 @@ static void test_single_flight(struct broker *b)
 		pthread_join(th[i], NULL);
 	pthread_barrier_destroy(&bar);
 	for (int i = 0; i < 8; i++)
-		n_fail += args[i].r == -EAGAIN && !args[i].tok && strstr(args[i].err, "fake failure");
+		n_fail +=
+		    args[i].r == -EAGAIN && !args[i].tok && strstr(args[i].err, "fake failure");
 	ok(n_fail == 8, "single flight: all 8 callers got the shared failure with its cause");
 	ok(fake_calls() == c0 + 1, "single flight: exactly 1 failing exchange for 8 callers (%d)",
 	   fake_calls() - c0);
@@ -438,7 +452,8 @@ static void test_invalidate(struct broker *b)
 
 static void test_drop(const struct broker_opts *bo)
 {
-	struct res_source s1 = make_src("anthropic", "org-drop"), s2 = make_src("other", "org-drop");
+	struct res_source s1 = make_src("anthropic", "org-drop"),
+			  s2 = make_src("other", "org-drop");
 	struct res_source s1_changed = make_src("anthropic", "org-drop-2");
 	struct res_binding bind[2];
 	struct resource_set set;
@@ -490,8 +505,9 @@ static void test_drop(const struct broker_opts *bo)
 	set.n_sources = 1;
 	ok(stats(b)->entries == 3, "retain: three keys before");
 	broker_retain_bound(b, &set);
-	ok(stats(b)->entries == 0, "retain_bound: a changed source drops its keys; wrong-namespace "
-				   "binding keeps nothing (%llu)",
+	ok(stats(b)->entries == 0,
+	   "retain_bound: a changed source drops its keys; wrong-namespace "
+	   "binding keeps nothing (%llu)",
 	   (unsigned long long)stats(b)->entries);
 	r = get(b, "demo/w2", &s1, &t, err, sizeof(err));
 	secret_free(t);
@@ -540,10 +556,11 @@ static void test_audit(const char *path)
 	ok(strstr(buf, "\"event\":\"issue\"") && strstr(buf, "\"jti\":"),
 	   "audit: JWT-SVID issuance recorded with its jti");
 	ok(strstr(buf, "\"event\":\"exchange\"") && strstr(buf, "\"token_fp\":") &&
-		   strstr(buf, "\"expires_in\":600"),
+	       strstr(buf, "\"expires_in\":600"),
 	   "audit: exchanges recorded with a token fingerprint and expires_in");
 	ok(strstr(buf, "fake failure") != NULL, "audit: failed exchanges carry the reason");
-	ok(!strstr(buf, "tok-") && !strstr(buf, "eyJ"), "audit: no token and no assertion in the log");
+	ok(!strstr(buf, "tok-") && !strstr(buf, "eyJ"),
+	   "audit: no token and no assertion in the log");
 }
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
