@@ -127,7 +127,25 @@ static void put_str(struct line *l, const char *k, const char *v)
 	size_t start = l->n;
 	while (i < len) {
 		char e[8];
-		size_t en = 0, u = 1;
+		size_t en = 0, u = 1, run = i;
+		/* printable ASCII other than '"' and '\\' goes as it is: copied by the run
+		 * (one record per proxied request; byte by byte it was a tenth of the
+		 * proxy's own CPU). Cut where the room ends, as the loop below would. */
+		while (run < len && s[run] >= 0x20 && s[run] < 0x7f && s[run] != '"' &&
+		       s[run] != '\\')
+			run++;
+		if (run > i) {
+			size_t room = l->field_cap - (l->n - start), left = sizeof(l->b) - 8 - l->n;
+			size_t n = run - i < room ? run - i : room;
+			if (n > left)
+				n = left;
+			memcpy(l->b + l->n, s + i, n);
+			l->n += n;
+			i += n;
+			if (i < run)
+				break;
+			continue;
+		}
 		if (s[i] == '"' || s[i] == '\\') {
 			e[0] = '\\', e[1] = (char)s[i], en = 2;
 		} else if (s[i] == '\n') {
@@ -157,15 +175,23 @@ static void put_str(struct line *l, const char *k, const char *v)
 
 static void put_int(struct line *l, const char *k, long long v)
 {
-	char num[32];
-	int n = snprintf(num, sizeof(num), "%lld", v);
+	char num[24];
+	size_t n = 0, kn = strlen(k);
+	/* digits by hand, last first: snprintf's machinery per number was a visible share
+	 * of a proxied request */
+	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
 
-	if (l->n + strlen(k) + (size_t)n + 8 > sizeof(l->b))
+	do
+		num[sizeof(num) - 1 - n++] = (char)('0' + u % 10);
+	while ((u /= 10) != 0);
+	if (v < 0)
+		num[sizeof(num) - 1 - n++] = '-';
+	if (l->n + kn + n + 8 > sizeof(l->b))
 		return;
 	put_raw(l, ",\"", 2);
-	put_raw(l, k, strlen(k));
+	put_raw(l, k, kn);
 	put_raw(l, "\":", 2);
-	put_raw(l, num, (size_t)n);
+	put_raw(l, num + sizeof(num) - n, n);
 }
 
 /* A Messages response's usage: the fields read, and "usage":"unknown" when none was

@@ -463,13 +463,15 @@ static void test_audit_hostile(void)
 	char path[] = "/tmp/vouch-audit-XXXXXX";
 	int fd = mkstemp(path);
 	struct audit *a = NULL;
-	static char buf[1 << 17], big[6000];
+	static char buf[1 << 17], big[6000], plain[6000];
 	const char *bad_utf8 = "/v1/\xff\xc0\xafx\xed\xa0\x80y\xf4\x90\x80\x80z\xe2\x82";
 	ssize_t n;
 
 	close(fd);
 	unlink(path);
 	memset(big, '\x01', sizeof(big) - 1); /* each byte escapes to 6 */
+	memset(plain, 'a', sizeof(plain) - 1); /* copied as a run */
+	memcpy(plain + 100, "\"\\\n", 3);
 	ok(audit_open(path, &a) == 0, "audit log opens");
 	audit_emit(a, &(struct audit_rec){
 			  .event = "inject", .path = "q\"\\\t\r\x1f\x7f/é€😀", .expires_in = -1});
@@ -484,6 +486,12 @@ static void test_audit_hostile(void)
 					  .reason = big,
 					  .status = 403,
 					  .expires_in = -1});
+	audit_emit(a, &(struct audit_rec){.event = "exchange",
+					  .workload_id = plain,
+					  .path = "/v1/messages?beta=true",
+					  .status = -7,
+					  .elapsed_us = INT64_MAX,
+					  .expires_in = -1});
 	audit_close(a);
 	fd = open(path, O_RDONLY);
 	n = read(fd, buf, sizeof(buf) - 1);
@@ -491,13 +499,13 @@ static void test_audit_hostile(void)
 	buf[n > 0 ? n : 0] = '\0';
 	unlink(path);
 
-	json_t *r[3] = {NULL, NULL, NULL};
+	json_t *r[4] = {NULL, NULL, NULL, NULL};
 	char *line = buf;
 	int lines = 0;
 	for (char *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1, lines++)
-		if (lines < 3)
+		if (lines < 4)
 			r[lines] = json_loadb(line, (size_t)(nl - line), 0, NULL);
-	ok(lines == 3 && *line == '\0', "three records, three lines (%d)", lines);
+	ok(lines == 4 && *line == '\0', "four records, four lines (%d)", lines);
 	ok(r[0] && strcmp(json_string_value(json_object_get(r[0], "path")),
 			  "q\"\\\t\r\x1f\x7f/é€😀") == 0,
 	   "quotes, backslashes, control bytes and UTF-8 round-trip exactly");
@@ -516,7 +524,21 @@ static void test_audit_hostile(void)
 	const char *w = r[2] ? json_string_value(json_object_get(r[2], "workload")) : NULL;
 	ok(w && strlen(w) < sizeof(big) - 1 && strstr(w, "…"),
 	   "an oversize field is cut and marked (%zu bytes)", w ? strlen(w) : 0);
-	for (int i = 0; i < 3; i++)
+	w = r[3] ? json_string_value(json_object_get(r[3], "workload")) : NULL;
+	ok(w && strlen(w) > 600 && strlen(w) < sizeof(plain) - 1 && strncmp(w, plain, 100) == 0 &&
+	       strncmp(w + 100, "\"\\\n", 3) == 0 && strncmp(w + 103, plain + 103, 400) == 0 &&
+	       strcmp(w + strlen(w) - 3, "…") == 0,
+	   "a long printable field keeps its bytes and escapes, cut and marked (%zu bytes)",
+	   w ? strlen(w) : 0);
+	ok(r[3] &&
+	       strcmp(json_string_value(json_object_get(r[3], "path")),
+		      "/v1/messages?beta=true") == 0 &&
+	       json_integer_value(json_object_get(r[3], "status")) == -7 &&
+	       json_integer_value(json_object_get(r[3], "elapsed_us")) == INT64_MAX,
+	   "numbers: negative and the largest (status %lld, elapsed_us %lld)",
+	   r[3] ? (long long)json_integer_value(json_object_get(r[3], "status")) : 0,
+	   r[3] ? (long long)json_integer_value(json_object_get(r[3], "elapsed_us")) : 0);
+	for (int i = 0; i < 4; i++)
 		json_decref(r[i]);
 }
 
