@@ -1,4 +1,5 @@
 #include "audit/audit.h"
+#include "common/fmt.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -175,23 +176,15 @@ static void put_str(struct line *l, const char *k, const char *v)
 
 static void put_int(struct line *l, const char *k, long long v)
 {
-	char num[24];
-	size_t n = 0, kn = strlen(k);
-	/* digits by hand, last first: snprintf's machinery per number was a visible share
-	 * of a proxied request */
-	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+	char num[FMT_U64_MAX];
+	size_t n = fmt_i64(num, v), kn = strlen(k);
 
-	do
-		num[sizeof(num) - 1 - n++] = (char)('0' + u % 10);
-	while ((u /= 10) != 0);
-	if (v < 0)
-		num[sizeof(num) - 1 - n++] = '-';
 	if (l->n + kn + n + 8 > sizeof(l->b))
 		return;
 	put_raw(l, ",\"", 2);
 	put_raw(l, k, kn);
 	put_raw(l, "\":", 2);
-	put_raw(l, num + sizeof(num) - n, n);
+	put_raw(l, num, n);
 }
 
 /* A Messages response's usage: the fields read, and "usage":"unknown" when none was

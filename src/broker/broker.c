@@ -43,7 +43,9 @@ struct entry {
 	struct res_anthropic src; /* deep copy; strings owned */
 	char *label;		  /* "ns/name" for audit and error text */
 
-	struct secret *token;			      /* NULL when none */
+	struct secret *token; /* NULL when none */
+
+	char token_fp[17];			      /* its secret_fingerprint(), for the audit */
 	int64_t lifetime_ms;			      /* expires_in of the current token */
 	int64_t expiry_ms, advisory_ms, mandatory_ms; /* CLOCK_MONOTONIC */
 	int64_t last_used_ms;
@@ -348,6 +350,7 @@ publish:
 		secret_free(e->token);
 		e->token = res.access_token;
 		res.access_token = NULL;
+		secret_fingerprint(e->token, e->token_fp);
 		/* Counted from before the request: the server's clock started later. */
 		e->lifetime_ms = life;
 		e->expiry_ms = start + life;
@@ -495,8 +498,8 @@ static void set_err(char *err, size_t cap, const char *msg)
 }
 
 static int token_get(struct broker *b, const char *workload_path, const struct res_source *src,
-		     struct secret **ret_token, int64_t *ret_expires_in, bool no_wait, char *err,
-		     size_t err_cap)
+		     struct secret **ret_token, int64_t *ret_expires_in, char *ret_fp, bool no_wait,
+		     char *err, size_t err_cap)
 {
 	char msg[BROKER_ERR_MAX + 64] = "";
 	struct secret *tok = NULL;
@@ -613,6 +616,8 @@ static int token_get(struct broker *b, const char *workload_path, const struct r
 		goto put;
 	}
 	left = (e->expiry_ms - mono_ms()) / 1000;
+	if (ret_fp)
+		memcpy(ret_fp, e->token_fp, sizeof(e->token_fp));
 	r = 0;
 put:
 	entry_put(b, e);
@@ -631,13 +636,14 @@ unlock:
 int broker_token(struct broker *b, const char *workload_path, const struct res_source *src,
 		 struct secret **ret_token, int64_t *ret_expires_in, char *err, size_t err_cap)
 {
-	return token_get(b, workload_path, src, ret_token, ret_expires_in, false, err, err_cap);
+	return token_get(b, workload_path, src, ret_token, ret_expires_in, NULL, false, err,
+			 err_cap);
 }
 
 int broker_token_cached(struct broker *b, const char *workload_path, const struct res_source *src,
-			struct secret **ret_token, char *err, size_t err_cap)
+			struct secret **ret_token, char ret_fp[17], char *err, size_t err_cap)
 {
-	return token_get(b, workload_path, src, ret_token, NULL, true, err, err_cap);
+	return token_get(b, workload_path, src, ret_token, NULL, ret_fp, true, err, err_cap);
 }
 
 void broker_invalidate(struct broker *b, const char *workload_path, const struct res_source *src,

@@ -44,12 +44,12 @@ struct broker_opts {
 };
 
 struct broker_stats {
-	uint64_t exchanges;         /* attempted */
+	uint64_t exchanges; /* attempted */
 	uint64_t exchange_failures;
 	uint64_t request_path_exchanges; /* exchanges a caller had to wait for */
-	uint64_t hits;              /* served from cache without waiting */
-	uint64_t background_refreshes; /* attempts started by the refresh thread */
-	uint64_t entries;           /* keys currently cached */
+	uint64_t hits;			 /* served from cache without waiting */
+	uint64_t background_refreshes;	 /* attempts started by the refresh thread */
+	uint64_t entries;		 /* keys currently cached */
 };
 
 /* broker_new: opts->ca is required; opts is copied (ca and audit must outlive the
@@ -72,10 +72,10 @@ void broker_free(struct broker *b);
 int broker_token(struct broker *b, const char *workload_path, const struct res_source *src,
 		 struct secret **ret_token, int64_t *ret_expires_in, char *err, size_t err_cap);
 /* The same, but never waits or exchanges: -EWOULDBLOCK unless a token before its
- * mandatory refresh is cached (then as broker_token). For event loops. */
-int broker_token_cached(struct broker *b, const char *workload_path,
-			const struct res_source *src, struct secret **ret_token, char *err,
-			size_t err_cap);
+ * mandatory refresh is cached (then as broker_token). For event loops. ret_fp (may be
+ * NULL) receives the token's secret_fingerprint(), kept since the exchange. */
+int broker_token_cached(struct broker *b, const char *workload_path, const struct res_source *src,
+			struct secret **ret_token, char ret_fp[17], char *err, size_t err_cap);
 /* The upstream refused token (401): drop it only if it is still the cached one
  * (compare before clearing), so a concurrent refresh is not thrown away. */
 void broker_invalidate(struct broker *b, const char *workload_path, const struct res_source *src,

@@ -1,6 +1,7 @@
 /* decide — the per-request injection decision (see decide.h). */
 #include "proxy/decide.h"
 
+#include "common/fmt.h"
 #include "config/resources.h"
 #include "proxy/errors.h"
 
@@ -205,8 +206,8 @@ void decide_request(const struct decide_in *in, struct decide_out *out)
 		       (int)in->pid, exe, (int)in->pid);
 		return;
 	}
-	snprintf(out->spiffe_id, sizeof(out->spiffe_id), "spiffe://%s/%s", in->trust_domain,
-		 out->workload->workload_id);
+	fmt_join(out->spiffe_id, sizeof(out->spiffe_id), 4,
+		 (const char *[]){"spiffe://", in->trust_domain, "/", out->workload->workload_id});
 	if (in->revocations) {
 		char why[REVOKE_REASON_MAX + 1] = "";
 		/* before the binding is chosen: the workload has no path while revoked */

@@ -1,5 +1,6 @@
 /* inject — authority checks and head rewrites (see inject.h). */
 #include "proxy/inject.h"
+#include "common/fmt.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -22,20 +23,11 @@ static void put(struct out *o, const void *s, size_t n)
 	o->len += n;
 }
 
-static void puts_(struct out *o, const char *s)
-{
-	put(o, s, strlen(s));
-}
+static void puts_(struct out *o, const char *s) { put(o, s, strlen(s)); }
 
-static void put_str(struct out *o, struct http1_str s)
-{
-	put(o, s.p, s.n);
-}
+static void put_str(struct out *o, struct http1_str s) { put(o, s.p, s.n); }
 
-static bool is_ows(char c)
-{
-	return c == ' ' || c == '\t';
-}
+static bool is_ows(char c) { return c == ' ' || c == '\t'; }
 
 /* Does the comma list s hold the element name (OWS-trimmed, any case)? */
 static bool list_has(struct http1_str s, struct http1_str name)
@@ -152,17 +144,17 @@ int inject_split_target(struct http1_str t, struct http1_str *ret_authority,
 	if (ae < end && *ae != '/')
 		return -EINVAL;
 	*ret_authority = (struct http1_str){as, (size_t)(ae - as)};
-	*ret_path = ae < end ? (struct http1_str){ae, (size_t)(end - ae)}
-			     : (struct http1_str){"/", 1};
+	*ret_path =
+	    ae < end ? (struct http1_str){ae, (size_t)(end - ae)} : (struct http1_str){"/", 1};
 	return 0;
 }
 
 /* The fields never forwarded in either direction (RFC 9110 §7.6.1 hop-by-hop). */
 static bool hop_by_hop(struct http1_str name)
 {
-	static const char *const names[] = {"connection", "keep-alive", "proxy-connection",
-					    "te",         "upgrade",    "proxy-authorization",
-					    "proxy-authenticate"};
+	static const char *const names[] = {
+	    "connection", "keep-alive",		 "proxy-connection",  "te",
+	    "upgrade",	  "proxy-authorization", "proxy-authenticate"};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (http1_str_eq_ci(name, names[i]))
@@ -205,12 +197,12 @@ size_t inject_request_cap(const struct http1_msg *m, const struct inject_params 
 	       sizeof(INJECT_OAUTH_BETA) + 2 * HTTP1_MAX_HEADERS + 128;
 }
 
-int inject_request(const struct http1_msg *m, const struct inject_params *p, char *out,
-		   size_t cap, size_t *ret_len)
+int inject_request(const struct http1_msg *m, const struct inject_params *p, char *out, size_t cap,
+		   size_t *ret_len)
 {
 	struct out o = {.p = out, .cap = cap};
 	bool beta_done = false, beta_seen = false, has_oauth = false;
-	char port[16];
+	char port[FMT_U64_MAX];
 
 	if (!p->token || p->token->len == 0)
 		return -EINVAL;
@@ -229,7 +221,8 @@ int inject_request(const struct http1_msg *m, const struct inject_params *p, cha
 		puts_(&o, p->host);
 	}
 	if (p->port != (p->tls ? 443 : 80)) {
-		snprintf(port, sizeof(port), ":%u", (unsigned)p->port);
+		fmt_u64(port, p->port);
+		puts_(&o, ":");
 		puts_(&o, port);
 	}
 	puts_(&o, "\r\n");
@@ -289,9 +282,10 @@ int inject_response(const struct http1_msg *m, bool keep_alive, int client_minor
 		    size_t cap, size_t *ret_len)
 {
 	struct out o = {.p = out, .cap = cap};
-	char code[8];
+	/* the parser takes three digits: 000-999 */
+	char code[4] = {(char)('0' + m->status / 100 % 10), (char)('0' + m->status / 10 % 10),
+			(char)('0' + m->status % 10), '\0'};
 
-	snprintf(code, sizeof(code), "%03d", m->status);
 	puts_(&o, "HTTP/1.1 ");
 	puts_(&o, code);
 	puts_(&o, " ");

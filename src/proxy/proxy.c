@@ -28,6 +28,7 @@
  *    write side shut, input drained briefly, so the client reads the response). */
 #include "proxy/proxy.h"
 
+#include "common/fmt.h"
 #include "common/log.h"
 #include "common/net.h"
 #include "config/resources.h"
@@ -227,8 +228,9 @@ static uint64_t now_ms(void)
 /* "ns/name", the same label the broker audits (an absent namespace is "default"). */
 static void source_name(const struct res_source *s, char *out, size_t cap)
 {
-	snprintf(out, cap, "%s/%s", s->meta.ns && s->meta.ns[0] ? s->meta.ns : "default",
-		 s->meta.name);
+	fmt_join(out, cap, 3,
+		 (const char *[]){s->meta.ns && s->meta.ns[0] ? s->meta.ns : "default", "/",
+				  s->meta.name});
 }
 
 static void copy_str(char *dst, size_t cap, struct http1_str s)
@@ -1008,8 +1010,10 @@ static void decide_for(struct conn *c, struct reqctx *rq)
 	if (rq->d.status)
 		return;
 	audit_path(rq->path, sizeof(rq->path), rq->d.path);
-	snprintf(rq->dest, sizeof(rq->dest), "%s:%u", rq->d.svc->addresses[0].host,
-		 (unsigned)rq->d.svc->addresses[0].port);
+	char port[FMT_U64_MAX];
+	fmt_u64(port, rq->d.svc->addresses[0].port);
+	fmt_join(rq->dest, sizeof(rq->dest), 3,
+		 (const char *[]){rq->d.svc->addresses[0].host, ":", port});
 	source_name(rq->d.source, rq->source, sizeof(rq->source));
 }
 
@@ -1771,10 +1775,10 @@ static bool fast_start(struct conn *c)
 	if (!rq)
 		return false;
 	decide_for(c, rq);
-	if (rq->d.status || broker_token_cached(p->o.broker, rq->d.workload->workload_id,
-						rq->d.source, &rq->token, err, sizeof(err)) < 0)
+	if (rq->d.status ||
+	    broker_token_cached(p->o.broker, rq->d.workload->workload_id, rq->d.source, &rq->token,
+				rq->fp, err, sizeof(err)) < 0)
 		goto fallback; /* a thread answers the refusal or runs the exchange */
-	secret_fingerprint(rq->token, rq->fp);
 	rq->replayable = true;
 	rq->body_len = c->len - c->pos;
 	rq->body = malloc(rq->body_len ? rq->body_len : 1);

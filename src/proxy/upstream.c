@@ -1,5 +1,6 @@
 /* upstream — verified TLS client connections and their idle pool (see upstream.h). */
 #include "proxy/upstream.h"
+#include "common/fmt.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -147,8 +148,30 @@ static bool idle_usable(const struct upstream_conn *c, uint64_t now)
 	return poll(&pfd, 1, 0) == 0;
 }
 
+/* The pool's key for host:port: "host:port" (tls) or "plain:host:port"; false if it
+ * does not fit. Built by hand: it is made for every request the proxy sends. */
+static bool make_key(char key[static UPSTREAM_KEY_MAX], const char *host, uint16_t port, bool tls)
+{
+	char num[FMT_U64_MAX];
+
+	fmt_u64(num, port);
+	return fmt_join(key, UPSTREAM_KEY_MAX, 4,
+			(const char *[]){tls ? "" : "plain:", host, ":", num});
+}
+
+/* FNV-1a: the idle list is walked comparing hashes, strcmp() only on a match */
+static uint64_t key_hash(const char *key)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (; *key; key++)
+		h = (h ^ (unsigned char)*key) * 0x100000001b3ULL;
+	return h;
+}
+
 static struct upstream_conn *take_idle(struct upstream_pool *p, const char *key)
 {
+	uint64_t kh = key_hash(key);
 	struct upstream_conn **pp, *found = NULL, *dead = NULL;
 	uint64_t now = now_ms();
 
@@ -160,7 +183,7 @@ static struct upstream_conn *take_idle(struct upstream_pool *p, const char *key)
 		 * than now, and must not wrap around into "expired" */
 		bool expired = now > c->idle_since_ms &&
 			       now - c->idle_since_ms > (uint64_t)UPSTREAM_IDLE_SECS * 1000;
-		if (expired || (!found && strcmp(c->key, key) == 0)) {
+		if (expired || (!found && c->key_hash == kh && strcmp(c->key, key) == 0)) {
 			*pp = c->next;
 			p->n_idle--;
 			if (!expired && idle_usable(c, now)) {
@@ -276,11 +299,10 @@ static int dial(struct upstream_pool *p, const char *host, uint16_t port, bool t
 		size_t err_cap)
 {
 	struct upstream_conn *c = NULL;
-	char key[sizeof(c->key)];
+	char key[UPSTREAM_KEY_MAX];
 	int r;
 
-	if (snprintf(key, sizeof(key), "%s%s:%u", tls ? "" : "plain:", host, (unsigned)port) >=
-	    (int)sizeof(key))
+	if (!make_key(key, host, port, tls))
 		return -EINVAL;
 	if (!fresh) {
 		c = take_idle(p, key);
@@ -296,6 +318,7 @@ static int dial(struct upstream_pool *p, const char *host, uint16_t port, bool t
 		return -ENOMEM;
 	c->s.fd = -1;
 	memcpy(c->key, key, sizeof(key));
+	c->key_hash = key_hash(key);
 	r = tcp_connect(host, port, connect_ms, io_ms ? io_ms : p->read_ms, io_ms, err, err_cap);
 	if (r < 0)
 		goto out;
@@ -351,10 +374,9 @@ int upstream_dial(struct upstream_pool *p, const char *host, uint16_t port, bool
 struct upstream_conn *upstream_take_idle(struct upstream_pool *p, const char *host, uint16_t port,
 					 bool tls)
 {
-	char key[sizeof(((struct upstream_conn *)0)->key)];
+	char key[UPSTREAM_KEY_MAX];
 
-	if (snprintf(key, sizeof(key), "%s%s:%u", tls ? "" : "plain:", host, (unsigned)port) >=
-	    (int)sizeof(key))
+	if (!make_key(key, host, port, tls))
 		return NULL;
 	return take_idle(p, key);
 }
@@ -385,7 +407,7 @@ void upstream_put(struct upstream_pool *p, struct upstream_conn *c)
 
 	pthread_mutex_lock(&p->lock);
 	for (struct upstream_conn *i = p->idle; i; i = i->next)
-		if (strcmp(i->key, c->key) == 0)
+		if (i->key_hash == c->key_hash) /* a collision only counts one more */
 			same++;
 	if (same >= UPSTREAM_IDLE_PER_KEY || p->n_idle >= UPSTREAM_IDLE_TOTAL) {
 		pthread_mutex_unlock(&p->lock);

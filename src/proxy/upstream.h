@@ -18,12 +18,14 @@
 #define UPSTREAM_CONNECT_MS 10000
 #define UPSTREAM_READ_SECS 600 /* a non-streaming model response may take minutes */
 #define UPSTREAM_WRITE_SECS 60
+#define UPSTREAM_KEY_MAX 300
 
 struct upstream_pool;
 
 struct upstream_conn {
 	struct stream s;
-	char key[300]; /* "host:port" (tls) or "plain:host:port" */
+	char key[UPSTREAM_KEY_MAX]; /* "host:port" (tls) or "plain:host:port" */
+	uint64_t key_hash;
 	uint64_t idle_since_ms;
 	bool reused;	   /* served from the pool */
 	bool nonblocking;  /* O_NONBLOCK set (the proxy's event loop uses it so) */

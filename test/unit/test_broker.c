@@ -166,6 +166,15 @@ static void test_first_and_hit(struct broker *b)
 	ok(r == 0 && secret_eq(t1, t2) && fake_calls() == c0 + 1 && stats(b)->hits == 1,
 	   "warm key: served from cache, no exchange");
 	ok(t1 != t2, "each call returns its own copy");
+	{
+		struct secret *t3 = NULL;
+		char fp[17] = "", want[17];
+		r = broker_token_cached(b, "demo/a", &src, &t3, fp, err, sizeof(err));
+		secret_fingerprint(t1, want);
+		ok(r == 0 && secret_eq(t1, t3) && strcmp(fp, want) == 0 && fake_calls() == c0 + 1,
+		   "cached: the same token and its fingerprint (%s), no exchange", fp);
+		secret_free(t3);
+	}
 
 	claims = json_loads(F.last_payload, 0, &je);
 	aud = json_object_get(claims, "aud");

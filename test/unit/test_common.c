@@ -1,6 +1,7 @@
 /* Unit tests for src/common (base64, secret, net) and src/audit. */
 #include "audit/audit.h"
 #include "common/base64.h"
+#include "common/fmt.h"
 #include "common/net.h"
 #include "common/readfile.h"
 #include "common/secret.h"
@@ -414,6 +415,28 @@ static void test_host_is_loopback(void)
 	ok(!net_host_is_loopback(longh, NULL), "an oversize Host is refused");
 }
 
+static void test_fmt(void)
+{
+	char b[FMT_U64_MAX], j[8];
+
+	ok(fmt_u64(b, 0) == 1 && strcmp(b, "0") == 0, "fmt_u64 0");
+	ok(fmt_u64(b, UINT64_MAX) == 20 && strcmp(b, "18446744073709551615") == 0,
+	   "fmt_u64 the largest (%s)", b);
+	ok(fmt_i64(b, INT64_MIN) == 20 && strcmp(b, "-9223372036854775808") == 0,
+	   "fmt_i64 the smallest (%s)", b);
+	ok(fmt_i64(b, -1) == 2 && strcmp(b, "-1") == 0 && fmt_i64(b, 443) == 3 &&
+	       strcmp(b, "443") == 0,
+	   "fmt_i64 -1 and 443");
+	ok(fmt_join(j, sizeof(j), 3, (const char *[]){"ab", NULL, "cd"}) && strcmp(j, "abcd") == 0,
+	   "fmt_join joins, a NULL part is empty");
+	ok(fmt_join(j, sizeof(j), 3, (const char *[]){"abc", "def", "g"}) &&
+	       strcmp(j, "abcdefg") == 0,
+	   "fmt_join fills the buffer exactly");
+	ok(!fmt_join(j, sizeof(j), 3, (const char *[]){"abc", "defgh", "ij"}) &&
+	       strcmp(j, "abcdefg") == 0,
+	   "fmt_join cuts to cap - 1 and says so (%s)", j);
+}
+
 static void test_audit(void)
 {
 	char path[] = "/tmp/vouch-audit-XXXXXX";
@@ -469,7 +492,7 @@ static void test_audit_hostile(void)
 
 	close(fd);
 	unlink(path);
-	memset(big, '\x01', sizeof(big) - 1); /* each byte escapes to 6 */
+	memset(big, '\x01', sizeof(big) - 1);  /* each byte escapes to 6 */
 	memset(plain, 'a', sizeof(plain) - 1); /* copied as a run */
 	memcpy(plain + 100, "\"\\\n", 3);
 	ok(audit_open(path, &a) == 0, "audit log opens");
@@ -531,8 +554,8 @@ static void test_audit_hostile(void)
 	   "a long printable field keeps its bytes and escapes, cut and marked (%zu bytes)",
 	   w ? strlen(w) : 0);
 	ok(r[3] &&
-	       strcmp(json_string_value(json_object_get(r[3], "path")),
-		      "/v1/messages?beta=true") == 0 &&
+	       strcmp(json_string_value(json_object_get(r[3], "path")), "/v1/messages?beta=true") ==
+		   0 &&
 	       json_integer_value(json_object_get(r[3], "status")) == -7 &&
 	       json_integer_value(json_object_get(r[3], "elapsed_us")) == INT64_MAX,
 	   "numbers: negative and the largest (status %lld, elapsed_us %lld)",
@@ -724,6 +747,7 @@ int main(void)
 	test_net();
 	test_net_accept();
 	test_host_is_loopback();
+	test_fmt();
 	test_audit();
 	test_audit_hostile();
 	test_audit_batch();
