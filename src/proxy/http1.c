@@ -20,13 +20,14 @@
  *  - a response to HEAD, a 1xx/204/304, and a 2xx to CONNECT have no content (§6.3);
  *  - the status line may omit the SP after the code (lenient for upstreams only). */
 #include "proxy/http1.h"
+#include "common/swar.h"
 
 #include <errno.h>
 #include <string.h>
 #include <strings.h>
 
 #define CHUNK_SIZE_MAX ((uint64_t)1 << 40)
-#define CHUNK_LINE_MAX 4096   /* size line including extensions */
+#define CHUNK_LINE_MAX 4096 /* size line including extensions */
 #define CHUNK_TRAILER_MAX 8192
 
 static bool is_tchar(unsigned char c)
@@ -37,15 +38,9 @@ static bool is_tchar(unsigned char c)
 	return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
-static bool is_ctl(unsigned char c)
-{
-	return c < 0x20 || c == 0x7f;
-}
+static bool is_ctl(unsigned char c) { return c < 0x20 || c == 0x7f; }
 
-static bool is_ows(unsigned char c)
-{
-	return c == ' ' || c == '\t';
-}
+static bool is_ows(unsigned char c) { return c == ' ' || c == '\t'; }
 
 /* Field names whose meaning the proxy decides (framing, routing, credentials,
  * hop-by-hop): never accepted in a request under a '_' spelling, never in a trailer
@@ -82,13 +77,6 @@ static bool sensitive_name(const char *name, size_t n)
 	return false;
 }
 
-bool http1_str_eq_ci(struct http1_str s, const char *lit)
-{
-	size_t n = strlen(lit);
-
-	return s.n == n && strncasecmp(s.p, lit, n) == 0;
-}
-
 const struct http1_header *http1_find(const struct http1_msg *m, const char *name)
 {
 	for (size_t i = 0; i < m->n_headers; i++)
@@ -117,6 +105,15 @@ static long find_head_end(const char *buf, size_t len, struct http1_msg *m)
 	size_t line_start = 0, lines = 0;
 
 	for (size_t i = 0; i < len; i++) {
+		/* skip the bytes that need no check here (printable, not DEL), eight at a
+		 * time, no further than where the head or the line would be too long */
+		size_t lim = len < HTTP1_MAX_HEAD ? len : HTTP1_MAX_HEAD;
+		if (lim > line_start + HTTP1_MAX_LINE)
+			lim = line_start + HTTP1_MAX_LINE;
+		if (i < lim)
+			i += swar_run((const unsigned char *)buf + i, lim - i, 0x7f, 0x7f);
+		if (i == len)
+			break;
 		unsigned char c = (unsigned char)buf[i];
 
 		if (i >= HTTP1_MAX_HEAD)
@@ -133,7 +130,8 @@ static long find_head_end(const char *buf, size_t len, struct http1_msg *m)
 				return bad(m, "bare LF");
 			if (i - line_start + 1 > HTTP1_MAX_LINE)
 				return too_long(m, lines);
-			if (i - line_start == 1) /* empty line: end of head (or a stray CRLF first) */
+			if (i - line_start ==
+			    1) /* empty line: end of head (or a stray CRLF first) */
 				return lines == 0 ? bad(m, "empty line before the start line")
 						  : (long)(i + 1);
 			if (++lines > HTTP1_MAX_HEADERS + 1)
@@ -353,7 +351,8 @@ static int interpret(struct http1_msg *m, bool request, const char *req_method)
 			}
 		} else if (request && http1_str_eq_ci(h->name, "expect")) {
 			if (http1_str_eq_ci(h->value, "100-continue"))
-				m->expect_continue = m->minor >= 1; /* ignored in 1.0 (RFC 9110 §10.1.1) */
+				m->expect_continue =
+				    m->minor >= 1; /* ignored in 1.0 (RFC 9110 §10.1.1) */
 		}
 	}
 	if (have_cl && have_te)
@@ -447,15 +446,15 @@ long http1_parse_response(const char *buf, size_t len, const char *req_method,
  * In CH_TR_NAME, c->remaining counts the bytes of the field name (the first
  * SENSITIVE_NAME_MAX of them kept in c->tr_name). */
 enum {
-	CH_SIZE,       /* first hex digit */
-	CH_SIZE_MORE,  /* more hex digits, ';', BWS or CR */
-	CH_SIZE_WS,    /* BWS before ';' */
-	CH_EXT,        /* extension bytes up to CR */
+	CH_SIZE,      /* first hex digit */
+	CH_SIZE_MORE, /* more hex digits, ';', BWS or CR */
+	CH_SIZE_WS,   /* BWS before ';' */
+	CH_EXT,	      /* extension bytes up to CR */
 	CH_SIZE_LF,
 	CH_DATA,
 	CH_DATA_CR,
 	CH_DATA_LF,
-	CH_TR_START,   /* start of a trailer line or the final CRLF */
+	CH_TR_START, /* start of a trailer line or the final CRLF */
 	CH_TR_NAME,
 	CH_TR_VALUE,
 	CH_TR_LF,
@@ -481,8 +480,8 @@ static int hexval(unsigned char c)
 	return -1;
 }
 
-long http1_chunked_feed(struct http1_chunked *c, const char *in, size_t len,
-			const char **ret_data, size_t *ret_data_len, bool *ret_done)
+long http1_chunked_feed(struct http1_chunked *c, const char *in, size_t len, const char **ret_data,
+			size_t *ret_data_len, bool *ret_done)
 {
 	size_t i = 0;
 

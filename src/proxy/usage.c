@@ -16,6 +16,7 @@
  * may start a key or a value alike: no path of interest lies there, and string and
  * bracket boundaries are still followed exactly. */
 #include "proxy/usage.h"
+#include "common/swar.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -224,27 +225,9 @@ static void value_start(struct usage_json *j, unsigned char c)
 
 /* Scan n bytes of JSON text. */
 /* How many bytes of s[0..n) are plain string content: not '"', not '\\', not a control
- * byte. Eight at a time (SWAR: a word holds one of those bytes only if one of the three
- * tests flags it; a flag can be spurious, never missing, so a flagged word is finished
- * byte by byte): a response body is mostly such text, and this scanner reads every
- * byte the proxy relays. */
-static size_t plain_run(const unsigned char *s, size_t n)
-{
-	const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-	size_t i = 0;
-
-	for (; i + 8 <= n; i += 8) {
-		uint64_t x, q, b;
-		memcpy(&x, s + i, 8);
-		q = x ^ (ones * '"');
-		b = x ^ (ones * '\\');
-		if ((((q - ones) & ~q) | ((b - ones) & ~b) | ((x - ones * 0x20) & ~x)) & highs)
-			break;
-	}
-	while (i < n && s[i] != '"' && s[i] != '\\' && s[i] >= 0x20)
-		i++;
-	return i;
-}
+ * byte (eight at a time: a response body is mostly such text, and this scanner reads
+ * every byte the proxy relays). */
+static size_t plain_run(const unsigned char *s, size_t n) { return swar_run(s, n, '"', '\\'); }
 
 static void json_feed(struct usage_json *j, const unsigned char *s, size_t n)
 {

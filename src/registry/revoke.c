@@ -179,12 +179,12 @@ bool revocations_check_binding(struct revocations *r, const char *ns, const char
 
 	if (!r || !name)
 		return false;
-	snprintf(qualified, sizeof(qualified), "%s/%s", ns && *ns ? ns : "default", name);
 	pthread_mutex_lock(&r->lock);
-	if (r->n == 0) { /* the common case on the request path */
+	if (r->n == 0) { /* the common case on the request path: nothing to format */
 		pthread_mutex_unlock(&r->lock);
 		return false;
 	}
+	snprintf(qualified, sizeof(qualified), "%s/%s", ns && *ns ? ns : "default", name);
 	i = find(r, REVOKE_BINDING, name);
 	if (i == r->n)
 		i = find(r, REVOKE_BINDING, qualified);
