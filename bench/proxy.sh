@@ -34,7 +34,9 @@
 # PROXY_NICE (-20: the nice level of every bench process; the box may be shared), PROXY_CASES
 # (a subset of "r500c1 r500c16 r1000c1 r1000c16 s1000c1 s1000c16 sse max newconn"),
 # PROXY_SSE_RATE (200), PROXY_IDLE_CONNS ("1000 10000": open idle keep-alive connections,
-# cumulative), PROXY_DOC (the output file); BENCH_MINT_OUT, BENCH_CONNECT_OUT (bench/run.sh:
+# cumulative), PROXY_DOC (the output file), PROXY_SMAPS_DIR (a directory: each target's
+# /proc/PID/smaps at the idle RSS reading, for a breakdown), PROXY_IDLE_HOOK (a command run
+# then as: CMD TARGET PID); BENCH_MINT_OUT, BENCH_CONNECT_OUT (bench/run.sh:
 # mint_bench's and connect_bench's output, for their rows in the goal table).
 # Needs root (apt-get for haproxy, pinning, eBPF); without it, it says so and exits 0.
 set -euo pipefail
@@ -403,11 +405,19 @@ case_args() {
 
 results=$tmp/results
 : >"$results"
-declare -A rss_idle
+declare -A rss_idle rss_split
 # idle = 2 s after the warm-ups: what a proxy keeps once its connections have closed
 # (vouchd returns freed heap to the kernel on its next housekeeping tick)
 sleep 2
-for t in $targets; do rss_idle[$t]=$(rss_kb "$(target_pid "$t")"); done
+for t in $targets; do
+	rss_idle[$t]=$(rss_kb "$(target_pid "$t")")
+	# the same split into anonymous memory (heap, stacks, the process's own) and
+	# resident pages of mapped files (shared libraries, shared with other processes)
+	rss_split[$t]=$(awk '/^RssAnon:/ {a = $2} /^RssFile:/ {f = $2} END {print "anon_kb=" a " file_kb=" f}' \
+		/proc/"$(target_pid "$t")"/status 2>/dev/null)
+	[ -z "${PROXY_SMAPS_DIR:-}" ] || cp /proc/"$(target_pid "$t")"/smaps "$PROXY_SMAPS_DIR/$t.smaps" 2>/dev/null || true
+	[ -z "${PROXY_IDLE_HOOK:-}" ] || $PROXY_IDLE_HOOK "$t" "$(target_pid "$t")" || true
+done
 t_start=$(date +%s)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "bench/proxy.sh: targets: $targets; $reps repetitions; loadgen+upstream on CPU $load_cpu, proxy on CPU $proxy_cpu"
@@ -479,7 +489,7 @@ dirty=$(git status --porcelain -- src bench 2>/dev/null | sed -n 1p) # sed reads
 [ -n "$dirty" ] && commit="$commit (+ uncommitted changes under src/ or bench/)"
 ha_ver=$(haproxy -v 2>/dev/null | awk 'NR == 1 {print $3}')
 ssl_ver=$(openssl version | awk '{print $2}')
-for t in $targets; do echo "rss_idle target=$t kb=${rss_idle[$t]}" >>"$results"; done
+for t in $targets; do echo "rss_idle target=$t kb=${rss_idle[$t]} ${rss_split[$t]}" >>"$results"; done
 
 PD_TARGETS="$targets" PD_CASES="${cases[*]}" PD_BUILD="$build" PD_REPS="$reps" PD_DUR="$dur" \
 	PD_MAXDUR="$maxdur" PD_WARM="$warm" PD_SSE_RATE="$sse_rate" PD_LOAD_CPU="$load_cpu" \

@@ -614,6 +614,14 @@ int main(int argc, char **argv)
 	}
 	/* Secrets live in this process: no core dumps, no ptrace by other uids. */
 	prctl(PR_SET_DUMPABLE, 0);
+	/* A fixed mmap threshold. glibc's own moves up to the size of the largest mmap()ed
+	 * block freed so far: the kernel BTF that loading the BPF programs parses and frees
+	 * (5.5 MB, twice) raised it so far that the large, sparsely used tables made next
+	 * (metric series, inventory: ~4.4 MB, calloc()ed) came from the heap, where calloc()
+	 * must clear what it hands out: 1.4 MB of idle RSS for zeros. mmap()ed, untouched
+	 * pages cost nothing. 256 KiB: above a connection's buffers (PROXY_BUF, 128 KiB +
+	 * change), which stay on the heap and are reused. */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	/* jansson holds copies of tokens and assertions while parsing and building JSON (token
 	 * responses, exchange bodies): every block it frees is wiped. */
 	json_set_alloc_funcs(malloc, secret_heap_free);
