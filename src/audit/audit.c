@@ -113,17 +113,19 @@ static size_t utf8_len(const unsigned char *s, size_t left)
 	return n;
 }
 
-static void put_str(struct line *l, const char *k, const char *v)
+/* k: the key, kn its length (put_str()/put_int() below take a literal and count it at
+ * compile time) */
+static void put_strk(struct line *l, const char *k, size_t kn, const char *v)
 {
 	static const char hex[] = "0123456789abcdef";
 	const unsigned char *s = (const unsigned char *)v;
 	size_t len, i = 0;
 
-	if (!v || !*v || l->n + strlen(k) + 16 > sizeof(l->b))
+	if (!v || !*v || l->n + kn + 16 > sizeof(l->b))
 		return; /* no room left for this field: the record stays valid JSON */
 	len = strnlen(v, 4 * AUDIT_FIELD_OUT);
 	put_raw(l, ",\"", 2);
-	put_raw(l, k, strlen(k));
+	put_raw(l, k, kn);
 	put_raw(l, "\":\"", 3);
 	size_t start = l->n;
 	while (i < len) {
@@ -174,10 +176,10 @@ static void put_str(struct line *l, const char *k, const char *v)
 	put_raw(l, "\"", 1);
 }
 
-static void put_int(struct line *l, const char *k, long long v)
+static void put_intk(struct line *l, const char *k, size_t kn, long long v)
 {
 	char num[FMT_U64_MAX];
-	size_t n = fmt_i64(num, v), kn = strlen(k);
+	size_t n = fmt_i64(num, v);
 
 	if (l->n + kn + n + 8 > sizeof(l->b))
 		return;
@@ -186,6 +188,9 @@ static void put_int(struct line *l, const char *k, long long v)
 	put_raw(l, "\":", 2);
 	put_raw(l, num, n);
 }
+
+#define put_str(l, k, v) put_strk(l, "" k "", sizeof(k) - 1, v) /* k: a literal */
+#define put_int(l, k, v) put_intk(l, "" k "", sizeof(k) - 1, v)
 
 /* A Messages response's usage: the fields read, and "usage":"unknown" when none was
  * (or "incomplete" when the body could not be read to its end). */
@@ -201,7 +206,7 @@ static void put_usage(struct line *l, const struct audit_usage *u)
 	put_str(l, "model", u->model);
 	for (size_t i = 0; i < 4; i++) {
 		if (v[i] >= 0) {
-			put_int(l, names[i], v[i]);
+			put_intk(l, names[i], strlen(names[i]), v[i]);
 			any = true;
 		}
 	}

@@ -6,6 +6,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,13 @@
  * (struct secret) is stored in the same mapping, so one munmap() frees both. */
 static size_t page_round(size_t n)
 {
-	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	static _Atomic size_t page; /* sysconf() per secret was visible per proxied request */
+	size_t pg = atomic_load_explicit(&page, memory_order_relaxed);
+
+	if (!pg) {
+		pg = (size_t)sysconf(_SC_PAGESIZE);
+		atomic_store_explicit(&page, pg, memory_order_relaxed);
+	}
 	return (n + pg - 1) / pg * pg;
 }
 

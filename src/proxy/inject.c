@@ -152,12 +152,21 @@ int inject_split_target(struct http1_str t, struct http1_str *ret_authority,
 /* The fields never forwarded in either direction (RFC 9110 §7.6.1 hop-by-hop). */
 static bool hop_by_hop(struct http1_str name)
 {
-	static const char *const names[] = {
-	    "connection", "keep-alive",		 "proxy-connection",  "te",
-	    "upgrade",	  "proxy-authorization", "proxy-authenticate"};
+	/* lengths first: most names differ from all of these by length alone */
+#define HOP(s)                                                                                     \
+	{                                                                                          \
+		s, sizeof(s) - 1                                                                   \
+	}
+	static const struct {
+		const char *s;
+		size_t n;
+	} names[] = {
+	    HOP("connection"), HOP("keep-alive"),	   HOP("proxy-connection"),  HOP("te"),
+	    HOP("upgrade"),    HOP("proxy-authorization"), HOP("proxy-authenticate")};
+#undef HOP
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (http1_str_eq_ci(name, names[i]))
+		if (name.n == names[i].n && strncasecmp(name.p, names[i].s, name.n) == 0)
 			return true;
 	return false;
 }
@@ -210,44 +219,44 @@ int inject_request(const struct http1_msg *m, const struct inject_params *p, cha
 		if (p->token->data[i] <= 0x20 || p->token->data[i] >= 0x7f)
 			return -EINVAL;
 	put_str(&o, m->method);
-	puts_(&o, " ");
+	put(&o, " ", sizeof(" ") - 1);
 	put_str(&o, p->path);
 	puts_(&o, m->minor == 0 ? " HTTP/1.0\r\nHost: " : " HTTP/1.1\r\nHost: ");
 	if (strchr(p->host, ':')) {
-		puts_(&o, "[");
+		put(&o, "[", sizeof("[") - 1);
 		puts_(&o, p->host);
-		puts_(&o, "]");
+		put(&o, "]", sizeof("]") - 1);
 	} else {
 		puts_(&o, p->host);
 	}
 	if (p->port != (p->tls ? 443 : 80)) {
 		fmt_u64(port, p->port);
-		puts_(&o, ":");
+		put(&o, ":", sizeof(":") - 1);
 		puts_(&o, port);
 	}
-	puts_(&o, "\r\n");
+	put(&o, "\r\n", sizeof("\r\n") - 1);
 	for (size_t i = 0; i < m->n_headers; i++) {
 		const struct http1_header *h = &m->headers[i];
 		if (drop_request_field(m, p, h->name))
 			continue;
 		if (!http1_str_eq_ci(h->name, "anthropic-beta")) {
 			put_str(&o, h->name);
-			puts_(&o, ": ");
+			put(&o, ": ", sizeof(": ") - 1);
 			put_str(&o, h->value);
-			puts_(&o, "\r\n");
+			put(&o, "\r\n", sizeof("\r\n") - 1);
 			continue;
 		}
 		if (beta_done)
 			continue;
 		/* the first anthropic-beta: emit the merged value of all of them here */
 		beta_done = true;
-		puts_(&o, "anthropic-beta: ");
+		put(&o, "anthropic-beta: ", sizeof("anthropic-beta: ") - 1);
 		for (size_t j = i; j < m->n_headers; j++) {
 			const struct http1_header *b = &m->headers[j];
 			if (!http1_str_eq_ci(b->name, "anthropic-beta") || b->value.n == 0)
 				continue;
 			if (beta_seen)
-				puts_(&o, ",");
+				put(&o, ",", sizeof(",") - 1);
 			put_str(&o, b->value);
 			beta_seen = true;
 			if (list_has_lit(b->value, INJECT_OAUTH_BETA))
@@ -255,16 +264,16 @@ int inject_request(const struct http1_msg *m, const struct inject_params *p, cha
 		}
 		if (!has_oauth) {
 			if (beta_seen)
-				puts_(&o, ",");
+				put(&o, ",", sizeof(",") - 1);
 			puts_(&o, INJECT_OAUTH_BETA);
 		}
-		puts_(&o, "\r\n");
+		put(&o, "\r\n", sizeof("\r\n") - 1);
 	}
 	if (!beta_done)
 		puts_(&o, "anthropic-beta: " INJECT_OAUTH_BETA "\r\n");
-	puts_(&o, "Authorization: Bearer ");
+	put(&o, "Authorization: Bearer ", sizeof("Authorization: Bearer ") - 1);
 	put(&o, p->token->data, p->token->len);
-	puts_(&o, "\r\n\r\n");
+	put(&o, "\r\n\r\n", sizeof("\r\n\r\n") - 1);
 	if (o.full) {
 		explicit_bzero(out, o.len);
 		return -ENOSPC;
@@ -286,25 +295,25 @@ int inject_response(const struct http1_msg *m, bool keep_alive, int client_minor
 	char code[4] = {(char)('0' + m->status / 100 % 10), (char)('0' + m->status / 10 % 10),
 			(char)('0' + m->status % 10), '\0'};
 
-	puts_(&o, "HTTP/1.1 ");
+	put(&o, "HTTP/1.1 ", sizeof("HTTP/1.1 ") - 1);
 	puts_(&o, code);
-	puts_(&o, " ");
+	put(&o, " ", sizeof(" ") - 1);
 	put_str(&o, m->reason);
-	puts_(&o, "\r\n");
+	put(&o, "\r\n", sizeof("\r\n") - 1);
 	for (size_t i = 0; i < m->n_headers; i++) {
 		const struct http1_header *h = &m->headers[i];
 		if (hop_by_hop(h->name) || listed_in_connection(m, h->name))
 			continue;
 		put_str(&o, h->name);
-		puts_(&o, ": ");
+		put(&o, ": ", sizeof(": ") - 1);
 		put_str(&o, h->value);
-		puts_(&o, "\r\n");
+		put(&o, "\r\n", sizeof("\r\n") - 1);
 	}
 	if (!keep_alive)
-		puts_(&o, "Connection: close\r\n");
+		put(&o, "Connection: close\r\n", sizeof("Connection: close\r\n") - 1);
 	else if (client_minor == 0)
-		puts_(&o, "Connection: keep-alive\r\n");
-	puts_(&o, "\r\n");
+		put(&o, "Connection: keep-alive\r\n", sizeof("Connection: keep-alive\r\n") - 1);
+	put(&o, "\r\n", sizeof("\r\n") - 1);
 	if (o.full)
 		return -ENOSPC;
 	*ret_len = o.len;
