@@ -79,7 +79,7 @@ struct limits_out {
 
 /* Check in->binding's limits for one request, in this order: path ambiguity, methods,
  * paths, windows, requests per minute (taken last, only for a request that passed the
- * rest). *out is always fully written. */
+ * rest). Every field of *out is set (message "" when the request is allowed). */
 void limits_check(const struct limits_in *in, struct limits_out *out);
 
 /* One line describing b's effective limits ("methods: ...; paths: ...; ...") for
