@@ -410,13 +410,16 @@ declare -A rss_idle rss_split
 # (vouchd returns freed heap to the kernel on its next housekeeping tick)
 sleep 2
 for t in $targets; do
-	rss_idle[$t]=$(rss_kb "$(target_pid "$t")")
+	t_pid=$(target_pid "$t")
+	rss_idle[$t]=$(rss_kb "$t_pid")
+	rss_split[$t]=""
+	[ -n "$t_pid" ] || continue # the baseline: no proxy process
 	# the same split into anonymous memory (heap, stacks, the process's own) and
 	# resident pages of mapped files (shared libraries, shared with other processes)
 	rss_split[$t]=$(awk '/^RssAnon:/ {a = $2} /^RssFile:/ {f = $2} END {print "anon_kb=" a " file_kb=" f}' \
-		/proc/"$(target_pid "$t")"/status 2>/dev/null)
-	[ -z "${PROXY_SMAPS_DIR:-}" ] || cp /proc/"$(target_pid "$t")"/smaps "$PROXY_SMAPS_DIR/$t.smaps" 2>/dev/null || true
-	[ -z "${PROXY_IDLE_HOOK:-}" ] || $PROXY_IDLE_HOOK "$t" "$(target_pid "$t")" || true
+		/proc/"$t_pid"/status 2>/dev/null || true)
+	[ -z "${PROXY_SMAPS_DIR:-}" ] || cp /proc/"$t_pid"/smaps "$PROXY_SMAPS_DIR/$t.smaps" 2>/dev/null || true
+	[ -z "${PROXY_IDLE_HOOK:-}" ] || $PROXY_IDLE_HOOK "$t" "$t_pid" || true
 done
 t_start=$(date +%s)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
