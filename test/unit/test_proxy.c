@@ -207,6 +207,8 @@ static void *up_conn(void *arg)
 
 		bool close_after = false;
 		int n;
+		if (strstr(sn.line, " /slow")) /* answered late: the proxy waits on it */
+			usleep(300 * 1000);
 		if (strstr(sn.line, " /chunked")) {
 			n = snprintf(
 			    out, sizeof(out),
@@ -545,6 +547,21 @@ static void test_plain(void)
 	ok(n_seen_now() == before + 2 && strcmp(last_seen().line, "GET /b") == 0,
 	   "both forwarded in order");
 
+	/* the next request sent while the proxy's event loop awaits the response to this
+	 * one: the loop stops watching the workload's socket meanwhile and must find the
+	 * request when the connection is parked again (a lost wake-up would leave it
+	 * unanswered until the idle timeout; the client gives up after 10 s) */
+	before = n_seen_now();
+	snprintf(req, sizeof(req), "GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+	ok(stream_write(&c->s, req, strlen(req)) == 0, "a request the upstream answers late");
+	usleep(100 * 1000);
+	snprintf(req, sizeof(req), "GET /after-slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+	ok(client_do(c, req, "GET", &r) == 0 && r.status == 200 &&
+	       client_do(c, NULL, "GET", &r) == 0 && r.status == 200,
+	   "the request sent while the first was awaited is answered too");
+	ok(n_seen_now() == before + 2 && strcmp(last_seen().line, "GET /after-slow") == 0,
+	   "both forwarded, in order");
+
 	/* Expect: 100-continue answered by the proxy */
 	snprintf(req, sizeof(req),
 		 "POST /x HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\nContent-Length: "
@@ -687,8 +704,8 @@ static void test_pool_reuse(void)
 			if (!c || client_connect(c, plain_port) < 0)
 				_exit(1);
 			for (int j = 0; j < EACH; j++)
-				if (client_do(c, "GET /pool HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "GET",
-					      &r) < 0 ||
+				if (client_do(c, "GET /pool HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+					      "GET", &r) < 0 ||
 				    r.status != 200)
 					_exit(2);
 			_exit(0);
@@ -762,8 +779,8 @@ static void test_idle_loop(struct proxy *px)
 			break;
 	}
 	ok(st.connections == before - N / 2 && st.idle == N - N / 2,
-	   "clients that closed while parked are gone (%u connections, %u idle)",
-	   st.connections, st.idle);
+	   "clients that closed while parked are gone (%u connections, %u idle)", st.connections,
+	   st.idle);
 	for (int i = N / 2; i < N; i++)
 		stream_close(&cs[i].s);
 	free(cs);
@@ -1879,8 +1896,8 @@ int main(void)
 				struct client *ic = calloc(1, sizeof(*ic));
 				struct reply ri;
 				client_connect(ic, idle_port);
-				ok(client_do(ic, "GET /i HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "GET",
-					     &ri) == 0 &&
+				ok(client_do(ic, "GET /i HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+					     "GET", &ri) == 0 &&
 				       ri.status == 200,
 				   "idle timeout: first request served");
 				ok(client_sees_close(ic),
