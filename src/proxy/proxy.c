@@ -300,8 +300,8 @@ static uint32_t loop_watch(struct proxy *p, int fd, int kind, struct conn *c)
 	if (++e->gen == 0)
 		e->gen = 1;
 	ev.data.u64 = (uint64_t)e->gen << 32 | (uint32_t)fd;
-	/* EEXIST: a watch the kernel kept because the socket was open elsewhere too when it
-	 * was closed here; the new one replaces it */
+	/* EEXIST: this socket is still registered under a watch that was not ended here;
+	 * the new generation replaces it */
 	if (epoll_ctl(p->idle_ep, EPOLL_CTL_ADD, fd, &ev) < 0 &&
 	    (errno != EEXIST || epoll_ctl(p->idle_ep, EPOLL_CTL_MOD, fd, &ev) < 0)) {
 		e->c = NULL;
