@@ -135,6 +135,7 @@ struct proxy {
 	 * idle list; a connection is on at most one of them) */
 	struct conn *wait_head, *wait_tail;
 	uint32_t n_wait;
+	uint64_t loop_wakeups; /* epoll_wait returns with events; under lock */
 	/* The loop's sockets, by descriptor: what an event names (see loop_watch) */
 	struct fdent {
 		struct conn *c; /* the connection the loop serves over it; NULL: none */
@@ -1992,6 +1993,8 @@ static void *idle_main(void *arg)
 		uint64_t now = now_ms();
 
 		pthread_mutex_lock(&p->lock);
+		if (n > 0)
+			p->loop_wakeups++;
 		for (int i = 0; i < n; i++) {
 			uint64_t key = evs[i].data.u64;
 			if (key == EV_WAKE) /* stopping */
@@ -2335,6 +2338,7 @@ void proxy_get_stats(struct proxy *p, struct proxy_stats *ret)
 	ret->idle = p->n_idle;
 	ret->threads = p->n_threads;
 	ret->upstream_reused = upstream_pool_reused(p->pool);
+	ret->loop_wakeups = p->loop_wakeups;
 	pthread_mutex_unlock(&p->lock);
 }
 

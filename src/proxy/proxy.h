@@ -100,10 +100,12 @@ struct proxy_opts {
  * acceptor threads. */
 int proxy_start(const struct proxy_opts *opts, struct proxy **ret, char *err, size_t err_cap);
 struct proxy_stats {
-	uint32_t connections; /* open workload connections */
-	uint32_t idle;	      /* of those, keep-alive connections waiting in the idle loop */
-	uint32_t threads;     /* connection threads, serving or parked for reuse */
+	uint32_t connections;	  /* open workload connections */
+	uint32_t idle;		  /* of those, keep-alive connections waiting in the idle loop */
+	uint32_t threads;	  /* connection threads, serving or parked for reuse */
 	uint64_t upstream_reused; /* requests sent on a pooled upstream connection */
+	uint64_t loop_wakeups;	  /* times the event loop woke with events (a loop that
+				   * keeps being woken for a socket nobody reads spins) */
 };
 void proxy_get_stats(struct proxy *p, struct proxy_stats *ret);
 /* Per listener, in the order of proxy_opts.listeners: its address ("127.0.0.1:7800",

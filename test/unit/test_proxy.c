@@ -209,6 +209,9 @@ static void *up_conn(void *arg)
 		int n;
 		if (strstr(sn.line, " /slow")) /* answered late: the proxy waits on it */
 			usleep(300 * 1000);
+		/* answered on a kept-alive connection the server then closes while it sits in
+		 * the proxy's pool */
+		bool close_later = strstr(sn.line, " /close-later") != NULL;
 		if (strstr(sn.line, " /chunked")) {
 			n = snprintf(
 			    out, sizeof(out),
@@ -234,6 +237,10 @@ static void *up_conn(void *arg)
 		}
 		if (stream_write(&s, out, (size_t)n) < 0 || close_after)
 			goto out;
+		if (close_later) {
+			usleep(100 * 1000);
+			goto out;
+		}
 	}
 out:
 	SSL_shutdown(s.ssl);
@@ -784,6 +791,31 @@ static void test_idle_loop(struct proxy *px)
 	for (int i = N / 2; i < N; i++)
 		stream_close(&cs[i].s);
 	free(cs);
+
+	/* A pooled upstream connection the server closes while it sits in the pool: the
+	 * loop, which watches it level-triggered since it sent a request over it, stops
+	 * watching it on the first wake-up; were it kept, the loop would be woken for it
+	 * again and again (a spin: tens of thousands of wake-ups in the window below). */
+	struct client *k = calloc(1, sizeof(*k));
+	struct proxy_stats s0 = {0}, s1 = {0};
+	bool done = client_connect(k, plain_port) == 0 &&
+		    client_do(k, "GET /warm HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "GET", &r) == 0 &&
+		    r.status == 200;
+	usleep(50 * 1000); /* parked: the next request is the loop's */
+	done =
+	    done &&
+	    client_do(k, "GET /close-later HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "GET", &r) == 0 &&
+	    r.status == 200;
+	usleep(300 * 1000); /* the upstream closed it 100 ms after answering */
+	proxy_get_stats(px, &s0);
+	usleep(300 * 1000);
+	proxy_get_stats(px, &s1);
+	ok(done && s1.loop_wakeups - s0.loop_wakeups < 50,
+	   "an upstream connection closed in the pool does not keep waking the loop (%llu "
+	   "wake-ups in 0.3 s)",
+	   (unsigned long long)(s1.loop_wakeups - s0.loop_wakeups));
+	stream_close(&k->s);
+	free(k);
 }
 
 /* Many short connections, one request each, from several processes at once: every
