@@ -1,6 +1,7 @@
 /* upstream — verified TLS client connections and their idle pool (see upstream.h). */
 #include "proxy/upstream.h"
 #include "common/fmt.h"
+#include "common/hash.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -159,14 +160,10 @@ static bool make_key(char key[static UPSTREAM_KEY_MAX], const char *host, uint16
 			(const char *[]){tls ? "" : "plain:", host, ":", num});
 }
 
-/* FNV-1a: the idle list is walked comparing hashes, strcmp() only on a match */
+/* the idle list is walked comparing hashes, strcmp() only on a match */
 static uint64_t key_hash(const char *key)
 {
-	uint64_t h = 0xcbf29ce484222325ULL;
-
-	for (; *key; key++)
-		h = (h ^ (unsigned char)*key) * 0x100000001b3ULL;
-	return h;
+	return hash_fnv1a_str(HASH_FNV_OFFSET, HASH_FNV_PRIME, key);
 }
 
 static struct upstream_conn *take_idle(struct upstream_pool *p, const char *key)

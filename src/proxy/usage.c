@@ -16,6 +16,7 @@
  * may start a key or a value alike: no path of interest lies there, and string and
  * bracket boundaries are still followed exactly. */
 #include "proxy/usage.h"
+#include "common/hash.h"
 #include "common/swar.h"
 
 #include <errno.h>
@@ -680,14 +681,10 @@ void usage_table_free(struct usage_table *t)
 /* FNV-1a over workload, NUL, model */
 static uint64_t row_hash(const char *w, const char *m)
 {
-	uint64_t h = 0xcbf29ce484222325ull;
+	uint64_t h = hash_fnv1a_str(HASH_FNV_OFFSET, HASH_FNV_PRIME, w);
 
-	for (const char *s = w; *s; s++)
-		h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-	h *= 0x100000001b3ull;
-	for (const char *s = m; *s; s++)
-		h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-	return h;
+	h = hash_fnv1a_byte(h, HASH_FNV_PRIME, 0);
+	return hash_fnv1a_str(h, HASH_FNV_PRIME, m);
 }
 
 static uint64_t sat_add(uint64_t a, int64_t b)

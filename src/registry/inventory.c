@@ -1,6 +1,7 @@
 /* inventory — the access-path table (see inventory.h). */
 #include "registry/inventory.h"
 
+#include "common/hash.h"
 #include "common/readfile.h"
 #include "common/statefile.h"
 
@@ -98,13 +99,13 @@ static const char *field(const struct inventory_key *k, int i)
 /* FNV-1a over the four names, each preceded by whether it is present. */
 static uint64_t key_hash(const struct inventory_key *k)
 {
-	uint64_t h = 0xcbf29ce484222325ULL;
+	uint64_t h = HASH_FNV_OFFSET;
 
 	for (int i = 0; i < N_FIELDS; i++) {
-		const unsigned char *p = (const unsigned char *)field(k, i);
-		h = (h ^ (p ? 1u : 2u)) * 0x100000001b3ULL;
-		for (; p && *p; p++)
-			h = (h ^ *p) * 0x100000001b3ULL;
+		const char *p = field(k, i);
+		h = hash_fnv1a_byte(h, HASH_FNV_PRIME, p ? 1 : 2);
+		if (p)
+			h = hash_fnv1a_str(h, HASH_FNV_PRIME, p);
 	}
 	return h;
 }

@@ -1,5 +1,6 @@
 /* limits — per-binding limits (see limits.h). */
 #include "registry/limits.h"
+#include "common/hash.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -253,9 +254,7 @@ void limits_rate_free(struct limits_rate *r)
  * request data), so two independent 64-bit hashes only guard against chance collisions. */
 static uint64_t fnv(uint64_t h, uint64_t prime, const char *s)
 {
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * prime;
-	return (h ^ 0x1f) * prime;
+	return hash_fnv1a_byte(hash_fnv1a_str(h, prime, s), prime, 0x1f);
 }
 
 static void refill(struct rate_slot *s, uint32_t rpm, uint64_t now_ms)
@@ -276,8 +275,8 @@ bool limits_rate_take(struct limits_rate *r, const char *workload_id,
 		      const struct res_binding *binding, uint32_t rpm, uint64_t now_ms,
 		      uint32_t *ret_retry_after)
 {
-	uint64_t h1 = 0xcbf29ce484222325ULL, h2 = 0x84222325cbf29ce4ULL;
-	const uint64_t p1 = 0x100000001b3ULL, p2 = 0x1000000016fULL;
+	uint64_t h1 = HASH_FNV_OFFSET, h2 = 0x84222325cbf29ce4ULL;
+	const uint64_t p1 = HASH_FNV_PRIME, p2 = 0x1000000016fULL;
 	struct rate_slot *s = NULL, *spare = NULL;
 	bool ok;
 
