@@ -76,8 +76,8 @@ proxy_cpu=${PROXY_CPU:-$([ "$ncpu" -ge 2 ] && echo 1 || echo 0)}
 nice_n=${PROXY_NICE:--20}
 # "${pin[@]}" CPU CMD...: CMD on CPU at that nice level; nice and taskset exec, so $! is CMD's pid
 pin=(nice -n "$nice_n" taskset -c)
-token="sk-ant-oat01-bench-fixed-token-0123456789abcdef"
-api_key="sk-ant-api03-bench-placeholder"
+token="sk-ant-oat01-fake-bench-only-not-a-real-token-0123456789abcdef"
+api_key="sk-ant-api03-FAKE-bench-only-placeholder"
 
 if ! command -v haproxy >/dev/null; then
 	echo "bench/proxy.sh: installing haproxy (apt-get)"

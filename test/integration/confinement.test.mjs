@@ -27,7 +27,7 @@ const NOBODY = { uid: 65534, gid: 65534 };
 const ENV = { PATH: process.env.PATH }; // no proxy variables from the outside
 
 // Secrets a workload itself might send: they must never come back in a body vouchd writes.
-const WL_KEY = `sk-ant-api03-${randomBytes(30).toString('base64url')}`;
+const WL_KEY = `sk-ant-api03-FAKE-test-only-${randomBytes(30).toString('base64url')}`;
 const WL_BEARER = randomBytes(32).toString('hex');
 const WL_COOKIE = randomBytes(24).toString('hex');
 

@@ -24,7 +24,7 @@ function b62(n) {
 	return s.slice(0, n);
 }
 
-const ANT = `sk-ant-api03-${b62(93)}AA`;
+const ANT = `sk-ant-api03-FAKEtestonly${b62(82)}AA`; // random, so it scans as a key; marked fake
 const OAI = `sk-proj-${b62(120)}`;
 const GEN = b62(40);
 const GHP = `ghp_${b62(36)}`;

@@ -86,7 +86,7 @@ static void make_keys(void)
 	char b[128];
 
 	fill(b, 93);
-	snprintf(ant, sizeof(ant), "sk-ant-api03-%sAA", b);
+	snprintf(ant, sizeof(ant), "sk-ant-api03-FAKEtestonly%sAA", b);
 	fill(b, 120);
 	snprintf(oai, sizeof(oai), "sk-proj-%s", b);
 	snprintf(aws_id, sizeof(aws_id), "AKIA");
@@ -116,11 +116,11 @@ static void test_patterns(void)
 	snprintf(line, sizeof(line), "ANTHROPIC_API_KEY=%s", ant);
 	one(line, DETECT_ANTHROPIC_API_KEY, "sk-ant-api03-", ant, "env assignment");
 	fill(b, 93);
-	snprintf(k, sizeof(k), "sk-ant-admin01-%sAA", b);
+	snprintf(k, sizeof(k), "sk-ant-admin01-FAKEtestonly%sAA", b);
 	snprintf(line, sizeof(line), "  admin_key: \"%s\"", k);
 	one(line, DETECT_ANTHROPIC_ADMIN_KEY, "sk-ant-admin01-", k, "YAML, quoted");
 	fill(b, 90);
-	snprintf(k, sizeof(k), "sk-ant-oat01-%s", b);
+	snprintf(k, sizeof(k), "sk-ant-oat01-FAKEtestonly%s", b);
 	snprintf(line, sizeof(line), "x-api-key: %s", k);
 	one(line, DETECT_ANTHROPIC_KEY, "sk-ant-oat01-", k, "another sk-ant- type tag");
 	fill(b, 60);
@@ -208,7 +208,7 @@ static void test_near_misses(void)
 	     "'sk-' inside another word");
 	none("pip install sk-learn-is-a-machine-learning-library-for-python",
 	     "sk- lower-case prose");
-	none("token=\"sk-ant-oat01-bench-fixed-token-0123456789abcdef\"",
+	none("token=\"sk-ant-oat01-fake-bench-only-not-a-real-token-0123456789abcdef\"",
 	     "sk-ant- lower-case words and hex");
 	none("api_key=\"sk-ant-api03-bench-placeholder2\"",
 	     "an sk-ant- placeholder is not a generic secret either");
