@@ -324,6 +324,14 @@ static void loop_unwatch(struct proxy *p, int fd)
 	e->c = NULL;
 }
 
+/* The loop no longer watches c's workload socket (a no-op when it did not). */
+static void client_unwatch(struct conn *c)
+{
+	if (c->cgen)
+		loop_unwatch(c->p, c->cs.fd);
+	c->cgen = 0;
+}
+
 /* Is up's socket still watched under the generation it was watched with? */
 static bool upstream_watched(struct proxy *p, const struct upstream_conn *up)
 {
@@ -1489,8 +1497,7 @@ static void conn_free(struct conn *c)
 {
 	if (c->cgen) {
 		pthread_mutex_lock(&c->p->lock);
-		loop_unwatch(c->p, c->cs.fd);
-		c->cgen = 0;
+		client_unwatch(c);
 		pthread_mutex_unlock(&c->p->lock);
 	}
 	drop_upstream(c);
@@ -1607,9 +1614,6 @@ static void wait_unlink(struct proxy *p, struct conn *c)
 	p->n_wait--;
 }
 
-/* Hand an idle keep-alive connection (nothing buffered) to the idle loop. false: it
- * cannot be parked (bytes pending in TLS, the proxy stopping, epoll failed): the
- * thread keeps serving it. */
 /* Append c to the idle list, its socket watched (already, when the loop served the
  * request). Under p->lock. */
 static bool park_locked(struct conn *c)
@@ -1632,6 +1636,9 @@ static bool park_locked(struct conn *c)
 	return true;
 }
 
+/* Hand an idle keep-alive connection (nothing buffered) to the idle loop. false: it
+ * cannot be parked (bytes pending in TLS, the proxy stopping, epoll failed): the
+ * thread keeps serving it. */
 static bool park_conn(struct conn *c)
 {
 	struct proxy *p = c->p;
@@ -1943,9 +1950,7 @@ static void loop_dispatch(struct proxy *p, struct conn *c)
 	/* the thread reads both sockets itself: level-triggered watches would wake the
 	 * loop for every byte that comes while it does */
 	pthread_mutex_lock(&p->lock);
-	if (c->cgen)
-		loop_unwatch(p, c->cs.fd);
-	c->cgen = 0;
+	client_unwatch(c);
 	if (c->up && upstream_watched(p, c->up))
 		loop_unwatch(p, c->up->s.fd);
 	pthread_mutex_unlock(&p->lock);
@@ -2016,8 +2021,9 @@ static void *idle_main(void *arg)
 				 * closed in the pool or that a thread reads from. Level-triggered,
 				 * it would wake the loop until then: the watch ends. */
 				if (e->kind == EV_CLIENT && c)
-					c->cgen = 0;
-				loop_unwatch(p, fd);
+					client_unwatch(c); /* c->cgen is gen */
+				else
+					loop_unwatch(p, fd);
 				continue;
 			}
 			work[nw] = c;
